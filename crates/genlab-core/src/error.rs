@@ -1,0 +1,61 @@
+//! The error type of every genlab library crate.
+//!
+//! Each variant carries enough context to tell the user what was wrong and what was
+//! expected; the binary prints it through anyhow, libraries never panic on bad input.
+
+use std::path::PathBuf;
+
+/// Result alias used across genlab's library crates.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tensor library reported a failure (shape mismatch, unsupported op...).
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A configuration key, value or file was invalid.
+    #[error("config: {0}")]
+    Config(String),
+    /// A checkpoint is missing, corrupt or belongs to something else.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// A dataset is missing, corrupt or does not match its expected checksum/format.
+    #[error("data: {0}")]
+    Data(String),
+    /// An argument was out of its valid range.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A numeric failure detected at run time (NaN/inf loss, diverged sampler).
+    #[error("numeric: {0}")]
+    Numeric(String),
+    /// The run was interrupted (Ctrl-C) after saving its state.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    /// Wraps an I/O error with the action and the path it concerned.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Returns `Err(Error::InvalidInput)` with a formatted message.
+#[macro_export]
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        return Err($crate::Error::InvalidInput(format!($($arg)*)))
+    };
+}
