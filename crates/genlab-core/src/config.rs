@@ -14,12 +14,14 @@ use crate::{Error, Result};
 /// Parses `key.path=value`. The value is read as a TOML literal (`3`, `1e-4`, `true`,
 /// `"text"`, `[1, 2]`); anything that is not a valid literal is taken as a plain string.
 pub fn parse_override(s: &str) -> Result<(String, Value)> {
-    let (k, v) = s.split_once('=').ok_or_else(|| {
-        Error::Config(format!("override `{s}` is not of the form key=value"))
-    })?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| Error::Config(format!("override `{s}` is not of the form key=value")))?;
     let k = k.trim();
     if k.is_empty() || k.split('.').any(|p| p.is_empty()) {
-        return Err(Error::Config(format!("override `{s}` has an empty key segment")));
+        return Err(Error::Config(format!(
+            "override `{s}` has an empty key segment"
+        )));
     }
     let v = v.trim();
     let value = match toml::from_str::<toml::Table>(&format!("v = {v}")) {
@@ -63,11 +65,15 @@ pub fn apply_override(root: &mut Value, key: &str, value: Value) -> Result<()> {
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
         let here = parts[..i].join(".");
-        let obj = node.as_object_mut().ok_or_else(|| {
-            Error::Config(format!("`{here}` is a value, it has no key `{part}`"))
-        })?;
+        let obj = node
+            .as_object_mut()
+            .ok_or_else(|| Error::Config(format!("`{here}` is a value, it has no key `{part}`")))?;
         if !obj.contains_key(*part) {
-            let place = if here.is_empty() { "the config".to_string() } else { format!("`{here}`") };
+            let place = if here.is_empty() {
+                "the config".to_string()
+            } else {
+                format!("`{here}`")
+            };
             return Err(Error::Config(format!(
                 "unknown key `{key}`: {place} has no `{part}` (known keys: {})",
                 keys_of(obj)
@@ -84,7 +90,11 @@ pub fn apply_overlay(root: &mut Value, overlay: &Value, prefix: &str) -> Result<
     match overlay {
         Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 // A table overlays a table key by key; anything else replaces the value.
                 let target_is_obj = lookup(root, &key).is_some_and(Value::is_object);
                 if v.is_object() && target_is_obj {
@@ -139,24 +149,49 @@ mod tests {
         dims: Vec<usize>,
     }
     fn defaults() -> Cfg {
-        Cfg { steps: 10, opt: Inner { lr: 1e-3, name: "adam".into() }, dims: vec![1, 2] }
+        Cfg {
+            steps: 10,
+            opt: Inner {
+                lr: 1e-3,
+                name: "adam".into(),
+            },
+            dims: vec![1, 2],
+        }
     }
 
     #[test]
     fn overrides_are_typed_and_nested() {
-        let o: Vec<_> = ["steps=3000", "opt.lr=2e-4", "opt.name=sgd", "dims=[4, 5, 6]"]
-            .iter()
-            .map(|s| parse_override(s).unwrap())
-            .collect();
+        let o: Vec<_> = [
+            "steps=3000",
+            "opt.lr=2e-4",
+            "opt.name=sgd",
+            "dims=[4, 5, 6]",
+        ]
+        .iter()
+        .map(|s| parse_override(s).unwrap())
+        .collect();
         let c: Cfg = resolve(&defaults(), None, &o).unwrap();
-        assert_eq!(c, Cfg { steps: 3000, opt: Inner { lr: 2e-4, name: "sgd".into() }, dims: vec![4, 5, 6] });
+        assert_eq!(
+            c,
+            Cfg {
+                steps: 3000,
+                opt: Inner {
+                    lr: 2e-4,
+                    name: "sgd".into()
+                },
+                dims: vec![4, 5, 6]
+            }
+        );
     }
 
     #[test]
     fn unknown_key_is_an_error_naming_known_keys() {
         let o = vec![parse_override("opt.momentum=0.9").unwrap()];
         let err = resolve(&defaults(), None, &o).unwrap_err().to_string();
-        assert!(err.contains("unknown key `opt.momentum`") && err.contains("lr, name"), "{err}");
+        assert!(
+            err.contains("unknown key `opt.momentum`") && err.contains("lr, name"),
+            "{err}"
+        );
         let o = vec![parse_override("stepz=1").unwrap()];
         assert!(resolve(&defaults(), None, &o).is_err());
     }
@@ -176,7 +211,9 @@ mod tests {
         let o = vec![parse_override("steps=7").unwrap()];
         let c: Cfg = resolve(&defaults(), Some(&file), &o).unwrap();
         assert_eq!((c.steps, c.opt.lr, c.opt.name.as_str()), (7, 0.5, "adam"));
-        let bad = toml_to_json(toml::Value::Table(toml::from_str("[opt]\nbeta = 1\n").unwrap()));
+        let bad = toml_to_json(toml::Value::Table(
+            toml::from_str("[opt]\nbeta = 1\n").unwrap(),
+        ));
         assert!(resolve(&defaults(), Some(&bad), &[]).is_err());
     }
 
@@ -184,6 +221,9 @@ mod tests {
     fn malformed_overrides() {
         assert!(parse_override("novalue").is_err());
         assert!(parse_override("a..b=1").is_err());
-        assert_eq!(parse_override("k=hello world").unwrap().1, Value::String("hello world".into()));
+        assert_eq!(
+            parse_override("k=hello world").unwrap().1,
+            Value::String("hello world".into())
+        );
     }
 }

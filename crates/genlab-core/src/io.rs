@@ -13,7 +13,10 @@ use candle_core::{Device, Tensor};
 use crate::{Error, Result};
 
 fn tmp_sibling(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|s| s.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|s| s.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -21,7 +24,8 @@ fn tmp_sibling(path: &Path) -> PathBuf {
 fn ensure_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io("create directory", parent, e))?;
         }
     }
     Ok(())
@@ -74,7 +78,10 @@ pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Resul
     let tmp = tmp_sibling(path);
     if let Err(e) = candle_core::safetensors::save(tensors, &tmp) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::Checkpoint(format!("writing {}: {e}", path.display())));
+        return Err(Error::Checkpoint(format!(
+            "writing {}: {e}",
+            path.display()
+        )));
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io("rename into place", path, e))
 }
@@ -82,10 +89,16 @@ pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Resul
 /// Loads every tensor of a safetensors file onto `device`.
 pub fn load_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     if !path.exists() {
-        return Err(Error::Checkpoint(format!("{} does not exist", path.display())));
+        return Err(Error::Checkpoint(format!(
+            "{} does not exist",
+            path.display()
+        )));
     }
     candle_core::safetensors::load(path, device).map_err(|e| {
-        Error::Checkpoint(format!("{} is not a valid safetensors file: {e}", path.display()))
+        Error::Checkpoint(format!(
+            "{} is not a valid safetensors file: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -109,7 +122,11 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
         1 => format!("({},)", shape[0]),
         _ => format!(
             "({})",
-            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
@@ -151,7 +168,12 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     let header = std::str::from_utf8(header).map_err(|_| "non-UTF-8 .npy header")?;
     let field = |key: &str| -> Option<&str> {
         let i = header.find(&format!("'{key}'"))?;
-        Some(header[i + key.len() + 2..].trim_start().trim_start_matches(':').trim_start())
+        Some(
+            header[i + key.len() + 2..]
+                .trim_start()
+                .trim_start_matches(':')
+                .trim_start(),
+        )
     };
     let descr = field("descr").ok_or("no 'descr' in header")?;
     let width = if descr.starts_with("'<f4'") {
@@ -176,7 +198,10 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension `{s}`")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad dimension `{s}`"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     let n: usize = shape.iter().product();
     let body = &bytes[hstart + hlen..];
@@ -223,8 +248,7 @@ mod tests {
     fn npy_reads_numpy_written_f8() {
         // Bytes of `np.save(f, np.array([[1.0, 2.0]]))` (numpy 1.x, format 1.0).
         let mut bytes = b"\x93NUMPY\x01\x00v\x00".to_vec();
-        let mut header =
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }".to_string();
+        let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }".to_string();
         header.push_str(&" ".repeat(118 - header.len() - 1));
         header.push('\n');
         bytes.extend_from_slice(header.as_bytes());
@@ -255,7 +279,11 @@ mod tests {
         let r = write_atomic_with(&p, |_| Err(std::io::Error::other("disk full")));
         assert!(r.is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"good");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
     }
 
     #[test]
@@ -266,7 +294,10 @@ mod tests {
         let map: HashMap<String, Tensor> = [("w".to_string(), t)].into();
         save_safetensors(&p, &map).unwrap();
         let back = load_safetensors(&p, &Device::Cpu).unwrap();
-        assert_eq!(back["w"].to_vec2::<f32>().unwrap(), vec![vec![1., 2.], vec![3., 4.]]);
+        assert_eq!(
+            back["w"].to_vec2::<f32>().unwrap(),
+            vec![vec![1., 2.], vec![3., 4.]]
+        );
         let err = load_safetensors(&dir.path().join("nope"), &Device::Cpu).unwrap_err();
         assert!(err.to_string().contains("does not exist"));
         std::fs::write(&p, b"garbage").unwrap();
@@ -294,15 +325,23 @@ pub fn load_tensors_with_metadata(
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     if !path.exists() {
-        return Err(Error::Checkpoint(format!("{} does not exist", path.display())));
+        return Err(Error::Checkpoint(format!(
+            "{} does not exist",
+            path.display()
+        )));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let bad = |e: String| {
-        Error::Checkpoint(format!("{} is not a valid genlab checkpoint: {e}", path.display()))
+        Error::Checkpoint(format!(
+            "{} is not a valid genlab checkpoint: {e}",
+            path.display()
+        ))
     };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| bad(e.to_string()))?;
+    let tensors =
+        candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| bad(e.to_string()))?;
     Ok((tensors, metadata))
 }
 
@@ -322,7 +361,9 @@ mod meta_tests {
         assert_eq!(t2["a.b"].to_vec1::<f32>().unwrap(), vec![1., 2., 3.]);
         assert_eq!(m2, meta);
         std::fs::write(&p, b"not a checkpoint").unwrap();
-        let err = load_tensors_with_metadata(&p, &Device::Cpu).unwrap_err().to_string();
+        let err = load_tensors_with_metadata(&p, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a valid genlab checkpoint"), "{err}");
     }
 }

@@ -39,7 +39,9 @@ fn init_values(init: Init, shape: &Shape, rng: &mut Rng) -> Vec<f32> {
         (0..n).map(|_| (mean + std * rng.normal()) as f32).collect()
     };
     let uniform = |rng: &mut Rng, lo: f64, up: f64| -> Vec<f32> {
-        (0..n).map(|_| (lo + (up - lo) * rng.uniform()) as f32).collect()
+        (0..n)
+            .map(|_| (lo + (up - lo) * rng.uniform()) as f32)
+            .collect()
     };
     match init {
         Init::Const(c) => vec![c as f32; n],
@@ -139,7 +141,12 @@ impl ParamStore {
         }
         for (name, var) in &vars {
             // `copy` gives fresh storage: candle refuses to set a Var from its own storage.
-            var.set(&map[name].to_dtype(DType::F32)?.to_device(&self.device)?.copy()?)?;
+            var.set(
+                &map[name]
+                    .to_dtype(DType::F32)?
+                    .to_device(&self.device)?
+                    .copy()?,
+            )?;
         }
         Ok(())
     }
@@ -172,16 +179,27 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
         Ok(out)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let g = self.inner.lock().expect("param store lock");
         match g.vars.get(name) {
             Some(v) => Ok(v.as_tensor().clone()),
-            None => candle_core::bail!("parameter {name} does not exist and has no shape to create it"),
+            None => {
+                candle_core::bail!("parameter {name} does not exist and has no shape to create it")
+            }
         }
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.inner.lock().expect("param store lock").vars.contains_key(name)
+        self.inner
+            .lock()
+            .expect("param store lock")
+            .vars
+            .contains_key(name)
     }
 }
 
@@ -220,7 +238,10 @@ mod tests {
         let w: Vec<f32> = t["fc.weight"].flatten_all().unwrap().to_vec1().unwrap();
         let var = w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32;
         let expected = 2.0 / 64.0;
-        assert!((var - expected).abs() < 0.1 * expected, "var {var} expected {expected}");
+        assert!(
+            (var - expected).abs() < 0.1 * expected,
+            "var {var} expected {expected}"
+        );
         let b: Vec<f32> = t["fc.bias"].to_vec1().unwrap();
         let bound = 1.0 / 8.0;
         assert!(b.iter().all(|x| x.abs() <= bound));
@@ -232,11 +253,17 @@ mod tests {
         let ps = build(1);
         let mut map = ps.tensors();
         assert!(ps.load(&map).is_ok());
-        map.insert("fc.weight".into(), Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap());
+        map.insert(
+            "fc.weight".into(),
+            Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap(),
+        );
         let err = ps.load(&map).unwrap_err().to_string();
         assert!(err.contains("fc.weight") && err.contains("shape"), "{err}");
         let mut map = ps.tensors();
-        map.insert("extra".into(), Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap());
+        map.insert(
+            "extra".into(),
+            Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap(),
+        );
         assert!(ps.load(&map).unwrap_err().to_string().contains("extra"));
         let mut map = ps.tensors();
         map.remove("conv.bias");

@@ -121,7 +121,11 @@ impl Rng {
     }
 
     /// A tensor of standard normal f32 values with the given shape.
-    pub fn normal_tensor(&mut self, shape: &[usize], device: &Device) -> candle_core::Result<Tensor> {
+    pub fn normal_tensor(
+        &mut self,
+        shape: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let n = shape.iter().product();
         Tensor::from_vec(self.normal_vec(n), shape, device)
     }
@@ -135,7 +139,9 @@ impl Rng {
         device: &Device,
     ) -> candle_core::Result<Tensor> {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| (lo + (up - lo) * self.uniform()) as f32).collect();
+        let v: Vec<f32> = (0..n)
+            .map(|_| (lo + (up - lo) * self.uniform()) as f32)
+            .collect();
         Tensor::from_vec(v, shape, device)
     }
 }

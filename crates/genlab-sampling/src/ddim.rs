@@ -23,10 +23,15 @@ pub struct DdimSampler {
 impl DdimSampler {
     pub fn new(opts: &SamplerOptions) -> Result<Self> {
         if opts.steps == 0 {
-            return Err(Error::InvalidInput("--steps must be at least 1, got 0".into()));
+            return Err(Error::InvalidInput(
+                "--steps must be at least 1, got 0".into(),
+            ));
         }
         if !(opts.eta >= 0.0 && opts.eta.is_finite()) {
-            return Err(Error::InvalidInput(format!("DDIM eta must be >= 0, got {}", opts.eta)));
+            return Err(Error::InvalidInput(format!(
+                "DDIM eta must be >= 0, got {}",
+                opts.eta
+            )));
         }
         Ok(Self { opts: opts.clone() })
     }
@@ -50,7 +55,8 @@ impl Sampler for DdimSampler {
             let out = model.predict(&x, t as f64)?;
             let (eps, x0) = to_eps_x0(model.prediction(), &out, &x, a_t)?;
             let x0 = maybe_clip(x0, self.opts.clip_x0)?;
-            let sigma = self.opts.eta * ((1.0 - a_prev) / (1.0 - a_t)).sqrt() * (1.0 - a_t / a_prev).sqrt();
+            let sigma =
+                self.opts.eta * ((1.0 - a_prev) / (1.0 - a_t)).sqrt() * (1.0 - a_t / a_prev).sqrt();
             let dir = (1.0 - a_prev - sigma * sigma).max(0.0).sqrt();
             let mut next = ((x0 * a_prev.sqrt())? + (eps * dir)?)?;
             if sigma > 0.0 {
@@ -84,14 +90,25 @@ mod tests {
         // Gaussian shrinks the spread (Cauchy-Schwarz), so few steps under-disperse and the
         // error must fall as steps grow, reaching the target at T steps.
         let sched = NoiseSchedule::new(&BetaSchedule::default(), 1000).unwrap();
-        let model = GaussianDenoiser { mu: -0.5, std: 0.8, schedule: &sched };
+        let model = GaussianDenoiser {
+            mu: -0.5,
+            std: 0.8,
+            schedule: &sched,
+        };
         let mut errs = vec![];
         for steps in [20, 100, 1000] {
             let mut rng = Rng::new(1);
             let x = rng.normal_tensor(&[20_000, 1], &Device::Cpu).unwrap();
-            let s = DdimSampler::new(&SamplerOptions { steps, eta: 0.0, clip_x0: None }).unwrap();
+            let s = DdimSampler::new(&SamplerOptions {
+                steps,
+                eta: 0.0,
+                clip_x0: None,
+            })
+            .unwrap();
             let before = rng.clone();
-            let out = s.sample(&model, &sched, x, &mut rng, &mut |_, _| {}).unwrap();
+            let out = s
+                .sample(&model, &sched, x, &mut rng, &mut |_, _| {})
+                .unwrap();
             assert_eq!(rng, before, "eta = 0 must draw no noise");
             let (m, sd) = moments(&out.x);
             assert!((m + 0.5).abs() < MOMENT_TOL, "steps {steps}: mean {m}");
@@ -106,14 +123,35 @@ mod tests {
         // With eta = 1 the DDIM update is the DDPM posterior step (Song et al. Sec. 4.1):
         // same noise in, same samples out.
         let sched = NoiseSchedule::new(&BetaSchedule::default(), 1000).unwrap();
-        let model = GaussianDenoiser { mu: 0.3, std: 1.2, schedule: &sched };
-        let opts = SamplerOptions { steps: 100, eta: 1.0, clip_x0: None };
+        let model = GaussianDenoiser {
+            mu: 0.3,
+            std: 1.2,
+            schedule: &sched,
+        };
+        let opts = SamplerOptions {
+            steps: 100,
+            eta: 1.0,
+            clip_x0: None,
+        };
         let x = Rng::new(2).normal_tensor(&[64, 2], &Device::Cpu).unwrap();
-        let a = DdimSampler::new(&opts).unwrap()
-            .sample(&model, &sched, x.clone(), &mut Rng::new(3), &mut |_, _| {}).unwrap();
-        let b = DdpmSampler::new(&opts).unwrap()
-            .sample(&model, &sched, x, &mut Rng::new(3), &mut |_, _| {}).unwrap();
-        let d: f32 = (a.x - b.x).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+        let a = DdimSampler::new(&opts)
+            .unwrap()
+            .sample(&model, &sched, x.clone(), &mut Rng::new(3), &mut |_, _| {})
+            .unwrap();
+        let b = DdpmSampler::new(&opts)
+            .unwrap()
+            .sample(&model, &sched, x, &mut Rng::new(3), &mut |_, _| {})
+            .unwrap();
+        let d: f32 = (a.x - b.x)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!(d < F32_PATH_TOL, "max difference {d}");
     }
 
@@ -127,14 +165,28 @@ mod tests {
         }
         let sched = NoiseSchedule::new(&BetaSchedule::default(), 10).unwrap();
         let x = Rng::new(0).normal_tensor(&[2, 2], &Device::Cpu).unwrap();
-        let s = DdimSampler::new(&SamplerOptions { steps: 5, ..Default::default() }).unwrap();
-        let err = s.sample(&Broken, &sched, x, &mut Rng::new(0), &mut |_, _| {}).unwrap_err();
+        let s = DdimSampler::new(&SamplerOptions {
+            steps: 5,
+            ..Default::default()
+        })
+        .unwrap();
+        let err = s
+            .sample(&Broken, &sched, x, &mut Rng::new(0), &mut |_, _| {})
+            .unwrap_err();
         assert!(err.to_string().contains("step 0"), "{err}");
     }
 
     #[test]
     fn bad_options() {
-        assert!(DdimSampler::new(&SamplerOptions { steps: 0, ..Default::default() }).is_err());
-        assert!(DdimSampler::new(&SamplerOptions { eta: -1.0, ..Default::default() }).is_err());
+        assert!(DdimSampler::new(&SamplerOptions {
+            steps: 0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(DdimSampler::new(&SamplerOptions {
+            eta: -1.0,
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -21,7 +21,9 @@ pub struct DdpmSampler {
 impl DdpmSampler {
     pub fn new(opts: &SamplerOptions) -> Result<Self> {
         if opts.steps == 0 {
-            return Err(Error::InvalidInput("--steps must be at least 1, got 0".into()));
+            return Err(Error::InvalidInput(
+                "--steps must be at least 1, got 0".into(),
+            ));
         }
         Ok(Self { opts: opts.clone() })
     }
@@ -78,21 +80,38 @@ mod tests {
     #[test]
     fn ancestral_sampling_recovers_a_gaussian_target() {
         let sched = NoiseSchedule::new(&BetaSchedule::default(), 1000).unwrap();
-        let model = GaussianDenoiser { mu: 1.5, std: 0.5, schedule: &sched };
+        let model = GaussianDenoiser {
+            mu: 1.5,
+            std: 0.5,
+            schedule: &sched,
+        };
         // Respaced steps add discretisation error; at the full T the target is exact.
         for steps in [1000] {
             let mut rng = Rng::new(0);
             let x = rng.normal_tensor(&[20_000, 1], &Device::Cpu).unwrap();
-            let s = DdpmSampler::new(&SamplerOptions { steps, ..Default::default() }).unwrap();
-            let out = s.sample(&model, &sched, x, &mut rng, &mut |_, _| {}).unwrap();
+            let s = DdpmSampler::new(&SamplerOptions {
+                steps,
+                ..Default::default()
+            })
+            .unwrap();
+            let out = s
+                .sample(&model, &sched, x, &mut rng, &mut |_, _| {})
+                .unwrap();
             assert_eq!(out.nfe, steps);
             let (m, sd) = moments(&out.x);
-            assert!((m - 1.5).abs() < MOMENT_TOL && (sd - 0.5).abs() < MOMENT_TOL, "steps {steps}: {m} {sd}");
+            assert!(
+                (m - 1.5).abs() < MOMENT_TOL && (sd - 0.5).abs() < MOMENT_TOL,
+                "steps {steps}: {m} {sd}"
+            );
         }
     }
 
     #[test]
     fn zero_steps_is_an_error() {
-        assert!(DdpmSampler::new(&SamplerOptions { steps: 0, ..Default::default() }).is_err());
+        assert!(DdpmSampler::new(&SamplerOptions {
+            steps: 0,
+            ..Default::default()
+        })
+        .is_err());
     }
 }

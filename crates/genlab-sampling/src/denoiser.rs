@@ -68,10 +68,28 @@ mod tests {
         let a = 0.64f64;
         let xt = ((&x0 * a.sqrt()).unwrap() + (&eps * (1.0 - a).sqrt()).unwrap()).unwrap();
         let v = ((&eps * a.sqrt()).unwrap() - (&x0 * (1.0 - a).sqrt()).unwrap()).unwrap();
-        for (kind, out) in [(Prediction::Epsilon, &eps), (Prediction::X0, &x0), (Prediction::V, &v)] {
+        for (kind, out) in [
+            (Prediction::Epsilon, &eps),
+            (Prediction::X0, &x0),
+            (Prediction::V, &v),
+        ] {
             let (e, x) = to_eps_x0(kind, out, &xt, a).unwrap();
-            let de: f32 = (e - &eps).unwrap().abs().unwrap().max(0).unwrap().to_scalar().unwrap();
-            let dx: f32 = (x - &x0).unwrap().abs().unwrap().max(0).unwrap().to_scalar().unwrap();
+            let de: f32 = (e - &eps)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            let dx: f32 = (x - &x0)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
             assert!(de < 1e-6 && dx < 1e-6, "{kind:?}: {de} {dx}");
         }
     }

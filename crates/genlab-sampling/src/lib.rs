@@ -10,5 +10,5 @@ pub mod registry;
 pub mod schedule;
 
 pub use denoiser::{Denoiser, Prediction};
-pub use registry::{build_sampler, sampler_names, Sampler, SamplerOptions, SampleOutput};
+pub use registry::{build_sampler, sampler_names, SampleOutput, Sampler, SamplerOptions};
 pub use schedule::{BetaSchedule, NoiseSchedule};

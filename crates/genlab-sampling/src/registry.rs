@@ -26,9 +26,9 @@ pub struct SamplerOptions {
 impl Default for SamplerOptions {
     fn default() -> Self {
         Self {
-            steps: 50,       // DDIM's sweet spot in Song et al. 2021 (Table 1): near-DDPM quality at 20x fewer steps
-            eta: 0.0,        // deterministic DDIM by default
-            clip_x0: None,   // set by the model from its data range
+            steps: 50, // DDIM's sweet spot in Song et al. 2021 (Table 1): near-DDPM quality at 20x fewer steps
+            eta: 0.0,  // deterministic DDIM by default
+            clip_x0: None, // set by the model from its data range
         }
     }
 }
@@ -88,14 +88,21 @@ pub fn build_sampler(name: &str, opts: &SamplerOptions) -> Result<Box<dyn Sample
         Some(e) => (e.build)(opts),
         None => Err(Error::InvalidInput(format!(
             "unknown sampler `{name}` (known: {})",
-            SAMPLERS.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+            SAMPLERS
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
 
 /// Errors with the step number if `x` holds NaN or infinity.
 pub(crate) fn check_finite(x: &Tensor, sampler: &str, step: usize, t: usize) -> Result<()> {
-    let s: f32 = x.sum_all()?.to_dtype(candle_core::DType::F32)?.to_scalar()?;
+    let s: f32 = x
+        .sum_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_scalar()?;
     if !s.is_finite() {
         return Err(Error::Numeric(format!(
             "{sampler} sampling produced NaN or infinity at step {step} (timestep {t})"
@@ -143,7 +150,10 @@ pub(crate) mod test_support {
 
     #[test]
     fn unknown_sampler_lists_known_ones() {
-        let err = build_sampler("dpm++", &SamplerOptions::default()).err().unwrap().to_string();
+        let err = build_sampler("dpm++", &SamplerOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("ddpm, ddim"), "{err}");
     }
 }

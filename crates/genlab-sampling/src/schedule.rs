@@ -27,7 +27,10 @@ pub enum BetaSchedule {
 impl Default for BetaSchedule {
     fn default() -> Self {
         // Ho et al.'s schedule: the reference setting for DDPM.
-        BetaSchedule::Linear { beta_start: 1e-4, beta_end: 0.02 }
+        BetaSchedule::Linear {
+            beta_start: 1e-4,
+            beta_end: 0.02,
+        }
     }
 }
 
@@ -46,10 +49,15 @@ impl NoiseSchedule {
     /// Builds the schedule; `timesteps` must be at least 1 and the betas in (0, 1).
     pub fn new(kind: &BetaSchedule, timesteps: usize) -> Result<Self> {
         if timesteps == 0 {
-            return Err(Error::InvalidInput("a noise schedule needs at least 1 timestep, got 0".into()));
+            return Err(Error::InvalidInput(
+                "a noise schedule needs at least 1 timestep, got 0".into(),
+            ));
         }
         let betas: Vec<f64> = match *kind {
-            BetaSchedule::Linear { beta_start, beta_end } => {
+            BetaSchedule::Linear {
+                beta_start,
+                beta_end,
+            } => {
                 if !(beta_start > 0.0 && beta_end < 1.0 && beta_start <= beta_end) {
                     return Err(Error::InvalidInput(format!(
                         "linear schedule needs 0 < beta_start <= beta_end < 1, got {beta_start} .. {beta_end}"
@@ -59,13 +67,17 @@ impl NoiseSchedule {
                     vec![beta_start]
                 } else {
                     (0..timesteps)
-                        .map(|i| beta_start + (beta_end - beta_start) * i as f64 / (timesteps - 1) as f64)
+                        .map(|i| {
+                            beta_start + (beta_end - beta_start) * i as f64 / (timesteps - 1) as f64
+                        })
                         .collect()
                 }
             }
             BetaSchedule::Cosine { s } => {
                 if !(s >= 0.0 && s.is_finite()) {
-                    return Err(Error::InvalidInput(format!("cosine schedule offset s must be >= 0, got {s}")));
+                    return Err(Error::InvalidInput(format!(
+                        "cosine schedule offset s must be >= 0, got {s}"
+                    )));
                 }
                 let t_f = timesteps as f64;
                 (0..timesteps)
@@ -83,7 +95,10 @@ impl NoiseSchedule {
             acc *= 1.0 - b;
             alphas_cumprod.push(acc);
         }
-        Ok(Self { betas, alphas_cumprod })
+        Ok(Self {
+            betas,
+            alphas_cumprod,
+        })
     }
 
     /// Number of discrete steps T.
@@ -127,7 +142,11 @@ impl NoiseSchedule {
 
 /// f(t)/f(0) of Nichol & Dhariwal Eq. 17, with t in [0, 1].
 pub fn cosine_alpha_bar(t: f64, s: f64) -> f64 {
-    let f = |t: f64| ((t + s) / (1.0 + s) * std::f64::consts::FRAC_PI_2).cos().powi(2);
+    let f = |t: f64| {
+        ((t + s) / (1.0 + s) * std::f64::consts::FRAC_PI_2)
+            .cos()
+            .powi(2)
+    };
     f(t) / f(0.0)
 }
 
@@ -148,7 +167,11 @@ mod tests {
         let prod: f64 = s.betas.iter().map(|b| 1.0 - b).product();
         assert!((s.alphas_cumprod[999] - prod).abs() <= F64_REL_TOL * prod);
         // Known value of this schedule: alpha_bar_T ~ 4.04e-5.
-        assert!((s.alphas_cumprod[999] - 4.035e-5).abs() < 1e-7, "{}", s.alphas_cumprod[999]);
+        assert!(
+            (s.alphas_cumprod[999] - 4.035e-5).abs() < 1e-7,
+            "{}",
+            s.alphas_cumprod[999]
+        );
     }
 
     #[test]
@@ -188,6 +211,13 @@ mod tests {
         assert!(s.spaced_timesteps(0).is_err());
         assert!(s.spaced_timesteps(1001).is_err());
         assert!(NoiseSchedule::new(&BetaSchedule::default(), 0).is_err());
-        assert!(NoiseSchedule::new(&BetaSchedule::Linear { beta_start: 0.5, beta_end: 0.1 }, 10).is_err());
+        assert!(NoiseSchedule::new(
+            &BetaSchedule::Linear {
+                beta_start: 0.5,
+                beta_end: 0.1
+            },
+            10
+        )
+        .is_err());
     }
 }

@@ -1,0 +1,291 @@
+//! A folder of PNG/JPEG images as a dataset, loaded into memory.
+//!
+//! Layout: either images directly in `root` (no labels), or one level of sub-folders whose
+//! names are the classes (sorted by name; label = position in that order). Mixing the two
+//! is an error. Hidden entries (names starting with `.`) and files with other extensions are
+//! skipped. Every image is decoded (grey, grey+alpha, RGB or RGBA, 8 or 16 bit), composited
+//! onto a white background when it has an alpha channel (so transparent areas read as
+//! white, as a viewer shows them), resized so that its SHORTER side equals `size` (triangle
+//! / bilinear filter, antialiased when shrinking), centre-cropped to `size x size`, and
+//! converted to `channels` (1: luma `0.299 R + 0.587 G + 0.114 B`, ITU-R BT.601; 3: RGB).
+//! Values are f32 in `[0, 1]`, stored `[C, H, W]`.
+
+use std::path::{Path, PathBuf};
+
+use genlab_core::{Error, Result};
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageBuffer, Rgb};
+
+use crate::{DataKind, Dataset};
+
+/// File extensions (lower-case) that are loaded.
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// Largest accepted output side (a guard against typos such as 25600).
+const MAX_SIZE: usize = 4096;
+/// BT.601 luma weights for R, G, B.
+const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// How images are brought to one shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageFolderConfig {
+    /// Output side: the shorter side is resized to it, then the centre is cropped square.
+    pub size: usize,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
+}
+
+impl Default for ImageFolderConfig {
+    fn default() -> Self {
+        // 32x32 RGB: the usual resolution of small image benchmarks (CIFAR-10).
+        Self {
+            size: 32,
+            channels: 3,
+        }
+    }
+}
+
+/// Images of one folder, in memory.
+#[derive(Clone, Debug)]
+pub struct ImageFolder {
+    name: String,
+    cfg: ImageFolderConfig,
+    /// `[N, C, size, size]` values in [0, 1].
+    data: Vec<f32>,
+    /// Class of each image when the folder has class sub-folders.
+    labels: Option<Vec<u32>>,
+    class_names: Vec<String>,
+    paths: Vec<PathBuf>,
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+fn has_image_extension(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Sorted, non-hidden entries of `dir`.
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing image folder", dir, e))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("listing image folder", dir, e))?;
+        let p = entry.path();
+        if !is_hidden(&p) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Image files directly inside `dir`, sorted.
+fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_file() && has_image_extension(p))
+        .collect())
+}
+
+/// Decodes the image at `path`, detecting the format from its content.
+pub fn decode_image(path: &Path) -> Result<DynamicImage> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io("opening image", path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io("reading image", path, e))?;
+    reader.decode().map_err(|e| {
+        Error::Data(format!(
+            "{}: cannot decode as PNG or JPEG: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Composites on white, resizes the shorter side to `size`, centre-crops, converts to
+/// `channels` (1 or 3): returns `[channels, size, size]` values in [0, 1].
+pub fn preprocess_image(img: &DynamicImage, size: usize, channels: usize) -> Result<Vec<f32>> {
+    if size == 0 || size > MAX_SIZE {
+        return Err(Error::InvalidInput(format!(
+            "image size {size} out of range, expected 1..={MAX_SIZE}"
+        )));
+    }
+    if channels != 1 && channels != 3 {
+        return Err(Error::InvalidInput(format!(
+            "image channels {channels}, expected 1 (grey) or 3 (RGB)"
+        )));
+    }
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(Error::Data(format!("image is empty ({w}x{h})")));
+    }
+    // Straight alpha in [0, 1]; composite over white: c' = a c + (1 - a).
+    let rgba = img.to_rgba32f();
+    let rgb: ImageBuffer<Rgb<f32>, Vec<f32>> = ImageBuffer::from_fn(w as u32, h as u32, |x, y| {
+        let p = rgba.get_pixel(x, y).0;
+        let a = p[3].clamp(0.0, 1.0);
+        Rgb([0, 1, 2].map(|c| p[c] * a + (1.0 - a)))
+    });
+    // Shorter side -> size, the other scaled to keep the aspect ratio (at least size).
+    let (nw, nh) = if w <= h {
+        (
+            size,
+            ((h * size) as f64 / w as f64).round().max(size as f64) as usize,
+        )
+    } else {
+        (
+            ((w * size) as f64 / h as f64).round().max(size as f64) as usize,
+            size,
+        )
+    };
+    let resized = image::imageops::resize(&rgb, nw as u32, nh as u32, FilterType::Triangle);
+    let (x0, y0) = ((nw - size) / 2, (nh - size) / 2);
+    let mut out = vec![0f32; channels * size * size];
+    let plane = size * size;
+    for y in 0..size {
+        for x in 0..size {
+            let p = resized.get_pixel((x0 + x) as u32, (y0 + y) as u32).0;
+            let o = y * size + x;
+            if channels == 3 {
+                for c in 0..3 {
+                    out[c * plane + o] = p[c].clamp(0.0, 1.0);
+                }
+            } else {
+                let l: f32 = (0..3).map(|c| LUMA[c] * p[c]).sum();
+                out[o] = l.clamp(0.0, 1.0);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl ImageFolder {
+    /// Loads every image under `root` (see the module documentation for the layout).
+    pub fn load(root: &Path, cfg: ImageFolderConfig) -> Result<Self> {
+        // Validate the config before touching the disk.
+        preprocess_image(&DynamicImage::new_rgb8(1, 1), cfg.size, cfg.channels)?;
+        if !root.exists() {
+            return Err(Error::Data(format!(
+                "image folder {} does not exist",
+                root.display()
+            )));
+        }
+        if !root.is_dir() {
+            return Err(Error::Data(format!(
+                "{} is not a folder (expected a folder of images or of class sub-folders)",
+                root.display()
+            )));
+        }
+        let root_images = images_in(root)?;
+        let mut classes: Vec<(String, Vec<PathBuf>)> = Vec::new();
+        for sub in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
+            let imgs = images_in(&sub)?;
+            if !imgs.is_empty() {
+                let name = sub
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                classes.push((name, imgs));
+            }
+        }
+        let exts = IMAGE_EXTENSIONS.map(|e| format!(".{e}")).join(", ");
+        if !root_images.is_empty() && !classes.is_empty() {
+            let names: Vec<&str> = classes.iter().map(|c| c.0.as_str()).collect();
+            return Err(Error::Data(format!(
+                "image folder {} has images both directly inside it ({} files) and in class \
+                 sub-folders ({}); expected one layout: put every image in a class folder, \
+                 or none",
+                root.display(),
+                root_images.len(),
+                names.join(", ")
+            )));
+        }
+        let (paths, labels, class_names) = if classes.is_empty() {
+            if root_images.is_empty() {
+                return Err(Error::Data(format!(
+                    "no images found in {} or its sub-folders (looked for {exts}, any case)",
+                    root.display()
+                )));
+            }
+            (root_images, None, Vec::new())
+        } else {
+            let mut paths = Vec::new();
+            let mut labels = Vec::new();
+            let mut names = Vec::new();
+            for (k, (name, imgs)) in classes.into_iter().enumerate() {
+                labels.extend(std::iter::repeat_n(k as u32, imgs.len()));
+                paths.extend(imgs);
+                names.push(name);
+            }
+            (paths, Some(labels), names)
+        };
+        let per = cfg.channels * cfg.size * cfg.size;
+        let mut data = Vec::with_capacity(paths.len() * per);
+        for p in &paths {
+            let img = decode_image(p)?;
+            let v = preprocess_image(&img, cfg.size, cfg.channels).map_err(|e| match e {
+                Error::Data(m) => Error::Data(format!("{}: {m}", p.display())),
+                other => other,
+            })?;
+            data.extend_from_slice(&v);
+        }
+        Ok(Self {
+            name: format!("folder:{}", root.display()),
+            cfg,
+            data,
+            labels,
+            class_names,
+            paths,
+        })
+    }
+
+    /// Class names (sub-folder names, sorted); empty when the folder has no classes.
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    /// Source file of each example.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// The configuration the images were loaded with.
+    pub fn config(&self) -> ImageFolderConfig {
+        self.cfg
+    }
+}
+
+impl Dataset for ImageFolder {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    fn example_shape(&self) -> Vec<usize> {
+        vec![self.cfg.channels, self.cfg.size, self.cfg.size]
+    }
+
+    fn write_example(&self, i: usize, out: &mut [f32]) {
+        let per = self.cfg.channels * self.cfg.size * self.cfg.size;
+        out.copy_from_slice(&self.data[i * per..(i + 1) * per]);
+    }
+
+    fn label(&self, i: usize) -> Option<u32> {
+        self.labels.as_ref().and_then(|l| l.get(i).copied())
+    }
+
+    fn num_classes(&self) -> Option<usize> {
+        self.labels.as_ref().map(|_| self.class_names.len())
+    }
+
+    fn kind(&self) -> DataKind {
+        DataKind::Image
+    }
+}

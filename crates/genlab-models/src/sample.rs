@@ -1,0 +1,47 @@
+//! The `Sample` interface every model family implements.
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use genlab_core::{Result, Rng};
+use genlab_sampling::SamplerOptions;
+
+/// What the data look like, recorded in every model config so that a checkpoint alone is
+/// enough to sample.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpace {
+    /// Shape of one example: [D] for points, [C, H, W] for images.
+    pub shape: Vec<usize>,
+    /// Images live in [0, 1]; points are unbounded.
+    pub images: bool,
+}
+
+/// A request for samples.
+#[derive(Clone, Debug)]
+pub struct SampleRequest {
+    pub n: usize,
+    /// Sampler name for models that have several (diffusion); ignored by others.
+    pub sampler: String,
+    pub options: SamplerOptions,
+    /// At most this many samples go through the network at once (memory bound).
+    pub batch_size: usize,
+}
+
+/// Samples in data space (images NCHW in [0, 1]) and the network evaluations used.
+#[derive(Debug)]
+pub struct SampleResult {
+    pub x: Tensor,
+    pub nfe: usize,
+}
+
+pub trait Sample {
+    /// Draws `req.n` samples; `progress(done, total)` counts network evaluations.
+    fn sample(
+        &self,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult>;
+    fn data_space(&self) -> &DataSpace;
+}

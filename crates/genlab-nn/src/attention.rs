@@ -1,0 +1,89 @@
+//! Spatial self-attention block of the DDPM U-Net.
+//!
+//! Scaled dot-product attention (Vaswani et al. 2017, "Attention Is All You Need",
+//! arXiv:1706.03762) over the `H·W` positions of a feature map, as placed in the U-Net of
+//! Ho et al. 2020, "Denoising Diffusion Probabilistic Models" (arXiv:2006.11239):
+//!
+//! ```text
+//! h   = GroupNorm(x)
+//! qkv = conv1x1(h)                          [B, 3C, H, W]
+//! a   = softmax(q kᵀ / sqrt(d)) v           per head, d = C / heads, over N = H·W positions
+//! out = x + conv1x1(a)
+//! ```
+//!
+//! The softmax is `candle_nn::ops::softmax` (built from max/exp/sum, hence differentiable);
+//! the fused `softmax_last_dim` and `sdpa` kernels pass no gradient in candle 0.11.1.
+//!
+//! Parameter names: `norm`, `qkv`, `proj`.
+
+use candle_core::{Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::conv::Conv;
+use crate::norm::GroupNorm;
+use crate::resblock::GN_EPS;
+
+/// Multi-head self-attention over spatial positions with a residual connection.
+#[derive(Debug, Clone)]
+pub struct AttentionBlock {
+    channels: usize,
+    heads: usize,
+    norm: GroupNorm,
+    qkv: Conv,
+    proj: Conv,
+}
+
+impl AttentionBlock {
+    /// `heads` must divide `channels`, `groups` must divide `channels`.
+    pub fn new(
+        channels: usize,
+        heads: usize,
+        groups: usize,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        if heads == 0 || channels % heads != 0 {
+            candle_core::bail!(
+                "AttentionBlock: heads ({heads}) must be positive and divide channels ({channels})"
+            );
+        }
+        let norm = GroupNorm::new(groups, channels, GN_EPS, false, vb.pp("norm"))?;
+        let qkv = Conv::new(channels, 3 * channels, 1, 1, 0, vb.pp("qkv"))?;
+        let proj = Conv::new(channels, channels, 1, 1, 0, vb.pp("proj"))?;
+        Ok(Self {
+            channels,
+            heads,
+            norm,
+            qkv,
+            proj,
+        })
+    }
+
+    /// `x` `[B, C, H, W]` -> `[B, C, H, W]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        if c != self.channels {
+            candle_core::bail!(
+                "AttentionBlock: x has {c} channels, expected {}",
+                self.channels
+            );
+        }
+        let (heads, d, n) = (self.heads, c / self.heads, h * w);
+        let qkv = self.qkv.forward(&self.norm.forward(x)?)?;
+        // [B, 3C, H, W] -> [B, 3, heads, d, N]  (channel index = part·C + head·d + j)
+        let qkv = qkv.reshape((b, 3, heads, d, n))?;
+        // each part: [B, 1, heads, d, N] -> [B·heads, d, N]
+        let part = |i: usize| qkv.narrow(1, i, 1)?.reshape((b * heads, d, n));
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        // [B·heads, d, N] -> [B·heads, N, d]
+        let q = q.transpose(1, 2)?.contiguous()?;
+        // [B·heads, N, d] @ [B·heads, d, N] -> [B·heads, N, N]; row i: query position i
+        let scores = (q.matmul(&k.contiguous()?)? * (1.0 / (d as f64).sqrt()))?;
+        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        // [B·heads, N, N] @ [B·heads, N, d] -> [B·heads, N, d]
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let out = attn.matmul(&v)?;
+        // [B·heads, N, d] -> [B·heads, d, N] -> [B, C, H, W]  (channel = head·d + j)
+        let out = out.transpose(1, 2)?.contiguous()?.reshape((b, c, h, w))?;
+        x + self.proj.forward(&out)?
+    }
+}

@@ -1,0 +1,70 @@
+//! Down- and upsampling layers of the DDPM U-Net.
+//!
+//! As in Ho et al. 2020, "Denoising Diffusion Probabilistic Models" (arXiv:2006.11239),
+//! following the U-Net of Ronneberger et al. 2015 (arXiv:1505.04597): downsampling is a
+//! stride-2 3x3 convolution with padding 1 (`H -> ceil(H / 2)`, so odd sizes work: 7 -> 4),
+//! upsampling is nearest-neighbour x2 followed by a 3x3 convolution. When the target (skip)
+//! size is odd the x2 result is cropped to it: `upsample_nearest2d` to a non-integer factor
+//! has no backward pass in candle, a crop (`narrow`) does.
+//!
+//! Parameter names: `conv` in both.
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::conv::Conv;
+use crate::resblock::conv3x3;
+
+/// Stride-2 3x3 convolution: `[B, C, H, W]` -> `[B, C, ceil(H/2), ceil(W/2)]`.
+#[derive(Debug, Clone)]
+pub struct Downsample {
+    conv: Conv,
+}
+
+impl Downsample {
+    pub fn new(channels: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            conv: Conv::new(channels, channels, 3, 2, 1, vb.pp("conv"))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.conv.forward(x)
+    }
+}
+
+/// Nearest x2 then 3x3 convolution: `[B, C, H, W]` -> `[B, C, out_h, out_w]` with
+/// `out_h <= 2H`, `out_w <= 2W` (normally exactly `2H`, `2W`).
+#[derive(Debug, Clone)]
+pub struct Upsample {
+    conv: Conv,
+}
+
+impl Upsample {
+    pub fn new(channels: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            conv: conv3x3(channels, channels, vb.pp("conv"))?,
+        })
+    }
+
+    /// Upsamples to exactly `(out_h, out_w)`, the size of the matching skip tensor.
+    pub fn forward(&self, x: &Tensor, out_h: usize, out_w: usize) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        if out_h > 2 * h || out_w > 2 * w || out_h == 0 || out_w == 0 {
+            candle_core::bail!(
+                "Upsample: cannot go from {h}x{w} to {out_h}x{out_w} by a factor of 2"
+            );
+        }
+        // [B, C, H, W] -> [B, C, 2H, 2W]
+        let mut x = x.upsample_nearest2d(2 * h, 2 * w)?;
+        if out_h != 2 * h {
+            // [B, C, 2H, 2W] -> [B, C, out_h, 2W]
+            x = x.narrow(2, 0, out_h)?;
+        }
+        if out_w != 2 * w {
+            // [B, C, out_h, 2W] -> [B, C, out_h, out_w]
+            x = x.narrow(3, 0, out_w)?;
+        }
+        self.conv.forward(&x)
+    }
+}

@@ -1,0 +1,114 @@
+//! The one list of trainable models. Adding a model: its file in genlab-models, its
+//! `TrainStep`, and one entry in [`MODELS`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+
+use genlab_core::{Error, ParamStore, Result};
+use genlab_models::diffusion::{Ddpm, DdpmConfig};
+use genlab_models::{DataSpace, Sample};
+
+use crate::run::{RunConfig, TrainConfig};
+use crate::step::{strip_prefix, TrainStep};
+
+pub struct ModelEntry {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The model's default config for this data (its preset).
+    pub default_config: fn(&DataSpace) -> Result<Value>,
+    /// Default trainer settings for this data.
+    pub default_train: fn(&DataSpace) -> TrainConfig,
+    /// Builds a fresh training step from a resolved config.
+    pub build_step: fn(&Value, &TrainConfig, u64) -> Result<Box<dyn TrainStep>>,
+    /// Builds the model for sampling from a config and weights (names without prefix).
+    pub load: fn(&Value, &HashMap<String, Tensor>) -> Result<Box<dyn Sample>>,
+}
+
+fn ddpm_config(v: &Value) -> Result<DdpmConfig> {
+    let cfg: DdpmConfig = serde_json::from_value(v.clone())
+        .map_err(|e| Error::Config(format!("invalid ddpm config: {e}")))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub const MODELS: &[ModelEntry] = &[ModelEntry {
+    name: "ddpm",
+    description: "denoising diffusion (Ho et al. 2020): MLP denoiser for points, U-Net for images",
+    default_config: |d| Ok(serde_json::to_value(DdpmConfig::for_data(d)).expect("serialisable")),
+    default_train: |d| {
+        if d.images {
+            TrainConfig::for_images()
+        } else {
+            TrainConfig::for_points()
+        }
+    },
+    build_step: |v, t, seed| {
+        Ok(Box::new(crate::steps::diffusion::DiffusionStep::new(
+            &ddpm_config(v)?,
+            t,
+            seed,
+        )?))
+    },
+    load: |v, w| {
+        let ps = ParamStore::new(0, &Device::Cpu);
+        let m = Ddpm::new(&ddpm_config(v)?, ps.vb())?;
+        ps.load(w)?;
+        Ok(Box::new(m))
+    },
+}];
+
+pub fn model_names() -> Vec<(&'static str, &'static str)> {
+    MODELS.iter().map(|m| (m.name, m.description)).collect()
+}
+
+pub fn find_model(name: &str) -> Result<&'static ModelEntry> {
+    MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "unknown model `{name}` (known: {})",
+            MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+/// The checkpoint file of a run directory (or the file itself).
+pub fn checkpoint_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(crate::trainer::CHECKPOINT_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// A model restored from a checkpoint, ready to sample.
+pub struct LoadedModel {
+    pub run: RunConfig,
+    pub step: u64,
+    pub model: Box<dyn Sample>,
+}
+
+/// Loads a run directory or checkpoint file; `ema` picks the EMA weights (the default for
+/// sampling) over the raw ones.
+pub fn load_model(path: &Path, ema: bool) -> Result<LoadedModel> {
+    let file = checkpoint_path(path);
+    if !file.exists() {
+        return Err(Error::Checkpoint(format!(
+            "no checkpoint at {} (expected a run directory written by `genlab train --out`, \
+             or its {} file)",
+            path.display(),
+            crate::trainer::CHECKPOINT_FILE
+        )));
+    }
+    let (tensors, meta) = genlab_core::io::load_tensors_with_metadata(&file, &Device::Cpu)?;
+    let (run, state) = crate::trainer::parse_metadata(&meta, &file)?;
+    let entry = find_model(&run.model)?;
+    let weights = strip_prefix(&tensors, if ema { "ema" } else { "model" });
+    let model = (entry.load)(&run.model_config, &weights)?;
+    Ok(LoadedModel {
+        run,
+        step: state.step,
+        model,
+    })
+}

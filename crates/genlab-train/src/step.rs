@@ -1,0 +1,46 @@
+//! The per-family training step.
+
+use std::collections::HashMap;
+
+use candle_core::Tensor;
+
+use genlab_core::{Result, Rng};
+use genlab_data::Batch;
+use genlab_models::Sample;
+
+/// One family's optimisation step. It owns its optimizer(s) and EMA weights, and can write
+/// all of its state into a checkpoint and read it back exactly.
+pub trait TrainStep {
+    /// One update on `batch` at learning rate `lr`; returns named scalar metrics, the first
+    /// of which is the loss.
+    fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>>;
+    /// Every tensor needed to continue exactly (weights, EMA, optimizer moments).
+    fn state_tensors(&self) -> HashMap<String, Tensor>;
+    /// Small non-tensor state (optimizer step counts...), as JSON.
+    fn state_json(&self) -> serde_json::Value;
+    /// Restores what [`TrainStep::state_tensors`] and [`TrainStep::state_json`] saved.
+    fn load_state(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        json: &serde_json::Value,
+    ) -> Result<()>;
+    /// The model to draw preview samples from (EMA weights where the family keeps them).
+    fn sampler(&self) -> &dyn Sample;
+    /// Number of trainable parameters.
+    fn num_params(&self) -> usize;
+}
+
+/// Keeps the entries of `map` whose key starts with `prefix.`, with the prefix removed.
+pub fn strip_prefix(map: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
+    let p = format!("{prefix}.");
+    map.iter()
+        .filter_map(|(k, v)| k.strip_prefix(&p).map(|s| (s.to_string(), v.clone())))
+        .collect()
+}
+
+/// Adds `prefix.` to every key.
+pub fn with_prefix(map: HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
+    map.into_iter()
+        .map(|(k, v)| (format!("{prefix}.{k}"), v))
+        .collect()
+}

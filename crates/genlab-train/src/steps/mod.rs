@@ -1,0 +1,2 @@
+//! One `TrainStep` per family.
+pub mod diffusion;

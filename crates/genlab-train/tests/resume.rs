@@ -1,0 +1,168 @@
+//! Resume must continue exactly: N steps, then N more from the checkpoint, give the same
+//! bytes as 2N steps straight (weights, EMA, optimizer moments).
+
+use std::sync::atomic::AtomicBool;
+
+use genlab_data::{Dataset, Toy2d, Toy2dKind};
+use genlab_models::DataSpace;
+use genlab_train::trainer::{Quiet, CHECKPOINT_FILE};
+use genlab_train::{find_model, train, RunConfig, TrainConfig};
+
+fn run_config(steps: u64) -> RunConfig {
+    let entry = find_model("ddpm").unwrap();
+    let space = DataSpace {
+        shape: vec![2],
+        images: false,
+    };
+    let mut model_config = (entry.default_config)(&space).unwrap();
+    model_config["timesteps"] = 50.into();
+    model_config["net"]["mlp"]["hidden"] = 32.into();
+    RunConfig {
+        model: "ddpm".into(),
+        data: "eight-gaussians".into(),
+        seed: 11,
+        train: TrainConfig {
+            steps,
+            batch_size: 16,
+            log_every: 2,
+            ckpt_every: 3,
+            warmup_steps: 4,
+            ..TrainConfig::for_points()
+        },
+        model_config,
+    }
+}
+
+fn checkpoint_bytes(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let (t, _) = genlab_core::io::load_tensors_with_metadata(
+        &dir.join(CHECKPOINT_FILE),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let mut v: Vec<(String, Vec<f32>)> = t
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn go(dir: &std::path::Path, steps: u64, resume: bool) -> genlab_train::TrainOutcome {
+    let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
+    let run = run_config(steps);
+    let entry = find_model("ddpm").unwrap();
+    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
+    train(
+        dir,
+        &run,
+        &data as &dyn Dataset,
+        step.as_mut(),
+        resume,
+        &mut Quiet,
+        &AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
+#[test]
+fn resume_equals_straight() {
+    let straight = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
+    go(straight.path(), 10, false);
+    go(split.path(), 5, false);
+    let out = go(split.path(), 10, true);
+    assert_eq!(out.step, 10);
+    let a = checkpoint_bytes(straight.path());
+    let b = checkpoint_bytes(split.path());
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a.iter().any(|(k, _)| k.starts_with("opt.m."))
+            && a.iter().any(|(k, _)| k.starts_with("ema."))
+    );
+    for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
+        assert_eq!(ka, kb);
+        assert_eq!(va, vb, "tensor {ka} differs after resume");
+    }
+    // The log of the resumed run has each logged step once, as the straight run's does.
+    let steps = |d: &std::path::Path| -> Vec<u64> {
+        std::fs::read_to_string(d.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(steps(straight.path()), steps(split.path()));
+}
+
+#[test]
+fn a_fresh_run_never_overwrites_an_existing_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    go(dir.path(), 3, false);
+    let before = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
+    let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
+    let run = run_config(3);
+    let entry = find_model("ddpm").unwrap();
+    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
+    let err = train(
+        dir.path(),
+        &run,
+        &data,
+        step.as_mut(),
+        false,
+        &mut Quiet,
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn stop_flag_saves_and_returns_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
+    let run = run_config(100);
+    let entry = find_model("ddpm").unwrap();
+    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
+    let out = train(
+        dir.path(),
+        &run,
+        &data,
+        step.as_mut(),
+        false,
+        &mut Quiet,
+        &AtomicBool::new(true),
+    )
+    .unwrap();
+    assert!(out.interrupted);
+    assert!(dir.path().join(CHECKPOINT_FILE).exists());
+}
+
+#[test]
+fn resuming_with_another_model_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    go(dir.path(), 2, false);
+    let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
+    let mut run = run_config(4);
+    run.model_config["timesteps"] = 60.into();
+    let entry = find_model("ddpm").unwrap();
+    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
+    let err = train(
+        dir.path(),
+        &run,
+        &data,
+        step.as_mut(),
+        true,
+        &mut Quiet,
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("another config"), "{err}");
+}
