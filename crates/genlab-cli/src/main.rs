@@ -25,6 +25,10 @@ use clap::{Parser, Subcommand};
         genlab list                         # models, samplers and datasets"
 )]
 struct Cli {
+    /// CPU threads for tensor work (default: all cores). On a busy machine 1 is often
+    /// faster: the tensor library's workers spin while they wait for each other.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +50,16 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads must be at least 1, got 0");
+            std::process::exit(1);
+        }
+        // Read once by candle (and its matrix-multiply crate) when its pools start, which is
+        // after this point: no tensor work has run yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
     let result = match cli.command {
         Command::Train(a) => cmd_train::run(a),
         Command::Sample(a) => cmd_sample::run(a),

@@ -176,6 +176,7 @@ fn bad_input_gets_one_clear_error() {
     assert_eq!(std::fs::read(t.p("run/checkpoint.safetensors")).unwrap(), before);
     // Resume with nothing to resume.
     fails_with(&genlab(&["train", "--resume", "--out", t.p("none").to_str().unwrap()], d), &["cannot resume"]);
+    fails_with(&genlab(&["--threads", "0", "list"], d), &["--threads must be at least 1"]);
     // A 2-D model cannot be pointed at image settings.
     fails_with(&genlab(&["train", "--model", "ddpm", "--data", "rings", "--set", "ddpm.data.images=true", "--out", &out], d), &["data"]);
 }
