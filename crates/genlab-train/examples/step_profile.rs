@@ -14,9 +14,15 @@ use genlab_train::optim::{AdamW, AdamWConfig};
 fn main() -> genlab_core::Result<()> {
     let images = std::env::args().nth(1).as_deref() == Some("digits");
     let space = if images {
-        DataSpace { shape: vec![1, 8, 8], images: true }
+        DataSpace {
+            shape: vec![1, 8, 8],
+            images: true,
+        }
     } else {
-        DataSpace { shape: vec![2], images: false }
+        DataSpace {
+            shape: vec![2],
+            images: false,
+        }
     };
     let cfg = DdpmConfig::for_data(&space);
     let ps = ParamStore::new(0, &Device::Cpu);
@@ -47,13 +53,24 @@ fn main() -> genlab_core::Result<()> {
         let b3 = Instant::now();
         opt.step(&g, 1e-3, 1.0)?;
         let b4 = Instant::now();
-        ema.update()?;
+        ema.update(opt.t)?;
         let b5 = Instant::now();
-        for (i, d) in [b0 - a, b1 - b0, b2 - b1, b3 - b2, b4 - b3, b5 - b4].iter().enumerate() {
+        for (i, d) in [b0 - a, b1 - b0, b2 - b1, b3 - b2, b4 - b3, b5 - b4]
+            .iter()
+            .enumerate()
+        {
             t[i] += d.as_secs_f64() * 1000.0 / n as f64;
         }
     }
-    println!("ms per step: batch {:.2} fwd {:.2} bwd {:.2} norm {:.2} adamw {:.2} ema {:.2} total {:.2}",
-        t[0], t[1], t[2], t[3], t[4], t[5], t.iter().sum::<f64>());
+    println!(
+        "ms per step: batch {:.2} fwd {:.2} bwd {:.2} norm {:.2} adamw {:.2} ema {:.2} total {:.2}",
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+        t[5],
+        t.iter().sum::<f64>()
+    );
     Ok(())
 }

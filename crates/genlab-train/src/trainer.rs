@@ -281,3 +281,24 @@ pub fn train(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regression_resume_drops_log_lines_written_after_the_checkpoint() {
+        // A run killed after logging step 6 but checkpointed at step 4 must not log steps
+        // 5-6 twice once resumed.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LOG_FILE);
+        let lines: String = (1..=6)
+            .map(|s| format!("{{\"step\":{s},\"loss\":1.0}}\n"))
+            .collect();
+        std::fs::write(&p, lines + "not json\n").unwrap();
+        truncate_log(&p, 4).unwrap();
+        let kept = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(kept.lines().count(), 4, "{kept}");
+        assert!(kept.lines().last().unwrap().contains("\"step\":4"));
+    }
+}

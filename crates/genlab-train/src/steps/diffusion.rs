@@ -61,8 +61,9 @@ impl TrainStep for DiffusionStep {
         } else {
             1.0
         };
+        let n = self.opt.t;
         self.opt.step(&grads, lr, scale)?;
-        self.ema.update()?;
+        self.ema.update(n)?;
         Ok(vec![("loss".into(), loss_v), ("grad_norm".into(), norm)])
     }
 
