@@ -20,10 +20,10 @@ pub struct DemoArgs {
     #[arg(long, default_value = "demo-out")]
     pub out: PathBuf,
     /// Training steps of the 2-D model.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 1200)]
     pub points_steps: u64,
-    /// Training steps of the digits model.
-    #[arg(long, default_value_t = 2000)]
+    /// Training steps of the digits model (the demo's budget; a few thousand look better).
+    #[arg(long, default_value_t = 700)]
     pub digits_steps: u64,
     /// Seed of both runs.
     #[arg(long, default_value_t = 0)]
@@ -54,7 +54,11 @@ fn section(
                 caption: "training examples".into(),
             });
         }
-        blocks.push(Block::Text(p.summary.clone()));
+        // The summary's first line names the picture just shown; keep the numbers only.
+        let numbers: Vec<&str> = p.summary.lines().skip(1).collect();
+        if !numbers.is_empty() {
+            blocks.push(Block::Text(numbers.join("\n")));
+        }
     }
     let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap_or_default();
     blocks.push(Block::Svg(svg));

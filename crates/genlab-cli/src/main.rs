@@ -25,8 +25,9 @@ use clap::{Parser, Subcommand};
         genlab list                         # models, samplers and datasets"
 )]
 struct Cli {
-    /// CPU threads for tensor work (default: all cores). On a busy machine 1 is often
-    /// faster: the tensor library's workers spin while they wait for each other.
+    /// CPU threads for tensor work. Default 1 (or $RAYON_NUM_THREADS): on the 2-core
+    /// machines genlab is measured on, candle's spinning worker barrier makes 2 threads about
+    /// 2x slower than 1 for these models (see the README); try more on bigger machines.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -50,7 +51,13 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
+    let env_threads = std::env::var("RAYON_NUM_THREADS").ok();
+    let threads = match (cli.threads, env_threads) {
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None, // the user's environment decides
+        (None, None) => Some(1),
+    };
+    if let Some(n) = threads {
         if n == 0 {
             eprintln!("error: --threads must be at least 1, got 0");
             std::process::exit(1);

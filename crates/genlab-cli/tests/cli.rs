@@ -19,9 +19,15 @@ fn stderr(o: &Output) -> String {
 /// Asserts a clean failure whose message contains every `needle`.
 fn fails_with(o: &Output, needles: &[&str]) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error: {err}"
+    );
     for n in needles {
         assert!(err.contains(n), "missing `{n}` in: {err}");
     }
@@ -29,16 +35,34 @@ fn fails_with(o: &Output, needles: &[&str]) {
 
 /// A tiny, fast DDPM config for 2-D data.
 const TINY: &[&str] = &[
-    "--set", "ddpm.timesteps=50",
-    "--set", "ddpm.net.mlp.hidden=32",
-    "--set", "train.batch_size=64",
-    "--set", "train.log_every=5",
-    "--set", "train.warmup_steps=5",
+    "--set",
+    "ddpm.timesteps=50",
+    "--set",
+    "ddpm.net.mlp.hidden=32",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "train.log_every=5",
+    "--set",
+    "train.warmup_steps=5",
 ];
 
 fn train_tiny(out: &Path, data_dir: &Path, seed: &str, steps: &str) -> Output {
     let out_s = out.to_str().unwrap();
-    let mut args = vec!["train", "--model", "ddpm", "--data", "eight-gaussians", "--steps", steps, "--seed", seed, "--out", out_s, "--quiet"];
+    let mut args = vec![
+        "train",
+        "--model",
+        "ddpm",
+        "--data",
+        "eight-gaussians",
+        "--steps",
+        steps,
+        "--seed",
+        seed,
+        "--out",
+        out_s,
+        "--quiet",
+    ];
     args.extend_from_slice(TINY);
     genlab(&args, data_dir)
 }
@@ -58,27 +82,63 @@ fn train_then_sample_npy_and_png_with_config_sidecar() {
     let t = Tmp::new();
     let o = train_tiny(&t.p("run"), t.0.path(), "0", "30");
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["checkpoint.safetensors", "config.json", "log.jsonl", "loss.svg", "samples.png"] {
+    for f in [
+        "checkpoint.safetensors",
+        "config.json",
+        "log.jsonl",
+        "loss.svg",
+        "samples.png",
+    ] {
         assert!(t.p("run").join(f).exists(), "{f} missing");
     }
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.p("run/config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.p("run/config.json")).unwrap()).unwrap();
     assert_eq!(cfg["ddpm"]["timesteps"], 50);
     assert_eq!(cfg["train"]["steps"], 30);
 
     let npy = t.p("s.npy");
-    let o = genlab(&["sample", "--ckpt", t.p("run").to_str().unwrap(), "--n", "37", "--seed", "1",
-                     "--sampler", "ddpm", "--steps", "20", "--out", npy.to_str().unwrap()], t.0.path());
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            t.p("run").to_str().unwrap(),
+            "--n",
+            "37",
+            "--seed",
+            "1",
+            "--sampler",
+            "ddpm",
+            "--steps",
+            "20",
+            "--out",
+            npy.to_str().unwrap(),
+        ],
+        t.0.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let a = genlab_core::io::read_npy(&npy).unwrap();
     assert_eq!(a.shape, vec![37, 2]);
     assert!(a.data.iter().all(|v| v.is_finite()));
-    let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.p("s.json")).unwrap()).unwrap();
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.p("s.json")).unwrap()).unwrap();
     assert_eq!(side["nfe"], 20);
     assert_eq!(side["run_config"]["model"], "ddpm");
 
     let png = t.p("s.png");
-    let o = genlab(&["sample", "--ckpt", t.p("run").to_str().unwrap(), "--n", "100", "--steps", "10",
-                     "--out", png.to_str().unwrap()], t.0.path());
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            t.p("run").to_str().unwrap(),
+            "--n",
+            "100",
+            "--steps",
+            "10",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        t.0.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
 }
@@ -95,8 +155,26 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
     assert_ne!(ck("a"), ck("c"));
     let sample = |seed: &str, name: &str| {
         let out = t.p(name);
-        let o = genlab(&["sample", "--ckpt", t.p("a").to_str().unwrap(), "--n", "50", "--seed", seed,
-                         "--sampler", "ddim", "--eta", "1", "--steps", "10", "--out", out.to_str().unwrap()], t.0.path());
+        let o = genlab(
+            &[
+                "sample",
+                "--ckpt",
+                t.p("a").to_str().unwrap(),
+                "--n",
+                "50",
+                "--seed",
+                seed,
+                "--sampler",
+                "ddim",
+                "--eta",
+                "1",
+                "--steps",
+                "10",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            t.0.path(),
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         std::fs::read(out).unwrap()
     };
@@ -107,14 +185,37 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
 #[test]
 fn resume_from_the_cli_continues_to_the_new_total() {
     let t = Tmp::new();
-    assert!(train_tiny(&t.p("r"), t.0.path(), "0", "10").status.success());
-    let o = genlab(&["train", "--resume", "--out", t.p("r").to_str().unwrap(), "--steps", "20", "--quiet"], t.0.path());
+    assert!(train_tiny(&t.p("r"), t.0.path(), "0", "10")
+        .status
+        .success());
+    let o = genlab(
+        &[
+            "train",
+            "--resume",
+            "--out",
+            t.p("r").to_str().unwrap(),
+            "--steps",
+            "20",
+            "--quiet",
+        ],
+        t.0.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let log = std::fs::read_to_string(t.p("r/log.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     assert_eq!(last["step"], 20);
     // Changing the model on resume is refused.
-    let o = genlab(&["train", "--resume", "--out", t.p("r").to_str().unwrap(), "--set", "ddpm.timesteps=10"], t.0.path());
+    let o = genlab(
+        &[
+            "train",
+            "--resume",
+            "--out",
+            t.p("r").to_str().unwrap(),
+            "--set",
+            "ddpm.timesteps=10",
+        ],
+        t.0.path(),
+    );
     fails_with(&o, &["train.*"]);
 }
 
@@ -122,15 +223,51 @@ fn resume_from_the_cli_continues_to_the_new_total() {
 fn toml_config_file_is_layered_under_set() {
     let t = Tmp::new();
     std::fs::write(t.p("c.toml"), "model = \"ddpm\"\ndata = \"two-moons\"\n[train]\nsteps = 7\nbatch_size = 32\n[ddpm]\ntimesteps = 40\n").unwrap();
-    let o = genlab(&["train", "--config", t.p("c.toml").to_str().unwrap(), "--set", "train.steps=9",
-                     "--set", "ddpm.net.mlp.hidden=16", "--out", t.p("run").to_str().unwrap(), "--quiet", "--no-preview"], t.0.path());
+    let o = genlab(
+        &[
+            "train",
+            "--config",
+            t.p("c.toml").to_str().unwrap(),
+            "--set",
+            "train.steps=9",
+            "--set",
+            "ddpm.net.mlp.hidden=16",
+            "--out",
+            t.p("run").to_str().unwrap(),
+            "--quiet",
+            "--no-preview",
+        ],
+        t.0.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.p("run/config.json")).unwrap()).unwrap();
-    assert_eq!((cfg["train"]["steps"].as_u64(), cfg["train"]["batch_size"].as_u64()), (Some(9), Some(32)));
-    assert_eq!((cfg["data"].as_str(), cfg["ddpm"]["timesteps"].as_u64()), (Some("two-moons"), Some(40)));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.p("run/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            cfg["train"]["steps"].as_u64(),
+            cfg["train"]["batch_size"].as_u64()
+        ),
+        (Some(9), Some(32))
+    );
+    assert_eq!(
+        (cfg["data"].as_str(), cfg["ddpm"]["timesteps"].as_u64()),
+        (Some("two-moons"), Some(40))
+    );
     std::fs::write(t.p("bad.toml"), "[train]\nmomentum = 0.9\n").unwrap();
-    let o = genlab(&["train", "--model", "ddpm", "--data", "rings", "--config", t.p("bad.toml").to_str().unwrap(),
-                     "--out", t.p("bad").to_str().unwrap()], t.0.path());
+    let o = genlab(
+        &[
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "rings",
+            "--config",
+            t.p("bad.toml").to_str().unwrap(),
+            "--out",
+            t.p("bad").to_str().unwrap(),
+        ],
+        t.0.path(),
+    );
     fails_with(&o, &["unknown key `train.momentum`", "batch_size"]);
 }
 
@@ -139,46 +276,256 @@ fn bad_input_gets_one_clear_error() {
     let t = Tmp::new();
     let d = t.0.path();
     let out = t.p("x").to_str().unwrap().to_string();
-    fails_with(&genlab(&["train", "--model", "vae9", "--data", "rings", "--out", &out], d), &["unknown model `vae9`", "ddpm"]);
-    fails_with(&genlab(&["train", "--model", "ddpm", "--data", "moons3", "--out", &out], d), &["moons3", "eight-gaussians"]);
-    fails_with(&genlab(&["train", "--model", "ddpm", "--data", "rings", "--set", "ddpm.nope=1", "--out", &out], d),
-               &["unknown key `ddpm.nope`", "timesteps"]);
-    fails_with(&genlab(&["train", "--model", "ddpm", "--data", "rings", "--set", "train.lr=fast", "--out", &out], d), &["\"fast\"", "expected f64"]);
-    fails_with(&genlab(&["train", "--model", "ddpm", "--data", "rings", "--set", "novalue", "--out", &out], d), &["key=value"]);
+    fails_with(
+        &genlab(
+            &["train", "--model", "vae9", "--data", "rings", "--out", &out],
+            d,
+        ),
+        &["unknown model `vae9`", "ddpm"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "train", "--model", "ddpm", "--data", "moons3", "--out", &out,
+            ],
+            d,
+        ),
+        &["moons3", "eight-gaussians"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "train",
+                "--model",
+                "ddpm",
+                "--data",
+                "rings",
+                "--set",
+                "ddpm.nope=1",
+                "--out",
+                &out,
+            ],
+            d,
+        ),
+        &["unknown key `ddpm.nope`", "timesteps"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "train",
+                "--model",
+                "ddpm",
+                "--data",
+                "rings",
+                "--set",
+                "train.lr=fast",
+                "--out",
+                &out,
+            ],
+            d,
+        ),
+        &["\"fast\"", "expected f64"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "train", "--model", "ddpm", "--data", "rings", "--set", "novalue", "--out", &out,
+            ],
+            d,
+        ),
+        &["key=value"],
+    );
     // MNIST not fetched: the error says how to get it.
-    fails_with(&genlab(&["train", "--model", "ddpm", "--data", "mnist", "--out", &out], d), &["genlab data fetch mnist"]);
+    fails_with(
+        &genlab(
+            &["train", "--model", "ddpm", "--data", "mnist", "--out", &out],
+            d,
+        ),
+        &["genlab data fetch mnist"],
+    );
     // An image folder without images.
     std::fs::create_dir_all(t.p("empty")).unwrap();
     let spec = format!("folder:{}", t.p("empty").display());
-    fails_with(&genlab(&["train", "--model", "ddpm", "--data", &spec, "--out", &out], d), &["no images"]);
+    fails_with(
+        &genlab(
+            &["train", "--model", "ddpm", "--data", &spec, "--out", &out],
+            d,
+        ),
+        &["no images"],
+    );
     // Missing, corrupt and foreign checkpoints.
-    fails_with(&genlab(&["sample", "--ckpt", t.p("nope").to_str().unwrap(), "--out", t.p("s.npy").to_str().unwrap()], d), &["no checkpoint"]);
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                t.p("nope").to_str().unwrap(),
+                "--out",
+                t.p("s.npy").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["no checkpoint"],
+    );
     std::fs::create_dir_all(t.p("corrupt")).unwrap();
     std::fs::write(t.p("corrupt/checkpoint.safetensors"), b"garbage").unwrap();
-    fails_with(&genlab(&["sample", "--ckpt", t.p("corrupt").to_str().unwrap(), "--out", t.p("s.npy").to_str().unwrap()], d), &["not a valid genlab checkpoint"]);
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                t.p("corrupt").to_str().unwrap(),
+                "--out",
+                t.p("s.npy").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["not a valid genlab checkpoint"],
+    );
     let plain = t.p("plain.safetensors");
-    let tensor = candle_core::Tensor::zeros(3, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let tensor =
+        candle_core::Tensor::zeros(3, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
     genlab_core::io::save_safetensors(&plain, &[("w".to_string(), tensor)].into()).unwrap();
-    fails_with(&genlab(&["sample", "--ckpt", plain.to_str().unwrap(), "--out", t.p("s.npy").to_str().unwrap()], d), &["not a genlab training checkpoint"]);
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                plain.to_str().unwrap(),
+                "--out",
+                t.p("s.npy").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["not a genlab training checkpoint"],
+    );
     // Sampling arguments.
     assert!(train_tiny(&t.p("run"), d, "0", "5").status.success());
     let ck = t.p("run").to_str().unwrap().to_string();
-    fails_with(&genlab(&["sample", "--ckpt", &ck, "--n", "0", "--out", t.p("s.npy").to_str().unwrap()], d), &["--n must be at least 1"]);
-    fails_with(&genlab(&["sample", "--ckpt", &ck, "--sampler", "euler9", "--out", t.p("s.npy").to_str().unwrap()], d), &["unknown sampler `euler9`", "ddim"]);
-    fails_with(&genlab(&["sample", "--ckpt", &ck, "--steps", "0", "--out", t.p("s.npy").to_str().unwrap()], d), &["at least 1"]);
-    fails_with(&genlab(&["sample", "--ckpt", &ck, "--steps", "5000", "--out", t.p("s.npy").to_str().unwrap()], d), &["between 1 and the model's 50 timesteps"]);
-    fails_with(&genlab(&["sample", "--ckpt", &ck, "--out", t.p("s.txt").to_str().unwrap()], d), &[".npy", ".png"]);
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                &ck,
+                "--n",
+                "0",
+                "--out",
+                t.p("s.npy").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["--n must be at least 1"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                &ck,
+                "--sampler",
+                "euler9",
+                "--out",
+                t.p("s.npy").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["unknown sampler `euler9`", "ddim"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                &ck,
+                "--steps",
+                "0",
+                "--out",
+                t.p("s.npy").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["at least 1"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                &ck,
+                "--steps",
+                "5000",
+                "--out",
+                t.p("s.npy").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["between 1 and the model's 50 timesteps"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                &ck,
+                "--out",
+                t.p("s.txt").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &[".npy", ".png"],
+    );
     std::fs::write(t.p("afile"), b"x").unwrap();
-    fails_with(&genlab(&["sample", "--ckpt", &ck, "--out", t.p("afile/s.npy").to_str().unwrap()], d), &["afile"]);
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                &ck,
+                "--out",
+                t.p("afile/s.npy").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["afile"],
+    );
     // Training again into a run directory is refused: the good checkpoint survives.
     let before = std::fs::read(t.p("run/checkpoint.safetensors")).unwrap();
     fails_with(&train_tiny(&t.p("run"), d, "0", "5"), &["--resume"]);
-    assert_eq!(std::fs::read(t.p("run/checkpoint.safetensors")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(t.p("run/checkpoint.safetensors")).unwrap(),
+        before
+    );
     // Resume with nothing to resume.
-    fails_with(&genlab(&["train", "--resume", "--out", t.p("none").to_str().unwrap()], d), &["cannot resume"]);
-    fails_with(&genlab(&["--threads", "0", "list"], d), &["--threads must be at least 1"]);
+    fails_with(
+        &genlab(
+            &["train", "--resume", "--out", t.p("none").to_str().unwrap()],
+            d,
+        ),
+        &["cannot resume"],
+    );
+    fails_with(
+        &genlab(&["--threads", "0", "list"], d),
+        &["--threads must be at least 1"],
+    );
     // A 2-D model cannot be pointed at image settings.
-    fails_with(&genlab(&["train", "--model", "ddpm", "--data", "rings", "--set", "ddpm.data.images=true", "--out", &out], d), &["data"]);
+    fails_with(
+        &genlab(
+            &[
+                "train",
+                "--model",
+                "ddpm",
+                "--data",
+                "rings",
+                "--set",
+                "ddpm.data.images=true",
+                "--out",
+                &out,
+            ],
+            d,
+        ),
+        &["data"],
+    );
 }
 
 #[test]
@@ -186,7 +533,14 @@ fn list_names_models_samplers_and_datasets() {
     let t = Tmp::new();
     let o = genlab(&["list"], t.0.path());
     let s = String::from_utf8_lossy(&o.stdout);
-    for n in ["ddpm", "ddim", "eight-gaussians", "digits", "mnist:test", "folder:PATH"] {
+    for n in [
+        "ddpm",
+        "ddim",
+        "eight-gaussians",
+        "digits",
+        "mnist:test",
+        "folder:PATH",
+    ] {
         assert!(s.contains(n), "{n} missing from: {s}");
     }
 }
@@ -197,6 +551,9 @@ fn help_explains_every_command() {
     for cmd in ["train", "sample", "list", "data", "demo"] {
         let o = genlab(&[cmd, "--help"], t.0.path());
         assert!(o.status.success());
-        assert!(String::from_utf8_lossy(&o.stdout).len() > 100, "{cmd} --help is too thin");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).len() > 100,
+            "{cmd} --help is too thin"
+        );
     }
 }

@@ -3,12 +3,21 @@
 //! - [`timestep_embedding`]: sinusoidal embedding of diffusion timesteps (Vaswani et al. 2017);
 //! - [`MlpDenoiser`]: a time-conditioned MLP noise predictor for 2-D toy data;
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
-//!   [`Downsample`] and [`Upsample`] parts.
+//!   [`Downsample`] and [`Upsample`] parts;
+//! - [`Conv`], [`GroupNorm`], [`upsample_nearest`]: the layers under the U-Net, with fused CPU
+//!   kernels for their forward and backward passes (candle 0.11.1's own CPU backward passes
+//!   for these were 5-10x slower); each falls back to, and is tested against, candle's op.
 //!
-//! Parameters are created through `genlab_core::ParamStore::vb()`, so initial weights are
-//! seeded. Only ops whose candle 0.11.1 backward passes a gradient are used: GroupNorm (built
-//! from plain tensor ops) and `candle_nn::ops::softmax`, never the fused LayerNorm, RmsNorm,
-//! `softmax_last_dim` or `sdpa`.
+//! Parameters are created through `genlab_core::ParamStore::vb()` with the ordinary
+//! `candle_nn` constructors, so initial weights are seeded and names are the `pp` paths.
+//! Only ops whose candle 0.11.1 backward passes a gradient are used (`candle_nn::ops::softmax`,
+//! never the fused LayerNorm, RmsNorm, `softmax_last_dim` or `sdpa`).
+//!
+//! The weights are variables, so every output tracks its autograd graph: iterative samplers
+//! must `detach()` their state each step, or every step's intermediates stay alive.
+
+// `usize::is_multiple_of` is newer (1.87) than the workspace's rust-version (1.85).
+#![allow(clippy::manual_is_multiple_of)]
 
 pub mod attention;
 pub mod conv;
@@ -25,6 +34,6 @@ pub use conv::Conv;
 pub use embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
 pub use mlp::{MlpDenoiser, MlpDenoiserConfig};
 pub use norm::GroupNorm;
-pub use resample::{Downsample, Upsample};
+pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};
 pub use resblock::ResBlock;
 pub use unet::{UNet, UNetConfig};

@@ -110,6 +110,7 @@ impl CustomOp3 for GroupNormOp {
         let gb = Tensor::cat(&[gamma, beta], 0)?;
         // [n + 2C] = dx (flattened) ++ dγ ++ dβ
         let packed = x.apply_op3_no_bwd(&gb, &grad.contiguous()?, &GroupNormBwd(self.0))?;
+        // [n] -> x's shape [B, C, ...]; [C]; [C]
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
         let dgamma = packed.narrow(0, n, c)?;
         let dbeta = packed.narrow(0, n + c, c)?;

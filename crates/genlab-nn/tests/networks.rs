@@ -1,5 +1,8 @@
 //! Shapes, gradients, determinism and config checks of the public networks.
 
+// The f64 reference is written as index loops to mirror the formulas.
+#![allow(clippy::needless_range_loop)]
+
 use candle_core::{DType, Device, Tensor};
 use genlab_core::{ParamStore, Rng};
 use genlab_nn::{AttentionBlock, MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};

@@ -43,7 +43,15 @@ pub struct DdpmConfig {
 impl DdpmConfig {
     /// The preset for a data space: an MLP for points, a U-Net sized to the image otherwise.
     pub fn for_data(data: &DataSpace) -> Self {
-        let net = if data.images {
+        let net = if data.images && data.shape.get(1).is_some_and(|&h| h <= 16) {
+            // Small images (8x8 digits): two levels and one block per level are enough, and
+            // keep CPU training to a few minutes.
+            NetConfig::Unet(UNetConfig {
+                channel_mult: vec![1, 2],
+                num_res_blocks: 1,
+                ..UNetConfig::default()
+            })
+        } else if data.images {
             NetConfig::Unet(UNetConfig::default())
         } else {
             NetConfig::Mlp(MlpDenoiserConfig::default())
