@@ -238,15 +238,14 @@ fn preview(
         "preview: {n} samples (ddim, 50 steps) in {}",
         samples_png.display()
     );
-    let real_png;
-    if images {
+    let real_png = if images {
         let m = n.min(ds.len());
         let idx: Vec<usize> = (0..m).map(|i| i * ds.len() / m).collect();
         let real = genlab_data::make_batch(ds, &idx, &candle_core::Device::Cpu)?.x;
         output::save_samples(&out.x, true, &samples_png, None)?;
         let p = dir.join("real.png");
         output::save_samples(&real, true, &p, None)?;
-        real_png = Some(p);
+        Some(p)
     } else {
         let m = 2000.min(ds.len());
         let idx: Vec<usize> = (0..m).collect();
@@ -266,8 +265,8 @@ fn preview(
                 100.0 * min_mode
             ));
         }
-        real_png = None;
-    }
+        None
+    };
     Ok(Preview {
         samples_png,
         real_png,

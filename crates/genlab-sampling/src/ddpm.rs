@@ -86,7 +86,8 @@ mod tests {
             schedule: &sched,
         };
         // Respaced steps add discretisation error; at the full T the target is exact.
-        for steps in [1000] {
+        {
+            let steps = 1000;
             let mut rng = Rng::new(0);
             let x = rng.normal_tensor(&[20_000, 1], &Device::Cpu).unwrap();
             let s = DdpmSampler::new(&SamplerOptions {

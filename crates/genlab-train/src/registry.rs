@@ -14,6 +14,9 @@ use genlab_models::{DataSpace, Sample};
 use crate::run::{RunConfig, TrainConfig};
 use crate::step::{strip_prefix, TrainStep};
 
+/// Builds a model for sampling from its config and weights.
+pub type LoadFn = fn(&Value, &HashMap<String, Tensor>) -> Result<Box<dyn Sample>>;
+
 pub struct ModelEntry {
     pub name: &'static str,
     pub description: &'static str,
@@ -24,7 +27,7 @@ pub struct ModelEntry {
     /// Builds a fresh training step from a resolved config.
     pub build_step: fn(&Value, &TrainConfig, u64) -> Result<Box<dyn TrainStep>>,
     /// Builds the model for sampling from a config and weights (names without prefix).
-    pub load: fn(&Value, &HashMap<String, Tensor>) -> Result<Box<dyn Sample>>,
+    pub load: LoadFn,
 }
 
 fn ddpm_config(v: &Value) -> Result<DdpmConfig> {

@@ -97,7 +97,7 @@ impl DdpmConfig {
 
 enum Net {
     Mlp(MlpDenoiser),
-    Unet(UNet),
+    Unet(Box<UNet>),
 }
 
 /// A DDPM: its network and its noise schedule.
@@ -115,7 +115,7 @@ impl Ddpm {
             NetConfig::Mlp(m) => Net::Mlp(MlpDenoiser::new(m, cfg.data.shape[0], vb.pp("net"))?),
             NetConfig::Unet(u) => {
                 let c = cfg.data.shape[0];
-                Net::Unet(UNet::new(u, c, c, vb.pp("net"))?)
+                Net::Unet(Box::new(UNet::new(u, c, c, vb.pp("net"))?))
             }
         };
         Ok(Self {
@@ -280,15 +280,15 @@ mod tests {
         let t: Vec<usize> = (0..3).map(|_| r.below(100) as usize).collect();
         let eps = r.normal_tensor(&[3, 2], &Device::Cpu).unwrap();
         let mut total = 0f64;
-        for i in 0..3 {
-            let a = m.schedule.alphas_cumprod[t[i]];
+        for (i, &ti) in t.iter().enumerate() {
+            let a = m.schedule.alphas_cumprod[ti];
             let x = x0.get(i).unwrap();
             let e = eps.get(i).unwrap();
             let xt = ((&x * a.sqrt()).unwrap() + (&e * (1.0 - a).sqrt()).unwrap())
                 .unwrap()
                 .unsqueeze(0)
                 .unwrap();
-            let pred = m.predict(&xt, t[i] as f64).unwrap().squeeze(0).unwrap();
+            let pred = m.predict(&xt, ti as f64).unwrap().squeeze(0).unwrap();
             let d: Vec<f32> = (pred - e).unwrap().to_vec1().unwrap();
             total += d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
         }
