@@ -24,8 +24,10 @@ use crate::step::TrainStep;
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const LOG_FILE: &str = "log.jsonl";
 pub const CONFIG_FILE: &str = "config.json";
-const META_CONFIG: &str = "genlab.config";
-const META_STATE: &str = "genlab.state";
+/// The one metadata key: `{"config": ..., "state": ...}` as JSON. One key because
+/// safetensors writes its metadata map in hash order: with two keys, two identical runs
+/// wrote checkpoints whose bytes differed.
+const META_KEY: &str = "genlab";
 /// Bumped when the checkpoint layout changes incompatibly.
 const FORMAT_VERSION: u32 = 1;
 
@@ -56,8 +58,22 @@ pub fn parse_metadata(
     let bad = |e: serde_json::Error| {
         Error::Checkpoint(format!("{}: corrupt metadata: {e}", file.display()))
     };
-    let tree: serde_json::Value = serde_json::from_str(get(META_CONFIG)?).map_err(bad)?;
-    let state: RunState = serde_json::from_str(get(META_STATE)?).map_err(bad)?;
+    let (tree, state): (serde_json::Value, RunState) = match (
+        meta.get(META_KEY),
+        meta.get("genlab.config"),
+        meta.get("genlab.state"),
+    ) {
+        // The first checkpoints of this format kept config and state under two keys.
+        (None, Some(c), Some(s)) => (
+            serde_json::from_str(c).map_err(bad)?,
+            serde_json::from_str(s).map_err(bad)?,
+        ),
+        _ => {
+            let mut both: serde_json::Value = serde_json::from_str(get(META_KEY)?).map_err(bad)?;
+            let state = serde_json::from_value(both["state"].take()).map_err(bad)?;
+            (both["config"].take(), state)
+        }
+    };
     if state.format != FORMAT_VERSION {
         return Err(Error::Checkpoint(format!(
             "{} has checkpoint format {}, this genlab reads format {FORMAT_VERSION}",
@@ -98,14 +114,8 @@ fn save(
     state: &RunState,
     step: &dyn TrainStep,
 ) -> Result<std::path::PathBuf> {
-    let meta: HashMap<String, String> = [
-        (META_CONFIG.to_string(), run.to_tree().to_string()),
-        (
-            META_STATE.to_string(),
-            serde_json::to_string(state).expect("plain data"),
-        ),
-    ]
-    .into();
+    let both = serde_json::json!({ "config": run.to_tree(), "state": state });
+    let meta: HashMap<String, String> = [(META_KEY.to_string(), both.to_string())].into();
     let path = run_dir.join(CHECKPOINT_FILE);
     io::save_tensors_with_metadata(&path, &step.state_tensors(), meta)?;
     Ok(path)
