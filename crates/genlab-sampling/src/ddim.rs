@@ -12,8 +12,9 @@ use candle_core::Tensor;
 
 use genlab_core::{Error, Result, Rng};
 
-use crate::denoiser::to_eps_x0;
-use crate::registry::{check_finite, maybe_clip, SampleOutput, Sampler, SamplerOptions};
+use crate::registry::{
+    check_finite, predict_eps_x0, step_pairs, SampleOutput, Sampler, SamplerOptions,
+};
 use crate::{Denoiser, NoiseSchedule};
 
 pub struct DdimSampler {
@@ -46,15 +47,11 @@ impl Sampler for DdimSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let ts = schedule.spaced_timesteps(self.opts.steps)?;
-        let total = ts.len();
-        for (k, &t) in ts.iter().enumerate() {
-            let prev: isize = ts.get(k + 1).map(|&p| p as isize).unwrap_or(-1);
-            let a_t = schedule.alpha_bar(t as isize);
-            let a_prev = schedule.alpha_bar(prev);
-            let out = model.predict(&x, t as f64)?;
-            let (eps, x0) = to_eps_x0(model.prediction(), &out, &x, a_t)?;
-            let x0 = maybe_clip(x0, self.opts.clip_x0)?;
+        let steps = step_pairs(schedule, self.opts.steps)?;
+        let total = steps.len();
+        for (k, p) in steps.iter().enumerate() {
+            let (t, a_t, a_prev) = (p.t, p.a_t, p.a_prev);
+            let (eps, x0) = predict_eps_x0(model, &x, p, self.opts.clip_x0)?;
             let sigma =
                 self.opts.eta * ((1.0 - a_prev) / (1.0 - a_t)).sqrt() * (1.0 - a_t / a_prev).sqrt();
             let dir = (1.0 - a_prev - sigma * sigma).max(0.0).sqrt();

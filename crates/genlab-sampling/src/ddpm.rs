@@ -10,8 +10,9 @@ use candle_core::Tensor;
 
 use genlab_core::{Error, Result, Rng};
 
-use crate::denoiser::to_eps_x0;
-use crate::registry::{check_finite, maybe_clip, SampleOutput, Sampler, SamplerOptions};
+use crate::registry::{
+    check_finite, predict_eps_x0, step_pairs, SampleOutput, Sampler, SamplerOptions,
+};
 use crate::{Denoiser, NoiseSchedule};
 
 pub struct DdpmSampler {
@@ -38,22 +39,18 @@ impl Sampler for DdpmSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let ts = schedule.spaced_timesteps(self.opts.steps)?;
-        let total = ts.len();
-        for (k, &t) in ts.iter().enumerate() {
-            let prev: isize = ts.get(k + 1).map(|&p| p as isize).unwrap_or(-1);
-            let a_t = schedule.alpha_bar(t as isize);
-            let a_prev = schedule.alpha_bar(prev);
+        let steps = step_pairs(schedule, self.opts.steps)?;
+        let total = steps.len();
+        for (k, p) in steps.iter().enumerate() {
+            let (t, a_t, a_prev) = (p.t, p.a_t, p.a_prev);
             let alpha = a_t / a_prev; // respaced per-step alpha
             let beta = 1.0 - alpha;
-            let out = model.predict(&x, t as f64)?;
-            let (_, x0) = to_eps_x0(model.prediction(), &out, &x, a_t)?;
-            let x0 = maybe_clip(x0, self.opts.clip_x0)?;
+            let (_, x0) = predict_eps_x0(model, &x, p, self.opts.clip_x0)?;
             // Posterior mean, Eq. 7: c0 * x0 + ct * x_t.
             let c0 = a_prev.sqrt() * beta / (1.0 - a_t);
             let ct = alpha.sqrt() * (1.0 - a_prev) / (1.0 - a_t);
             let mean = ((x0 * c0)? + (&x * ct)?)?;
-            x = if prev >= 0 {
+            x = if k + 1 < total {
                 let var = beta * (1.0 - a_prev) / (1.0 - a_t);
                 let z = rng.normal_tensor(x.dims(), x.device())?;
                 (mean + (z * var.sqrt())?)?

@@ -111,6 +111,43 @@ pub(crate) fn check_finite(x: &Tensor, sampler: &str, step: usize, t: usize) -> 
     Ok(())
 }
 
+/// One step of a discrete-time sampler: the timestep `t`, the one it steps to (`-1` for
+/// the clean data), and their alpha_bar values.
+pub(crate) struct StepPair {
+    pub t: usize,
+    pub a_t: f64,
+    pub a_prev: f64,
+}
+
+/// The steps of a `k`-step run over `schedule` (see `NoiseSchedule::spaced_timesteps`).
+pub(crate) fn step_pairs(schedule: &NoiseSchedule, k: usize) -> Result<Vec<StepPair>> {
+    let ts = schedule.spaced_timesteps(k)?;
+    Ok(ts
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let prev = ts.get(i + 1).map(|&p| p as isize).unwrap_or(-1);
+            StepPair {
+                t,
+                a_t: schedule.alpha_bar(t as isize),
+                a_prev: schedule.alpha_bar(prev),
+            }
+        })
+        .collect())
+}
+
+/// Runs the model at step `p` and returns (eps, x0), x0 clamped when `clip` asks for it.
+pub(crate) fn predict_eps_x0(
+    model: &dyn Denoiser,
+    x: &Tensor,
+    p: &StepPair,
+    clip: Option<(f64, f64)>,
+) -> Result<(Tensor, Tensor)> {
+    let out = model.predict(x, p.t as f64)?;
+    let (eps, x0) = crate::denoiser::to_eps_x0(model.prediction(), &out, x, p.a_t)?;
+    Ok((eps, maybe_clip(x0, clip)?))
+}
+
 /// Clamps x0 when the options ask for it.
 pub(crate) fn maybe_clip(x0: Tensor, clip: Option<(f64, f64)>) -> Result<Tensor> {
     Ok(match clip {
