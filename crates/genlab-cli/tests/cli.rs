@@ -122,6 +122,12 @@ fn train_then_sample_npy_and_png_with_config_sidecar() {
     let side: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(t.p("s.json")).unwrap()).unwrap();
     assert_eq!(side["nfe"], 20);
+    // Eight gaussians has known modes: the coverage is reported and recorded.
+    assert!(String::from_utf8_lossy(&o.stdout).contains("within 3 std of a mode"));
+    let frac = side["eight_gaussians_coverage"]["fraction_within_3std"]
+        .as_f64()
+        .unwrap();
+    assert!((0.0..=1.0).contains(&frac));
     assert_eq!(side["run_config"]["model"], "ddpm");
 
     let png = t.p("s.png");
