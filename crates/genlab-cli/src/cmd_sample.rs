@@ -107,7 +107,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
     genlab_core::io::write_json(&a.out.with_extension("json"), &sidecar)?;
     println!(
-        "wrote {} samples of shape {:?} to {} ({} network evaluations, {:.1} s){report}",
+        "wrote {} samples of shape {:?} to {} ({} network evaluations per sample, {:.1} s){report}",
         a.n,
         &out.x.dims()[1..],
         a.out.display(),

@@ -32,6 +32,7 @@ pub struct SampleRequest {
 #[derive(Debug)]
 pub struct SampleResult {
     pub x: Tensor,
+    /// Network evaluations per sample (the steps a sampler took), however many batches ran.
     pub nfe: usize,
 }
 
