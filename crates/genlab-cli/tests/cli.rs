@@ -563,3 +563,38 @@ fn help_explains_every_command() {
         );
     }
 }
+
+#[test]
+fn demo_writes_its_page_and_refuses_to_overwrite_itself() {
+    let t = Tmp::new();
+    let out = t.p("demo");
+    let args = [
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--points-steps",
+        "20",
+        "--digits-steps",
+        "3",
+    ];
+    let o = genlab(&args, t.0.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for needle in [
+        "DDPM on eight-gaussians",
+        "DDPM on digits",
+        "<svg",
+        "samples.png",
+        "real.png",
+    ] {
+        assert!(page.contains(needle), "index.html lacks {needle}");
+    }
+    for f in [
+        "eight-gaussians/samples.png",
+        "digits/samples.png",
+        "digits/checkpoint.safetensors",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    fails_with(&genlab(&args, t.0.path()), &["already holds a demo run"]);
+}
