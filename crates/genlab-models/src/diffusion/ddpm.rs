@@ -315,7 +315,10 @@ mod tests {
         let a = m.sample(&req, &mut Rng::new(3), &mut |_, _| {}).unwrap();
         let b = m.sample(&req, &mut Rng::new(3), &mut |_, _| {}).unwrap();
         assert_eq!(a.x.dims(), &[5, 2]);
-        assert_eq!(a.nfe, 10, "NFE counts evaluations per sample, not per batch");
+        assert_eq!(
+            a.nfe, 10,
+            "NFE counts evaluations per sample, not per batch"
+        );
         assert_eq!(a.x.to_vec2::<f32>().unwrap(), b.x.to_vec2::<f32>().unwrap());
         let zero = SampleRequest { n: 0, ..req };
         assert!(m.sample(&zero, &mut Rng::new(3), &mut |_, _| {}).is_err());
