@@ -70,21 +70,38 @@ fn open(spec: &str, seed: u64) -> anyhow::Result<Box<dyn Dataset>> {
 /// the --steps/--seed flags.
 fn resolve_fresh(a: &TrainArgs) -> anyhow::Result<(RunConfig, Box<dyn Dataset>)> {
     let file = a.config.as_deref().map(config::read_toml).transpose()?;
-    let from_file = |k: &str| file.as_ref().and_then(|f| f.get(k)).cloned();
-    let model = match (&a.model, from_file("model")) {
+    let overrides = a
+        .set
+        .iter()
+        .map(|s| config::parse_override(s))
+        .collect::<genlab_core::Result<Vec<_>>>()?;
+    // model, data and seed choose the defaults, so they are read first: a flag wins over
+    // `--set`, which wins over the file.
+    let top = |k: &str| {
+        overrides
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| file.as_ref().and_then(|f| f.get(k)).cloned())
+    };
+    let model = match (&a.model, top("model")) {
         (Some(m), _) => m.clone(),
         (None, Some(Value::String(m))) => m,
         _ => bail!("no model given: pass --model NAME (see `genlab list`)"),
     };
-    let data = match (&a.data, from_file("data")) {
+    let data = match (&a.data, top("data")) {
         (Some(d), _) => d.clone(),
         (None, Some(Value::String(d))) => d,
         _ => bail!("no dataset given: pass --data NAME (see `genlab list`)"),
     };
-    let seed = a
-        .seed
-        .or_else(|| from_file("seed").and_then(|v| v.as_u64()))
-        .unwrap_or(0);
+    let seed = match (a.seed, top("seed")) {
+        (Some(s), _) => s,
+        (None, None) => 0,
+        (None, Some(v)) => v
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("seed must be a non-negative integer, got {v}"))?,
+    };
     let entry = find_model(&model)?;
     let ds = open(&data, seed)?;
     let space = data_space(ds.as_ref());
@@ -99,8 +116,7 @@ fn resolve_fresh(a: &TrainArgs) -> anyhow::Result<(RunConfig, Box<dyn Dataset>)>
     if let Some(f) = &file {
         config::apply_overlay(&mut tree, f, "")?;
     }
-    for s in &a.set {
-        let (k, v) = config::parse_override(s)?;
+    for (k, v) in overrides {
         config::apply_override(&mut tree, &k, v)?;
     }
     tree["model"] = model.into();

@@ -159,6 +159,27 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
     let ck = |d: &str| std::fs::read(t.p(d).join("checkpoint.safetensors")).unwrap();
     assert_eq!(ck("a"), ck("b"));
     assert_ne!(ck("a"), ck("c"));
+    // Regression: `--set seed=4` was overwritten by the default seed 0.
+    let mut args = vec![
+        "train",
+        "--model",
+        "ddpm",
+        "--data",
+        "eight-gaussians",
+        "--steps",
+        "15",
+    ];
+    let d_out = t.p("d");
+    args.extend_from_slice(&[
+        "--set",
+        "seed=4",
+        "--out",
+        d_out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    args.extend_from_slice(TINY);
+    assert!(genlab(&args, t.0.path()).status.success());
+    assert_eq!(ck("d"), ck("c"));
     let sample = |seed: &str, name: &str| {
         let out = t.p(name);
         let o = genlab(
