@@ -47,21 +47,30 @@ fn checkpoint_bytes(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
     v
 }
 
-fn go(dir: &std::path::Path, steps: u64, resume: bool) -> genlab_train::TrainOutcome {
+/// Trains `run` in `dir` (a fresh step built from its config) and returns what `train` says.
+fn try_train(
+    dir: &std::path::Path,
+    run: &RunConfig,
+    resume: bool,
+    stop: bool,
+) -> genlab_core::Result<genlab_train::TrainOutcome> {
     let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
-    let run = run_config(steps);
     let entry = find_model("ddpm").unwrap();
     let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
+    let stop = AtomicBool::new(stop);
     train(
         dir,
-        &run,
+        run,
         &data as &dyn Dataset,
         step.as_mut(),
         resume,
         &mut Quiet,
-        &AtomicBool::new(false),
+        &stop,
     )
-    .unwrap()
+}
+
+fn go(dir: &std::path::Path, steps: u64, resume: bool) -> genlab_train::TrainOutcome {
+    try_train(dir, &run_config(steps), resume, false).unwrap()
 }
 
 #[test]
@@ -107,20 +116,7 @@ fn a_fresh_run_never_overwrites_an_existing_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     go(dir.path(), 3, false);
     let before = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
-    let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
-    let run = run_config(3);
-    let entry = find_model("ddpm").unwrap();
-    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
-    let err = train(
-        dir.path(),
-        &run,
-        &data,
-        step.as_mut(),
-        false,
-        &mut Quiet,
-        &AtomicBool::new(false),
-    )
-    .unwrap_err();
+    let err = try_train(dir.path(), &run_config(3), false, false).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
     assert_eq!(
         std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap(),
@@ -131,20 +127,7 @@ fn a_fresh_run_never_overwrites_an_existing_checkpoint() {
 #[test]
 fn stop_flag_saves_and_returns_interrupted() {
     let dir = tempfile::tempdir().unwrap();
-    let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
-    let run = run_config(100);
-    let entry = find_model("ddpm").unwrap();
-    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
-    let out = train(
-        dir.path(),
-        &run,
-        &data,
-        step.as_mut(),
-        false,
-        &mut Quiet,
-        &AtomicBool::new(true),
-    )
-    .unwrap();
+    let out = try_train(dir.path(), &run_config(100), false, true).unwrap();
     assert!(out.interrupted);
     assert!(dir.path().join(CHECKPOINT_FILE).exists());
 }
@@ -153,20 +136,8 @@ fn stop_flag_saves_and_returns_interrupted() {
 fn resuming_with_another_model_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     go(dir.path(), 2, false);
-    let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
     let mut run = run_config(4);
     run.model_config["timesteps"] = 60.into();
-    let entry = find_model("ddpm").unwrap();
-    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
-    let err = train(
-        dir.path(),
-        &run,
-        &data,
-        step.as_mut(),
-        true,
-        &mut Quiet,
-        &AtomicBool::new(false),
-    )
-    .unwrap_err();
+    let err = try_train(dir.path(), &run, true, false).unwrap_err();
     assert!(err.to_string().contains("another config"), "{err}");
 }
