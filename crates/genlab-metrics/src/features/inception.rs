@@ -1,0 +1,1 @@
+//! pytorch-fid Inception-v3 (to be written).

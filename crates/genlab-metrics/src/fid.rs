@@ -1,0 +1,1 @@
+//! fid (to be written).

@@ -1,0 +1,1 @@
+//! nn1 (to be written).

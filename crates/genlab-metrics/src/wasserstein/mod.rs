@@ -1,0 +1,1 @@
+//! Wasserstein distances (to be written).
