@@ -161,6 +161,16 @@ pub struct Trained {
     pub run: RunConfig,
     pub outcome: genlab_train::TrainOutcome,
     pub preview: Option<Preview>,
+    /// Held-out split and the model's metrics on it (e.g. the classifier's test accuracy).
+    pub evaluation: Option<(String, Vec<(String, f64)>)>,
+}
+
+/// The held-out split matching a training set, where the dataset has one.
+fn held_out_split(data: &str) -> Option<&'static str> {
+    match data {
+        "mnist" | "mnist:train" => Some("mnist:test"),
+        _ => None,
+    }
 }
 
 /// What the post-training preview produced.
@@ -191,6 +201,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     if let Some(p) = &t.preview {
         println!("{}", p.summary);
     }
+    if let Some((spec, metrics)) = &t.evaluation {
+        let parts: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        println!(
+            "held-out evaluation on {spec}: {} (written to {})",
+            parts.join(", "),
+            a.out.join("eval.json").display()
+        );
+    }
     Ok(())
 }
 
@@ -216,15 +234,36 @@ pub fn train(a: &TrainArgs) -> anyhow::Result<Trained> {
     )?;
     bar.pb.finish_and_clear();
     output::write_loss_svg(&a.out, &format!("{} on {}", run.model, run.data))?;
-    let preview = if a.no_preview || outcome.interrupted {
-        None
-    } else {
-        Some(preview(&a.out, &run, ds.as_ref(), step.sampler())?)
+    let preview = match step.sampler() {
+        Some(model) if !(a.no_preview || outcome.interrupted) => {
+            Some(preview(&a.out, &run, ds.as_ref(), model)?)
+        }
+        _ => None,
+    };
+    let evaluation = match held_out_split(&run.data) {
+        Some(spec) if !outcome.interrupted => {
+            let held = open(spec, run.seed)?;
+            let metrics = step.evaluate(held.as_ref())?;
+            if metrics.is_empty() {
+                None
+            } else {
+                let mut rec = serde_json::Map::new();
+                rec.insert("data".into(), spec.into());
+                rec.insert("step".into(), outcome.step.into());
+                for (k, v) in &metrics {
+                    rec.insert(k.clone(), (*v).into());
+                }
+                genlab_core::io::write_json(&a.out.join("eval.json"), &Value::Object(rec))?;
+                Some((spec.to_string(), metrics))
+            }
+        }
+        _ => None,
     };
     Ok(Trained {
         run,
         outcome,
         preview,
+        evaluation,
     })
 }
 

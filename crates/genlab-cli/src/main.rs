@@ -4,10 +4,12 @@
 //! algorithm. Errors from the libraries reach the user as one message and a non-zero exit.
 
 mod cmd_data;
+mod cmd_eval;
 mod cmd_list;
 mod cmd_sample;
 mod cmd_train;
 mod demo;
+mod extractors;
 mod output;
 mod progress;
 
@@ -42,6 +44,9 @@ enum Command {
     Sample(cmd_sample::SampleArgs),
     /// List the models, samplers and datasets genlab knows.
     List,
+    /// Compare generated samples with real ones: FID, KID, MMD, IS, Mode Score,
+    /// Wasserstein, 1-NN.
+    Eval(cmd_eval::EvalArgs),
     /// Fetch and verify datasets.
     Data(cmd_data::DataArgs),
     /// The main job on embedded data, no network: trains DDPM on a 2-D set and on the 8x8
@@ -70,6 +75,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(a) => cmd_train::run(a),
         Command::Sample(a) => cmd_sample::run(a),
+        Command::Eval(a) => cmd_eval::run(a),
         Command::List => cmd_list::run(),
         Command::Data(a) => cmd_data::run(a),
         Command::Demo(a) => demo::run(a),

@@ -146,11 +146,27 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 
 /// Reads a `.npy` file of little-endian f4 or f8 values in C order.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    let a = read_npy_f64(path)?;
+    Ok(NpyArray {
+        shape: a.shape,
+        data: a.data.into_iter().map(|v| v as f32).collect(),
+    })
+}
+
+/// An array read from a `.npy` file at f64 precision (metrics and reference fixtures).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArrayF64 {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+/// Reads a `.npy` file of little-endian f4 or f8 values in C order, keeping f64 precision.
+pub fn read_npy_f64(path: &Path) -> Result<NpyArrayF64> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     parse_npy(&bytes).map_err(|msg| Error::Data(format!("{}: {msg}", path.display())))
 }
 
-fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArrayF64, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (missing \\x93NUMPY magic)".into());
     }
@@ -214,14 +230,14 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     }
     let data = if width == 4 {
         body.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
             .collect()
     } else {
         body.chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect()
     };
-    Ok(NpyArray { shape, data })
+    Ok(NpyArrayF64 { shape, data })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod matrix;
 pub mod nn1;
 pub mod score;
 pub mod stats;
+pub mod suite;
 pub mod wasserstein;
 
 pub use matrix::{check_pair, FeatureMatrix};

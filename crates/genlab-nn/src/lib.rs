@@ -1,6 +1,7 @@
 //! genlab-nn: the neural-network blocks of genlab's generative models.
 //!
 //! - [`timestep_embedding`]: sinusoidal embedding of diffusion timesteps (Vaswani et al. 2017);
+//! - [`Classifier`]: a small CNN digit classifier, genlab's own feature extractor;
 //! - [`MlpDenoiser`]: a time-conditioned MLP noise predictor for 2-D toy data;
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
 //!   [`Downsample`] and [`Upsample`] parts;
@@ -20,6 +21,7 @@
 #![allow(clippy::manual_is_multiple_of)]
 
 pub mod attention;
+pub mod classifier;
 pub mod conv;
 mod cpu;
 pub mod embedding;
@@ -30,6 +32,7 @@ pub mod resblock;
 pub mod unet;
 
 pub use attention::AttentionBlock;
+pub use classifier::{Classifier, ClassifierConfig};
 pub use conv::Conv;
 pub use embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
 pub use mlp::{MlpDenoiser, MlpDenoiserConfig};

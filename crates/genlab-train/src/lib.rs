@@ -12,7 +12,7 @@ pub mod step;
 pub mod steps;
 pub mod trainer;
 
-pub use registry::{find_model, load_model, model_names, LoadedModel, ModelEntry};
+pub use registry::{find_model, load_classifier, load_model, model_names, LoadedModel, ModelEntry};
 pub use run::{RunConfig, TrainConfig};
 pub use step::TrainStep;
 pub use trainer::{train, Observer, TrainOutcome};

@@ -10,6 +10,7 @@ use serde_json::Value;
 use genlab_core::{Error, ParamStore, Result};
 use genlab_models::diffusion::{Ddpm, DdpmConfig};
 use genlab_models::{DataSpace, Sample};
+use genlab_nn::{Classifier, ClassifierConfig};
 
 use crate::run::{RunConfig, TrainConfig};
 use crate::step::{strip_prefix, TrainStep};
@@ -37,6 +38,28 @@ fn ddpm_config(v: &Value) -> Result<DdpmConfig> {
     Ok(cfg)
 }
 
+fn classifier_config(v: &Value) -> Result<ClassifierConfig> {
+    let cfg: ClassifierConfig = serde_json::from_value(v.clone())
+        .map_err(|e| Error::Config(format!("invalid classifier config: {e}")))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Classifier preset: 3000 steps of 64 (3.2 MNIST epochs) reach ~99% test accuracy.
+fn classifier_train() -> TrainConfig {
+    TrainConfig {
+        steps: 3000,
+        batch_size: 64,
+        lr: 1e-3, // Adam's usual rate; the CNN is shallow
+        warmup_steps: 100,
+        grad_clip: 0.0,   // cross-entropy on a small CNN does not need clipping
+        ema_decay: 0.999, // the averaged weights generalise slightly better
+        log_every: 50,
+        ckpt_every: 1000,
+        adamw: Default::default(),
+    }
+}
+
 pub const MODELS: &[ModelEntry] = &[ModelEntry {
     name: "ddpm",
     description: "denoising diffusion (Ho et al. 2020): MLP denoiser for points, U-Net for images",
@@ -60,6 +83,37 @@ pub const MODELS: &[ModelEntry] = &[ModelEntry {
         let m = Ddpm::new(&ddpm_config(v)?, ps.vb())?;
         ps.load(w)?;
         Ok(Box::new(m))
+    },
+}, ModelEntry {
+    name: "classifier",
+    description: "CNN digit classifier: genlab's feature extractor for FID/KID/IS on digit data (not generative)",
+    default_config: |d| {
+        if !d.images || d.shape.len() != 3 {
+            return Err(Error::InvalidInput(format!(
+                "the classifier needs image data, got examples of shape {:?}",
+                d.shape
+            )));
+        }
+        let cfg = ClassifierConfig {
+            input: [d.shape[0], d.shape[1], d.shape[2]],
+            ..Default::default()
+        };
+        Ok(serde_json::to_value(cfg).expect("serialisable"))
+    },
+    default_train: |_| classifier_train(),
+    build_step: |v, t, seed| {
+        Ok(Box::new(crate::steps::classifier::ClassifierStep::new(
+            &classifier_config(v)?,
+            t,
+            seed,
+        )?))
+    },
+    load: |_, _| {
+        Err(Error::InvalidInput(
+            "`classifier` checkpoints do not generate samples; use them as the feature \
+             extractor of `genlab eval --features CKPT`"
+                .into(),
+        ))
     },
 }];
 
@@ -114,4 +168,30 @@ pub fn load_model(path: &Path, ema: bool) -> Result<LoadedModel> {
         step: state.step,
         model,
     })
+}
+
+/// Loads a classifier run (EMA weights) as a network, with its run config.
+pub fn load_classifier(path: &Path) -> Result<(Classifier, RunConfig)> {
+    let file = checkpoint_path(path);
+    if !file.exists() {
+        return Err(Error::Checkpoint(format!(
+            "no classifier checkpoint at {} (train one with `genlab train --model classifier \
+             --data mnist --out DIR`)",
+            path.display()
+        )));
+    }
+    let (tensors, meta) = genlab_core::io::load_tensors_with_metadata(&file, &Device::Cpu)?;
+    let (run, _) = crate::trainer::parse_metadata(&meta, &file)?;
+    if run.model != "classifier" {
+        return Err(Error::Checkpoint(format!(
+            "{} holds a `{}` model, not a classifier",
+            file.display(),
+            run.model
+        )));
+    }
+    let cfg = classifier_config(&run.model_config)?;
+    let ps = ParamStore::new(0, &Device::Cpu);
+    let net = Classifier::new(&cfg, ps.vb())?;
+    ps.load(&strip_prefix(&tensors, "ema"))?;
+    Ok((net, run))
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 
 use genlab_core::{Result, Rng};
-use genlab_data::Batch;
+use genlab_data::{Batch, Dataset};
 use genlab_models::Sample;
 
 /// One family's optimisation step. It owns its optimizer(s) and EMA weights, and can write
@@ -24,8 +24,13 @@ pub trait TrainStep {
         tensors: &HashMap<String, Tensor>,
         json: &serde_json::Value,
     ) -> Result<()>;
-    /// The model to draw preview samples from (EMA weights where the family keeps them).
-    fn sampler(&self) -> &dyn Sample;
+    /// The model to draw preview samples from (EMA weights where the family keeps them);
+    /// `None` for models that do not generate (the classifier).
+    fn sampler(&self) -> Option<&dyn Sample>;
+    /// Metrics on a held-out set after training (e.g. test accuracy); none by default.
+    fn evaluate(&self, _held_out: &dyn Dataset) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
     /// Number of trainable parameters.
     fn num_params(&self) -> usize;
 }

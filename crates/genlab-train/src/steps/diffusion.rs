@@ -91,8 +91,8 @@ impl TrainStep for DiffusionStep {
         self.opt.load_state(&strip_prefix(tensors, "opt"), t)
     }
 
-    fn sampler(&self) -> &dyn Sample {
-        &self.ema_model
+    fn sampler(&self) -> Option<&dyn Sample> {
+        Some(&self.ema_model)
     }
 
     fn num_params(&self) -> usize {

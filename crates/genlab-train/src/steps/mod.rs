@@ -1,2 +1,3 @@
 //! One `TrainStep` per family.
+pub mod classifier;
 pub mod diffusion;

@@ -1,0 +1,432 @@
+//! `genlab eval`: compare generated samples with real ones on any of the seven metrics.
+//!
+//! Each side is a source (a `.npy` feature matrix or image array, a dataset name, an image
+//! folder, a checkpoint to sample from, or cached feature statistics); images go through a
+//! feature extractor; the metrics come from `genlab_metrics::suite`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::{Device, Tensor};
+use clap::Args;
+
+use genlab_core::Rng;
+use genlab_data::{open_dataset, DataKind, OpenOptions};
+use genlab_metrics::features::classifier::{extract_all, ClassifierExtractor, PixelExtractor};
+use genlab_metrics::features::FeatureExtractor;
+use genlab_metrics::kernel::{Bandwidth, KidOptions};
+use genlab_metrics::stats::{GaussianStats, StatsProvenance};
+use genlab_metrics::suite::{evaluate, Metric, Side, SuiteOptions};
+use genlab_metrics::wasserstein::{Method, WassersteinOptions};
+use genlab_metrics::FeatureMatrix;
+use genlab_models::SampleRequest;
+use genlab_sampling::SamplerOptions;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Real side: a .npy file (N x D features, or N x C x H x W images in [0,1]), a dataset
+    /// (mnist:test, digits, eight-gaussians, ...), folder:PATH of images, a run directory to
+    /// sample from, or a .safetensors feature-statistics file (FID only).
+    #[arg(long)]
+    pub real: String,
+    /// Generated side: same kinds of source as --real (usually a run directory or the .npy
+    /// written by `genlab sample`).
+    #[arg(long)]
+    pub fake: String,
+    /// Comma-separated metrics: fid, kid, mmd, is, mode, wasserstein, 1nn (or all).
+    #[arg(long, default_value = "fid,kid,1nn")]
+    pub metrics: String,
+    /// Feature extractor for image sources: a classifier run directory (`genlab train --model
+    /// classifier`), `inception` (FID Inception-v3; weights file needed), `efficientnet-lite0`,
+    /// or `pixels`. Point data and .npy feature matrices need none.
+    #[arg(long)]
+    pub features: Option<String>,
+    /// Weights file for `inception` / `efficientnet-lite0` (default: under $GENLAB_DATA/weights).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Samples per side: the first N of a file, N evenly spaced examples of a dataset, or N
+    /// samples drawn from a checkpoint (default: all of a file or dataset; 1000 from a
+    /// checkpoint).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Seed of checkpoint sampling and of KID's subsets.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sampler for checkpoint sources.
+    #[arg(long, default_value = "ddim")]
+    pub sampler: String,
+    /// Sampling steps for checkpoint sources.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// DDIM eta for checkpoint sources.
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// Class probabilities (.npy, N x K, rows summing to 1) of the generated samples, for IS
+    /// and Mode Score without an extractor.
+    #[arg(long)]
+    pub fake_probs: Option<PathBuf>,
+    /// Class probabilities of the real samples (Mode Score's real label marginal).
+    #[arg(long)]
+    pub real_probs: Option<PathBuf>,
+    /// KID: number of subsets.
+    #[arg(long, default_value_t = 100)]
+    pub kid_subsets: usize,
+    /// KID: samples per subset (capped at the smaller side).
+    #[arg(long, default_value_t = 1000)]
+    pub kid_subset_size: usize,
+    /// MMD's Gaussian-kernel bandwidth (default: median pairwise distance).
+    #[arg(long)]
+    pub mmd_sigma: Option<f64>,
+    /// Splits of the Inception and Mode Scores.
+    #[arg(long, default_value_t = 10)]
+    pub splits: usize,
+    /// Wasserstein method: auto (exact up to a few thousand points, sliced above), exact,
+    /// sinkhorn, sliced.
+    #[arg(long, default_value = "auto")]
+    pub wasserstein: String,
+    /// Save the real side's feature statistics here (.safetensors) for later `--real FILE`.
+    #[arg(long)]
+    pub save_real_stats: Option<PathBuf>,
+    /// Write every value (with std, N per side, extractor, sources) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Images per feature-extraction batch.
+    #[arg(long, default_value_t = 250)]
+    pub batch_size: usize,
+}
+
+/// What a source turned into.
+enum Loaded {
+    /// Feature vectors already (a 2-D .npy, or point data).
+    Features(FeatureMatrix),
+    /// NCHW images in [0, 1].
+    Images(Tensor),
+    Stats(GaussianStats, StatsProvenance),
+}
+
+fn strided(n: usize, k: usize) -> Vec<usize> {
+    if k >= n {
+        (0..n).collect()
+    } else {
+        (0..k).map(|i| i * n / k).collect()
+    }
+}
+
+fn load_source(spec: &str, a: &EvalArgs, side: &str) -> anyhow::Result<(Loaded, String)> {
+    let path = Path::new(spec);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext == "npy" {
+        let arr = genlab_core::io::read_npy_f64(path)
+            .with_context(|| format!("reading the {side} side"))?;
+        let take = |rows: usize| a.n.unwrap_or(rows).min(rows);
+        return match arr.shape.len() {
+            2 => {
+                let (r, c) = (arr.shape[0], arr.shape[1]);
+                let k = take(r);
+                let m = FeatureMatrix::new(r, c, arr.data, &format!("{side} features ({spec})"))?;
+                Ok((Loaded::Features(m.head(k)), format!("{spec} ({k} x {c} features)")))
+            }
+            4 => {
+                let k = take(arr.shape[0]);
+                let per: usize = arr.shape[1..].iter().product();
+                let data: Vec<f32> = arr.data[..k * per].iter().map(|&v| v as f32).collect();
+                if let Some(v) = data.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+                    bail!("{spec}: image values must lie in [0, 1] (as `genlab sample` writes them), found {v}");
+                }
+                let shape = [k, arr.shape[1], arr.shape[2], arr.shape[3]];
+                Ok((
+                    Loaded::Images(Tensor::from_vec(data, &shape, &Device::Cpu)?),
+                    format!("{spec} ({k} images {:?})", &shape[1..]),
+                ))
+            }
+            _ => bail!(
+                "{spec}: a .npy source must be N x D features or N x C x H x W images, got shape {:?}",
+                arr.shape
+            ),
+        };
+    }
+    if ext == "safetensors" && path.is_file() {
+        let (s, prov) = GaussianStats::load(path)?;
+        let desc = format!("{spec} (statistics of {} samples of {})", s.n, prov.source);
+        return Ok((Loaded::Stats(s, prov), desc));
+    }
+    if path.is_dir() && path.join(genlab_train::trainer::CHECKPOINT_FILE).exists() {
+        return sample_checkpoint(path, a);
+    }
+    let ds = open_dataset(
+        spec,
+        &OpenOptions {
+            seed: a.seed,
+            ..Default::default()
+        },
+    )
+    .with_context(|| {
+        format!(
+            "{side} side `{spec}` is not a .npy file, statistics file, run directory or dataset"
+        )
+    })?;
+    let idx = strided(ds.len(), a.n.unwrap_or(ds.len()));
+    let b = genlab_data::make_batch(ds.as_ref(), &idx, &Device::Cpu)?;
+    let desc = format!("{spec} ({} of {} examples)", idx.len(), ds.len());
+    Ok(match ds.kind() {
+        DataKind::Image => (Loaded::Images(b.x), desc),
+        _ => {
+            let n = idx.len();
+            let v = b.x.flatten_all()?.to_vec1::<f32>()?;
+            let d = v.len() / n.max(1);
+            (
+                Loaded::Features(FeatureMatrix::from_f32(n, d, &v, spec)?),
+                desc,
+            )
+        }
+    })
+}
+
+fn sample_checkpoint(dir: &Path, a: &EvalArgs) -> anyhow::Result<(Loaded, String)> {
+    let n = a.n.unwrap_or(1000);
+    if n == 0 {
+        bail!("--n must be at least 1, got 0");
+    }
+    let loaded = genlab_train::load_model(dir, true)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let req = SampleRequest {
+        n,
+        sampler: a.sampler.clone(),
+        options: SamplerOptions {
+            steps: a.steps,
+            eta: a.eta,
+            clip_x0: None,
+        },
+        batch_size: 500,
+    };
+    let pb = crate::progress::bar(
+        0,
+        "sample [{bar:30}] {pos}/{len} network evaluations, ETA {eta}",
+    );
+    let out = loaded.model.sample(
+        &req,
+        &mut Rng::derive(a.seed, "eval-sample"),
+        &mut |done, total| {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        },
+    )?;
+    pb.finish_and_clear();
+    let desc = format!(
+        "{} (step {}, {n} samples, {} {} steps, eta {}, seed {})",
+        dir.display(),
+        loaded.step,
+        a.sampler,
+        a.steps,
+        a.eta,
+        a.seed
+    );
+    if loaded.model.data_space().images {
+        Ok((Loaded::Images(out.x), desc))
+    } else {
+        let v = out.x.flatten_all()?.to_vec1::<f32>()?;
+        let d = v.len() / n;
+        Ok((
+            Loaded::Features(FeatureMatrix::from_f32(n, d, &v, "samples")?),
+            desc,
+        ))
+    }
+}
+
+fn make_extractor(
+    a: &EvalArgs,
+    first_images: &Tensor,
+) -> anyhow::Result<Box<dyn FeatureExtractor>> {
+    let Some(name) = a.features.as_deref() else {
+        bail!(
+            "image sources need a feature extractor: --features RUN_DIR (a classifier trained with \
+             `genlab train --model classifier --data mnist`), inception, efficientnet-lite0 or pixels"
+        );
+    };
+    match name {
+        "pixels" => Ok(Box::new(PixelExtractor {
+            dim: first_images.dims()[1..].iter().product(),
+        })),
+        "inception" | "efficientnet-lite0" => {
+            crate::extractors::pretrained(name, a.weights.as_deref())
+        }
+        path => {
+            let p = Path::new(path);
+            if !p.exists() {
+                bail!(
+                    "--features {path}: no such extractor or classifier run (expected a run directory \
+                     from `genlab train --model classifier`, inception, efficientnet-lite0 or pixels)"
+                );
+            }
+            let (net, run) = genlab_train::load_classifier(p)?;
+            Ok(Box::new(ClassifierExtractor::new(
+                net,
+                format!("{} trained on {}", p.display(), run.data),
+            )))
+        }
+    }
+}
+
+fn to_side(
+    loaded: Loaded,
+    ex: Option<&dyn FeatureExtractor>,
+    batch: usize,
+    what: &str,
+) -> anyhow::Result<(Side, Option<StatsProvenance>)> {
+    Ok(match loaded {
+        Loaded::Features(f) => (
+            Side {
+                features: Some(f),
+                ..Default::default()
+            },
+            None,
+        ),
+        Loaded::Stats(s, p) => (
+            Side {
+                stats: Some(s),
+                ..Default::default()
+            },
+            Some(p),
+        ),
+        Loaded::Images(x) => {
+            let ex = ex.expect("an extractor exists when a side has images");
+            let n = x.dim(0)?;
+            let pb = crate::progress::bar(
+                n as u64,
+                &format!("{what} features [{{bar:30}}] {{pos}}/{{len}} images, ETA {{eta}}"),
+            );
+            let e = extract_all(ex, &x, batch, &mut |done, _| pb.set_position(done as u64))?;
+            pb.finish_and_clear();
+            (
+                Side {
+                    features: Some(e.features),
+                    probs: e.probs,
+                    stats: None,
+                },
+                None,
+            )
+        }
+    })
+}
+
+fn read_probs(p: &Path, what: &str) -> anyhow::Result<FeatureMatrix> {
+    let a = genlab_core::io::read_npy_f64(p)?;
+    if a.shape.len() != 2 {
+        bail!(
+            "{}: class probabilities must be an N x K matrix, got shape {:?}",
+            p.display(),
+            a.shape
+        );
+    }
+    let m = FeatureMatrix::new(a.shape[0], a.shape[1], a.data, what)?;
+    genlab_metrics::score::check_probs(&m, what)?;
+    Ok(m)
+}
+
+pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+    let metrics = Metric::parse_list(&a.metrics)?;
+    if a.n == Some(0) {
+        bail!("--n must be at least 1, got 0");
+    }
+    if let Some(p) = &a.json {
+        crate::output::check_writable(p)?;
+    }
+    let wmethod = match a.wasserstein.as_str() {
+        "auto" => Method::Auto,
+        "exact" => Method::Exact,
+        "sinkhorn" => Method::Sinkhorn { reg: 0.05 },
+        "sliced" => Method::Sliced {
+            projections: 128,
+            seed: a.seed,
+        },
+        other => bail!("--wasserstein {other}: expected auto, exact, sinkhorn or sliced"),
+    };
+    let t0 = Instant::now();
+    let (real, real_desc) = load_source(&a.real, &a, "real")?;
+    let (fake, fake_desc) = load_source(&a.fake, &a, "fake")?;
+    let images = [&real, &fake].into_iter().find_map(|l| match l {
+        Loaded::Images(x) => Some(x.clone()),
+        _ => None,
+    });
+    let ex = images.as_ref().map(|x| make_extractor(&a, x)).transpose()?;
+    let ex_ref = ex.as_deref();
+    let extractor_id = ex_ref.map_or("none (features given)".to_string(), |e| e.id());
+    let (mut real_side, real_prov) = to_side(real, ex_ref, a.batch_size, "real")?;
+    let (mut fake_side, _) = to_side(fake, ex_ref, a.batch_size, "fake")?;
+    if let (Some(p), Some(e)) = (&real_prov, ex_ref) {
+        if p.extractor != e.id() {
+            bail!(
+                "{} holds statistics of `{}` features, but the fake side uses `{}`; FIDs across \
+                 extractors are meaningless",
+                a.real,
+                p.extractor,
+                e.id()
+            );
+        }
+    }
+    if let Some(p) = &a.fake_probs {
+        fake_side.probs = Some(read_probs(p, "--fake-probs")?);
+    }
+    if let Some(p) = &a.real_probs {
+        real_side.probs = Some(read_probs(p, "--real-probs")?);
+    }
+    if let Some(path) = &a.save_real_stats {
+        let f = real_side.features.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--save-real-stats needs real features (the real side is already statistics)"
+            )
+        })?;
+        let prov = StatsProvenance {
+            extractor: extractor_id.clone(),
+            preprocessing: ex_ref.map_or("none".into(), |e| e.preprocessing()),
+            source: real_desc.clone(),
+        };
+        GaussianStats::of(f)?.save(path, &prov)?;
+        eprintln!("saved real feature statistics to {}", path.display());
+    }
+    let opts = SuiteOptions {
+        kid: KidOptions {
+            subsets: a.kid_subsets,
+            subset_size: a.kid_subset_size,
+            seed: a.seed,
+        },
+        mmd_bandwidth: a.mmd_sigma.map_or(Bandwidth::Median, Bandwidth::Fixed),
+        splits: a.splits,
+        wasserstein: WassersteinOptions {
+            method: wmethod,
+            ..Default::default()
+        },
+    };
+    let report = evaluate(&metrics, &real_side, &fake_side, &opts)?;
+    let secs = t0.elapsed().as_secs_f64();
+
+    println!("real: {real_desc}");
+    println!("fake: {fake_desc}");
+    println!("features: {extractor_id}");
+    println!("{:<12} {:>14} {:>12}", "metric", "value", "std");
+    for v in &report.values {
+        let std = v.std.map_or(String::new(), |s| format!("{s:.6}"));
+        println!("{:<12} {:>14.6} {:>12}", v.metric, v.value, std);
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(p) = &a.json {
+        let j = serde_json::json!({
+            "real": real_desc,
+            "fake": fake_desc,
+            "features": extractor_id,
+            "preprocessing": ex_ref.map(|e| e.preprocessing()),
+            "n_real": report.n_real,
+            "n_fake": report.n_fake,
+            "metrics": report.values,
+            "warnings": report.warnings,
+            "seed": a.seed,
+            "seconds": secs,
+        });
+        genlab_core::io::write_json(p, &j)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
