@@ -4,7 +4,8 @@ Builds pytorch-fid's network (`pytorch_fid.inception.InceptionV3` with the
 `fid_inception_v3()` body: FIDInceptionA/C/E_1/E_2, resize_input=True,
 normalize_input=True, output block 3) with deterministic pseudo-random weights given by a
 formula that the Rust test recomputes without any file, runs it on a few deterministic
-images and writes the pool3 features (2048-d) and the softmax of the 1008-way fc logits to
+images and writes the pool3 features (2048-d) and the softmax of the 1008-way logits
+(pool3 @ fc.weight^T without fc.bias, the Inception Score's convention) to
 
     crates/genlab-metrics/tests/fixtures/inception/formula_weights.json
     crates/genlab-metrics/tests/fixtures/inception/conv1a_only.pth   (Conv2d_1a_3x3.* only)
@@ -182,7 +183,9 @@ def main():
                 x = x.repeat(1, 3, 1, 1)
             pool3 = model(x)[0]  # N x 2048 x 1 x 1
             feats = pool3.flatten(1)
-            logits = inception.fc(feats)  # N x 1008
+            # Inception Score logits: pool3 @ fc.weight^T without the bias, as the original
+            # IS code (openai/improved-gan) and torch-fidelity's "logits_unbiased" compute them.
+            logits = feats @ inception.fc.weight.T  # N x 1008
             probs = F.softmax(logits, dim=1)
             print(f"  pool3 mean {feats.mean():.4f} max {feats.max():.4f}; "
                   f"logits std {logits.std():.4f}; max prob {probs.max():.4f}")

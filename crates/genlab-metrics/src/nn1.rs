@@ -32,32 +32,42 @@ pub struct OneNnResult {
     pub n_fake: usize,
 }
 
-/// Index of every point's nearest other point in `z`.
+/// Index of every point's nearest other point in `z` (ties go to the lower index).
+///
+/// Distances are symmetric, so only the block upper triangle (columns from the block's first
+/// row on) is computed, and each distance updates both of its rows: half the GEMM work of a
+/// full distance matrix.
 pub fn nearest_other(z: &Mat<f64>) -> Vec<usize> {
     let n = z.nrows();
     let sq = row_sq_norms(z.as_ref());
-    let mut out = Vec::with_capacity(n);
+    let mut best = vec![(f64::INFINITY, usize::MAX); n];
+    let better = |d: f64, j: usize, b: (f64, usize)| d < b.0 || (d == b.0 && j < b.1);
     let mut start = 0;
     while start < n {
         let end = (start + BLOCK_ROWS).min(n);
-        let g = gram(z.as_ref().subrows(start, end - start), z.as_ref());
+        // Rows start..end against columns start..n.
+        let g = gram(
+            z.as_ref().subrows(start, end - start),
+            z.as_ref().subrows(start, n - start),
+        );
         for i in 0..end - start {
             let gi = start + i;
-            let mut best = (f64::INFINITY, usize::MAX);
-            for j in 0..n {
-                if j == gi {
-                    continue;
+            let mut bi = best[gi];
+            for c in (i + 1)..(n - start) {
+                let gj = start + c;
+                let d = sq[gi] + sq[gj] - 2.0 * g[(i, c)];
+                if better(d, gj, bi) {
+                    bi = (d, gj);
                 }
-                let d = sq[gi] + sq[j] - 2.0 * g[(i, j)];
-                if d < best.0 {
-                    best = (d, j);
+                if better(d, gi, best[gj]) {
+                    best[gj] = (d, gi);
                 }
             }
-            out.push(best.1);
+            best[gi] = bi;
         }
         start = end;
     }
-    out
+    best.into_iter().map(|b| b.1).collect()
 }
 
 /// The 1-NN two-sample test between `real` and `fake` (at least 1 point each, 3 in all).

@@ -351,6 +351,7 @@ fn legacy_or_garbage_pth_is_explained() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("not a zip-format PyTorch file"), "{msg}");
+    assert!(msg.contains("not a legacy one either"), "{msg}");
 }
 
 /// The full formula weights as a .pth (`inception_fixture.py --pth PATH`) give the fixture.

@@ -16,7 +16,10 @@
 //!   antialiasing (`F.interpolate` as pytorch-fid calls it), then scaled from [0, 1] to
 //!   [-1, 1] (`2x - 1`);
 //! - the classifier has 1008 classes (TensorFlow's graph), used here only for the
-//!   Inception Score: `softmax(fc(pool3))`, fc with its bias.
+//!   Inception Score: `softmax(pool3 @ fc.weight^T)` **without `fc.bias`**, as the
+//!   original Inception Score code computes it (Salimans et al. 2016, arXiv:1606.03498,
+//!   openai/improved-gan: `tf.matmul(pool3, softmax/logits/MatMul's weight)`), and as
+//!   torch-fidelity and torchmetrics do (their `logits_unbiased` feature).
 //!
 //! Features are the 2048-d global average pool ("pool3") after `Mixed_7c`.
 //!
@@ -543,8 +546,8 @@ pub struct InceptionV3 {
     mixed_7a: BlockD,
     mixed_7b: BlockE,
     mixed_7c: BlockE,
-    /// (2048 x 1008 transposed fc weight, 1 x 1008 bias), if the weights have `fc.*`.
-    fc: Option<(Tensor, Tensor)>,
+    /// 2048 x 1008 transposed `fc.weight`, if the weights have it.
+    fc: Option<Tensor>,
     device: Device,
     batch_size: usize,
 }
@@ -572,12 +575,31 @@ impl InceptionV3 {
                 .map(|_| &magic == b"PK\x03\x04")
                 .map_err(|e| Error::io("read", path, e))?;
             if !is_zip {
-                return Err(Error::Checkpoint(format!(
-                    "{source}: not a zip-format PyTorch file (torch >= 1.6 `torch.save`) nor \
-                     .safetensors; a legacy-format .pth can be rewritten with python -c \
-                     \"import torch; torch.save(torch.load('old.pth'), 'new.pth')\" or saved \
-                     as safetensors with the same keys"
-                )));
+                // Pre-1.6 torch files (what older pytorch-fid releases saved) are read by our
+                // own legacy-pickle reader.
+                let tensors = super::torch_legacy::read_legacy_pth(path).map_err(|e| {
+                    Error::Checkpoint(format!(
+                        "{source}: not a zip-format PyTorch file (torch >= 1.6 `torch.save`), \
+                         and not a legacy one either ({e}); expected pytorch-fid's \
+                         {WEIGHTS_FILE} or a .safetensors with the same keys"
+                    ))
+                })?;
+                let mut map = HashMap::new();
+                for t in tensors {
+                    if t.dtype != safetensors::Dtype::F32 {
+                        return Err(Error::Checkpoint(format!(
+                            "{source}: tensor {} is {:?}, expected F32",
+                            t.name, t.dtype
+                        )));
+                    }
+                    let v: Vec<f32> = t
+                        .data
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    map.insert(t.name, Tensor::from_vec(v, t.shape, &Device::Cpu)?);
+                }
+                return Self::from_tensors(map, &source, device);
             }
             candle_core::pickle::read_all(path)
                 .map_err(|e| {
@@ -598,7 +620,8 @@ impl InceptionV3 {
 
     /// Builds the network from state_dict tensors (any float dtype, any device); `source`
     /// names them in errors. Missing keys, wrong shapes and unexpected keys are errors
-    /// (`*.num_batches_tracked` is ignored); `fc.weight`/`fc.bias` are optional.
+    /// (`*.num_batches_tracked` is ignored); `fc.weight` (and `fc.bias`, checked but unused)
+    /// are optional: without them there are no probabilities.
     pub fn from_tensors(
         tensors: HashMap<String, Tensor>,
         source: &str,
@@ -648,14 +671,12 @@ impl InceptionV3 {
                     }
                 }
                 let w = s.take("fc.weight", &[NUM_CLASSES, FEATURE_DIM])?;
-                let b = s.take("fc.bias", &[NUM_CLASSES])?;
-                // logits = pool3 @ W^T + b; W^T: 2048 x 1008.
-                let wt = w.to_dtype(DType::F32)?.t()?.contiguous()?.to_device(d)?;
-                let b = b
-                    .to_dtype(DType::F32)?
-                    .reshape((1, NUM_CLASSES))?
-                    .to_device(d)?;
-                Some((wt, b))
+                // Checked for shape, then unused: the Inception Score's logits have no bias.
+                if s.map.contains_key("fc.bias") {
+                    s.take("fc.bias", &[NUM_CLASSES])?;
+                }
+                // logits = pool3 @ W^T; W^T: 2048 x 1008.
+                Some(w.to_dtype(DType::F32)?.t()?.contiguous()?.to_device(d)?)
             }
         };
         let mut unexpected: Vec<&String> = s
@@ -753,8 +774,9 @@ impl InceptionV3 {
         let pool3 = x.flatten_from(2)?.mean(2)?;
         debug_assert_eq!(pool3.dims(), [n, FEATURE_DIM]);
         let probs = match &self.fc {
-            Some((wt, b)) => {
-                let logits = pool3.matmul(wt)?.broadcast_add(b)?; // N x 1008
+            Some(wt) => {
+                // N x 2048 @ 2048 x 1008, without fc.bias (see the module header).
+                let logits = pool3.matmul(wt)?;
                 Some(candle_nn::ops::softmax_last_dim(&logits)?)
             }
             None => None,
