@@ -409,6 +409,18 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         let std = v.std.map_or(String::new(), |s| format!("{s:.6}"));
         println!("{:<12} {:>14.6} {:>12}", v.metric, v.value, std);
     }
+    if let Some(f) = report
+        .values
+        .iter()
+        .find(|v| v.metric == "is")
+        .and_then(|v| v.detail["confident_fraction"].as_f64())
+    {
+        println!(
+            "is: {:.1}% of generated samples have a top-class probability >= {}",
+            100.0 * f,
+            genlab_metrics::suite::CONFIDENT_PROB
+        );
+    }
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

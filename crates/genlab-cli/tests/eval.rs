@@ -126,6 +126,8 @@ fn inception_and_mode_scores_from_probability_files() {
         let v = m["value"].as_f64().unwrap();
         assert!((v - 10.0).abs() < 1e-9, "{m}\n{out}");
     }
+    assert_eq!(j["metrics"][0]["detail"]["confident_fraction"], 1.0);
+    assert!(out.contains("100.0% of generated samples"), "{out}");
 }
 
 #[test]
@@ -303,6 +305,23 @@ fn bad_eval_input_gets_one_clear_error() {
     fails_with(
         &run(&["--real", &p(d, "img.npy"), "--fake", &p(d, "img.npy")]),
         &["need a feature extractor", "--features"],
+    );
+    // Pretrained extractors whose weights are not in $GENLAB_DATA/weights name the file.
+    let img = p(d, "img.npy");
+    fails_with(
+        &run(&["--real", &img, "--fake", &img, "--features", "inception"]),
+        &["pt_inception-2015-12-05-6726825d.pth", "weights"],
+    );
+    fails_with(
+        &run(&[
+            "--real",
+            &img,
+            "--fake",
+            &img,
+            "--features",
+            "efficientnet-lite0",
+        ]),
+        &["genlab data fetch efficientnet-lite0"],
     );
     fails_with(
         &run(&["--real", &a, "--fake", "no-such-dataset"]),

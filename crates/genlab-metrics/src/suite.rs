@@ -172,6 +172,18 @@ pub struct Report {
 /// covariance estimate, and so FID's upward bias (which shrinks like 1/N), is then large.
 pub const FID_SAMPLES_PER_DIM: usize = 5;
 
+/// Probability of the top class above which a sample counts as confidently classified.
+pub const CONFIDENT_PROB: f64 = 0.9;
+
+/// Share of rows whose top class probability is at least [`CONFIDENT_PROB`]: with a
+/// strong classifier, roughly the share of samples that look like some class at all.
+pub fn confident_fraction(p: &FeatureMatrix) -> f64 {
+    let k = (0..p.rows())
+        .filter(|&i| p.row(i).iter().cloned().fold(0.0, f64::max) >= CONFIDENT_PROB)
+        .count();
+    k as f64 / p.rows().max(1) as f64
+}
+
 fn need<'a>(x: &'a Option<FeatureMatrix>, what: &str, metric: &str) -> Result<&'a FeatureMatrix> {
     x.as_ref().ok_or_else(|| {
         Error::InvalidInput(format!(
@@ -274,11 +286,13 @@ pub fn evaluate(
             Metric::Is => {
                 let p = need(&fake.probs, "class probabilities of the generated samples (a feature extractor with a classifier head, or --fake-probs)", name)?;
                 let r = inception_score(p, opts.splits.min(p.rows()))?;
+                let mut detail = serde_json::to_value(&r).expect("plain data");
+                detail["confident_fraction"] = confident_fraction(p).into();
                 MetricValue {
                     metric: name,
                     value: r.mean,
                     std: Some(r.std),
-                    detail: serde_json::to_value(&r).expect("plain data"),
+                    detail,
                 }
             }
             Metric::Mode => {
