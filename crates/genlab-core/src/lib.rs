@@ -4,12 +4,14 @@
 //! - [`Rng`]: the project-owned seeded random generator (candle's CPU RNG cannot be seeded);
 //! - [`ParamStore`]: trainable parameters created from a seed, saved and loaded as safetensors;
 //! - [`config`]: dotted `key=value` overrides on serde configs, unknown keys rejected;
-//! - [`io`]: atomic file writes, safetensors maps, `.npy` arrays.
+//! - [`io`]: atomic file writes, safetensors maps, `.npy` arrays;
+//! - [`paths`]: the data and weights folders (`$GENLAB_DATA`).
 
 pub mod config;
 pub mod error;
 pub mod io;
 pub mod params;
+pub mod paths;
 pub mod rng;
 
 pub use error::{Error, Result};

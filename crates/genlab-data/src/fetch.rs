@@ -6,7 +6,6 @@
 //! original uncompressed IDX file, and is written under a temporary name in the destination
 //! folder and renamed only once verified, so a final name never holds a partial file.
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -56,34 +55,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Give up when the usual source sends nothing for this long.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The root of genlab's data: `$GENLAB_DATA` if set, else `$XDG_CACHE_HOME/genlab`, else
-/// `$HOME/.cache/genlab`, else `genlab` under the system temporary folder.
-pub fn data_dir() -> PathBuf {
-    data_dir_from(
-        std::env::var_os("GENLAB_DATA"),
-        std::env::var_os("XDG_CACHE_HOME"),
-        std::env::var_os("HOME"),
-    )
-}
-
-/// [`data_dir`] from explicit variable values (empty values count as unset).
-fn data_dir_from(
-    genlab: Option<OsString>,
-    xdg_cache: Option<OsString>,
-    home: Option<OsString>,
-) -> PathBuf {
-    let set = |v: Option<OsString>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
-    if let Some(d) = set(genlab) {
-        return d;
-    }
-    if let Some(d) = set(xdg_cache) {
-        return d.join("genlab");
-    }
-    if let Some(h) = set(home) {
-        return h.join(".cache").join("genlab");
-    }
-    std::env::temp_dir().join("genlab")
-}
+pub use genlab_core::paths::data_dir;
 
 /// Copies `reader` into `dir/name` through a temporary file, verifying SHA-256 `expected`;
 /// on any failure the temporary file is removed and `dir/name` is left untouched.
@@ -387,24 +359,6 @@ mod tests {
     }
 
     #[test]
-    fn data_dir_precedence() {
-        let s = |v: &str| Some(OsString::from(v));
-        assert_eq!(
-            data_dir_from(s("/d"), s("/x"), s("/h")),
-            PathBuf::from("/d")
-        );
-        assert_eq!(
-            data_dir_from(s(""), s("/x"), s("/h")),
-            PathBuf::from("/x/genlab")
-        );
-        assert_eq!(
-            data_dir_from(None, None, s("/h")),
-            PathBuf::from("/h/.cache/genlab")
-        );
-        assert!(data_dir_from(None, None, None).ends_with("genlab"));
-    }
-
-    #[test]
     fn write_verified_never_leaves_a_bad_file_under_the_final_name() {
         let dir = tempfile::tempdir().unwrap();
         let good = sha256_bytes(b"payload");
@@ -421,7 +375,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec![OsString::from("f.bin")],
+            vec![std::ffi::OsString::from("f.bin")],
             "no partial files left"
         );
     }

@@ -40,7 +40,6 @@
 //! is where `genlab data fetch efficientnet-lite0` puts them.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -128,42 +127,10 @@ impl Normalization {
     }
 }
 
-/// The root of genlab's data, by the same rule as `genlab_data::data_dir` (which this crate
-/// must not depend on): `$GENLAB_DATA`, else `$XDG_CACHE_HOME/genlab`, else
-/// `$HOME/.cache/genlab`, else `genlab` under the system temporary folder.
-fn data_dir() -> PathBuf {
-    data_dir_from(
-        std::env::var_os("GENLAB_DATA"),
-        std::env::var_os("XDG_CACHE_HOME"),
-        std::env::var_os("HOME"),
-    )
-}
-
-/// [`data_dir`] from explicit variable values (empty values count as unset).
-fn data_dir_from(
-    genlab: Option<OsString>,
-    xdg_cache: Option<OsString>,
-    home: Option<OsString>,
-) -> PathBuf {
-    let set = |v: Option<OsString>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
-    if let Some(d) = set(genlab) {
-        return d;
-    }
-    if let Some(d) = set(xdg_cache) {
-        return d.join("genlab");
-    }
-    if let Some(h) = set(home) {
-        return h.join(".cache").join("genlab");
-    }
-    std::env::temp_dir().join("genlab")
-}
-
 /// Where the converted weights live: `data_dir()/weights/efficientnet-lite0.safetensors`
 /// (`data_dir()` = `$GENLAB_DATA`, else `$XDG_CACHE_HOME/genlab`, else `~/.cache/genlab`).
 pub fn default_weights_path() -> PathBuf {
-    data_dir()
-        .join("weights")
-        .join(EFFICIENTNET_LITE0_WEIGHTS_FILE)
+    genlab_core::paths::weights_dir().join(EFFICIENTNET_LITE0_WEIGHTS_FILE)
 }
 
 fn missing_weights(path: &Path) -> Error {
@@ -784,24 +751,6 @@ fn depthwise(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn data_dir_precedence() {
-        let s = |v: &str| Some(OsString::from(v));
-        assert_eq!(
-            data_dir_from(s("/d"), s("/x"), s("/h")),
-            PathBuf::from("/d")
-        );
-        assert_eq!(
-            data_dir_from(s(""), s("/x"), s("/h")),
-            PathBuf::from("/x/genlab")
-        );
-        assert_eq!(
-            data_dir_from(None, None, s("/h")),
-            PathBuf::from("/h/.cache/genlab")
-        );
-        assert!(data_dir_from(None, None, None).ends_with("genlab"));
-    }
 
     #[test]
     fn same_padding_matches_static_same_padding_at_224() {

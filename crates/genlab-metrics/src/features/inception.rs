@@ -33,7 +33,6 @@
 //! (`scripts/reference/inception_fixture.py`, `tests/inception.rs`).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -68,32 +67,7 @@ pub const INPUT_RANGE_SLACK: f32 = 1e-3;
 /// `$GENLAB_DATA`, else `$XDG_CACHE_HOME/genlab`, else `~/.cache/genlab` (the rule of
 /// `genlab_data::fetch::data_dir`, repeated here because metrics do not depend on data).
 pub fn default_weights_path() -> PathBuf {
-    data_root_from(
-        std::env::var_os("GENLAB_DATA"),
-        std::env::var_os("XDG_CACHE_HOME"),
-        std::env::var_os("HOME"),
-    )
-    .join("weights")
-    .join(WEIGHTS_FILE)
-}
-
-/// The data root from explicit variable values (empty values count as unset).
-fn data_root_from(
-    genlab: Option<OsString>,
-    xdg_cache: Option<OsString>,
-    home: Option<OsString>,
-) -> PathBuf {
-    let set = |v: Option<OsString>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
-    if let Some(d) = set(genlab) {
-        return d;
-    }
-    if let Some(d) = set(xdg_cache) {
-        return d.join("genlab");
-    }
-    if let Some(h) = set(home) {
-        return h.join(".cache").join("genlab");
-    }
-    std::env::temp_dir().join("genlab")
+    genlab_core::paths::weights_dir().join(WEIGHTS_FILE)
 }
 
 /// The error for absent weights: names the file, why it is not fetched, and where it goes.
@@ -881,23 +855,6 @@ impl FeatureExtractor for InceptionV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn data_root_precedence() {
-        let s = |v: &str| Some(OsString::from(v));
-        assert_eq!(
-            data_root_from(s("/d"), s("/x"), s("/h")),
-            PathBuf::from("/d")
-        );
-        assert_eq!(
-            data_root_from(s(""), s("/x"), s("/h")),
-            PathBuf::from("/x/genlab")
-        );
-        assert_eq!(
-            data_root_from(None, None, s("/h")),
-            PathBuf::from("/h/.cache/genlab")
-        );
-    }
 
     /// count_include_pad=False: a constant image stays constant, edges included; the CPU
     /// loop and the candle-op version agree.
