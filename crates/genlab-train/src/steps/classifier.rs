@@ -6,46 +6,33 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
-use genlab_core::{Error, ParamStore, Result, Rng};
+use genlab_core::{Error, Result, Rng};
 use genlab_data::{Batch, Dataset};
 use genlab_models::Sample;
 use genlab_nn::classifier::cross_entropy;
 use genlab_nn::{Classifier, ClassifierConfig};
 
-use crate::ema::Ema;
-use crate::optim::AdamW;
+use super::weights::TrainedWeights;
 use crate::run::TrainConfig;
-use crate::step::{strip_prefix, with_prefix, TrainStep};
+use crate::step::TrainStep;
 
 pub struct ClassifierStep {
     cfg: ClassifierConfig,
-    store: ParamStore,
+    w: TrainedWeights,
     net: Classifier,
-    ema_store: ParamStore,
     ema_net: Classifier,
-    ema: Ema,
-    opt: AdamW,
-    grad_clip: f64,
 }
 
 impl ClassifierStep {
     pub fn new(cfg: &ClassifierConfig, train: &TrainConfig, seed: u64) -> Result<Self> {
         cfg.validate()?;
-        let store = ParamStore::new(seed, &Device::Cpu);
-        let net = Classifier::new(cfg, store.vb())?;
-        let ema_store = ParamStore::new(seed, &Device::Cpu);
-        let ema_net = Classifier::new(cfg, ema_store.vb())?;
-        let ema = Ema::new(&ema_store, &store, train.ema_decay)?;
-        let opt = AdamW::new(store.vars(), train.adamw.clone())?;
+        let (w, net, ema_net) =
+            TrainedWeights::new(train, seed, |s| Ok(Classifier::new(cfg, s.vb())?))?;
         Ok(Self {
             cfg: cfg.clone(),
-            store,
+            w,
             net,
-            ema_store,
             ema_net,
-            ema,
-            opt,
-            grad_clip: train.grad_clip,
         })
     }
 
@@ -107,19 +94,7 @@ impl TrainStep for ClassifierStep {
             .to_dtype(candle_core::DType::F32)?
             .mean_all()?
             .to_scalar::<f32>()? as f64;
-        let grads = loss.backward()?;
-        let norm = self.opt.grad_norm(&grads)?;
-        if !norm.is_finite() {
-            return Err(Error::Numeric(format!("the gradient norm is {norm}")));
-        }
-        let scale = if self.grad_clip > 0.0 && norm > self.grad_clip {
-            self.grad_clip / norm
-        } else {
-            1.0
-        };
-        let n = self.opt.t;
-        self.opt.step(&grads, lr, scale)?;
-        self.ema.update(n)?;
+        let norm = self.w.apply(&loss.backward()?, lr)?;
         Ok(vec![
             ("loss".into(), loss_v),
             ("accuracy".into(), acc),
@@ -128,14 +103,11 @@ impl TrainStep for ClassifierStep {
     }
 
     fn state_tensors(&self) -> HashMap<String, Tensor> {
-        let mut m = with_prefix(self.store.tensors(), "model");
-        m.extend(with_prefix(self.ema_store.tensors(), "ema"));
-        m.extend(with_prefix(self.opt.state(), "opt"));
-        m
+        self.w.state_tensors()
     }
 
     fn state_json(&self) -> serde_json::Value {
-        serde_json::json!({ "opt_t": self.opt.t })
+        self.w.state_json()
     }
 
     fn load_state(
@@ -143,12 +115,7 @@ impl TrainStep for ClassifierStep {
         tensors: &HashMap<String, Tensor>,
         json: &serde_json::Value,
     ) -> Result<()> {
-        self.store.load(&strip_prefix(tensors, "model"))?;
-        self.ema_store.load(&strip_prefix(tensors, "ema"))?;
-        let t = json.get("opt_t").and_then(|v| v.as_u64()).ok_or_else(|| {
-            Error::Checkpoint("the checkpoint state has no optimizer step count `opt_t`".into())
-        })?;
-        self.opt.load_state(&strip_prefix(tensors, "opt"), t)
+        self.w.load_state(tensors, json)
     }
 
     fn sampler(&self) -> Option<&dyn Sample> {
@@ -161,6 +128,6 @@ impl TrainStep for ClassifierStep {
     }
 
     fn num_params(&self) -> usize {
-        self.store.num_params()
+        self.w.num_params()
     }
 }

@@ -1,3 +1,4 @@
 //! One `TrainStep` per family.
 pub mod classifier;
 pub mod diffusion;
+pub mod weights;
