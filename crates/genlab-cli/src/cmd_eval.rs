@@ -91,6 +91,14 @@ pub struct EvalArgs {
     /// Write every value (with std, N per side, extractor, sources) as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Side length that folder:PATH images are resized and centre-cropped to (default: what
+    /// the extractor takes: the classifier's input, 299 for inception, 224 for
+    /// efficientnet-lite0, 32 for pixels).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Channels (1 or 3) of folder:PATH images (default: the extractor's; 3 for pixels).
+    #[arg(long)]
+    pub channels: Option<usize>,
     /// Images per feature-extraction batch.
     #[arg(long, default_value_t = 250)]
     pub batch_size: usize,
@@ -154,10 +162,17 @@ fn load_source(spec: &str, a: &EvalArgs, side: &str) -> anyhow::Result<(Loaded, 
     if path.is_dir() && path.join(genlab_train::trainer::CHECKPOINT_FILE).exists() {
         return sample_checkpoint(path, a);
     }
+    let (image_size, channels) = if spec.starts_with("folder:") {
+        folder_geometry(a)?
+    } else {
+        (None, None)
+    };
     let ds = open_dataset(
         spec,
         &OpenOptions {
             seed: a.seed,
+            image_size,
+            channels,
             ..Default::default()
         },
     )
@@ -181,6 +196,26 @@ fn load_source(spec: &str, a: &EvalArgs, side: &str) -> anyhow::Result<(Loaded, 
             )
         }
     })
+}
+
+/// Size and channels for image-folder sources: the flags, else what the extractor takes.
+fn folder_geometry(a: &EvalArgs) -> anyhow::Result<(Option<usize>, Option<usize>)> {
+    let (size, ch) = match a.features.as_deref() {
+        Some("inception") => (Some(299), Some(3)),
+        Some("efficientnet-lite0") => (Some(224), Some(3)),
+        Some("pixels") | None => (None, None),
+        Some(path) => match genlab_train::load_classifier(Path::new(path)) {
+            Ok((net, _)) => {
+                let [c, h, w] = net.config().input;
+                if h != w {
+                    bail!("the classifier takes {h}x{w} images; folder images are square, pass a square classifier");
+                }
+                (Some(h), Some(c))
+            }
+            Err(_) => (None, None), // the extractor step reports what is wrong with it
+        },
+    };
+    Ok((a.image_size.or(size), a.channels.or(ch)))
 }
 
 fn sample_checkpoint(dir: &Path, a: &EvalArgs) -> anyhow::Result<(Loaded, String)> {

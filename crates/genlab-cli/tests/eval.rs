@@ -189,6 +189,33 @@ fn classifier_trains_and_serves_as_the_feature_extractor() {
             .contains("genlab-classifier"),
         "{j}"
     );
+    // An image folder (20x20 RGB PNGs) is resized to the classifier's 1x8x8 input.
+    let folder = d.join("pngs");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..6 {
+        let px: Vec<f32> = (0..3 * 20 * 20)
+            .map(|k| (((k + 7 * i) as f32) * 0.37).sin() * 0.5 + 0.5)
+            .collect();
+        let img = genlab_report::image_grid(&px, 1, 3, 20, 20, 1, 1, 0).unwrap();
+        genlab_report::save_png(&img, folder.join(format!("{i}.png"))).unwrap();
+    }
+    let out = ok(&genlab(
+        &[
+            "eval",
+            "--real",
+            "digits",
+            "--fake",
+            &format!("folder:{}", folder.display()),
+            "--n",
+            "50",
+            "--features",
+            &run,
+            "--metrics",
+            "kid,1nn",
+        ],
+        d,
+    ));
+    assert!(out.contains("6 of 6 examples"), "{out}");
     // Reference statistics: saved once, then used in place of the real images.
     ok(&genlab(
         &[
