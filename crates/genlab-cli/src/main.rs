@@ -37,6 +37,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Train a model on a dataset; checkpoints, a JSONL log and preview pictures go to --out.
     Train(cmd_train::TrainArgs),
