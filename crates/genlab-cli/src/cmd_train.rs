@@ -267,6 +267,40 @@ pub fn train(a: &TrainArgs) -> anyhow::Result<Trained> {
     })
 }
 
+/// Wasserstein-1, MMD and the 1-NN test between preview samples and data points, as one
+/// summary line.
+fn point_metrics(real: &candle_core::Tensor, fake: &candle_core::Tensor) -> anyhow::Result<String> {
+    use genlab_metrics::suite::{evaluate, Metric, Side, SuiteOptions};
+    let side = |t: &candle_core::Tensor, what: &str| -> anyhow::Result<Side> {
+        let n = t.dim(0)?;
+        let v = t.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Side {
+            features: Some(genlab_metrics::FeatureMatrix::from_f32(
+                n,
+                v.len() / n,
+                &v,
+                what,
+            )?),
+            ..Default::default()
+        })
+    };
+    let r = evaluate(
+        &[Metric::Wasserstein, Metric::Mmd, Metric::OneNn],
+        &side(real, "data points")?,
+        &side(fake, "samples")?,
+        &SuiteOptions::default(),
+    )?;
+    let v = |i: usize| r.values[i].value;
+    Ok(format!(
+        "\nagainst {} data points: Wasserstein-1 {:.4} ({}), MMD^2 {:.5}, 1-NN accuracy {:.3} (0.5 = indistinguishable)",
+        r.n_real,
+        v(0),
+        r.values[0].detail["method"].as_str().unwrap_or("?"),
+        v(1),
+        v(2)
+    ))
+}
+
 /// Draws preview samples from the EMA model (DDIM, 50 steps): a scatter over the data for
 /// points, a grid next to real examples for images.
 fn preview(
@@ -307,6 +341,7 @@ fn preview(
         let real = genlab_data::make_batch(ds, &idx, &candle_core::Device::Cpu)?.x;
         let reference = output::to_points(&real)?;
         output::save_samples(&out.x, false, &samples_png, Some(&reference))?;
+        summary.push_str(&point_metrics(&real, &out.x)?);
         if run.data == "eight-gaussians" {
             let cov = genlab_data::mode_coverage(&output::to_points(&out.x)?);
             let min_mode = cov

@@ -82,6 +82,12 @@ fn train_then_sample_npy_and_png_with_config_sidecar() {
     let t = Tmp::new();
     let o = train_tiny(&t.p("run"), t.0.path(), "0", "30");
     assert!(o.status.success(), "{}", stderr(&o));
+    // The preview of point data is measured against the data, not only drawn.
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Wasserstein-1") && out.contains("1-NN accuracy"),
+        "{out}"
+    );
     for f in [
         "checkpoint.safetensors",
         "config.json",
