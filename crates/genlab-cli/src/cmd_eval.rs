@@ -235,19 +235,11 @@ fn sample_checkpoint(dir: &Path, a: &EvalArgs) -> anyhow::Result<(Loaded, String
         },
         batch_size: 500,
     };
-    let pb = crate::progress::bar(
-        0,
-        "sample [{bar:30}] {pos}/{len} network evaluations, ETA {eta}",
-    );
-    let out = loaded.model.sample(
+    let out = crate::progress::sample_with_bar(
+        loaded.model.as_ref(),
         &req,
         &mut Rng::derive(a.seed, "eval-sample"),
-        &mut |done, total| {
-            pb.set_length(total as u64);
-            pb.set_position(done as u64);
-        },
     )?;
-    pb.finish_and_clear();
     let desc = format!(
         "{} (step {}, {n} samples, {} {} steps, eta {}, seed {})",
         dir.display(),

@@ -62,20 +62,12 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         },
         batch_size: a.batch_size,
     };
-    let pb = crate::progress::bar(
-        0,
-        "sample [{bar:30}] {pos}/{len} network evaluations, ETA {eta}",
-    );
     let t0 = Instant::now();
-    let out = loaded.model.sample(
+    let out = crate::progress::sample_with_bar(
+        loaded.model.as_ref(),
         &req,
         &mut Rng::derive(a.seed, "sample"),
-        &mut |done, total| {
-            pb.set_length(total as u64);
-            pb.set_position(done as u64);
-        },
     )?;
-    pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     let space = loaded.model.data_space().clone();
     output::save_samples(&out.x, space.images, &a.out, None)?;

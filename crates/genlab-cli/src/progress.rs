@@ -25,6 +25,25 @@ pub fn stop_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
+/// Draws samples from `model` with a progress bar over network evaluations (used by
+/// `genlab sample` and by `genlab eval` on checkpoint sources).
+pub fn sample_with_bar(
+    model: &dyn genlab_models::Sample,
+    req: &genlab_models::SampleRequest,
+    rng: &mut genlab_core::Rng,
+) -> genlab_core::Result<genlab_models::SampleResult> {
+    let pb = bar(
+        0,
+        "sample [{bar:30}] {pos}/{len} network evaluations, ETA {eta}",
+    );
+    let out = model.sample(req, rng, &mut |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    });
+    pb.finish_and_clear();
+    out
+}
+
 pub fn bar(total: u64, template: &str) -> ProgressBar {
     let pb = ProgressBar::new(total);
     pb.set_style(

@@ -4,7 +4,7 @@
 
 use super::{Extracted, FeatureExtractor};
 use crate::FeatureMatrix;
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use genlab_core::{Error, Result};
 use genlab_nn::Classifier;
 
@@ -21,13 +21,6 @@ impl ClassifierExtractor {
             label: label.into(),
         }
     }
-}
-
-/// Row-wise softmax for inference (no gradient needed).
-fn softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
-    let max = logits.max_keepdim(D::Minus1)?;
-    let e = logits.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
 impl FeatureExtractor for ClassifierExtractor {
@@ -58,7 +51,7 @@ impl FeatureExtractor for ClassifierExtractor {
             )));
         }
         let f = self.net.features(images)?.detach();
-        let p = softmax(&self.net.head(&f)?)?;
+        let p = genlab_nn::classifier::log_softmax(&self.net.head(&f)?)?.exp()?;
         let n = dims[0];
         Ok(Extracted {
             features: FeatureMatrix::from_f32(
