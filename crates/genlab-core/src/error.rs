@@ -10,13 +10,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read or written.
-    #[error("{action} {path}: {source}")]
+    /// A file could not be read or written. The OS error is part of the message and not
+    /// also exposed as `source()`, so error chains (`{:#}` in the binary) print it once.
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The tensor library reported a failure (shape mismatch, unsupported op...).
     #[error("tensor error: {0}")]
@@ -47,7 +47,7 @@ impl Error {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
