@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::Tensor;
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
 
 use genlab_core::{Result, Rng};
 use genlab_data::{Batch, Dataset};
@@ -14,6 +15,13 @@ pub trait TrainStep {
     /// One update on `batch` at learning rate `lr`; returns named scalar metrics, the first
     /// of which is the loss.
     fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>>;
+    /// The loss on `batch` and its gradients, exactly as [`TrainStep::step`] computes them
+    /// (same forward, same draws from `rng`), without touching the weights, the optimizer or
+    /// the EMA. For tests and diagnostics (e.g. `tests/gradients.rs` checks that every
+    /// variable of [`TrainStep::trainable_vars`] gets a gradient).
+    fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)>;
+    /// Every variable the optimizer updates (the live weights, not the EMA copy), by name.
+    fn trainable_vars(&self) -> Vec<(String, Var)>;
     /// Every tensor needed to continue exactly (weights, EMA, optimizer moments).
     fn state_tensors(&self) -> HashMap<String, Tensor>;
     /// Small non-tensor state (optimizer step counts...), as JSON.

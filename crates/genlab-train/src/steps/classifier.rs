@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, Var};
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::{Batch, Dataset};
@@ -49,6 +50,18 @@ impl ClassifierStep {
         }
         Ok(labels)
     }
+
+    /// Labels, logits and mean cross-entropy (tensor and value, checked finite) on `batch`.
+    fn forward_loss<'a>(&self, batch: &'a Batch) -> Result<(&'a Tensor, Tensor, Tensor, f64)> {
+        let labels = self.labels(batch)?;
+        let logits = self.net.forward(&batch.x)?;
+        let loss = cross_entropy(&logits, labels)?;
+        let loss_v = loss.to_scalar::<f32>()? as f64;
+        if !loss_v.is_finite() {
+            return Err(Error::Numeric(format!("the loss is {loss_v}")));
+        }
+        Ok((labels, logits, loss, loss_v))
+    }
 }
 
 /// Accuracy and mean cross-entropy of `net` on every example of `data`.
@@ -80,13 +93,7 @@ pub fn evaluate(net: &Classifier, data: &dyn Dataset) -> Result<(f64, f64)> {
 
 impl TrainStep for ClassifierStep {
     fn step(&mut self, batch: &Batch, _rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
-        let labels = self.labels(batch)?;
-        let logits = self.net.forward(&batch.x)?;
-        let loss = cross_entropy(&logits, labels)?;
-        let loss_v = loss.to_scalar::<f32>()? as f64;
-        if !loss_v.is_finite() {
-            return Err(Error::Numeric(format!("the loss is {loss_v}")));
-        }
+        let (labels, logits, loss, loss_v) = self.forward_loss(batch)?;
         let acc = logits
             .detach()
             .argmax(1)?
@@ -100,6 +107,15 @@ impl TrainStep for ClassifierStep {
             ("accuracy".into(), acc),
             ("grad_norm".into(), norm),
         ])
+    }
+
+    fn loss_and_grads(&self, batch: &Batch, _rng: &mut Rng) -> Result<(f64, GradStore)> {
+        let (_, _, loss, loss_v) = self.forward_loss(batch)?;
+        Ok((loss_v, loss.backward()?))
+    }
+
+    fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.w.store.vars()
     }
 
     fn state_tensors(&self) -> HashMap<String, Tensor> {

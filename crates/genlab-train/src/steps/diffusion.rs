@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::Tensor;
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::Batch;
@@ -32,13 +33,22 @@ impl DiffusionStep {
 
 impl TrainStep for DiffusionStep {
     fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
+        let (loss_v, grads) = self.loss_and_grads(batch, rng)?;
+        let norm = self.w.apply(&grads, lr)?;
+        Ok(vec![("loss".into(), loss_v), ("grad_norm".into(), norm)])
+    }
+
+    fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)> {
         let loss = self.model.loss(&batch.x, rng)?;
         let loss_v = loss.to_scalar::<f32>()? as f64;
         if !loss_v.is_finite() {
             return Err(Error::Numeric(format!("the loss is {loss_v}")));
         }
-        let norm = self.w.apply(&loss.backward()?, lr)?;
-        Ok(vec![("loss".into(), loss_v), ("grad_norm".into(), norm)])
+        Ok((loss_v, loss.backward()?))
+    }
+
+    fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.w.store.vars()
     }
 
     fn state_tensors(&self) -> HashMap<String, Tensor> {

@@ -1,0 +1,188 @@
+//! Every trainable variable of every registered model gets a gradient: present, finite and
+//! not all zero, after one loss forward + backward on a small batch.
+//!
+//! Some candle layers (LayerNorm, RmsNorm, softmax_last_dim, sdpa) silently drop the
+//! gradients of their inputs or parameters: a network built on one trains everything but
+//! the layers behind it, and nothing fails. This test builds each model's training step
+//! as the trainer does (the registry's default config and trainer settings for the data)
+//! and checks the gradients [`TrainStep::loss_and_grads`] returns, naming the offenders.
+
+use genlab_core::Rng;
+use genlab_data::{make_batch, open_dataset, DataKind, Dataset, OpenOptions};
+use genlab_models::DataSpace;
+use genlab_train::registry::MODELS;
+use genlab_train::TrainStep;
+
+/// Images of a given shape with deterministic pseudo-random pixels and labels: the shapes
+/// of datasets that need a download (MNIST) or files (folder:), without them.
+struct SyntheticImages {
+    shape: Vec<usize>,
+    len: usize,
+}
+
+impl Dataset for SyntheticImages {
+    fn name(&self) -> &str {
+        "synthetic-images"
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn example_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
+    fn write_example(&self, i: usize, out: &mut [f32]) {
+        let mut rng = Rng::new(1000 + i as u64);
+        for x in out {
+            *x = rng.uniform() as f32;
+        }
+    }
+
+    fn label(&self, i: usize) -> Option<u32> {
+        Some((i % 10) as u32)
+    }
+
+    fn num_classes(&self) -> Option<usize> {
+        Some(10)
+    }
+
+    fn kind(&self) -> DataKind {
+        DataKind::Image
+    }
+}
+
+/// The data every model is tried on, with the batch size used: 2-D points, the embedded
+/// 8x8 digits, MNIST's shape and the RGB shape of `folder:` datasets (default 32x32).
+fn datasets() -> Vec<(Box<dyn Dataset>, usize)> {
+    let open = |spec: &str| open_dataset(spec, &OpenOptions::default()).unwrap();
+    vec![
+        (open("eight-gaussians"), 16),
+        (open("digits"), 8),
+        (
+            Box::new(SyntheticImages {
+                shape: vec![1, 28, 28],
+                len: 4,
+            }),
+            2,
+        ),
+        (
+            Box::new(SyntheticImages {
+                shape: vec![3, 32, 32],
+                len: 4,
+            }),
+            2,
+        ),
+    ]
+}
+
+/// Variables of `step` whose gradient on `batch` is missing, non-finite or all zero, as
+/// "NAME (why)".
+fn bad_gradients(step: &dyn TrainStep, batch: &genlab_data::Batch, seed: u64) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let (loss, grads) = step.loss_and_grads(batch, &mut rng).unwrap();
+    assert!(loss.is_finite(), "loss {loss}");
+    let vars = step.trainable_vars();
+    assert!(!vars.is_empty(), "no trainable variables");
+    let mut bad = Vec::new();
+    for (name, var) in &vars {
+        let Some(g) = grads.get(var) else {
+            bad.push(format!("{name} (no gradient)"));
+            continue;
+        };
+        assert_eq!(g.dims(), var.dims(), "{name}: gradient shape");
+        let g: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+        if let Some(x) = g.iter().find(|x| !x.is_finite()) {
+            bad.push(format!("{name} (non-finite gradient: {x})"));
+        } else if g.iter().all(|&x| x == 0.0) {
+            bad.push(format!("{name} (all-zero gradient)"));
+        }
+    }
+    bad
+}
+
+#[test]
+fn every_trainable_variable_of_every_model_gets_a_gradient() {
+    let data = datasets();
+    let mut failures = Vec::new();
+    for entry in MODELS {
+        let mut tried = Vec::new();
+        for (ds, batch_size) in &data {
+            let space = DataSpace {
+                shape: ds.example_shape(),
+                images: matches!(ds.kind(), DataKind::Image),
+            };
+            // A model that does not take this data says so here (the classifier on points).
+            let Ok(config) = (entry.default_config)(&space) else {
+                continue;
+            };
+            let train = (entry.default_train)(&space);
+            let step = (entry.build_step)(&config, &train, 7).unwrap_or_else(|e| {
+                panic!(
+                    "{} on {}: cannot build the step: {e}",
+                    entry.name,
+                    ds.name()
+                )
+            });
+            let idx: Vec<usize> = (0..*batch_size).collect();
+            let batch = make_batch(ds.as_ref(), &idx, &candle_core::Device::Cpu).unwrap();
+            let bad = bad_gradients(step.as_ref(), &batch, 3);
+            if !bad.is_empty() {
+                failures.push(format!(
+                    "{} on {} {:?} ({} of {} variables):\n    {}",
+                    entry.name,
+                    ds.name(),
+                    space.shape,
+                    bad.len(),
+                    step.trainable_vars().len(),
+                    bad.join("\n    ")
+                ));
+            }
+            tried.push(ds.name().to_string());
+        }
+        assert!(
+            !tried.is_empty(),
+            "model `{}` accepts none of the test datasets; add one it trains on",
+            entry.name
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "variables without a usable gradient:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn loss_and_grads_leaves_the_step_untouched() {
+    // Computing the gradients must not update the weights, the EMA or the optimizer.
+    let (ds, batch_size) = datasets().swap_remove(1); // digits
+    for entry in MODELS {
+        let space = DataSpace {
+            shape: ds.example_shape(),
+            images: true,
+        };
+        let config = (entry.default_config)(&space).unwrap();
+        let train = (entry.default_train)(&space);
+        let step = (entry.build_step)(&config, &train, 7).unwrap();
+        let snapshot = |s: &dyn TrainStep| -> Vec<(String, Vec<f32>)> {
+            let mut v: Vec<(String, Vec<f32>)> = s
+                .state_tensors()
+                .into_iter()
+                .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1().unwrap()))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let before = (snapshot(step.as_ref()), step.state_json());
+        let idx: Vec<usize> = (0..batch_size).collect();
+        let batch = make_batch(ds.as_ref(), &idx, &candle_core::Device::Cpu).unwrap();
+        step.loss_and_grads(&batch, &mut Rng::new(1)).unwrap();
+        assert!(
+            before == (snapshot(step.as_ref()), step.state_json()),
+            "{}: loss_and_grads changed the state",
+            entry.name
+        );
+    }
+}
