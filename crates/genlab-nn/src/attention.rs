@@ -11,12 +11,12 @@
 //! out = x + conv1x1(a)
 //! ```
 //!
-//! The softmax is `candle_nn::ops::softmax` (built from max/exp/sum, hence differentiable);
-//! the fused `softmax_last_dim` and `sdpa` kernels pass no gradient in candle 0.11.1.
+//! The attention itself is `genlab_kernels::attention` (one fused op with its own backward;
+//! candle 0.11.1's fused `softmax_last_dim` and `sdpa` pass no gradient).
 //!
 //! Parameter names: `norm`, `qkv`, `proj`.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::conv::Conv;
@@ -75,14 +75,11 @@ impl AttentionBlock {
         let part = |i: usize| qkv.narrow(1, i, 1)?.reshape((b * heads, d, n));
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         // [B·heads, d, N] -> [B·heads, N, d]
-        let q = q.transpose(1, 2)?.contiguous()?;
-        // [B·heads, N, d] @ [B·heads, d, N] -> [B·heads, N, N]; row i: query position i
-        let scores = (q.matmul(&k.contiguous()?)? * (1.0 / (d as f64).sqrt()))?;
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        // [B·heads, N, N] @ [B·heads, N, d] -> [B·heads, N, d]
-        let v = v.transpose(1, 2)?.contiguous()?;
-        let out = attn.matmul(&v)?;
-        // [B·heads, N, d] -> [B·heads, d, N] -> [B, C, H, W]  (channel = head·d + j)
+        // [BH, d, n] -> [BH, n, d] views; the kernel reads strided inputs without copies.
+        let (q, k, v) = (q.transpose(1, 2)?, k.transpose(1, 2)?, v.transpose(1, 2)?);
+        // softmax(q kᵀ / √d) v: genlab-kernels' fused attention (its own backward; candle's
+        // softmax_last_dim / sdpa would drop the gradients).
+        let out = genlab_kernels::attention(&q, &k, &v, 1.0 / (d as f64).sqrt())?;
         let out = out.transpose(1, 2)?.contiguous()?.reshape((b, c, h, w))?;
         x + self.proj.forward(&out)?
     }

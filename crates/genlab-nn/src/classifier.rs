@@ -15,8 +15,10 @@
 //! ```
 //! Parameter names: `conv.{0..3}`, `fc`, `head`.
 
-use candle_core::{Module, Tensor, D};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_core::{Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::linear::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::conv::Conv;
@@ -93,8 +95,8 @@ impl Classifier {
             Conv::new(c1, c1, 3, 2, 1, vb.pp("conv.3"))?,
         ];
         let (h, w) = cfg.reduced();
-        let fc = linear(c1 * h * w, cfg.features, vb.pp("fc"))?;
-        let head = linear(cfg.features, cfg.num_classes, vb.pp("head"))?;
+        let fc = Linear::new(c1 * h * w, cfg.features, vb.pp("fc"))?;
+        let head = Linear::new(cfg.features, cfg.num_classes, vb.pp("head"))?;
         Ok(Self {
             cfg: cfg.clone(),
             convs,

@@ -5,9 +5,11 @@
 //! - [`MlpDenoiser`]: a time-conditioned MLP noise predictor for 2-D toy data;
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
 //!   [`Downsample`] and [`Upsample`] parts;
-//! - [`Conv`], [`GroupNorm`], [`upsample_nearest`]: the layers under the U-Net, with fused CPU
-//!   kernels for their forward and backward passes (candle 0.11.1's own CPU backward passes
-//!   for these were 5-10x slower); each falls back to, and is tested against, candle's op.
+//! - [`Conv`], [`ConvTranspose`], [`GroupNorm`], [`Linear`], [`silu`], [`upsample_nearest`]:
+//!   the layers under the networks. This crate holds only the layers (parameters, checks); on CPU f32 they run
+//!   genlab-kernels' custom ops, which carry their own backward passes (candle 0.11.1's CPU
+//!   backward passes for these were 5-20x slower), and elsewhere they fall back to candle's
+//!   op, which computes the same function and is what the tests compare against.
 //!
 //! Parameters are created through `genlab_core::ParamStore::vb()` with the ordinary
 //! `candle_nn` constructors, so initial weights are seeded and names are the `pp` paths.
@@ -23,8 +25,8 @@
 pub mod attention;
 pub mod classifier;
 pub mod conv;
-mod cpu;
 pub mod embedding;
+pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod resample;
@@ -33,8 +35,9 @@ pub mod unet;
 
 pub use attention::AttentionBlock;
 pub use classifier::{Classifier, ClassifierConfig};
-pub use conv::Conv;
+pub use conv::{Conv, ConvTranspose};
 pub use embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
+pub use linear::{silu, Linear};
 pub use mlp::{MlpDenoiser, MlpDenoiserConfig};
 pub use norm::GroupNorm;
 pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};

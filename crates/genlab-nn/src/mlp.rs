@@ -17,8 +17,10 @@
 //!
 //! Parameter names: `time.lin1`, `time.lin2`, `in`, `hidden.{i}`, `temb_proj.{i}`, `out`.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::linear::{silu, Linear};
 use serde::{Deserialize, Serialize};
 
 use crate::embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
@@ -97,16 +99,16 @@ impl MlpDenoiser {
             candle_core::bail!("MlpDenoiser: data_dim must be at least 1");
         }
         let h = cfg.hidden;
-        let time_lin1 = linear(cfg.time_dim, h, vb.pp("time").pp("lin1"))?;
-        let time_lin2 = linear(h, h, vb.pp("time").pp("lin2"))?;
-        let input = linear(data_dim, h, vb.pp("in"))?;
+        let time_lin1 = Linear::new(cfg.time_dim, h, vb.pp("time").pp("lin1"))?;
+        let time_lin2 = Linear::new(h, h, vb.pp("time").pp("lin2"))?;
+        let input = Linear::new(data_dim, h, vb.pp("in"))?;
         let hidden = (0..cfg.layers - 1)
-            .map(|i| linear(h, h, vb.pp("hidden").pp(i)))
+            .map(|i| Linear::new(h, h, vb.pp("hidden").pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let temb_proj = (0..cfg.layers)
-            .map(|i| linear(h, h, vb.pp("temb_proj").pp(i)))
+            .map(|i| Linear::new(h, h, vb.pp("temb_proj").pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let out = linear(h, data_dim, vb.pp("out"))?;
+        let out = Linear::new(h, data_dim, vb.pp("out"))?;
         Ok(Self {
             time_dim: cfg.time_dim,
             data_dim,
@@ -133,12 +135,12 @@ impl MlpDenoiser {
         }
         // [B] -> [B, time_dim] -> [B, hidden]
         let temb = timestep_embedding(t, self.time_dim, DEFAULT_MAX_PERIOD)?;
-        let temb = self.time_lin1.forward(&temb)?.silu()?;
-        let temb = self.time_lin2.forward(&temb)?.silu()?;
+        let temb = silu(&self.time_lin1.forward(&temb)?)?;
+        let temb = silu(&self.time_lin2.forward(&temb)?)?;
         // [B, D] -> [B, hidden]
-        let mut h = (self.input.forward(x)? + self.temb_proj[0].forward(&temb)?)?.silu()?;
+        let mut h = silu(&(self.input.forward(x)? + self.temb_proj[0].forward(&temb)?)?)?;
         for (lin, proj) in self.hidden.iter().zip(&self.temb_proj[1..]) {
-            h = (lin.forward(&h)? + proj.forward(&temb)?)?.silu()?;
+            h = silu(&(lin.forward(&h)? + proj.forward(&temb)?)?)?;
         }
         // [B, hidden] -> [B, D]
         self.out.forward(&h)

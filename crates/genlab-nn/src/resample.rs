@@ -4,105 +4,18 @@
 //! following the U-Net of Ronneberger et al. 2015 (arXiv:1505.04597): downsampling is a
 //! stride-2 3x3 convolution with padding 1 (`H -> ceil(H / 2)`, so odd sizes work: 7 -> 4),
 //! upsampling is nearest-neighbour x2 followed by a 3x3 convolution. When the target (skip)
-//! size is odd the x2 result is cropped to it. The nearest x2 (+ crop) is a small CPU kernel
-//! whose backward sums each 2x2 block: candle's `upsample_nearest2d` backward is a grouped
-//! convolution that took 10x the forward time (and has no backward for non-integer factors);
-//! elsewhere than CPU f32, candle's op plus `narrow` is used.
+//! size is odd the x2 result is cropped to it. On CPU f32 the nearest x2 (+ crop) is
+//! genlab-kernels' `upsample_nearest2x`, whose backward sums each 2x2 block (candle's
+//! `upsample_nearest2d` backward is a grouped convolution that took 10x the forward time,
+//! and has no backward for non-integer factors); elsewhere candle's op plus `narrow` is used.
 //!
 //! Parameter names: `conv` in both.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::conv::Conv;
-use crate::cpu::{contiguous_f32, par_chunks_mut};
 use crate::resblock::conv3x3;
-
-/// Nearest-neighbour x2 of `[B, C, H, W]` cropped to `[B, C, oh, ow]` (`oh <= 2H`, `ow <= 2W`).
-struct Nearest2x {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-}
-
-impl CustomOp1 for Nearest2x {
-    fn name(&self) -> &'static str {
-        "genlab-nearest2x"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, "upsample")?;
-        let (b, c) = (l.dims()[0], l.dims()[1]);
-        let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
-        let mut y = vec![0f32; b * c * ohw];
-        par_chunks_mut(
-            &mut y,
-            ohw,
-            || (),
-            |pl, out, _| {
-                let src = &x[pl * hw..][..hw];
-                for (oy, row) in out.chunks_mut(self.ow).enumerate() {
-                    let srow = &src[(oy / 2) * self.w..][..self.w];
-                    for (ox, v) in row.iter_mut().enumerate() {
-                        *v = srow[ox / 2];
-                    }
-                }
-            },
-        );
-        Ok((CpuStorage::F32(y), Shape::from((b, c, self.oh, self.ow))))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
-        let dx = grad
-            .contiguous()?
-            .apply_op1_no_bwd(&Sum2x2 { h, w, oh, ow })?;
-        // [B, C, H, W] (already; the reshape only restates the argument's shape)
-        Ok(Some(dx.reshape(arg.shape())?))
-    }
-}
-
-/// The adjoint of [`Nearest2x`]: each input pixel receives the sum of its (cropped) 2x2 block.
-struct Sum2x2 {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-}
-
-impl CustomOp1 for Sum2x2 {
-    fn name(&self) -> &'static str {
-        "genlab-sum2x2"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dy = contiguous_f32(s, l, "upsample backward")?;
-        let (b, c) = (l.dims()[0], l.dims()[1]);
-        let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
-        let mut dx = vec![0f32; b * c * hw];
-        par_chunks_mut(
-            &mut dx,
-            hw,
-            || (),
-            |pl, out, _| {
-                let src = &dy[pl * ohw..][..ohw];
-                for (oy, row) in src.chunks(self.ow).enumerate() {
-                    let drow = &mut out[(oy / 2) * self.w..][..self.w];
-                    for (ox, v) in row.iter().enumerate() {
-                        drow[ox / 2] += v;
-                    }
-                }
-            },
-        );
-        Ok((CpuStorage::F32(dx), Shape::from((b, c, self.h, self.w))))
-    }
-}
 
 /// Stride-2 3x3 convolution: `[B, C, H, W]` -> `[B, C, ceil(H/2), ceil(W/2)]`.
 #[derive(Debug, Clone)]
@@ -161,7 +74,8 @@ pub fn upsample_reference(x: &Tensor, out_h: usize, out_w: usize) -> candle_core
 }
 
 /// Nearest x2 then a crop to `out_h x out_w` (`<= 2H`, `<= 2W`), without the convolution:
-/// the CPU kernel used by [`Upsample`] (public for tests).
+/// `genlab_kernels::upsample_nearest2x` on CPU f32, [`upsample_reference`] elsewhere (public
+/// for tests).
 pub fn upsample_nearest(x: &Tensor, out_h: usize, out_w: usize) -> candle_core::Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     if out_h > 2 * h || out_w > 2 * w || out_h == 0 || out_w == 0 {
@@ -170,10 +84,5 @@ pub fn upsample_nearest(x: &Tensor, out_h: usize, out_w: usize) -> candle_core::
     if !(x.device().is_cpu() && x.dtype() == DType::F32) {
         return upsample_reference(x, out_h, out_w);
     }
-    x.contiguous()?.apply_op1(Nearest2x {
-        h,
-        w,
-        oh: out_h,
-        ow: out_w,
-    })
+    genlab_kernels::upsample_nearest2x(x, out_h, out_w)
 }

@@ -11,8 +11,10 @@
 //! Parameter names: `norm1`, `conv1`, `temb`, `norm2`, `conv2`, and `skip` when the channel
 //! count changes.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::linear::Linear;
 
 use crate::conv::Conv;
 use crate::norm::GroupNorm;
@@ -48,7 +50,7 @@ impl ResBlock {
         Ok(Self {
             norm1: GroupNorm::new(groups, c_in, GN_EPS, true, vb.pp("norm1"))?,
             conv1: conv3x3(c_in, c_out, vb.pp("conv1"))?,
-            temb: linear(temb_dim, c_out, vb.pp("temb"))?,
+            temb: Linear::new(temb_dim, c_out, vb.pp("temb"))?,
             norm2: GroupNorm::new(groups, c_out, GN_EPS, true, vb.pp("norm2"))?,
             conv2: conv3x3(c_out, c_out, vb.pp("conv2"))?,
             skip: if c_in != c_out {

@@ -26,8 +26,10 @@
 //! `up.{i}.res.{j}.*`, `up.{i}.attn.{j}.*`, `up.{i}.upsample.conv`, `out.norm`, `out.conv`,
 //! with `i` the level (0 = full resolution) on both paths.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::linear::{silu, Linear};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionBlock;
@@ -214,8 +216,8 @@ impl UNet {
         let lowest = levels.len() - 1;
         let attn_at = |i: usize| cfg.attention_at_lowest && i == lowest;
 
-        let time_lin1 = linear(base, temb_dim, vb.pp("time").pp("lin1"))?;
-        let time_lin2 = linear(temb_dim, temb_dim, vb.pp("time").pp("lin2"))?;
+        let time_lin1 = Linear::new(base, temb_dim, vb.pp("time").pp("lin1"))?;
+        let time_lin2 = Linear::new(temb_dim, temb_dim, vb.pp("time").pp("lin2"))?;
         let conv_in = conv3x3(in_channels, base, vb.pp("conv_in"))?;
 
         // Encoder; `skips` records the channel count of every tensor pushed for the decoder.
@@ -326,8 +328,8 @@ impl UNet {
         let temb = timestep_embedding(t, self.base_channels, DEFAULT_MAX_PERIOD)?;
         let temb = self
             .time_lin2
-            .forward(&self.time_lin1.forward(&temb)?.silu()?)?;
-        let temb = temb.silu()?;
+            .forward(&silu(&self.time_lin1.forward(&temb)?)?)?;
+        let temb = silu(&temb)?;
 
         let mut h = self.conv_in.forward(x)?;
         let mut skips = vec![h.clone()];

@@ -1,0 +1,1029 @@
+//! Softmax attention (Vaswani et al. 2017, arXiv:1706.03762, Eq. 1) and a row softmax,
+//! as differentiable custom ops.
+//!
+//! candle 0.11.1's `candle_nn::ops::softmax_last_dim` and `ops::sdpa` run backward without
+//! error but pass no gradient (they are applied with `apply_op*_no_bwd`); [`attention`] and
+//! [`softmax_last_dim`] replace them.
+//!
+//! [`attention`], per batch-head `b` (`q [Nq, d]`, `k [Nk, d]`, `v [Nk, dv]`), in blocks of
+//! query rows so the score block `[rows, Nk]` stays cache-sized:
+//!
+//! - forward: `S = scale q k^T` (GEMM), `P = softmax(S)` row-wise with max subtraction,
+//!   `O = P v` (GEMM; the `1/rowsum` is applied to `O`, not to `P`);
+//! - backward recomputes `S` and `P` (memory-lean, like FlashAttention: nothing of size
+//!   `Nq x Nk` is kept between forward and backward), then `dV += P^T dO`, `dP = dO V^T`,
+//!   `D = rowsum(dO * O)`, `dS = P * (dP - D)`, `dQ = scale dS K`, `dK += scale dS^T Q`.
+//!
+//! Threads: the crate's [`num_threads`](crate::num_threads). Batch-heads are split over
+//! rayon threads when there are at least as many as threads; otherwise they run in turn and
+//! each GEMM (and the row softmax) is itself parallel. With one thread everything runs on
+//! the calling thread and rayon is not touched.
+//! `q`, `k`, `v` may be strided views (e.g. narrowed out of one packed qkv tensor): the
+//! GEMMs read them in place.
+//!
+//! The exponential is a vectorisable polynomial (Cephes `expf`, relative error < 3e-7),
+//! compiled for AVX-512 / AVX2+FMA when the CPU has them (candle's `exp` is scalar libm).
+//!
+//! f32 on the CPU only; other dtypes and devices fall back to [`attention_composed`] /
+//! [`softmax_last_dim_composed`], compositions of differentiable candle ops.
+//!
+//! Gradients are computed by backward kernels without autograd of their own (candle detaches
+//! gradients by default), so there is no double backward through these ops.
+//!
+//! This file also hosts the small helpers (raw f32 access, row splitting over rayon,
+//! SIMD dispatch) that [`layer_norm`](crate::layer_norm) uses.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+// ---------------------------------------------------------------------------------------
+// Shared helpers (also used by layer_norm.rs).
+// ---------------------------------------------------------------------------------------
+
+/// The f32 data of a CPU storage (all of it, no offset applied).
+fn f32_data<'a>(op: &str, storage: &'a CpuStorage) -> Result<&'a [f32]> {
+    match storage {
+        CpuStorage::F32(v) => Ok(v.as_slice()),
+        other => bail!("{op}: only f32 is supported, got {:?}", other.dtype()),
+    }
+}
+
+/// Borrows the f32 data of a contiguous CPU storage, offset applied.
+pub(crate) fn contiguous_f32<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> Result<&'a [f32]> {
+    let data = f32_data(op, storage)?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("{op}: inputs must be contiguous (call .contiguous() first)"),
+    }
+}
+
+/// Whether every tensor is f32 on the CPU (the custom-op fast path).
+pub(crate) fn all_f32_cpu(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
+}
+
+/// Errors unless all tensors share one dtype.
+pub(crate) fn same_dtype(op: &str, named: &[(&str, &Tensor)]) -> Result<()> {
+    let first = named[0].1.dtype();
+    if named.iter().any(|(_, t)| t.dtype() != first) {
+        let list: Vec<String> = named
+            .iter()
+            .map(|(n, t)| format!("{n} {:?}", t.dtype()))
+            .collect();
+        bail!("{op}: inputs must share one dtype, got {}", list.join(", "))
+    }
+    Ok(())
+}
+
+/// Smallest amount of work (elements) worth a rayon task of its own.
+const MIN_TASK_ELEMS: usize = 1 << 14;
+
+/// Rows per rayon task when `n_rows` rows of `row_len` elements are split over threads:
+/// all rows (run inline, rayon untouched) with one thread or a small input, else about four
+/// tasks per thread of at least [`MIN_TASK_ELEMS`] elements each. Threads: the crate's
+/// [`num_threads`](crate::num_threads).
+pub(crate) fn rows_per_task(n_rows: usize, row_len: usize) -> usize {
+    let threads = crate::num_threads();
+    if threads == 1 {
+        return n_rows.max(1);
+    }
+    let min_rows = MIN_TASK_ELEMS.div_ceil(row_len.max(1));
+    let even = n_rows.div_ceil(threads * 4);
+    min_rows.max(even).max(1)
+}
+
+/// Runs `f(first_row, rows)` over `out` (rows of `row_len`, `row_len > 0`) split into
+/// chunks of whole rows over rayon threads; inline when one chunk covers everything.
+pub(crate) fn par_rows<F>(out: &mut [f32], row_len: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    debug_assert!(row_len > 0 && out.len() % row_len == 0);
+    let n_rows = out.len() / row_len;
+    let per = rows_per_task(n_rows, row_len);
+    if per >= n_rows {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(per * row_len)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i * per, chunk));
+    }
+}
+
+/// `n` chunks of `size` elements of `buf` (`n` empty slices when `size == 0`).
+fn split_chunks(buf: &mut [f32], n: usize, size: usize) -> Vec<&mut [f32]> {
+    if size == 0 {
+        (0..n).map(|_| <&mut [f32]>::default()).collect()
+    } else {
+        buf.chunks_mut(size).collect()
+    }
+}
+
+/// Defines `$name(args)` that calls the `#[inline(always)]` kernel `$body(args)` compiled
+/// for AVX-512 or AVX2+FMA when the CPU has them (runtime check), else the baseline build.
+/// The kernels are written with fixed-width lane arrays and use only correctly rounded
+/// operations (`mul_add` included), so every build sums in the same order and gives
+/// bit-identical results.
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? => $body:ident) => {
+        $(#[$m])*
+        $vis fn $name($($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn v4($($a: $t),*) $(-> $r)? {
+                    $body($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($a: $t),*) $(-> $r)? {
+                    $body($($a),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F, the only feature `v4` assumes.
+                    return unsafe { v4($($a),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports AVX2 and FMA, the features `v3` assumes.
+                    return unsafe { v3($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    };
+}
+pub(crate) use simd_dispatch;
+
+/// Lane count of the vectorisable reductions (fixed, so results do not depend on the ISA).
+pub(crate) const LANES: usize = 16;
+
+/// `e^x` for f32, Cephes `expf`: `x = n ln2 + r`, `|r| <= ln2/2`, degree-6 polynomial in
+/// `r`, times `2^n` built in the exponent bits. Relative error < 3e-7 (tested) for
+/// `x in [-87.3, 88.3]`; `x` below is clamped to -87.3 (gives ~1e-38 instead of a
+/// denormal or 0), above to 88.3. NaN propagates. Branch-free, so loops over it vectorise.
+/// `mul_add` is one rounding everywhere (hardware FMA in the AVX2 / AVX-512 builds of
+/// [`simd_dispatch`], libm `fmaf` in the baseline one), so all builds agree bit for bit.
+#[inline(always)]
+pub(crate) fn exp_approx(x: f32) -> f32 {
+    const LO: f32 = -87.336_54;
+    const HI: f32 = 88.376_26;
+    // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Comparisons are false for NaN, so NaN passes through the clamps.
+    let x = if x < LO { LO } else { x };
+    let x = if x > HI { HI } else { x };
+    // t = 1.5 * 2^23 + n exactly, so n also sits in the low mantissa bits of t.
+    let t = x.mul_add(std::f32::consts::LOG2_E, ROUND);
+    let n = t - ROUND;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
+    let mut p = 1.987_569_1e-4_f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    // 2^n from the integer n in t's bits (no float -> int cast, which would not
+    // vectorise); n in [-126, 127] gives a normal power of two. For NaN, y is NaN anyway.
+    let pow2 = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
+    y * pow2
+}
+
+/// Max of the lanes, reduced as a tree (fixed order).
+#[inline(always)]
+fn hmax(mut m: [f32; LANES]) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        let (lo, hi) = m.split_at_mut(w);
+        for (a, &b) in lo.iter_mut().zip(hi.iter()) {
+            *a = if b > *a { b } else { *a };
+        }
+        w /= 2;
+    }
+    m[0]
+}
+
+/// Sum of the lanes, reduced as a tree (fixed order).
+#[inline(always)]
+pub(crate) fn hsum(mut s: [f32; LANES]) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        let (lo, hi) = s.split_at_mut(w);
+        for (a, &b) in lo.iter_mut().zip(hi.iter()) {
+            *a += b;
+        }
+        w /= 2;
+    }
+    s[0]
+}
+
+/// The last `< LANES` elements of a slice, padded with `fill` to a full lane array
+/// (element by element: a `memcpy` call here costs more than the row's arithmetic).
+#[inline(always)]
+fn padded(rem: &[f32], fill: f32) -> [f32; LANES] {
+    std::array::from_fn(|i| if i < rem.len() { rem[i] } else { fill })
+}
+
+/// Max of a row (NaN is skipped here; it reaches the result through `exp`).
+#[inline(always)]
+fn row_max(x: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    let lanes_max = |m: &mut [f32; LANES], c: &[f32]| {
+        for (mi, &v) in m.iter_mut().zip(c) {
+            *mi = if v > *mi { v } else { *mi };
+        }
+    };
+    for c in &mut chunks {
+        lanes_max(&mut m, c);
+    }
+    let rem = chunks.remainder();
+    if !rem.is_empty() {
+        lanes_max(&mut m, &padded(rem, f32::NEG_INFINITY));
+    }
+    hmax(m)
+}
+
+/// `x := exp(x - m)` in place; returns the sum of the new values.
+#[inline(always)]
+fn exp_shift_sum(x: &mut [f32], m: f32) -> f32 {
+    let mut s = [0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (si, v) in s.iter_mut().zip(c.iter_mut()) {
+            *v = exp_approx(*v - m);
+            *si += *v;
+        }
+    }
+    let rem = chunks.into_remainder();
+    if !rem.is_empty() {
+        // Padding with m gives exp(0) = 1 in the unused lanes; only the used ones count.
+        let mut t = padded(rem, m);
+        for v in t.iter_mut() {
+            *v = exp_approx(*v - m);
+        }
+        for ((r, &v), si) in rem.iter_mut().zip(t.iter()).zip(s.iter_mut()) {
+            *r = v;
+            *si += v;
+        }
+    }
+    hsum(s)
+}
+
+/// `sum_j a[j] * b[j]` with lane-wise partial sums.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let lanes_fma = |s: &mut [f32; LANES], x: &[f32], y: &[f32]| {
+        for ((si, &xi), &yi) in s.iter_mut().zip(x).zip(y) {
+            *si += xi * yi;
+        }
+    };
+    for (x, y) in ca.zip(cb) {
+        lanes_fma(&mut s, x, y);
+    }
+    if !ra.is_empty() {
+        lanes_fma(&mut s, &padded(ra, 0.0), &padded(rb, 0.0));
+    }
+    hsum(s)
+}
+
+/// Row softmax of `x` (rows of `row_len`) in place. With `normalize`, rows end as
+/// probabilities; without, as `exp(x - max)` and `inv_sums[i] = 1 / rowsum` is left for the
+/// caller to apply. `inv_sums` has one entry per row.
+#[inline(always)]
+fn softmax_rows_body(x: &mut [f32], row_len: usize, inv_sums: &mut [f32], normalize: bool) {
+    for (row, inv) in x.chunks_exact_mut(row_len).zip(inv_sums.iter_mut()) {
+        let m = row_max(row);
+        let s = exp_shift_sum(row, m);
+        *inv = 1.0 / s;
+        if normalize {
+            let a = *inv;
+            row.iter_mut().for_each(|v| *v *= a);
+        }
+    }
+}
+
+simd_dispatch!(
+    /// See [`softmax_rows_body`].
+    fn softmax_rows(x: &mut [f32], row_len: usize, inv_sums: &mut [f32], normalize: bool)
+        => softmax_rows_body
+);
+
+/// Softmax backward on rows: `dx = y * (g - sum(g * y))`.
+#[inline(always)]
+fn softmax_bwd_rows_body(y: &[f32], g: &[f32], dx: &mut [f32], row_len: usize) {
+    for ((yr, gr), dr) in y
+        .chunks_exact(row_len)
+        .zip(g.chunks_exact(row_len))
+        .zip(dx.chunks_exact_mut(row_len))
+    {
+        let s = dot(yr, gr);
+        for ((d, &yi), &gi) in dr.iter_mut().zip(yr).zip(gr) {
+            *d = yi * (gi - s);
+        }
+    }
+}
+
+simd_dispatch!(
+    /// See [`softmax_bwd_rows_body`].
+    fn softmax_bwd_rows(y: &[f32], g: &[f32], dx: &mut [f32], row_len: usize)
+        => softmax_bwd_rows_body
+);
+
+/// Attention score gradient on a block: `dp := p * (dp - d_i)` with
+/// `d_i = dot(o_i, g_i)` (rows of `p`/`dp` are `nk` long, rows of `o`/`g` are `dv` long).
+#[inline(always)]
+fn score_grad_body(p: &[f32], dp: &mut [f32], nk: usize, o: &[f32], g: &[f32], dv: usize) {
+    let rows = p.len() / nk;
+    for i in 0..rows {
+        let di = if dv == 0 {
+            0.0
+        } else {
+            dot(&o[i * dv..(i + 1) * dv], &g[i * dv..(i + 1) * dv])
+        };
+        let pr = &p[i * nk..(i + 1) * nk];
+        let dr = &mut dp[i * nk..(i + 1) * nk];
+        for (d, &pi) in dr.iter_mut().zip(pr) {
+            *d = pi * (*d - di);
+        }
+    }
+}
+
+simd_dispatch!(
+    /// See [`score_grad_body`].
+    fn score_grad(p: &[f32], dp: &mut [f32], nk: usize, o: &[f32], g: &[f32], dv: usize)
+        => score_grad_body
+);
+
+// ---------------------------------------------------------------------------------------
+// GEMM on raw slices.
+// ---------------------------------------------------------------------------------------
+
+/// A read-only matrix view: `data[r * rs + c * cs]` is element `(r, c)`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major contiguous `[rows, cols]` matrix.
+    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (a view, nothing moves).
+    fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Rows `r0 .. r0 + n`.
+    fn row_block(self, r0: usize, n: usize) -> Self {
+        Self {
+            data: self.data.get(r0 * self.rs..).unwrap_or(&[]),
+            rows: n,
+            ..self
+        }
+    }
+
+    /// Panics unless every element `(r, c)` lies inside `data`.
+    fn check(&self) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
+            assert!(last < self.data.len(), "matrix view out of bounds");
+        }
+    }
+}
+
+/// `dst [m, n]` (row-major, contiguous) `= beta * lhs @ rhs`, or `+=` when `accumulate`.
+fn gemm_into(dst: &mut [f32], lhs: Mat, rhs: Mat, beta: f32, accumulate: bool, par: Parallelism) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "gemm: inner dimensions differ");
+    assert_eq!(dst.len(), m * n, "gemm: destination has the wrong size");
+    lhs.check();
+    rhs.check();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: both operand views were bounds-checked above for the strides passed, `dst`
+    // ([m, n], row stride n, column stride 1) has exactly m*n elements and is exclusively
+    // borrowed, so it aliases neither operand. gemm computes
+    // dst := alpha*dst + beta*lhs@rhs, reading dst only when `read_dst` is set.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// A `[B, rows, cols]` f32 input read in place through its layout (any strides).
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    data: &'a [f32],
+    b: usize,
+    rows: usize,
+    cols: usize,
+    bs: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Batch<'a> {
+    fn new(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<Self> {
+        let (b, rows, cols) = layout.shape().dims3()?;
+        let st = layout.stride();
+        let data = f32_data(op, storage)?;
+        Ok(Self {
+            data: data.get(layout.start_offset()..).unwrap_or(&[]),
+            b,
+            rows,
+            cols,
+            bs: st[0],
+            rs: st[1],
+            cs: st[2],
+        })
+    }
+
+    /// Matrix `i` of the batch.
+    fn mat(&self, i: usize) -> Mat<'a> {
+        Mat {
+            data: self.data.get(i * self.bs..).unwrap_or(&[]),
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention kernels.
+// ---------------------------------------------------------------------------------------
+
+/// Target size (elements) of one score block `[rows, Nk]`: 256 KiB of f32.
+const SCORE_BLOCK_ELEMS: usize = 1 << 16;
+/// Fewest query rows per block (smaller GEMMs lose efficiency).
+const MIN_BLOCK_ROWS: usize = 16;
+
+/// Query rows per block for `Nq` queries against `Nk` keys.
+fn block_rows(nq: usize, nk: usize) -> usize {
+    (SCORE_BLOCK_ELEMS / nk.max(1))
+        .max(MIN_BLOCK_ROWS)
+        .min(nq)
+        .max(1)
+}
+
+/// How the batch-heads of one call are run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Plan {
+    /// One thread: in turn on the calling thread, rayon untouched.
+    Inline,
+    /// Batch-heads split over threads, each GEMM single-threaded.
+    Outer,
+    /// Fewer batch-heads than threads: in turn, each GEMM and row softmax parallel.
+    Inner(usize),
+}
+
+impl Plan {
+    fn new(bh: usize) -> Self {
+        match crate::num_threads() {
+            0 | 1 => Plan::Inline,
+            t if bh >= t => Plan::Outer,
+            t => Plan::Inner(t),
+        }
+    }
+
+    fn gemm(self) -> Parallelism {
+        match self {
+            Plan::Inner(t) => Parallelism::Rayon(t),
+            _ => Parallelism::None,
+        }
+    }
+}
+
+/// Row softmax of a score block, its rows split over threads when `parallel`.
+fn softmax_block(s: &mut [f32], nk: usize, inv: &mut [f32], normalize: bool, parallel: bool) {
+    let rows = inv.len();
+    let per = if parallel {
+        rows_per_task(rows, nk)
+    } else {
+        rows
+    };
+    if per >= rows {
+        softmax_rows(s, nk, inv, normalize);
+    } else {
+        s.par_chunks_mut(per * nk)
+            .zip(inv.par_chunks_mut(per))
+            .for_each(|(sc, ic)| softmax_rows(sc, nk, ic, normalize));
+    }
+}
+
+/// Attention problem size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dims {
+    bh: usize,
+    nq: usize,
+    nk: usize,
+    d: usize,
+    dv: usize,
+}
+
+/// Checks `q [BH, Nq, d]`, `k [BH, Nk, d]`, `v [BH, Nk, dv]`; returns the sizes.
+fn attention_dims(q: &Shape, k: &Shape, v: &Shape) -> Result<Dims> {
+    let (Ok((bh, nq, d)), Ok((bk, nk, dk)), Ok((bv, nv, dv))) = (q.dims3(), k.dims3(), v.dims3())
+    else {
+        bail!("attention: q, k, v must be 3-D [BH, N, d], got q {q:?}, k {k:?}, v {v:?}")
+    };
+    if bk != bh || bv != bh {
+        bail!("attention: batch-head counts differ: q {q:?}, k {k:?}, v {v:?}")
+    }
+    if dk != d {
+        bail!("attention: q and k feature sizes differ (q {q:?} has d = {d}, k {k:?} has d = {dk})")
+    }
+    if nv != nk {
+        bail!("attention: k and v key counts differ (k {k:?} has {nk} keys, v {v:?} has {nv})")
+    }
+    if nk == 0 && nq > 0 {
+        bail!("attention: no keys (k {k:?}): softmax over an empty set")
+    }
+    Ok(Dims { bh, nq, nk, d, dv })
+}
+
+/// Forward: returns `O [BH, Nq, dv]`.
+fn attn_forward(q: Batch, k: Batch, v: Batch, dims: Dims, scale: f32, block: usize) -> Vec<f32> {
+    let Dims { bh, nq, nk, d, dv } = dims;
+    debug_assert!(q.cols == d && k.cols == d && v.cols == dv);
+    debug_assert!(q.b == bh && k.b == bh && v.b == bh && q.rows == nq && k.rows == nk);
+    let mut out = vec![0f32; bh * nq * dv];
+    if out.is_empty() {
+        return out;
+    }
+    let plan = Plan::new(bh);
+    let par = plan.gemm();
+    let inner = matches!(plan, Plan::Inner(_));
+    let one = |b: usize, o_b: &mut [f32], s: &mut [f32], inv: &mut [f32]| {
+        let (qm, km, vm) = (q.mat(b), k.mat(b), v.mat(b));
+        for r0 in (0..nq).step_by(block) {
+            let rows = block.min(nq - r0);
+            let sb = &mut s[..rows * nk];
+            let ib = &mut inv[..rows];
+            // S = scale Q_blk K^T: [rows, d] @ [d, Nk]
+            gemm_into(sb, qm.row_block(r0, rows), km.t(), scale, false, par);
+            softmax_block(sb, nk, ib, false, inner);
+            // O_blk = exp(S - max) V / rowsum: [rows, Nk] @ [Nk, dv]
+            let ob = &mut o_b[r0 * dv..(r0 + rows) * dv];
+            gemm_into(ob, Mat::dense(sb, rows, nk), vm, 1.0, false, par);
+            for (orow, &a) in ob.chunks_exact_mut(dv).zip(ib.iter()) {
+                orow.iter_mut().for_each(|x| *x *= a);
+            }
+        }
+    };
+    let init = || (vec![0f32; block * nk], vec![0f32; block]);
+    let chunks = split_chunks(&mut out, bh, nq * dv);
+    if plan == Plan::Outer {
+        chunks
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(init, |(s, inv), (b, o_b)| one(b, o_b, s, inv));
+    } else {
+        let (mut s, mut inv) = init();
+        for (b, o_b) in chunks.into_iter().enumerate() {
+            one(b, o_b, &mut s, &mut inv);
+        }
+    }
+    out
+}
+
+/// Backward: `o [BH, Nq, dv]` (forward output), `g = dO [BH, Nq, dv]`, both contiguous.
+/// Returns `[dQ | dK | dV]` packed in one buffer.
+#[allow(clippy::too_many_arguments)]
+fn attn_backward(
+    q: Batch,
+    k: Batch,
+    v: Batch,
+    o: &[f32],
+    g: &[f32],
+    dims: Dims,
+    scale: f32,
+    block: usize,
+) -> Vec<f32> {
+    let Dims { bh, nq, nk, d, dv } = dims;
+    let (n_dq, n_dk, n_dv) = (bh * nq * d, bh * nk * d, bh * nk * dv);
+    let mut out = vec![0f32; n_dq + n_dk + n_dv];
+    if bh == 0 || nq == 0 || nk == 0 {
+        return out;
+    }
+    let plan = Plan::new(bh);
+    let par = plan.gemm();
+    let inner = matches!(plan, Plan::Inner(_));
+    let one = |b: usize,
+               (dq_b, dk_b, dv_b): (&mut [f32], &mut [f32], &mut [f32]),
+               (p, dp, inv): &mut (Vec<f32>, Vec<f32>, Vec<f32>)| {
+        let (qm, km, vm) = (q.mat(b), k.mat(b), v.mat(b));
+        for r0 in (0..nq).step_by(block) {
+            let rows = block.min(nq - r0);
+            let pb = &mut p[..rows * nk];
+            let dpb = &mut dp[..rows * nk];
+            let qb = qm.row_block(r0, rows);
+            let span = (b * nq + r0) * dv..(b * nq + r0 + rows) * dv;
+            let (gb, ob) = (&g[span.clone()], &o[span]);
+            // Recompute P = softmax(scale Q_blk K^T).
+            gemm_into(pb, qb, km.t(), scale, false, par);
+            softmax_block(pb, nk, &mut inv[..rows], true, inner);
+            let pm = Mat::dense(pb, rows, nk);
+            let gm = Mat::dense(gb, rows, dv);
+            // dV += P^T dO: [Nk, rows] @ [rows, dv]
+            gemm_into(dv_b, pm.t(), gm, 1.0, r0 > 0, par);
+            // dP = dO V^T: [rows, dv] @ [dv, Nk]
+            gemm_into(dpb, gm, vm.t(), 1.0, false, par);
+            // dS = P * (dP - rowsum(dO * O))
+            score_grad(pb, dpb, nk, ob, gb, dv);
+            let dsm = Mat::dense(dpb, rows, nk);
+            // dQ = scale dS K: [rows, Nk] @ [Nk, d]
+            gemm_into(
+                &mut dq_b[r0 * d..(r0 + rows) * d],
+                dsm,
+                km,
+                scale,
+                false,
+                par,
+            );
+            // dK += scale dS^T Q_blk: [Nk, rows] @ [rows, d]
+            gemm_into(dk_b, dsm.t(), qb, scale, r0 > 0, par);
+        }
+    };
+    let init = || {
+        (
+            vec![0f32; block * nk],
+            vec![0f32; block * nk],
+            vec![0f32; block],
+        )
+    };
+    let (dq, rest) = out.split_at_mut(n_dq);
+    let (dk, dvv) = rest.split_at_mut(n_dk);
+    let items: Vec<_> = split_chunks(dq, bh, nq * d)
+        .into_iter()
+        .zip(split_chunks(dk, bh, nk * d))
+        .zip(split_chunks(dvv, bh, nk * dv))
+        .map(|((a, b), c)| (a, b, c))
+        .collect();
+    if plan == Plan::Outer {
+        items
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(init, |scratch, (b, item)| one(b, item, scratch));
+    } else {
+        let mut scratch = init();
+        for (b, item) in items.into_iter().enumerate() {
+            one(b, item, &mut scratch);
+        }
+    }
+    out
+}
+
+/// `softmax(scale q k^T) v` for `q [BH, Nq, d]`, `k [BH, Nk, d]`, `v [BH, Nk, dv]`.
+#[derive(Debug, Clone, Copy)]
+struct AttentionOp {
+    scale: f32,
+}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "genlab-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = attention_dims(l1.shape(), l2.shape(), l3.shape())?;
+        let q = Batch::new(self.name(), s1, l1)?;
+        let k = Batch::new(self.name(), s2, l2)?;
+        let v = Batch::new(self.name(), s3, l3)?;
+        let block = block_rows(dims.nq, dims.nk);
+        let out = attn_forward(q, k, v, dims, self.scale, block);
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((dims.bh, dims.nq, dims.dv)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dims = attention_dims(q.shape(), k.shape(), v.shape())?;
+        // dO and O travel inside the op (a copy of [BH, Nq, dv] each, small next to the
+        // attention itself); candle locks the storages of q, k, v for the op.
+        let op = AttentionBwd {
+            scale: self.scale,
+            o: res.flatten_all()?.to_vec1::<f32>()?,
+            g: grad.flatten_all()?.to_vec1::<f32>()?,
+        };
+        let packed = q.apply_op3_no_bwd(k, v, &op)?;
+        let Dims { bh, nq, nk, d, dv } = dims;
+        let (n_dq, n_dk, n_dv) = (bh * nq * d, bh * nk * d, bh * nk * dv);
+        let dq = packed.narrow(0, 0, n_dq)?.reshape(q.shape())?;
+        let dk = packed.narrow(0, n_dq, n_dk)?.reshape(k.shape())?;
+        let dv = packed.narrow(0, n_dq + n_dk, n_dv)?.reshape(v.shape())?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// Backward of [`AttentionOp`]: `(q, k, v) -> [dQ | dK | dV]` flat, given `O` and `dO`.
+struct AttentionBwd {
+    scale: f32,
+    o: Vec<f32>,
+    g: Vec<f32>,
+}
+
+impl CustomOp3 for AttentionBwd {
+    fn name(&self) -> &'static str {
+        "genlab-attention-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = attention_dims(l1.shape(), l2.shape(), l3.shape())?;
+        let want = dims.bh * dims.nq * dims.dv;
+        if self.o.len() != want || self.g.len() != want {
+            bail!(
+                "{}: output/gradient sizes {}/{} for {dims:?}",
+                self.name(),
+                self.o.len(),
+                self.g.len()
+            )
+        }
+        let q = Batch::new(self.name(), s1, l1)?;
+        let k = Batch::new(self.name(), s2, l2)?;
+        let v = Batch::new(self.name(), s3, l3)?;
+        let block = block_rows(dims.nq, dims.nk);
+        let out = attn_backward(q, k, v, &self.o, &self.g, dims, self.scale, block);
+        let n = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+}
+
+/// Scaled dot-product softmax attention, differentiable in `q`, `k` and `v`:
+/// `softmax(scale * q k^T) v`, the softmax over keys.
+///
+/// `q [BH, Nq, d]`, `k [BH, Nk, d]`, `v [BH, Nk, dv]` -> `[BH, Nq, dv]`; `Nq` and `Nk` may
+/// differ (cross-attention). The usual `scale` is `1 / sqrt(d)`. No mask.
+///
+/// f32 CPU inputs (contiguous or any strided view) run the fused kernel; anything else runs
+/// [`attention_composed`]. Errors on mismatched shapes or dtypes, or when there are no keys.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    attention_dims(q.shape(), k.shape(), v.shape())?;
+    same_dtype("attention", &[("q", q), ("k", k), ("v", v)])?;
+    if all_f32_cpu(&[q, k, v]) {
+        q.apply_op3(
+            k,
+            v,
+            AttentionOp {
+                scale: scale as f32,
+            },
+        )
+    } else {
+        attention_composed(q, k, v, scale)
+    }
+}
+
+/// [`attention`] as a composition of differentiable candle ops (`matmul`, `exp`,
+/// `sum_keepdim`, `broadcast_div`, ...): the fallback for non-f32 or non-CPU inputs, and
+/// the reference in tests. Materialises `[BH, Nq, Nk]` several times.
+pub fn attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    attention_dims(q.shape(), k.shape(), v.shape())?;
+    // [BH, Nq, d] @ [BH, d, Nk] -> [BH, Nq, Nk]
+    let s = (q.matmul(&k.t()?)? * scale)?;
+    softmax_last_dim_composed(&s)?.matmul(v)
+}
+
+/// Softmax over the last dim, `[..., D] -> [..., D]`, differentiable (candle 0.11.1's
+/// `candle_nn::ops::softmax_last_dim` passes no gradient): backward
+/// `dx = y * (g - sum(g * y))`.
+///
+/// f32 CPU inputs run the custom op; anything else [`softmax_last_dim_composed`].
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.rank() == 0 {
+        bail!("softmax_last_dim: needs at least one dimension, got a scalar")
+    }
+    if all_f32_cpu(&[x]) {
+        x.contiguous()?.apply_op1(SoftmaxLastDim)
+    } else {
+        softmax_last_dim_composed(x)
+    }
+}
+
+/// [`softmax_last_dim`] as differentiable candle ops: `exp(x - max)` (max detached, the
+/// softmax does not depend on it) over its `sum_keepdim`.
+pub fn softmax_last_dim_composed(x: &Tensor) -> Result<Tensor> {
+    if x.rank() == 0 {
+        bail!("softmax_last_dim: needs at least one dimension, got a scalar")
+    }
+    let m = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&m)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// Row softmax over the last dim (contiguous f32).
+#[derive(Debug, Clone, Copy)]
+struct SoftmaxLastDim;
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "genlab-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), s, l)?;
+        let n = *l.shape().dims().last().unwrap_or(&0);
+        let mut y = x.to_vec();
+        if !y.is_empty() {
+            par_rows(&mut y, n, |_, rows| {
+                let mut inv = vec![0f32; rows.len() / n];
+                softmax_rows(rows, n, &mut inv, true);
+            });
+        }
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let dx = res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?;
+        Ok(Some(dx))
+    }
+}
+
+/// `(y, g) -> y * (g - sum(g * y))` over the last dim.
+#[derive(Debug, Clone, Copy)]
+struct SoftmaxBwd;
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "genlab-softmax-last-dim-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            bail!(
+                "{}: output {:?} and gradient {:?} differ",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            )
+        }
+        let y = contiguous_f32(self.name(), s1, l1)?;
+        let g = contiguous_f32(self.name(), s2, l2)?;
+        let n = *l1.shape().dims().last().unwrap_or(&0);
+        let mut dx = vec![0f32; y.len()];
+        if !dx.is_empty() {
+            par_rows(&mut dx, n, |r0, rows| {
+                let span = r0 * n..r0 * n + rows.len();
+                softmax_bwd_rows(&y[span.clone()], &g[span], rows, n);
+            });
+        }
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_approx_is_accurate() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            let got = exp_approx(x) as f64;
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.001_7;
+        }
+        assert!(worst < 3e-7, "exp_approx worst relative error {worst}");
+        assert_eq!(exp_approx(0.0), 1.0);
+        assert!(exp_approx(f32::NAN).is_nan());
+        assert!(exp_approx(f32::NEG_INFINITY) < 1e-37);
+    }
+
+    /// Row-blocked kernels (blocks of 1, 2, 3 query rows) match the one-block run.
+    #[test]
+    fn blocking_does_not_change_results() {
+        let dims = Dims {
+            bh: 3,
+            nq: 7,
+            nk: 5,
+            d: 4,
+            dv: 3,
+        };
+        let gen = |n: usize, seed: u32| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i as u32 * 2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+                .collect()
+        };
+        let q = gen(dims.bh * dims.nq * dims.d, 1);
+        let k = gen(dims.bh * dims.nk * dims.d, 2);
+        let v = gen(dims.bh * dims.nk * dims.dv, 3);
+        let g = gen(dims.bh * dims.nq * dims.dv, 4);
+        fn mk(data: &[f32], b: usize, rows: usize, cols: usize) -> Batch<'_> {
+            Batch {
+                data,
+                b,
+                rows,
+                cols,
+                bs: rows * cols,
+                rs: cols,
+                cs: 1,
+            }
+        }
+        let (qb, kb, vb) = (
+            mk(&q, dims.bh, dims.nq, dims.d),
+            mk(&k, dims.bh, dims.nk, dims.d),
+            mk(&v, dims.bh, dims.nk, dims.dv),
+        );
+        let o_full = attn_forward(qb, kb, vb, dims, 0.7, dims.nq);
+        let b_full = attn_backward(qb, kb, vb, &o_full, &g, dims, 0.7, dims.nq);
+        for block in [1, 2, 3] {
+            let o = attn_forward(qb, kb, vb, dims, 0.7, block);
+            let bw = attn_backward(qb, kb, vb, &o, &g, dims, 0.7, block);
+            for (a, b) in o.iter().zip(&o_full).chain(bw.iter().zip(&b_full)) {
+                assert!((a - b).abs() < 1e-5, "block {block}: {a} vs {b}");
+            }
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! Checks `genlab_kernels::attention` and `softmax_last_dim` (values and the gradients of
+//! every input) against compositions of plain differentiable candle ops, against f64
+//! brute-force loops, and against f64 central finite differences; plus shape errors,
+//! strided inputs, thread counts and the f64 fallback.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use genlab_core::Rng;
+use genlab_kernels::{attention, attention_composed, softmax_last_dim, softmax_last_dim_composed};
+
+/// Max |ours - reference| allowed, relative to max(1, max |reference|), values and grads.
+const TOL: f32 = 2e-5;
+/// Same, for our f32 results against f64 brute-force loops / finite differences.
+const FD_TOL: f64 = 1e-4;
+/// Central finite-difference step (f64).
+const FD_STEP: f64 = 1e-6;
+/// A reference gradient counts as flowing when its max |.| exceeds this.
+const FLOWING: f32 = 1e-3;
+
+/// Relative max-abs error of `got` against `want` (same shape, f32).
+fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
+    assert_eq!(got.dims(), want.dims(), "shape mismatch");
+    let got = got.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+    let want = want.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+    let diff = (&got - &want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    diff / max_abs(&want).max(1.0)
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn to_f64(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+/// Max |got - want| over max(1, max |want|).
+fn rel_err_vec(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()))
+        / scale
+}
+
+/// Attention problem size.
+#[derive(Debug, Clone, Copy)]
+struct Cfg {
+    bh: usize,
+    nq: usize,
+    nk: usize,
+    d: usize,
+    dv: usize,
+}
+
+const fn cfg(bh: usize, nq: usize, nk: usize, d: usize, dv: usize) -> Cfg {
+    Cfg { bh, nq, nk, d, dv }
+}
+
+type AttnFn = fn(&Tensor, &Tensor, &Tensor, f64) -> Result<Tensor>;
+
+/// Output and the grads of `(q, k, v)` for loss = sum(f(q, k, v) * r).
+fn run_attn(f: AttnFn, q: &Tensor, k: &Tensor, v: &Tensor, r: &Tensor, scale: f64) -> Vec<Tensor> {
+    let (vq, vk, vv) = (
+        Var::from_tensor(q).unwrap(),
+        Var::from_tensor(k).unwrap(),
+        Var::from_tensor(v).unwrap(),
+    );
+    let out = f(vq.as_tensor(), vk.as_tensor(), vv.as_tensor(), scale).unwrap();
+    let loss = (&out * r).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let mut res = vec![out];
+    for var in [&vq, &vk, &vv] {
+        res.push(
+            grads
+                .get(var.as_tensor())
+                .expect("no gradient reached an input")
+                .clone(),
+        );
+    }
+    res
+}
+
+/// Random inputs for `c` (q scaled up so the softmax is far from uniform).
+fn inputs(c: Cfg, seed: u64) -> (Tensor, Tensor, Tensor, Tensor) {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(seed);
+    let q = (rng.normal_tensor(&[c.bh, c.nq, c.d], &dev).unwrap() * 1.5).unwrap();
+    let k = rng.normal_tensor(&[c.bh, c.nk, c.d], &dev).unwrap();
+    let v = rng.normal_tensor(&[c.bh, c.nk, c.dv], &dev).unwrap();
+    let r = rng.normal_tensor(&[c.bh, c.nq, c.dv], &dev).unwrap();
+    (q, k, v, r)
+}
+
+/// Ours against the candle composition: output and all three grads; the reference's grads
+/// must flow.
+fn check_attn(c: Cfg, seed: u64) {
+    let (q, k, v, r) = inputs(c, seed);
+    let scale = 1.0 / (c.d as f64).sqrt();
+    let want = run_attn(attention_composed, &q, &k, &v, &r, scale);
+    let got = run_attn(attention, &q, &k, &v, &r, scale);
+    for (i, name) in ["out", "grad q", "grad k", "grad v"].iter().enumerate() {
+        // With one key the softmax is constant: q and k get no gradient.
+        if i == 3 || (i > 0 && c.nk > 1) {
+            assert!(
+                max_abs(&want[i]) > FLOWING,
+                "{c:?}: reference {name} is zero: no gradient flows"
+            );
+        }
+        let e = rel_err(&got[i], &want[i]);
+        assert!(e <= TOL, "{c:?}: {name} rel err {e} > {TOL}");
+    }
+}
+
+#[test]
+fn cross_attention_odd_shapes() {
+    check_attn(cfg(3, 5, 7, 3, 4), 1);
+    check_attn(cfg(2, 7, 5, 3, 4), 2);
+    check_attn(cfg(1, 1, 1, 1, 1), 3);
+    check_attn(cfg(2, 1, 9, 5, 2), 4);
+}
+
+#[test]
+fn self_attention() {
+    check_attn(cfg(2, 6, 6, 5, 5), 5);
+    check_attn(cfg(5, 49, 49, 32, 32), 6);
+}
+
+#[test]
+fn text_keys_cross_attention() {
+    // Image tokens attending to a few text tokens.
+    check_attn(cfg(4, 64, 3, 16, 16), 7);
+}
+
+/// Batch-heads fewer than threads (parallel GEMMs), and more (parallel batch-heads), and
+/// one thread: same results.
+#[test]
+fn any_thread_count() {
+    for threads in [1, 3, 4] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            check_attn(cfg(2, 37, 29, 8, 6), 8);
+            check_attn(cfg(7, 11, 13, 4, 3), 9);
+        });
+    }
+}
+
+/// f64 brute force: `[BH, Nq, dv]` of softmax(scale q k^T) v, plain loops.
+fn brute_attn(q: &[f64], k: &[f64], v: &[f64], c: Cfg, scale: f64) -> Vec<f64> {
+    let mut out = vec![0f64; c.bh * c.nq * c.dv];
+    for b in 0..c.bh {
+        for i in 0..c.nq {
+            let s: Vec<f64> = (0..c.nk)
+                .map(|j| {
+                    scale
+                        * (0..c.d)
+                            .map(|t| q[(b * c.nq + i) * c.d + t] * k[(b * c.nk + j) * c.d + t])
+                            .sum::<f64>()
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for t in 0..c.dv {
+                out[(b * c.nq + i) * c.dv + t] = (0..c.nk)
+                    .map(|j| e[j] / z * v[(b * c.nk + j) * c.dv + t])
+                    .sum::<f64>();
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn output_rows_equal_brute_force_loops() {
+    for (c, seed) in [(cfg(3, 5, 7, 3, 4), 10), (cfg(2, 40, 33, 16, 8), 11)] {
+        let (q, k, v, _) = inputs(c, seed);
+        let scale = 0.37;
+        let got = to_f64(&attention(&q, &k, &v, scale).unwrap());
+        let want = brute_attn(&to_f64(&q), &to_f64(&k), &to_f64(&v), c, scale);
+        let e = rel_err_vec(&got, &want);
+        assert!(e <= FD_TOL, "{c:?}: output vs brute force: {e}");
+    }
+}
+
+/// Central differences of `loss(x) = sum(f(x) * r)` in f64, one input element at a time.
+fn fd_grad(x: &[f64], loss: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut x = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let x0 = x[i];
+            x[i] = x0 + FD_STEP;
+            let lp = loss(&x);
+            x[i] = x0 - FD_STEP;
+            let lm = loss(&x);
+            x[i] = x0;
+            (lp - lm) / (2.0 * FD_STEP)
+        })
+        .collect()
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let c = cfg(2, 3, 4, 2, 3);
+    let (q, k, v, r) = inputs(c, 12);
+    let scale = 0.8;
+    let got = run_attn(attention, &q, &k, &v, &r, scale);
+    let (q64, k64, v64, r64) = (to_f64(&q), to_f64(&k), to_f64(&v), to_f64(&r));
+    let dot = |o: Vec<f64>| o.iter().zip(&r64).map(|(a, b)| a * b).sum::<f64>();
+    let fd = [
+        fd_grad(&q64, |x| dot(brute_attn(x, &k64, &v64, c, scale))),
+        fd_grad(&k64, |x| dot(brute_attn(&q64, x, &v64, c, scale))),
+        fd_grad(&v64, |x| dot(brute_attn(&q64, &k64, x, c, scale))),
+    ];
+    for (i, (name, want)) in ["q", "k", "v"].iter().zip(&fd).enumerate() {
+        assert!(
+            want.iter().any(|g| g.abs() > 1e-3),
+            "fd grad {name} is zero"
+        );
+        let e = rel_err_vec(&to_f64(&got[i + 1]), want);
+        assert!(
+            e <= FD_TOL,
+            "grad {name} vs finite differences: {e} > {FD_TOL}"
+        );
+    }
+}
+
+/// q, k, v narrowed out of one packed `[BH, N, 3d]` tensor, and k as a transposed view: the
+/// kernel reads the strides in place; values and the packed tensor's grad match.
+#[test]
+fn strided_inputs() {
+    let (bh, n, d) = (3, 9, 4);
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(13);
+    let qkv = rng.normal_tensor(&[bh, n, 3 * d], &dev).unwrap();
+    let r = rng.normal_tensor(&[bh, n, d], &dev).unwrap();
+    let run = |f: AttnFn| {
+        let var = Var::from_tensor(&qkv).unwrap();
+        let t = var.as_tensor();
+        let (q, k, v) = (
+            t.narrow(2, 0, d).unwrap(),
+            t.narrow(2, d, d).unwrap(),
+            t.narrow(2, 2 * d, d).unwrap(),
+        );
+        assert!(!q.is_contiguous());
+        let out = f(&q, &k, &v, 0.5).unwrap();
+        let loss = (&out * &r).unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap().get(t).unwrap().clone();
+        (out, g)
+    };
+    let (o0, g0) = run(attention_composed);
+    let (o1, g1) = run(attention);
+    assert!(rel_err(&o1, &o0) <= TOL, "packed qkv: output");
+    assert!(rel_err(&g1, &g0) <= TOL, "packed qkv: grad");
+
+    // k stored as [BH, d, Nk], used transposed.
+    let c = cfg(2, 5, 6, 3, 2);
+    let (q, _, v, r) = inputs(c, 14);
+    let kt = rng.normal_tensor(&[c.bh, c.d, c.nk], &dev).unwrap();
+    let run = |f: AttnFn| {
+        let var = Var::from_tensor(&kt).unwrap();
+        let k = var.as_tensor().transpose(1, 2).unwrap();
+        assert!(!k.is_contiguous());
+        let out = f(&q, &k, &v, 0.9).unwrap();
+        let loss = (&out * &r).unwrap().sum_all().unwrap();
+        let g = loss
+            .backward()
+            .unwrap()
+            .get(var.as_tensor())
+            .unwrap()
+            .clone();
+        (out, g)
+    };
+    let (o0, g0) = run(attention_composed);
+    let (o1, g1) = run(attention);
+    assert!(rel_err(&o1, &o0) <= TOL, "transposed k: output");
+    assert!(rel_err(&g1, &g0) <= TOL, "transposed k: grad");
+}
+
+/// Large logits (scale * q k^T in the hundreds) stay finite and match the reference.
+#[test]
+fn large_logits_are_stable() {
+    let c = cfg(2, 6, 8, 4, 3);
+    let (q, k, v, r) = inputs(c, 15);
+    let q = (q * 100.0).unwrap();
+    let got = run_attn(attention, &q, &k, &v, &r, 1.0);
+    let want = run_attn(attention_composed, &q, &k, &v, &r, 1.0);
+    for (g, w) in got.iter().zip(&want) {
+        let vals = to_f64(g);
+        assert!(vals.iter().all(|x| x.is_finite()), "non-finite values");
+        assert!(rel_err(g, w) <= 1e-4, "large logits: {}", rel_err(g, w));
+    }
+}
+
+/// Other dtypes run the differentiable composition: f64 values match brute force and the
+/// gradients match ours in f32.
+#[test]
+fn f64_falls_back_with_gradients() {
+    let c = cfg(2, 4, 5, 3, 2);
+    let (q, k, v, r) = inputs(c, 16);
+    let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+    let got = run_attn(attention, &f64s(&q), &f64s(&k), &f64s(&v), &f64s(&r), 0.6);
+    assert_eq!(got[0].dtype(), DType::F64);
+    let want = brute_attn(&to_f64(&q), &to_f64(&k), &to_f64(&v), c, 0.6);
+    assert!(rel_err_vec(&to_f64(&got[0]), &want) < 1e-12);
+    let ours = run_attn(attention, &q, &k, &v, &r, 0.6);
+    for i in 1..4 {
+        assert!(max_abs(&got[i]) > FLOWING, "f64 fallback: grad {i} is zero");
+        assert!(rel_err(&ours[i], &got[i]) <= TOL, "f64 fallback: grad {i}");
+    }
+}
+
+#[test]
+fn shape_errors_are_errors() {
+    let dev = Device::Cpu;
+    let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &dev).unwrap();
+    let msg = |r: Result<Tensor>| format!("{}", r.expect_err("expected an error"));
+    let m = msg(attention(
+        &z(&[2, 5, 3]),
+        &z(&[2, 7, 4]),
+        &z(&[2, 7, 4]),
+        1.0,
+    ));
+    assert!(m.contains("q and k feature sizes differ"), "{m}");
+    let m = msg(attention(
+        &z(&[2, 5, 3]),
+        &z(&[2, 7, 3]),
+        &z(&[2, 6, 4]),
+        1.0,
+    ));
+    assert!(m.contains("k and v key counts differ"), "{m}");
+    let m = msg(attention(
+        &z(&[2, 5, 3]),
+        &z(&[3, 7, 3]),
+        &z(&[3, 7, 4]),
+        1.0,
+    ));
+    assert!(m.contains("batch-head counts differ"), "{m}");
+    let m = msg(attention(&z(&[5, 3]), &z(&[7, 3]), &z(&[7, 4]), 1.0));
+    assert!(m.contains("must be 3-D"), "{m}");
+    let m = msg(attention(
+        &z(&[2, 5, 3]),
+        &z(&[2, 0, 3]),
+        &z(&[2, 0, 4]),
+        1.0,
+    ));
+    assert!(m.contains("no keys"), "{m}");
+    let v64 = Tensor::zeros(&[2, 7, 4], DType::F64, &dev).unwrap();
+    let m = msg(attention(&z(&[2, 5, 3]), &z(&[2, 7, 3]), &v64, 1.0));
+    assert!(m.contains("dtype"), "{m}");
+    // The composition checks shapes the same way.
+    let m = msg(attention_composed(
+        &z(&[2, 5, 3]),
+        &z(&[2, 7, 4]),
+        &z(&[2, 7, 4]),
+        1.0,
+    ));
+    assert!(m.contains("q and k feature sizes differ"), "{m}");
+    let m = msg(softmax_last_dim(&Tensor::new(1f32, &dev).unwrap()));
+    assert!(m.contains("scalar"), "{m}");
+}
+
+// ---------------------------------------------------------------------------------------
+// softmax_last_dim
+// ---------------------------------------------------------------------------------------
+
+type SoftmaxFn = fn(&Tensor) -> Result<Tensor>;
+
+/// Output and grad of x for loss = sum(f(x) * r).
+fn run_softmax(f: SoftmaxFn, x: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
+    let var = Var::from_tensor(x).unwrap();
+    let y = f(var.as_tensor()).unwrap();
+    let loss = (&y * r).unwrap().sum_all().unwrap();
+    let g = loss
+        .backward()
+        .unwrap()
+        .get(var.as_tensor())
+        .unwrap()
+        .clone();
+    (y, g)
+}
+
+#[test]
+fn softmax_matches_composition() {
+    let dev = Device::Cpu;
+    for (shape, seed) in [
+        (&[2usize, 3, 7][..], 20),
+        (&[5, 40][..], 21),
+        (&[600, 33][..], 22),
+        (&[3, 1][..], 23),
+        (&[9][..], 24),
+    ] {
+        let mut rng = Rng::new(seed);
+        let x = (rng.normal_tensor(shape, &dev).unwrap() * 3.0).unwrap();
+        let r = rng.normal_tensor(shape, &dev).unwrap();
+        let (y0, g0) = run_softmax(softmax_last_dim_composed, &x, &r);
+        let (y1, g1) = run_softmax(softmax_last_dim, &x, &r);
+        if shape.last() != Some(&1) {
+            assert!(max_abs(&g0) > FLOWING, "{shape:?}: reference grad is zero");
+        }
+        assert!(rel_err(&y1, &y0) <= TOL, "{shape:?}: values");
+        assert!(rel_err(&g1, &g0) <= TOL, "{shape:?}: grad");
+        // Rows sum to 1.
+        let n = *shape.last().unwrap();
+        for row in to_f64(&y1).chunks(n) {
+            let s: f64 = row.iter().sum();
+            assert!((s - 1.0).abs() < 1e-6, "{shape:?}: row sums to {s}");
+        }
+    }
+}
+
+/// f64 brute-force softmax over rows of `n`.
+fn brute_softmax(x: &[f64], n: usize) -> Vec<f64> {
+    x.chunks(n)
+        .flat_map(|row| {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
+            row.iter().map(move |v| (v - m).exp() / z)
+        })
+        .collect()
+}
+
+#[test]
+fn softmax_gradient_matches_finite_differences() {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(25);
+    let x = (rng.normal_tensor(&[3, 5], &dev).unwrap() * 2.0).unwrap();
+    let r = rng.normal_tensor(&[3, 5], &dev).unwrap();
+    let (y, g) = run_softmax(softmax_last_dim, &x, &r);
+    let (x64, r64) = (to_f64(&x), to_f64(&r));
+    let e = rel_err_vec(&to_f64(&y), &brute_softmax(&x64, 5));
+    assert!(e <= FD_TOL, "softmax vs brute force: {e}");
+    let fd = fd_grad(&x64, |x| {
+        brute_softmax(x, 5)
+            .iter()
+            .zip(&r64)
+            .map(|(a, b)| a * b)
+            .sum()
+    });
+    let e = rel_err_vec(&to_f64(&g), &fd);
+    assert!(e <= FD_TOL, "softmax grad vs finite differences: {e}");
+}
+
+#[test]
+fn softmax_extremes() {
+    let dev = Device::Cpu;
+    // Huge and very negative logits: finite, rows sum to 1, the max dominates.
+    let x = Tensor::new(&[[1000f32, 0.0, -1000.0], [-500.0, -500.0, -90.0]], &dev).unwrap();
+    let y = to_f64(&softmax_last_dim(&x).unwrap());
+    assert!(y.iter().all(|v| v.is_finite()));
+    assert!((y[0] - 1.0).abs() < 1e-6 && y[1] < 1e-30 && y[2] < 1e-30);
+    assert!((y[5] - 1.0).abs() < 1e-6);
+    // A NaN input gives a NaN row (not a silently finite one).
+    let x = Tensor::new(&[[1f32, f32::NAN, 2.0], [1.0, 2.0, 3.0]], &dev).unwrap();
+    let y = to_f64(&softmax_last_dim(&x).unwrap());
+    assert!(y[..3].iter().all(|v| v.is_nan()), "{y:?}");
+    assert!(y[3..].iter().all(|v| v.is_finite()), "{y:?}");
+    // A non-contiguous input.
+    let mut rng = Rng::new(26);
+    let base = rng.normal_tensor(&[6, 4], &dev).unwrap();
+    let xt = base.t().unwrap();
+    let e = rel_err(
+        &softmax_last_dim(&xt).unwrap(),
+        &softmax_last_dim_composed(&xt).unwrap(),
+    );
+    assert!(e <= TOL, "transposed input: {e}");
+}

@@ -1,0 +1,296 @@
+//! Checks `genlab_kernels::layer_norm` (values and the gradients of x, weight and bias)
+//! against its composition of plain differentiable candle ops, against f64 brute-force
+//! loops and f64 central finite differences; plus constant rows, rows far from zero,
+//! thread counts, shape errors and the f64 fallback.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use genlab_core::Rng;
+use genlab_kernels::{layer_norm, layer_norm_composed};
+
+/// Max |ours - reference| allowed, relative to max(1, max |reference|), values and grads.
+const TOL: f32 = 2e-5;
+/// Same, for our f32 results against f64 brute-force loops / finite differences.
+const FD_TOL: f64 = 1e-4;
+/// Central finite-difference step (f64).
+const FD_STEP: f64 = 1e-6;
+/// A reference gradient counts as flowing when its max |.| exceeds this.
+const FLOWING: f32 = 1e-3;
+const EPS: f64 = 1e-5;
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Relative max-abs error of `got` against `want` (same shape).
+fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
+    assert_eq!(got.dims(), want.dims(), "shape mismatch");
+    let got = got.to_dtype(DType::F32).unwrap();
+    let want = want.to_dtype(DType::F32).unwrap();
+    max_abs(&(&got - &want).unwrap()) / max_abs(&want).max(1.0)
+}
+
+fn to_f64(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+/// Max |got - want| over max(1, max |want|).
+fn rel_err_vec(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()))
+        / scale
+}
+
+type LnFn = fn(&Tensor, &Tensor, &Tensor, f64) -> Result<Tensor>;
+
+/// Output and the grads of `(x, weight, bias)` for loss = sum(f(x, w, b) * r).
+fn run(f: LnFn, x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor) -> Vec<Tensor> {
+    let vars: Vec<Var> = [x, w, b]
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let out = f(
+        vars[0].as_tensor(),
+        vars[1].as_tensor(),
+        vars[2].as_tensor(),
+        EPS,
+    )
+    .unwrap();
+    let loss = (&out * r).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let mut res = vec![out];
+    for v in &vars {
+        res.push(
+            grads
+                .get(v.as_tensor())
+                .expect("no gradient reached an input")
+                .clone(),
+        );
+    }
+    res
+}
+
+/// Random x (offset and scaled), weight, bias and loss weights r.
+fn inputs(shape: &[usize], seed: u64) -> (Tensor, Tensor, Tensor, Tensor) {
+    let dev = Device::Cpu;
+    let d = *shape.last().unwrap();
+    let mut rng = Rng::new(seed);
+    let x = ((rng.normal_tensor(shape, &dev).unwrap() * 2.0).unwrap() + 0.5).unwrap();
+    let w = (rng.normal_tensor(&[d], &dev).unwrap() + 1.0).unwrap();
+    let b = rng.normal_tensor(&[d], &dev).unwrap();
+    let r = rng.normal_tensor(shape, &dev).unwrap();
+    (x, w, b, r)
+}
+
+fn check(shape: &[usize], seed: u64) {
+    let (x, w, b, r) = inputs(shape, seed);
+    let want = run(layer_norm_composed, &x, &w, &b, &r);
+    let got = run(layer_norm, &x, &w, &b, &r);
+    for (i, name) in ["out", "grad x", "grad weight", "grad bias"]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 && shape.last() != Some(&1) {
+            assert!(
+                max_abs(&want[i]) > FLOWING,
+                "{shape:?}: reference {name} is zero: no gradient flows"
+            );
+        }
+        let e = rel_err(&got[i], &want[i]);
+        assert!(e <= TOL, "{shape:?}: {name} rel err {e} > {TOL}");
+    }
+}
+
+#[test]
+fn matches_composition_odd_shapes() {
+    check(&[2, 3, 5], 1);
+    check(&[7, 33], 2);
+    check(&[17], 3);
+    check(&[4, 1], 4);
+}
+
+#[test]
+fn matches_composition_many_rows() {
+    // Several rayon tasks and several PARTIAL_ROWS blocks per task.
+    check(&[700, 64], 5);
+    check(&[3, 2, 300], 6);
+}
+
+#[test]
+fn any_thread_count() {
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            check(&[513, 40], 7);
+            check(&[2, 3, 5], 8);
+        });
+    }
+}
+
+/// f64 brute force over rows of `d`.
+fn brute(x: &[f64], w: &[f64], b: &[f64], d: usize) -> Vec<f64> {
+    x.chunks(d)
+        .flat_map(|row| {
+            let mean = row.iter().sum::<f64>() / d as f64;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / d as f64;
+            let rstd = 1.0 / (var + EPS).sqrt();
+            row.iter()
+                .zip(w)
+                .zip(b)
+                .map(move |((v, wi), bi)| (v - mean) * rstd * wi + bi)
+        })
+        .collect()
+}
+
+/// Central differences of `loss(x)` in f64, one input element at a time.
+fn fd_grad(x: &[f64], loss: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut x = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let x0 = x[i];
+            x[i] = x0 + FD_STEP;
+            let lp = loss(&x);
+            x[i] = x0 - FD_STEP;
+            let lm = loss(&x);
+            x[i] = x0;
+            (lp - lm) / (2.0 * FD_STEP)
+        })
+        .collect()
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let d = 4;
+    let (x, w, b, r) = inputs(&[3, d], 9);
+    let got = run(layer_norm, &x, &w, &b, &r);
+    let (x64, w64, b64, r64) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&r));
+    let dot = |o: Vec<f64>| o.iter().zip(&r64).map(|(a, b)| a * b).sum::<f64>();
+    let e = rel_err_vec(&to_f64(&got[0]), &brute(&x64, &w64, &b64, d));
+    assert!(e <= FD_TOL, "values vs brute force: {e}");
+    let fd = [
+        fd_grad(&x64, |x| dot(brute(x, &w64, &b64, d))),
+        fd_grad(&w64, |w| dot(brute(&x64, w, &b64, d))),
+        fd_grad(&b64, |b| dot(brute(&x64, &w64, b, d))),
+    ];
+    for (i, (name, want)) in ["x", "weight", "bias"].iter().zip(&fd).enumerate() {
+        assert!(
+            want.iter().any(|g| g.abs() > 1e-3),
+            "fd grad {name} is zero"
+        );
+        let e = rel_err_vec(&to_f64(&got[i + 1]), want);
+        assert!(
+            e <= FD_TOL,
+            "grad {name} vs finite differences: {e} > {FD_TOL}"
+        );
+    }
+}
+
+#[test]
+fn constant_row_gives_bias() {
+    let dev = Device::Cpu;
+    let (_, w, b, _) = inputs(&[3, 6], 10);
+    let x = Tensor::new(&[[2.5f32; 6], [-1e4; 6], [0.0; 6]], &dev).unwrap();
+    let y = layer_norm(&x, &w, &b, EPS).unwrap();
+    let bias = b.to_vec1::<f32>().unwrap();
+    for row in y.to_vec2::<f32>().unwrap() {
+        assert_eq!(row, bias, "a constant row must normalise to the bias");
+    }
+}
+
+/// Rows with mean ~1e4 and std ~1: the shifted f64 statistics keep full accuracy (the
+/// f32 composition loses about three digits here, so the reference is f64).
+#[test]
+fn rows_far_from_zero() {
+    let d = 50;
+    let (x, w, b, _) = inputs(&[6, d], 11);
+    let x = (x + 1e4).unwrap();
+    let got = to_f64(&layer_norm(&x, &w, &b, EPS).unwrap());
+    let want = brute(&to_f64(&x), &to_f64(&w), &to_f64(&b), d);
+    let e = rel_err_vec(&got, &want);
+    assert!(e <= FD_TOL, "rows far from zero: {e}");
+}
+
+#[test]
+fn non_contiguous_input() {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(12);
+    let base = rng.normal_tensor(&[9, 5], &dev).unwrap();
+    let (_, w, b, r) = inputs(&[5, 9], 13);
+    let run_t = |f: LnFn| {
+        let var = Var::from_tensor(&base).unwrap();
+        let x = var.as_tensor().t().unwrap();
+        let out = f(&x, &w, &b, EPS).unwrap();
+        let loss = (&out * &r).unwrap().sum_all().unwrap();
+        let g = loss
+            .backward()
+            .unwrap()
+            .get(var.as_tensor())
+            .unwrap()
+            .clone();
+        (out, g)
+    };
+    let (o0, g0) = run_t(layer_norm_composed);
+    let (o1, g1) = run_t(layer_norm);
+    assert!(rel_err(&o1, &o0) <= TOL);
+    assert!(rel_err(&g1, &g0) <= TOL);
+}
+
+#[test]
+fn f64_falls_back_with_gradients() {
+    let (x, w, b, r) = inputs(&[4, 7], 14);
+    let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+    let got = run(layer_norm, &f64s(&x), &f64s(&w), &f64s(&b), &f64s(&r));
+    assert_eq!(got[0].dtype(), DType::F64);
+    let want = brute(&to_f64(&x), &to_f64(&w), &to_f64(&b), 7);
+    assert!(rel_err_vec(&to_f64(&got[0]), &want) < 1e-12);
+    let ours = run(layer_norm, &x, &w, &b, &r);
+    for i in 1..4 {
+        assert!(max_abs(&got[i]) > FLOWING, "f64 fallback: grad {i} is zero");
+        assert!(rel_err(&ours[i], &got[i]) <= TOL, "f64 fallback: grad {i}");
+    }
+}
+
+#[test]
+fn shape_errors_are_errors() {
+    let dev = Device::Cpu;
+    let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &dev).unwrap();
+    let msg = |r: Result<Tensor>| format!("{}", r.expect_err("expected an error"));
+    let m = msg(layer_norm(&z(&[2, 5]), &z(&[4]), &z(&[5]), EPS));
+    assert!(
+        m.contains("weight has shape") && m.contains("expected [5]"),
+        "{m}"
+    );
+    let m = msg(layer_norm(&z(&[2, 5]), &z(&[5]), &z(&[5, 1]), EPS));
+    assert!(m.contains("bias has shape"), "{m}");
+    let m = msg(layer_norm(
+        &Tensor::new(1f32, &dev).unwrap(),
+        &z(&[1]),
+        &z(&[1]),
+        EPS,
+    ));
+    assert!(m.contains("at least one dimension"), "{m}");
+    let w64 = Tensor::zeros(5, DType::F64, &dev).unwrap();
+    let m = msg(layer_norm(&z(&[2, 5]), &w64, &z(&[5]), EPS));
+    assert!(m.contains("dtype"), "{m}");
+    let m = msg(layer_norm_composed(&z(&[2, 5]), &z(&[4]), &z(&[5]), EPS));
+    assert!(m.contains("weight has shape"), "{m}");
+}
