@@ -1,0 +1,482 @@
+"""Benchmark: the PyTorch side of genlab's training/sampling benchmark (`genlab bench`).
+
+Five CPU f32 workloads, built to be identical to genlab's Rust versions:
+  mlp         Linear(2,256) SiLU Linear(256,256) SiLU Linear(256,2), batch 512, Adam step
+  conv        conv 1->32 (3x3), conv 32->64 (3x3 s2), convT 64->32 (4x4 s2), + skip, conv 32->1
+              on [64,1,28,28], Adam step
+  unet-train  the genlab DDPM U-Net, MNIST config (base 16, mult [1,2,2], 1 res block,
+              attention at the lowest level, 1 head, 8 groups; 280,177 parameters), batch 32,
+              eps-MSE + Adam + EMA(0.998)
+  ddim50      the same U-Net, eval/inference_mode, one 50-step DDIM (eta 0) run on batch 64
+  attention   genlab's AttentionBlock (64 channels, 1 head) on [64,64,14,14], fwd + bwd
+The U-Net mirrors crates/genlab-nn/src/{unet,resblock,attention,resample,norm,embedding}.rs.
+
+Timing: warm-up (3 iterations; ddim50: 1), then iterations timed one by one until at least
+--min-time seconds and 5 iterations (ddim50: 3) have run; the MEDIAN iteration time is
+reported (rate = 1 / median, steps/s; ddim50: runs/s). Each workload runs in its own
+subprocess (`--single NAME`), so peak_rss_mib (ru_maxrss at the end) is per workload;
+rss_before_mib is VmRSS after building model and data, before the first iteration.
+
+Run:  /work/venv/bin/python scripts/bench/torch_bench.py --threads 1 [--workload all|NAME]
+          [--min-time 5] [--json]
+(--json: one JSON object per line, the schema `genlab bench --json` prints; otherwise a
+table). scripts/bench/compare.py runs both sides and prints the comparison.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention"]
+# Parameter count of genlab's U-Net in the MNIST config (what `genlab` reports for it).
+UNET_MNIST_PARAMS = 280177
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+# ----------------------------------------------------------------------------------------
+# Models (torch is imported lazily, after the thread environment variables are set)
+# ----------------------------------------------------------------------------------------
+
+
+def build_modules(torch):
+    """Defines the genlab-equivalent modules; returns them in a namespace dict."""
+    nn = torch.nn
+    F = torch.nn.functional
+
+    def candle_init_(module):
+        """candle_nn's initialisation: weights ~ N(0, 2/fan_in) (Kaiming normal, fan-in, ReLU
+        gain), biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); GroupNorm stays 1 / 0.
+        fan_in as torch computes it (ConvTranspose2d [C_in, C_out, k, k]: C_out*k*k)."""
+        for m in module.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                with torch.no_grad():
+                    m.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+                    if m.bias is not None:
+                        bound = 1.0 / math.sqrt(fan_in)
+                        m.bias.uniform_(-bound, bound)
+        return module
+
+    GN_EPS = 1e-5
+
+    def conv3x3(c_in, c_out):
+        return nn.Conv2d(c_in, c_out, 3, stride=1, padding=1)
+
+    class Mlp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(
+                nn.Linear(2, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(), nn.Linear(256, 2)
+            )
+
+        def forward(self, x):
+            return self.net(x)
+
+    class ConvNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 32, 3, stride=1, padding=1)
+            self.conv2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+            self.up = nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+            self.conv3 = nn.Conv2d(32, 1, 3, stride=1, padding=1)
+
+        def forward(self, x):
+            h1 = F.silu(self.conv1(x))  # [B, 32, 28, 28]
+            h2 = F.silu(self.conv2(h1))  # [B, 64, 14, 14]
+            h3 = F.silu(self.up(h2))  # [B, 32, 28, 28]
+            return self.conv3(h3 + h1)  # [B, 1, 28, 28]
+
+    class AttentionBlock(nn.Module):
+        """attention.rs: x + proj(softmax(q^T k / sqrt(d)) v), qkv = conv1x1(GroupNorm(x))."""
+
+        def __init__(self, channels, heads, groups, sdpa=False):
+            super().__init__()
+            assert channels % heads == 0
+            self.channels, self.heads, self.sdpa = channels, heads, sdpa
+            self.norm = nn.GroupNorm(groups, channels, eps=GN_EPS)
+            self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+            self.proj = nn.Conv2d(channels, channels, 1)
+
+        def forward(self, x):
+            b, c, h, w = x.shape
+            heads, d, n = self.heads, c // self.heads, h * w
+            # [B, 3C, H, W] -> [B, 3, heads, d, N]  (channel = part*C + head*d + j)
+            qkv = self.qkv(self.norm(x)).reshape(b, 3, heads, d, n)
+            q = qkv[:, 0].reshape(b * heads, d, n).transpose(1, 2)  # [B*heads, N, d]
+            k = qkv[:, 1].reshape(b * heads, d, n)  # [B*heads, d, N]
+            v = qkv[:, 2].reshape(b * heads, d, n).transpose(1, 2)  # [B*heads, N, d]
+            if self.sdpa:
+                out = F.scaled_dot_product_attention(q, k.transpose(1, 2), v)
+            else:
+                scores = torch.bmm(q, k) * (1.0 / math.sqrt(d))  # [B*heads, N, N]
+                attn = torch.softmax(scores, dim=-1)
+                out = torch.bmm(attn, v)  # [B*heads, N, d]
+            # [B*heads, N, d] -> [B*heads, d, N] -> [B, C, H, W]  (channel = head*d + j)
+            out = out.transpose(1, 2).reshape(b, c, h, w)
+            return x + self.proj(out)
+
+    class ResBlock(nn.Module):
+        """resblock.rs: skip(x) + conv2(silu(gn2(conv1(silu(gn1(x))) + temb(t))))."""
+
+        def __init__(self, c_in, c_out, temb_dim, groups):
+            super().__init__()
+            self.norm1 = nn.GroupNorm(groups, c_in, eps=GN_EPS)
+            self.conv1 = conv3x3(c_in, c_out)
+            self.temb = nn.Linear(temb_dim, c_out)
+            self.norm2 = nn.GroupNorm(groups, c_out, eps=GN_EPS)
+            self.conv2 = conv3x3(c_out, c_out)
+            self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
+
+        def forward(self, x, temb):
+            h = self.conv1(F.silu(self.norm1(x)))
+            h = h + self.temb(temb)[:, :, None, None]
+            h = self.conv2(F.silu(self.norm2(h)))
+            skip = self.skip(x) if self.skip is not None else x
+            return skip + h
+
+    class Downsample(nn.Module):
+        def __init__(self, ch):
+            super().__init__()
+            self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    class Upsample(nn.Module):
+        def __init__(self, ch):
+            super().__init__()
+            self.conv = conv3x3(ch, ch)
+
+        def forward(self, x, out_h, out_w):
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            if x.shape[2] != out_h or x.shape[3] != out_w:
+                x = x[:, :, :out_h, :out_w]
+            return self.conv(x)
+
+    def timestep_embedding(t, dim, max_period=10000.0):
+        """embedding.rs: [B] -> [B, dim] f32, cat[cos, sin], arguments in f64."""
+        half = dim // 2
+        freqs = torch.tensor(
+            [math.exp(-math.log(max_period) * i / half) for i in range(half)], dtype=torch.float64
+        )
+        args = t.to(torch.float64)[:, None] * freqs[None, :]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=1).to(torch.float32)
+
+    class UNet(nn.Module):
+        """unet.rs, module for module (same parameters, same order of operations)."""
+
+        def __init__(self, base=16, mult=(1, 2, 2), num_res_blocks=1, attention_at_lowest=True,
+                     heads=1, groups=8, in_channels=1, out_channels=1, sdpa=False):
+            super().__init__()
+            self.base = base
+            temb_dim = 4 * base
+            levels = [base * m for m in mult]
+            lowest = len(levels) - 1
+
+            def attn_at(i):
+                return attention_at_lowest and i == lowest
+
+            self.time_lin1 = nn.Linear(base, temb_dim)
+            self.time_lin2 = nn.Linear(temb_dim, temb_dim)
+            self.conv_in = conv3x3(in_channels, base)
+
+            skips = [base]
+            ch = base
+            self.down_res = nn.ModuleList()
+            self.down_attn = nn.ModuleList()
+            self.downsample = nn.ModuleList()
+            for i, c in enumerate(levels):
+                res, attn = nn.ModuleList(), nn.ModuleList()
+                for _ in range(num_res_blocks):
+                    res.append(ResBlock(ch, c, temb_dim, groups))
+                    ch = c
+                    if attn_at(i):
+                        attn.append(AttentionBlock(c, heads, groups, sdpa))
+                    skips.append(ch)
+                if i != lowest:
+                    self.downsample.append(Downsample(ch))
+                    skips.append(ch)
+                self.down_res.append(res)
+                self.down_attn.append(attn)
+
+            self.mid_res1 = ResBlock(ch, ch, temb_dim, groups)
+            self.mid_attn = AttentionBlock(ch, heads, groups, sdpa) if attention_at_lowest else None
+            self.mid_res2 = ResBlock(ch, ch, temb_dim, groups)
+
+            # Decoder, stored from the lowest level up.
+            self.up_res = nn.ModuleList()
+            self.up_attn = nn.ModuleList()
+            self.upsample = nn.ModuleList()
+            for i in reversed(range(len(levels))):
+                c = levels[i]
+                res, attn = nn.ModuleList(), nn.ModuleList()
+                for _ in range(num_res_blocks + 1):
+                    skip_ch = skips.pop()
+                    res.append(ResBlock(ch + skip_ch, c, temb_dim, groups))
+                    ch = c
+                    if attn_at(i):
+                        attn.append(AttentionBlock(c, heads, groups, sdpa))
+                if i != 0:
+                    self.upsample.append(Upsample(ch))
+                self.up_res.append(res)
+                self.up_attn.append(attn)
+            assert not skips
+
+            self.out_norm = nn.GroupNorm(groups, ch, eps=GN_EPS)
+            self.out_conv = conv3x3(ch, out_channels)
+
+        def forward(self, x, t):
+            temb = timestep_embedding(t, self.base)
+            temb = F.silu(self.time_lin2(F.silu(self.time_lin1(temb))))
+
+            h = self.conv_in(x)
+            skips = [h]
+            for i, (res, attn) in enumerate(zip(self.down_res, self.down_attn)):
+                for j, block in enumerate(res):
+                    h = block(h, temb)
+                    if j < len(attn):
+                        h = attn[j](h)
+                    skips.append(h)
+                if i < len(self.downsample):
+                    h = self.downsample[i](h)
+                    skips.append(h)
+
+            h = self.mid_res1(h, temb)
+            if self.mid_attn is not None:
+                h = self.mid_attn(h)
+            h = self.mid_res2(h, temb)
+
+            for k, (res, attn) in enumerate(zip(self.up_res, self.up_attn)):
+                for j, block in enumerate(res):
+                    h = block(torch.cat([h, skips.pop()], dim=1), temb)
+                    if j < len(attn):
+                        h = attn[j](h)
+                if k < len(self.upsample):
+                    sh, sw = skips[-1].shape[2], skips[-1].shape[3]
+                    h = self.upsample[k](h, sh, sw)
+
+            return self.out_conv(F.silu(self.out_norm(h)))
+
+    return dict(candle_init_=candle_init_, Mlp=Mlp, ConvNet=ConvNet,
+                AttentionBlock=AttentionBlock, UNet=UNet)
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------------------
+# Workloads: each returns (step function, parameter count, warm-up, minimum iterations)
+# ----------------------------------------------------------------------------------------
+
+
+def make_workload(torch, name, sdpa=False):
+    M = build_modules(torch)
+    init = M["candle_init_"]
+    torch.manual_seed(0)
+
+    def adam(params):
+        return torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+    def unet():
+        net = init(M["UNet"](sdpa=sdpa))
+        count = n_params(net)
+        assert count == UNET_MNIST_PARAMS, f"U-Net has {count} parameters, genlab's has {UNET_MNIST_PARAMS}"
+        return net
+
+    if name in ("mlp", "conv"):
+        shape = [512, 2] if name == "mlp" else [64, 1, 28, 28]
+        x, y = torch.randn(shape), torch.randn(shape)
+        net = init(M["Mlp"]() if name == "mlp" else M["ConvNet"]())
+        opt = adam(net.parameters())
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = torch.mean((net(x) - y) ** 2)
+            loss.backward()
+            opt.step()
+
+        return step, n_params(net), 3, 5
+
+    if name == "unet-train":
+        x, eps = torch.randn(32, 1, 28, 28), torch.randn(32, 1, 28, 28)
+        t = torch.randint(0, 1000, (32,)).to(torch.float32)
+        net = unet()
+        params = list(net.parameters())
+        opt = adam(params)
+        ema = [p.detach().clone() for p in params]
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = torch.mean((net(x, t) - eps) ** 2)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, params, 1.0 - 0.998)
+
+        return step, n_params(net), 3, 5
+
+    if name == "ddim50":
+        x_t = torch.randn(64, 1, 28, 28)
+        net = unet().eval()
+        T, k = 1000, 50
+        betas = [1e-4 + (0.02 - 1e-4) * i / (T - 1) for i in range(T)]  # f64, genlab's formula
+        alpha_bar, acc = [], 1.0
+        for b in betas:
+            acc *= 1.0 - b
+            alpha_bar.append(acc)
+        # round half away from zero like Rust's f64::round (no ties occur here anyway)
+        ts = [int(math.floor(j * (T - 1) / (k - 1) + 0.5)) for j in range(k)]
+        ts = [v for i, v in enumerate(ts) if i == 0 or v != ts[i - 1]][::-1]
+        pairs = [(t, alpha_bar[t], alpha_bar[ts[i + 1]] if i + 1 < len(ts) else 1.0)
+                 for i, t in enumerate(ts)]
+        assert len(pairs) == 50 and pairs[0][0] == 999 and pairs[-1][0] == 0
+        tvecs = {t: torch.full((64,), float(t), dtype=torch.float32) for t, _, _ in pairs}
+
+        def step():
+            with torch.inference_mode():
+                x = x_t
+                for t, a_t, a_prev in pairs:
+                    eps = net(x, tvecs[t])
+                    x0 = (x - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
+                    x = math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+            return x
+
+        return step, n_params(net), 1, 3
+
+    if name == "attention":
+        x = torch.randn(64, 64, 14, 14)
+        block = init(M["AttentionBlock"](64, 1, 8, sdpa))
+
+        def step():
+            block.zero_grad(set_to_none=True)
+            loss = torch.mean(block(x) ** 2)
+            loss.backward()
+
+        return step, n_params(block), 3, 5
+
+    raise ValueError(f"unknown workload {name!r}")
+
+
+def vmrss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def run_single(name, threads, min_time, sdpa):
+    """Child process: run one workload, print one JSON object on stdout."""
+    for var in THREAD_ENV:
+        os.environ[var] = str(threads)
+    import resource
+
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+
+    step, params, warmup, min_iters = make_workload(torch, name, sdpa)
+    rss_before = vmrss_mib()
+    for _ in range(warmup):
+        step()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_iters or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    n = len(times)
+    median = times[n // 2]  # the upper median for even n, exactly as genlab bench takes it
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB -> MiB
+    rec = {
+        "impl": "pytorch",
+        "version": torch.__version__,
+        "workload": name,
+        "threads": threads,
+        "unit": "runs/s" if name == "ddim50" else "steps/s",
+        "rate": 1.0 / median,
+        "median_s": median,
+        "iters": n,
+        "params": params,
+        "peak_rss_mib": round(peak, 1),
+        "rss_before_mib": round(rss_before, 1),
+    }
+    if sdpa:
+        rec["variant"] = "sdpa"
+    print(json.dumps(rec), flush=True)
+
+
+def run_parent(args):
+    names = WORKLOADS if args.workload == "all" else args.workload.split(",")
+    for n in names:
+        if n not in WORKLOADS:
+            sys.exit(f"unknown workload {n!r}; expected one of {', '.join(WORKLOADS)} or all")
+    env = dict(os.environ)
+    for var in THREAD_ENV:
+        env[var] = str(args.threads)
+    records, failed = [], []
+    for name in names:
+        cmd = [sys.executable, os.path.abspath(__file__), "--single", name,
+               "--threads", str(args.threads), "--min-time", str(args.min_time)]
+        if args.sdpa:
+            cmd.append("--sdpa")
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        rec = None
+        for line in proc.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    pass
+        if proc.returncode != 0 or rec is None:
+            print(f"torch_bench: workload {name} failed (exit {proc.returncode})", file=sys.stderr)
+            failed.append(name)
+            continue
+        records.append(rec)
+        if args.json:
+            print(json.dumps(rec), flush=True)
+    if not args.json:
+        hdr = f"{'workload':<11} {'thr':>3} {'rate':>10} {'unit':<8} {'median ms':>10} " \
+              f"{'iters':>5} {'params':>8} {'peak MiB':>9} {'before MiB':>10}"
+        print(hdr)
+        for r in records:
+            print(f"{r['workload']:<11} {r['threads']:>3} {r['rate']:>10.3f} {r['unit']:<8} "
+                  f"{1e3 * r['median_s']:>10.2f} {r['iters']:>5} {r['params']:>8} "
+                  f"{r['peak_rss_mib']:>9.1f} {r['rss_before_mib']:>10.1f}")
+        if records:
+            print(f"(pytorch {records[0]['version']})")
+    if failed:
+        sys.exit(1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workload", default="all",
+                    help=f"all, or one (or a comma-separated list) of {', '.join(WORKLOADS)}")
+    ap.add_argument("--min-time", type=float, default=5.0)
+    ap.add_argument("--json", action="store_true", help="one JSON object per line")
+    ap.add_argument("--sdpa", action="store_true",
+                    help="use F.scaled_dot_product_attention instead of bmm/softmax/bmm "
+                         "(not genlab's formulation; for reference only)")
+    ap.add_argument("--single", metavar="NAME", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads < 1:
+        sys.exit("--threads must be at least 1")
+    if args.single:
+        if args.single not in WORKLOADS:
+            sys.exit(f"unknown workload {args.single!r}")
+        run_single(args.single, args.threads, args.min_time, args.sdpa)
+    else:
+        run_parent(args)
+
+
+if __name__ == "__main__":
+    main()
