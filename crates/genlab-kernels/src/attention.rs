@@ -480,6 +480,10 @@ struct Batch<'a> {
     bs: usize,
     rs: usize,
     cs: usize,
+    /// Matrix `i` starts at `(i / heads)·bs + (i % heads)·hs` (heads of one sample that
+    /// are not `bs` apart, as in a packed qkv tensor); `heads = 1` for a plain batch.
+    heads: usize,
+    hs: usize,
 }
 
 impl<'a> Batch<'a> {
@@ -495,13 +499,16 @@ impl<'a> Batch<'a> {
             bs: st[0],
             rs: st[1],
             cs: st[2],
+            heads: 1,
+            hs: 0,
         })
     }
 
     /// Matrix `i` of the batch.
     fn mat(&self, i: usize) -> Mat<'a> {
+        let start = (i / self.heads) * self.bs + (i % self.heads) * self.hs;
         Mat {
-            data: self.data.get(i * self.bs..).unwrap_or(&[]),
+            data: self.data.get(start..).unwrap_or(&[]),
             rows: self.rows,
             cols: self.cols,
             rs: self.rs,
@@ -834,6 +841,202 @@ impl CustomOp3 for AttentionBwd {
     }
 }
 
+/// Geometry of a packed `qkv [B, 3·H·d, N]` tensor (channels first: the U-Net's 1x1-conv
+/// output over `N` positions, channel `part·H·d + h·d + j` for part q/k/v, head `h`).
+#[derive(Debug, Clone, Copy)]
+struct Packed {
+    b: usize,
+    heads: usize,
+    d: usize,
+    n: usize,
+}
+
+impl Packed {
+    fn new(shape: &Shape, heads: usize) -> Result<Self> {
+        let (b, c3, n) = shape.dims3()?;
+        if heads == 0 || c3 % (3 * heads) != 0 {
+            bail!(
+                "attention_qkv: {c3} channels are not 3 x heads ({heads}) x head size (qkv {shape:?})"
+            )
+        }
+        if n == 0 {
+            bail!("attention_qkv: no positions (qkv {shape:?})")
+        }
+        Ok(Self {
+            b,
+            heads,
+            d: c3 / (3 * heads),
+            n,
+        })
+    }
+
+    fn dims(&self) -> Dims {
+        Dims {
+            bh: self.b * self.heads,
+            nq: self.n,
+            nk: self.n,
+            d: self.d,
+            dv: self.d,
+        }
+    }
+
+    /// Part `p` (0 q, 1 k, 2 v) as a batch of `[N, d]` matrices read in place.
+    fn part<'a>(&self, data: &'a [f32], p: usize) -> Batch<'a> {
+        let c = self.heads * self.d;
+        Batch {
+            data: data.get(p * c * self.n..).unwrap_or(&[]),
+            b: self.b * self.heads,
+            rows: self.n,
+            cols: self.d,
+            bs: 3 * c * self.n,
+            rs: 1,
+            cs: self.n,
+            heads: self.heads,
+            hs: self.d * self.n,
+        }
+    }
+
+    /// `[BH, N, d]` (the kernels' layout) -> `[B, H·d, N]` written into `dst` (row stride
+    /// `dst_c` channels apart per sample: `H·d` for an output, `3·H·d` for a qkv gradient).
+    fn scatter(&self, src: &[f32], dst: &mut [f32], dst_c: usize, offset_c: usize) {
+        let (n, d) = (self.n, self.d);
+        for (i, m) in src.chunks_exact(n * d).enumerate() {
+            let (b, h) = (i / self.heads, i % self.heads);
+            let base = b * dst_c * n + (offset_c + h * d) * n;
+            for (r, row) in m.chunks_exact(d).enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    dst[base + j * n + r] = *v;
+                }
+            }
+        }
+    }
+
+    /// `[B, H·d, N]` -> `[BH, N, d]`.
+    fn gather(&self, src: &[f32]) -> Vec<f32> {
+        let (n, d, c) = (self.n, self.d, self.heads * self.d);
+        let mut out = vec![0f32; self.b * c * n];
+        for (i, m) in out.chunks_exact_mut(n * d).enumerate() {
+            let (b, h) = (i / self.heads, i % self.heads);
+            let base = b * c * n + h * d * n;
+            for (j, col) in src[base..base + d * n].chunks_exact(n).enumerate() {
+                for (r, v) in col.iter().enumerate() {
+                    m[r * d + j] = *v;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `qkv [B, 3C, N] -> [B, C, N]`: multi-head self-attention on a packed, channels-first
+/// qkv tensor; its backward writes `d(qkv)` in the same packed layout.
+#[derive(Debug, Clone, Copy)]
+struct QkvAttentionOp {
+    heads: usize,
+    scale: f32,
+}
+
+impl CustomOp1 for QkvAttentionOp {
+    fn name(&self) -> &'static str {
+        "genlab-attention-qkv"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let pk = Packed::new(l.shape(), self.heads)?;
+        let data = contiguous_f32(self.name(), s, l)?;
+        let dims = pk.dims();
+        let block = block_rows(dims.nq, dims.nk);
+        let o = attn_forward(
+            pk.part(data, 0),
+            pk.part(data, 1),
+            pk.part(data, 2),
+            dims,
+            self.scale,
+            block,
+        );
+        let c = pk.heads * pk.d;
+        let mut out = vec![0f32; pk.b * c * pk.n];
+        pk.scatter(&o, &mut out, c, 0);
+        Ok((CpuStorage::F32(out), Shape::from((pk.b, c, pk.n))))
+    }
+
+    fn bwd(&self, qkv: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let pk = Packed::new(qkv.shape(), self.heads)?;
+        let op = QkvAttentionBwd {
+            heads: self.heads,
+            scale: self.scale,
+            o: pk.gather(&res.flatten_all()?.to_vec1::<f32>()?),
+            g: pk.gather(&grad.flatten_all()?.to_vec1::<f32>()?),
+        };
+        Ok(Some(qkv.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// Backward of [`QkvAttentionOp`]: `qkv -> d(qkv)`, given `O` and `dO` in `[BH, N, d]`.
+struct QkvAttentionBwd {
+    heads: usize,
+    scale: f32,
+    o: Vec<f32>,
+    g: Vec<f32>,
+}
+
+impl CustomOp1 for QkvAttentionBwd {
+    fn name(&self) -> &'static str {
+        "genlab-attention-qkv-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let pk = Packed::new(l.shape(), self.heads)?;
+        let data = contiguous_f32(self.name(), s, l)?;
+        let dims = pk.dims();
+        let block = block_rows(dims.nq, dims.nk);
+        let packed = attn_backward(
+            pk.part(data, 0),
+            pk.part(data, 1),
+            pk.part(data, 2),
+            &self.o,
+            &self.g,
+            dims,
+            self.scale,
+            block,
+        );
+        let c = pk.heads * pk.d;
+        let part = dims.bh * dims.nq * dims.d;
+        let mut dqkv = vec![0f32; pk.b * 3 * c * pk.n];
+        for p in 0..3 {
+            pk.scatter(&packed[p * part..(p + 1) * part], &mut dqkv, 3 * c, p * c);
+        }
+        Ok((CpuStorage::F32(dqkv), l.shape().clone()))
+    }
+}
+
+/// Multi-head self-attention on a packed, channels-first `qkv [B, 3·C, N]` (channel
+/// `part·C + h·d + j`: part q, k, v; head `h`; `d = C / heads`) -> `[B, C, N]`, channel
+/// `h·d + j`: `softmax(scale q kᵀ) v` per head over the `N` positions.
+///
+/// The layout a U-Net's 1x1 qkv convolution produces, taken as one op so that neither the
+/// forward (views) nor the backward (one packed gradient instead of three narrowed ones
+/// that candle would zero-pad and add) copies the qkv tensor. f32 CPU runs the fused
+/// kernels; other dtypes/devices run [`attention_composed`] on reshaped views.
+pub fn attention_qkv(qkv: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
+    let pk = Packed::new(qkv.shape(), heads)?;
+    if all_f32_cpu(&[qkv]) {
+        return qkv.contiguous()?.apply_op1(QkvAttentionOp {
+            heads,
+            scale: scale as f32,
+        });
+    }
+    let (b, h, d, n) = (pk.b, heads, pk.d, pk.n);
+    // [B, 3C, N] -> [B, 3, H, d, N]; part p -> [BH, d, N] -> [BH, N, d]
+    let qkv = qkv.reshape((b, 3, h, d, n))?;
+    let part = |p: usize| -> Result<Tensor> {
+        qkv.narrow(1, p, 1)?.reshape((b * h, d, n))?.transpose(1, 2)
+    };
+    let out = attention_composed(&part(0)?, &part(1)?, &part(2)?, scale)?;
+    // [BH, N, d] -> [BH, d, N] -> [B, C, N]
+    out.transpose(1, 2)?.contiguous()?.reshape((b, h * d, n))
+}
+
 /// Scaled dot-product softmax attention, differentiable in `q`, `k` and `v`:
 /// `softmax(scale * q k^T) v`, the softmax over keys.
 ///
@@ -1009,6 +1212,8 @@ mod tests {
                 bs: rows * cols,
                 rs: cols,
                 cs: 1,
+                heads: 1,
+                hs: 0,
             }
         }
         let (qb, kb, vb) = (

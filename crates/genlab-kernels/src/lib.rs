@@ -39,7 +39,9 @@ mod silu;
 #[allow(clippy::excessive_precision)]
 mod simd;
 
-pub use attention::{attention, attention_composed, softmax_last_dim, softmax_last_dim_composed};
+pub use attention::{
+    attention, attention_composed, attention_qkv, softmax_last_dim, softmax_last_dim_composed,
+};
 pub use conv::{conv2d, conv_transpose2d};
 pub use group_norm::group_norm;
 pub use layer_norm::{layer_norm, layer_norm_composed};

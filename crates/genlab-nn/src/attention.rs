@@ -69,18 +69,13 @@ impl AttentionBlock {
         }
         let (heads, d, n) = (self.heads, c / self.heads, h * w);
         let qkv = self.qkv.forward(&self.norm.forward(x)?)?;
-        // [B, 3C, H, W] -> [B, 3, heads, d, N]  (channel index = part·C + head·d + j)
-        let qkv = qkv.reshape((b, 3, heads, d, n))?;
-        // each part: [B, 1, heads, d, N] -> [B·heads, d, N]
-        let part = |i: usize| qkv.narrow(1, i, 1)?.reshape((b * heads, d, n));
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        // [B·heads, d, N] -> [B·heads, N, d]
-        // [BH, d, n] -> [BH, n, d] views; the kernel reads strided inputs without copies.
-        let (q, k, v) = (q.transpose(1, 2)?, k.transpose(1, 2)?, v.transpose(1, 2)?);
-        // softmax(q kᵀ / √d) v: genlab-kernels' fused attention (its own backward; candle's
-        // softmax_last_dim / sdpa would drop the gradients).
-        let out = genlab_kernels::attention(&q, &k, &v, 1.0 / (d as f64).sqrt())?;
-        let out = out.transpose(1, 2)?.contiguous()?.reshape((b, c, h, w))?;
+        // [B, 3C, H, W] -> [B, 3C, N]: q, k, v of every head packed channels-first
+        // (channel index = part·C + head·d + j).
+        let qkv = qkv.reshape((b, 3 * c, n))?;
+        // softmax(q kᵀ / √d) v per head: genlab-kernels' fused attention on the packed
+        // tensor (its own backward; candle's softmax_last_dim / sdpa would drop gradients).
+        let out = genlab_kernels::attention_qkv(&qkv, heads, 1.0 / (d as f64).sqrt())?;
+        let out = out.reshape((b, c, h, w))?;
         x + self.proj.forward(&out)?
     }
 }
