@@ -121,7 +121,12 @@ fn strided(n: usize, k: usize) -> Vec<usize> {
     }
 }
 
-fn load_source(spec: &str, a: &EvalArgs, side: &str) -> anyhow::Result<(Loaded, String)> {
+fn load_source(
+    spec: &str,
+    a: &EvalArgs,
+    side: &str,
+    device: &candle_core::Device,
+) -> anyhow::Result<(Loaded, String)> {
     let path = Path::new(spec);
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext == "npy" {
@@ -160,7 +165,7 @@ fn load_source(spec: &str, a: &EvalArgs, side: &str) -> anyhow::Result<(Loaded, 
         return Ok((Loaded::Stats(s, prov), desc));
     }
     if path.is_dir() && path.join(genlab_train::trainer::CHECKPOINT_FILE).exists() {
-        return sample_checkpoint(path, a);
+        return sample_checkpoint(path, a, device);
     }
     let (image_size, channels) = if spec.starts_with("folder:") {
         folder_geometry(a)?
@@ -218,12 +223,17 @@ fn folder_geometry(a: &EvalArgs) -> anyhow::Result<(Option<usize>, Option<usize>
     Ok((a.image_size.or(size), a.channels.or(ch)))
 }
 
-fn sample_checkpoint(dir: &Path, a: &EvalArgs) -> anyhow::Result<(Loaded, String)> {
+/// Samples a checkpoint on `device` (the samples come back to the CPU for the metrics).
+fn sample_checkpoint(
+    dir: &Path,
+    a: &EvalArgs,
+    device: &candle_core::Device,
+) -> anyhow::Result<(Loaded, String)> {
     let n = a.n.unwrap_or(1000);
     if n == 0 {
         bail!("--n must be at least 1, got 0");
     }
-    let loaded = genlab_train::load_model(dir, true)
+    let loaded = genlab_train::load_model(dir, true, device)
         .with_context(|| format!("loading {}", dir.display()))?;
     let req = SampleRequest {
         n,
@@ -351,7 +361,8 @@ fn read_probs(p: &Path, what: &str) -> anyhow::Result<FeatureMatrix> {
     Ok(m)
 }
 
-pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+/// `device` is where checkpoints are sampled; feature extractors and metrics run on the CPU.
+pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     let metrics = Metric::parse_list(&a.metrics)?;
     if a.n == Some(0) {
         bail!("--n must be at least 1, got 0");
@@ -370,8 +381,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         other => bail!("--wasserstein {other}: expected auto, exact, sinkhorn or sliced"),
     };
     let t0 = Instant::now();
-    let (real, real_desc) = load_source(&a.real, &a, "real")?;
-    let (fake, fake_desc) = load_source(&a.fake, &a, "fake")?;
+    let (real, real_desc) = load_source(&a.real, &a, "real", device)?;
+    let (fake, fake_desc) = load_source(&a.fake, &a, "fake", device)?;
     let images = [&real, &fake].into_iter().find_map(|l| match l {
         Loaded::Images(x) => Some(x.clone()),
         _ => None,

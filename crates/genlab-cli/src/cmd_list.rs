@@ -26,5 +26,9 @@ pub fn run() -> anyhow::Result<()> {
     ] {
         println!("  {n:<18} {d}");
     }
+    println!("\nbenchmark workloads (genlab bench --workload A,B,...):");
+    for (n, _, d) in crate::bench::WORKLOADS {
+        println!("  {n:<18} {d}");
+    }
     Ok(())
 }

@@ -44,13 +44,14 @@ pub struct SampleArgs {
     pub out: PathBuf,
 }
 
-pub fn run(a: SampleArgs) -> anyhow::Result<()> {
+/// Samples on `device` (the network runs there; the samples are written from the CPU).
+pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     if a.n == 0 {
         bail!("--n must be at least 1, got 0");
     }
     output::out_kind(&a.out)?;
     output::check_writable(&a.out)?;
-    let loaded = genlab_train::load_model(&a.ckpt, !a.no_ema)
+    let loaded = genlab_train::load_model(&a.ckpt, !a.no_ema, device)
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
     let req = SampleRequest {
         n: a.n,

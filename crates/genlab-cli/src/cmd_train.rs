@@ -180,8 +180,9 @@ pub struct Preview {
     pub summary: String,
 }
 
-pub fn run(a: TrainArgs) -> anyhow::Result<()> {
-    let t = train(&a)?;
+/// Trains on `device` (see [`train`]).
+pub fn run(a: TrainArgs, device: &candle_core::Device) -> anyhow::Result<()> {
+    let t = train(&a, device)?;
     if t.outcome.interrupted {
         bail!(
             "interrupted at step {}; the checkpoint is saved, continue with: genlab train --resume --out {}",
@@ -212,15 +213,17 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Trains per `a` and (unless disabled) writes preview pictures; shared with the demo.
-pub fn train(a: &TrainArgs) -> anyhow::Result<Trained> {
+/// Trains per `a` on `device` and (unless disabled) writes preview pictures; shared with the
+/// demo. The model, its optimizer state and the batches live on `device`; the data set,
+/// checkpoints (written from the device), previews and metrics stay on the CPU.
+pub fn train(a: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<Trained> {
     let (run, ds) = if a.resume {
         resolve_resume(a)?
     } else {
         resolve_fresh(a)?
     };
     let entry = find_model(&run.model)?;
-    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed)?;
+    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed, device)?;
     let mut bar = crate::progress::TrainBar::new(a.quiet);
     let stop = crate::progress::stop_flag();
     let outcome = genlab_train::train(

@@ -88,7 +88,7 @@ fn section(
     })
 }
 
-pub fn run(a: DemoArgs) -> anyhow::Result<()> {
+pub fn run(a: DemoArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     let points_dir = a.out.join("eight-gaussians");
     let digits_dir = a.out.join("digits");
     for d in [&points_dir, &digits_dir] {
@@ -120,7 +120,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             out: dir.clone(),
             ..Default::default()
         };
-        let t = cmd_train::train(&args)?;
+        let t = cmd_train::train(&args, device)?;
         if t.outcome.interrupted {
             bail!("interrupted; partial results are in {}", a.out.display());
         }

@@ -3,12 +3,14 @@
 //! This binary parses arguments, dispatches to the library crates and reports; it holds no
 //! algorithm. Errors from the libraries reach the user as one message and a non-zero exit.
 
+mod bench;
 mod cmd_data;
 mod cmd_eval;
 mod cmd_list;
 mod cmd_sample;
 mod cmd_train;
 mod demo;
+mod device;
 mod extractors;
 mod output;
 mod progress;
@@ -19,7 +21,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "genlab",
     version,
-    about = "Train, sample and evaluate generative models (diffusion first) on the CPU",
+    about = "Train, sample and evaluate generative models (diffusion first) on the CPU \
+             (or an NVIDIA GPU: --device cuda)",
     long_about = "genlab trains, samples and evaluates generative models.\n\n\
         Quick start:\n  genlab demo --out demo-out          # trains two small DDPMs, writes demo-out/index.html\n  \
         genlab train --model ddpm --data eight-gaussians --steps 3000 --out runs/8g\n  \
@@ -32,6 +35,11 @@ struct Cli {
     /// 2x slower than 1 for these models (see the README); try more on bigger machines.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
+    /// Where models train and sample: cpu, cuda or cuda:N (an NVIDIA GPU; needs a genlab
+    /// built with `--features cuda`, see docs/cuda.md). Data, metrics and pictures stay on
+    /// the CPU.
+    #[arg(long, global = true, value_name = "DEVICE", default_value = "cpu")]
+    device: device::DeviceSpec,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,12 +59,35 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Fetch and verify datasets.
     Data(cmd_data::DataArgs),
+    /// Time fixed training and sampling workloads (compare with PyTorch:
+    /// scripts/bench/compare.py).
+    Bench(bench::BenchArgs),
     /// The main job on embedded data, no network: trains DDPM on a 2-D set and on the 8x8
     /// digits, samples them and writes pictures and an HTML page (a few minutes on 2 cores).
     Demo(demo::DemoArgs),
 }
 
+/// Keeps freed memory in the process heap for the next tensor instead of handing it back
+/// to the kernel. Every op allocates its output, and with glibc's defaults the large ones
+/// are fresh `mmap`s (or heap tops trimmed by `brk`), so each step page-faulted and
+/// zero-filled its activations again: a fifth of a training step's time in the kernel
+/// (measured with `perf` on `genlab bench`). 32 MiB is glibc's largest mmap threshold on
+/// 64-bit; peak memory is unchanged (it is set by the largest live set, which stays).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread
+    // exists or any allocation-heavy work has run.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     let env_threads = std::env::var("RAYON_NUM_THREADS").ok();
     let threads = match (cli.threads, env_threads) {
@@ -74,14 +105,27 @@ fn main() {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
-    let result = match cli.command {
-        Command::Train(a) => cmd_train::run(a),
-        Command::Sample(a) => cmd_sample::run(a),
-        Command::Eval(a) => cmd_eval::run(a),
-        Command::List => cmd_list::run(),
-        Command::Data(a) => cmd_data::run(a),
-        Command::Demo(a) => demo::run(a),
-    };
+    let dev = cli.device;
+    let result = (|| -> anyhow::Result<()> {
+        // A device this build cannot use is an error whatever the command.
+        dev.check_supported()?;
+        match cli.command {
+            Command::Train(a) => cmd_train::run(a, &dev.open()?),
+            Command::Sample(a) => cmd_sample::run(a, &dev.open()?),
+            Command::Eval(a) => cmd_eval::run(a, &dev.open()?),
+            Command::List => cmd_list::run(),
+            Command::Data(a) => cmd_data::run(a),
+            Command::Demo(a) => demo::run(a, &dev.open()?),
+            Command::Bench(a) => {
+                if !dev.is_cpu() {
+                    anyhow::bail!(
+                        "`genlab bench` times the CPU workloads only; drop --device {dev}"
+                    );
+                }
+                bench::run(a)
+            }
+        }
+    })();
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -72,11 +72,28 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         .map_err(|e| Error::Checkpoint(format!("{} is not valid: {e}", path.display())))
 }
 
-/// Saves named tensors as a safetensors file, atomically.
+/// The tensors of `map` that live on an accelerator, copied to the CPU (the others are
+/// borrowed as they are). candle's safetensors writer would copy them itself, but panics if
+/// the copy fails; copying first turns that into an error.
+fn on_host(map: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    map.iter()
+        .map(|(k, t)| {
+            let t = if t.device().is_cpu() {
+                t.clone()
+            } else {
+                t.to_device(&Device::Cpu)?
+            };
+            Ok((k.clone(), t))
+        })
+        .collect()
+}
+
+/// Saves named tensors as a safetensors file, atomically (tensors may be on any device).
 pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     ensure_parent(path)?;
     let tmp = tmp_sibling(path);
-    if let Err(e) = candle_core::safetensors::save(tensors, &tmp) {
+    let tensors = on_host(tensors)?;
+    if let Err(e) = candle_core::safetensors::save(&tensors, &tmp) {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::Checkpoint(format!(
             "writing {}: {e}",
@@ -323,11 +340,13 @@ mod tests {
 
 /// Tensors plus string metadata in one safetensors file: a checkpoint that is written with a
 /// single atomic rename, so weights, optimizer state and run state can never disagree.
+/// Tensors may be on any device: accelerator tensors are copied to the CPU to be written.
 pub fn save_tensors_with_metadata(
     path: &Path,
     tensors: &HashMap<String, Tensor>,
     metadata: HashMap<String, String>,
 ) -> Result<()> {
+    let tensors = on_host(tensors)?;
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     let bytes = safetensors::serialize(sorted, Some(metadata))

@@ -28,7 +28,8 @@ pub struct SampleRequest {
     pub batch_size: usize,
 }
 
-/// Samples in data space (images NCHW in [0, 1]) and the network evaluations used.
+/// Samples in data space (images NCHW in [0, 1]), on the CPU whatever device the model runs
+/// on, and the network evaluations used.
 #[derive(Debug)]
 pub struct SampleResult {
     pub x: Tensor,

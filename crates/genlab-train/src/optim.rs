@@ -402,8 +402,9 @@ impl AdamW {
                     *v = host(tv)?;
                 }
                 Moments::Tensors { m, v } => {
-                    *m = tm.copy()?;
-                    *v = tv.copy()?;
+                    // On the variable's device, whichever device the checkpoint was read to.
+                    *m = tm.to_device(var.device())?.copy()?;
+                    *v = tv.to_device(var.device())?.copy()?;
                 }
             }
         }

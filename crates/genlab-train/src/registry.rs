@@ -15,8 +15,11 @@ use genlab_nn::{Classifier, ClassifierConfig};
 use crate::run::{RunConfig, TrainConfig};
 use crate::step::{strip_prefix, TrainStep};
 
-/// Builds a model for sampling from its config and weights.
-pub type LoadFn = fn(&Value, &HashMap<String, Tensor>) -> Result<Box<dyn Sample>>;
+/// Builds a model for sampling from its config and weights, on a device.
+pub type LoadFn = fn(&Value, &HashMap<String, Tensor>, &Device) -> Result<Box<dyn Sample>>;
+
+/// Builds a fresh training step from a resolved config, trainer settings, seed and device.
+pub type BuildStepFn = fn(&Value, &TrainConfig, u64, &Device) -> Result<Box<dyn TrainStep>>;
 
 pub struct ModelEntry {
     pub name: &'static str,
@@ -25,9 +28,10 @@ pub struct ModelEntry {
     pub default_config: fn(&DataSpace) -> Result<Value>,
     /// Default trainer settings for this data.
     pub default_train: fn(&DataSpace) -> TrainConfig,
-    /// Builds a fresh training step from a resolved config.
-    pub build_step: fn(&Value, &TrainConfig, u64) -> Result<Box<dyn TrainStep>>,
-    /// Builds the model for sampling from a config and weights (names without prefix).
+    /// Builds a fresh training step from a resolved config, seed and device.
+    pub build_step: BuildStepFn,
+    /// Builds the model for sampling from a config and weights (names without prefix), on
+    /// a device.
     pub load: LoadFn,
 }
 
@@ -71,15 +75,16 @@ pub const MODELS: &[ModelEntry] = &[ModelEntry {
             TrainConfig::for_points()
         }
     },
-    build_step: |v, t, seed| {
+    build_step: |v, t, seed, device| {
         Ok(Box::new(crate::steps::diffusion::DiffusionStep::new(
             &ddpm_config(v)?,
             t,
             seed,
+            device,
         )?))
     },
-    load: |v, w| {
-        let ps = ParamStore::new(0, &Device::Cpu);
+    load: |v, w, device| {
+        let ps = ParamStore::new(0, device);
         let m = Ddpm::new(&ddpm_config(v)?, ps.vb())?;
         ps.load(w)?;
         Ok(Box::new(m))
@@ -101,14 +106,15 @@ pub const MODELS: &[ModelEntry] = &[ModelEntry {
         Ok(serde_json::to_value(cfg).expect("serialisable"))
     },
     default_train: |_| classifier_train(),
-    build_step: |v, t, seed| {
+    build_step: |v, t, seed, device| {
         Ok(Box::new(crate::steps::classifier::ClassifierStep::new(
             &classifier_config(v)?,
             t,
             seed,
+            device,
         )?))
     },
-    load: |_, _| {
+    load: |_, _, _| {
         Err(Error::InvalidInput(
             "`classifier` checkpoints do not generate samples; use them as the feature \
              extractor of `genlab eval --features CKPT`"
@@ -146,9 +152,9 @@ pub struct LoadedModel {
     pub model: Box<dyn Sample>,
 }
 
-/// Loads a run directory or checkpoint file; `ema` picks the EMA weights (the default for
-/// sampling) over the raw ones.
-pub fn load_model(path: &Path, ema: bool) -> Result<LoadedModel> {
+/// Loads a run directory or checkpoint file onto `device` (whatever device it was trained
+/// on); `ema` picks the EMA weights (the default for sampling) over the raw ones.
+pub fn load_model(path: &Path, ema: bool, device: &Device) -> Result<LoadedModel> {
     let file = checkpoint_path(path);
     if !file.exists() {
         return Err(Error::Checkpoint(format!(
@@ -158,11 +164,12 @@ pub fn load_model(path: &Path, ema: bool) -> Result<LoadedModel> {
             crate::trainer::CHECKPOINT_FILE
         )));
     }
+    // Read on the host: only the half of the tensors picked below goes to `device`.
     let (tensors, meta) = genlab_core::io::load_tensors_with_metadata(&file, &Device::Cpu)?;
     let (run, state) = crate::trainer::parse_metadata(&meta, &file)?;
     let entry = find_model(&run.model)?;
     let weights = strip_prefix(&tensors, if ema { "ema" } else { "model" });
-    let model = (entry.load)(&run.model_config, &weights)?;
+    let model = (entry.load)(&run.model_config, &weights, device)?;
     Ok(LoadedModel {
         run,
         step: state.step,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 
 use genlab_core::{Result, Rng};
 use genlab_data::{Batch, Dataset};
@@ -22,11 +22,13 @@ pub trait TrainStep {
     fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)>;
     /// Every variable the optimizer updates (the live weights, not the EMA copy), by name.
     fn trainable_vars(&self) -> Vec<(String, Var)>;
-    /// Every tensor needed to continue exactly (weights, EMA, optimizer moments).
+    /// Every tensor needed to continue exactly (weights, EMA, optimizer moments), on the
+    /// step's device (checkpoint writing copies them to the host).
     fn state_tensors(&self) -> HashMap<String, Tensor>;
     /// Small non-tensor state (optimizer step counts...), as JSON.
     fn state_json(&self) -> serde_json::Value;
-    /// Restores what [`TrainStep::state_tensors`] and [`TrainStep::state_json`] saved.
+    /// Restores what [`TrainStep::state_tensors`] and [`TrainStep::state_json`] saved (the
+    /// tensors may be on any device; they are copied to the step's).
     fn load_state(
         &mut self,
         tensors: &HashMap<String, Tensor>,
@@ -39,6 +41,8 @@ pub trait TrainStep {
     fn evaluate(&self, _held_out: &dyn Dataset) -> Result<Vec<(String, f64)>> {
         Ok(Vec::new())
     }
+    /// The device of the weights: the trainer builds every batch there.
+    fn device(&self) -> &Device;
     /// Number of trainable parameters.
     fn num_params(&self) -> usize;
 }

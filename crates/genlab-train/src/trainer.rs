@@ -6,6 +6,10 @@
 //! its metadata. It is one file written by one atomic rename, so a crash or a failed run
 //! can never leave weights and state that disagree, nor destroy the last good checkpoint.
 //! Resuming restores all of it: N steps then N more give the same bytes as 2N straight.
+//!
+//! The loop runs on the step's device ([`TrainStep::device`]): batches are built there, and
+//! checkpoints are written from it (tensors are copied to the host) and read back onto it, so
+//! a run trained on one device can be resumed or sampled on another.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -162,7 +166,7 @@ pub fn train(
     }
     let ckpt = run_dir.join(CHECKPOINT_FILE);
     let mut state = if resume {
-        let (tensors, meta) = io::load_tensors_with_metadata(&ckpt, &candle_core::Device::Cpu)?;
+        let (tensors, meta) = io::load_tensors_with_metadata(&ckpt, step.device())?;
         let (saved, state) = parse_metadata(&meta, &ckpt)?;
         if saved.model != run.model
             || saved.model_config != run.model_config
@@ -231,7 +235,7 @@ pub fn train(
             });
         }
         let idx = state.data_order.next_indices(t.batch_size);
-        let batch = make_batch(data, &idx, &candle_core::Device::Cpu)?;
+        let batch = make_batch(data, &idx, step.device())?;
         let metrics = step.step(&batch, &mut rng, t.lr_at(state.step)).map_err(|e| match e {
             Error::Numeric(m) => Error::Numeric(format!(
                 "{m} at step {}; training stopped, the last good checkpoint (step {last_saved}) is kept",

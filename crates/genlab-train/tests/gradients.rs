@@ -118,13 +118,14 @@ fn every_trainable_variable_of_every_model_gets_a_gradient() {
                 continue;
             };
             let train = (entry.default_train)(&space);
-            let step = (entry.build_step)(&config, &train, 7).unwrap_or_else(|e| {
-                panic!(
-                    "{} on {}: cannot build the step: {e}",
-                    entry.name,
-                    ds.name()
-                )
-            });
+            let step = (entry.build_step)(&config, &train, 7, &candle_core::Device::Cpu)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{} on {}: cannot build the step: {e}",
+                        entry.name,
+                        ds.name()
+                    )
+                });
             let idx: Vec<usize> = (0..*batch_size).collect();
             let batch = make_batch(ds.as_ref(), &idx, &candle_core::Device::Cpu).unwrap();
             let bad = bad_gradients(step.as_ref(), &batch, 3);
@@ -165,7 +166,7 @@ fn loss_and_grads_leaves_the_step_untouched() {
         };
         let config = (entry.default_config)(&space).unwrap();
         let train = (entry.default_train)(&space);
-        let step = (entry.build_step)(&config, &train, 7).unwrap();
+        let step = (entry.build_step)(&config, &train, 7, &candle_core::Device::Cpu).unwrap();
         let snapshot = |s: &dyn TrainStep| -> Vec<(String, Vec<f32>)> {
             let mut v: Vec<(String, Vec<f32>)> = s
                 .state_tensors()

@@ -56,7 +56,13 @@ fn try_train(
 ) -> genlab_core::Result<genlab_train::TrainOutcome> {
     let data = Toy2d::new(Toy2dKind::EightGaussians, 1000, 11);
     let entry = find_model("ddpm").unwrap();
-    let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed).unwrap();
+    let mut step = (entry.build_step)(
+        &run.model_config,
+        &run.train,
+        run.seed,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     let stop = AtomicBool::new(stop);
     train(
         dir,

@@ -135,7 +135,7 @@ struct ConvBn {
 /// How a folded convolution runs.
 #[derive(Debug, Clone)]
 enum ConvKind {
-    /// Square kernels (1x1, 3x3, 5x5; symmetric padding): genlab-nn's tiled im2col + GEMM
+    /// Square kernels (1x1, 3x3, 5x5; symmetric padding): genlab-kernels' im2col + GEMM
     /// kernel, 1.5-2x faster than candle 0.11.1's CPU `conv2d` on these layers (the stem's
     /// 3x3 convolutions most), the same function (it falls back to candle off the CPU).
     Square(genlab_nn::Conv),

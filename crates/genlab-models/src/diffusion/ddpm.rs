@@ -8,7 +8,7 @@
 //! sampling clips the predicted x0 back into that range. Sampling is delegated to any
 //! `genlab_sampling` sampler through the `Denoiser` interface.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -105,11 +105,15 @@ pub struct Ddpm {
     cfg: DdpmConfig,
     net: Net,
     schedule: NoiseSchedule,
+    /// Where the weights live (the `VarBuilder`'s device): sampling noise is drawn there.
+    device: Device,
 }
 
 impl Ddpm {
+    /// Builds the network in `vb`, on `vb`'s device.
     pub fn new(cfg: &DdpmConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
+        let device = vb.device().clone();
         let schedule = NoiseSchedule::new(&cfg.schedule, cfg.timesteps)?;
         let net = match &cfg.net {
             NetConfig::Mlp(m) => Net::Mlp(MlpDenoiser::new(m, cfg.data.shape[0], vb.pp("net"))?),
@@ -122,7 +126,13 @@ impl Ddpm {
             cfg: cfg.clone(),
             net,
             schedule,
+            device,
         })
+    }
+
+    /// The device of the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     pub fn config(&self) -> &DdpmConfig {
@@ -232,13 +242,15 @@ impl Sample for Ddpm {
             let nb = bs.min(req.n - bi * bs);
             let mut shape = vec![nb];
             shape.extend_from_slice(&self.cfg.data.shape);
-            let x_t = rng.normal_tensor(&shape, &candle_core::Device::Cpu)?;
+            // Drawn on the host (the same values on every device), created on the model's.
+            let x_t = rng.normal_tensor(&shape, &self.device)?;
             let out = sampler.sample(self, &self.schedule, x_t, rng, &mut |k, _| {
                 progress(done + k, total)
             })?;
+            // Each batch leaves the device as soon as it is done (bounded device memory).
+            outs.push(self.to_data_space(&out.x)?.to_device(&Device::Cpu)?);
             done += per_batch;
             nfe = out.nfe; // per sample: every batch takes the same steps
-            outs.push(self.to_data_space(&out.x)?);
         }
         Ok(SampleResult {
             x: Tensor::cat(&outs, 0)?,

@@ -25,10 +25,16 @@ pub struct ClassifierStep {
 }
 
 impl ClassifierStep {
-    pub fn new(cfg: &ClassifierConfig, train: &TrainConfig, seed: u64) -> Result<Self> {
+    /// A fresh step with its weights on `device`.
+    pub fn new(
+        cfg: &ClassifierConfig,
+        train: &TrainConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let (w, net, ema_net) =
-            TrainedWeights::new(train, seed, |s| Ok(Classifier::new(cfg, s.vb())?))?;
+            TrainedWeights::new(train, seed, device, |s| Ok(Classifier::new(cfg, s.vb())?))?;
         Ok(Self {
             cfg: cfg.clone(),
             w,
@@ -64,14 +70,15 @@ impl ClassifierStep {
     }
 }
 
-/// Accuracy and mean cross-entropy of `net` on every example of `data`.
-pub fn evaluate(net: &Classifier, data: &dyn Dataset) -> Result<(f64, f64)> {
+/// Accuracy and mean cross-entropy of `net` (whose weights are on `device`) on every
+/// example of `data`.
+pub fn evaluate(net: &Classifier, data: &dyn Dataset, device: &Device) -> Result<(f64, f64)> {
     const BATCH: usize = 500;
     let (mut correct, mut loss_sum) = (0usize, 0.0f64);
     let mut start = 0;
     while start < data.len() {
         let idx: Vec<usize> = (start..(start + BATCH).min(data.len())).collect();
-        let b = genlab_data::make_batch(data, &idx, &Device::Cpu)?;
+        let b = genlab_data::make_batch(data, &idx, device)?;
         let labels = b.labels.ok_or_else(|| {
             Error::Data(format!("`{}` has no labels to evaluate on", data.name()))
         })?;
@@ -139,8 +146,12 @@ impl TrainStep for ClassifierStep {
     }
 
     fn evaluate(&self, held_out: &dyn Dataset) -> Result<Vec<(String, f64)>> {
-        let (acc, loss) = evaluate(&self.ema_net, held_out)?;
+        let (acc, loss) = evaluate(&self.ema_net, held_out, self.w.device())?;
         Ok(vec![("accuracy".into(), acc), ("loss".into(), loss)])
+    }
+
+    fn device(&self) -> &Device {
+        self.w.device()
     }
 
     fn num_params(&self) -> usize {

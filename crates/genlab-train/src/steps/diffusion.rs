@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::Batch;
@@ -21,8 +21,10 @@ pub struct DiffusionStep {
 }
 
 impl DiffusionStep {
-    pub fn new(cfg: &DdpmConfig, train: &TrainConfig, seed: u64) -> Result<Self> {
-        let (w, model, ema_model) = TrainedWeights::new(train, seed, |s| Ddpm::new(cfg, s.vb()))?;
+    /// A fresh step with its weights on `device`.
+    pub fn new(cfg: &DdpmConfig, train: &TrainConfig, seed: u64, device: &Device) -> Result<Self> {
+        let (w, model, ema_model) =
+            TrainedWeights::new(train, seed, device, |s| Ddpm::new(cfg, s.vb()))?;
         Ok(Self {
             w,
             model,
@@ -69,6 +71,10 @@ impl TrainStep for DiffusionStep {
 
     fn sampler(&self) -> Option<&dyn Sample> {
         Some(&self.ema_model)
+    }
+
+    fn device(&self) -> &Device {
+        self.w.device()
     }
 
     fn num_params(&self) -> usize {

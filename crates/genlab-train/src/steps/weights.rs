@@ -25,16 +25,19 @@ pub struct TrainedWeights {
 }
 
 impl TrainedWeights {
-    /// Builds the network twice from `seed` (live and EMA copy) with `build`, which creates
-    /// its variables in the store it is given; returns the two networks.
+    /// Builds the network twice from `seed` (live and EMA copy) on `device` with `build`,
+    /// which creates its variables in the store it is given; returns the two networks.
+    /// The initial values are drawn on the host: the same seed gives the same weights on
+    /// every device.
     pub fn new<N>(
         train: &TrainConfig,
         seed: u64,
+        device: &Device,
         build: impl Fn(&ParamStore) -> Result<N>,
     ) -> Result<(Self, N, N)> {
-        let store = ParamStore::new(seed, &Device::Cpu);
+        let store = ParamStore::new(seed, device);
         let net = build(&store)?;
-        let ema_store = ParamStore::new(seed, &Device::Cpu);
+        let ema_store = ParamStore::new(seed, device);
         let ema_net = build(&ema_store)?;
         let ema = Ema::new(&ema_store, &store, train.ema_decay)?;
         let opt = AdamW::new(store.vars(), train.adamw.clone())?;
@@ -91,6 +94,11 @@ impl TrainedWeights {
             Error::Checkpoint("the checkpoint state has no optimizer step count `opt_t`".into())
         })?;
         self.opt.load_state(&strip_prefix(tensors, "opt"), t)
+    }
+
+    /// The device of the weights (and of the batches the step expects).
+    pub fn device(&self) -> &Device {
+        self.store.device()
     }
 
     pub fn num_params(&self) -> usize {
