@@ -30,9 +30,9 @@ use clap::{Parser, Subcommand};
         genlab list                         # models, samplers and datasets"
 )]
 struct Cli {
-    /// CPU threads for tensor work. Default 1 (or $RAYON_NUM_THREADS): on the 2-core
-    /// machines genlab is measured on, candle's spinning worker barrier makes 2 threads about
-    /// 2x slower than 1 for these models (see the README); try more on bigger machines.
+    /// CPU threads for tensor work. Default 1 (or $RAYON_NUM_THREADS). On a 2-core machine
+    /// a second thread trains and samples the image models 1.2-1.5x faster but slows small
+    /// 2-D MLPs (docs/performance.md); try more on bigger machines.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
     /// Where models train and sample: cpu, cuda or cuda:N (an NVIDIA GPU; needs a genlab
