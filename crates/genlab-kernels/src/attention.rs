@@ -38,6 +38,9 @@ use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
 use gemm::Parallelism;
+
+use crate::gemm::{gemm_into, Mat};
+use crate::par::contiguous_f32;
 use rayon::prelude::*;
 
 // ---------------------------------------------------------------------------------------
@@ -49,19 +52,6 @@ fn f32_data<'a>(op: &str, storage: &'a CpuStorage) -> Result<&'a [f32]> {
     match storage {
         CpuStorage::F32(v) => Ok(v.as_slice()),
         other => bail!("{op}: only f32 is supported, got {:?}", other.dtype()),
-    }
-}
-
-/// Borrows the f32 data of a contiguous CPU storage, offset applied.
-pub(crate) fn contiguous_f32<'a>(
-    op: &str,
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> Result<&'a [f32]> {
-    let data = f32_data(op, storage)?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("{op}: inputs must be contiguous (call .contiguous() first)"),
     }
 }
 
@@ -373,102 +363,6 @@ simd_dispatch!(
 // ---------------------------------------------------------------------------------------
 // GEMM on raw slices.
 // ---------------------------------------------------------------------------------------
-
-/// A read-only matrix view: `data[r * rs + c * cs]` is element `(r, c)`.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// A row-major contiguous `[rows, cols]` matrix.
-    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    /// The transpose (a view, nothing moves).
-    fn t(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-
-    /// Rows `r0 .. r0 + n`.
-    fn row_block(self, r0: usize, n: usize) -> Self {
-        Self {
-            data: self.data.get(r0 * self.rs..).unwrap_or(&[]),
-            rows: n,
-            ..self
-        }
-    }
-
-    /// Panics unless every element `(r, c)` lies inside `data`.
-    fn check(&self) {
-        if self.rows > 0 && self.cols > 0 {
-            let last = (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
-            assert!(last < self.data.len(), "matrix view out of bounds");
-        }
-    }
-}
-
-/// `dst [m, n]` (row-major, contiguous) `= beta * lhs @ rhs`, or `+=` when `accumulate`.
-fn gemm_into(dst: &mut [f32], lhs: Mat, rhs: Mat, beta: f32, accumulate: bool, par: Parallelism) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(rhs.rows, k, "gemm: inner dimensions differ");
-    assert_eq!(dst.len(), m * n, "gemm: destination has the wrong size");
-    lhs.check();
-    rhs.check();
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: both operand views were bounds-checked above for the strides passed, `dst`
-    // ([m, n], row stride n, column stride 1) has exactly m*n elements and is exclusively
-    // borrowed, so it aliases neither operand. gemm computes
-    // dst := alpha*dst + beta*lhs@rhs, reading dst only when `read_dst` is set.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
 
 /// A `[B, rows, cols]` f32 input read in place through its layout (any strides).
 #[derive(Clone, Copy)]
@@ -943,7 +837,7 @@ impl CustomOp1 for QkvAttentionOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let pk = Packed::new(l.shape(), self.heads)?;
-        let data = contiguous_f32(self.name(), s, l)?;
+        let data = contiguous_f32(s, l, self.name())?;
         let dims = pk.dims();
         let block = block_rows(dims.nq, dims.nk);
         let o = attn_forward(
@@ -987,7 +881,7 @@ impl CustomOp1 for QkvAttentionBwd {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let pk = Packed::new(l.shape(), self.heads)?;
-        let data = contiguous_f32(self.name(), s, l)?;
+        let data = contiguous_f32(s, l, self.name())?;
         let dims = pk.dims();
         let block = block_rows(dims.nq, dims.nk);
         let packed = attn_backward(
@@ -1108,7 +1002,7 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(self.name(), s, l)?;
+        let x = contiguous_f32(s, l, self.name())?;
         let n = *l.shape().dims().last().unwrap_or(&0);
         let mut y = x.to_vec();
         if !y.is_empty() {
@@ -1150,8 +1044,8 @@ impl CustomOp2 for SoftmaxBwd {
                 l2.shape()
             )
         }
-        let y = contiguous_f32(self.name(), s1, l1)?;
-        let g = contiguous_f32(self.name(), s2, l2)?;
+        let y = contiguous_f32(s1, l1, self.name())?;
+        let g = contiguous_f32(s2, l2, self.name())?;
         let n = *l1.shape().dims().last().unwrap_or(&0);
         let mut dx = vec![0f32; y.len()];
         if !dx.is_empty() {

@@ -35,94 +35,9 @@
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
+use crate::gemm::{gemm_into, Mat};
 use crate::im2col::{col2im_image, im2col_image, Geom, Scratch};
 use crate::par::{contiguous_f32, num_threads, par_chunks_mut, par_ranges};
-
-/// A read-only matrix view: `data[r * rs + c * cs]` is element `(r, c)`.
-#[derive(Clone, Copy)]
-struct MatRef<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> MatRef<'a> {
-    /// A row-major `[rows, cols]` matrix.
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    /// The transpose of the row-major `[cols, rows]` matrix `data`, as a strided view.
-    fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: 1,
-            cs: rows,
-        }
-    }
-
-    /// Panics unless every element `(r, c)` lies inside `data`.
-    fn check(&self) {
-        if self.rows > 0 && self.cols > 0 {
-            let last = (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
-            assert!(last < self.data.len(), "matrix view out of bounds");
-        }
-    }
-}
-
-/// `dst [m, n]` (row-major, contiguous) `= lhs @ rhs`, or `+=` when `accumulate`.
-fn gemm_into(dst: &mut [f32], lhs: MatRef, rhs: MatRef, accumulate: bool, par: Parallelism) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(rhs.rows, k, "gemm: inner dimensions differ");
-    assert_eq!(dst.len(), m * n, "gemm: destination has the wrong size");
-    lhs.check();
-    rhs.check();
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: all three views were bounds-checked above for the strides passed, `dst` is
-    // exclusively borrowed and does not alias `lhs`/`rhs` (distinct borrows). gemm computes
-    // dst := alpha*dst + beta*lhs@rhs, reading dst only when `read_dst` is set.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
 
 /// How `batch` images share the threads: the number of parts the image loop is split into,
 /// and the parallelism inside each GEMM (images over threads when there are enough of
@@ -153,7 +68,7 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, o: usize, g: &Geom) -> Ve
         return y;
     }
     let (parts, par) = plan(g.b);
-    let w_mat = MatRef::row_major(w, o, taps);
+    let w_mat = Mat::dense(w, o, taps);
     par_chunks_mut(
         &mut y,
         o * ohw,
@@ -165,8 +80,8 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, o: usize, g: &Geom) -> Ve
                 fill_channels(y_b, bias, ohw);
             }
             // [O, C*k*k] @ [C*k*k, Ho*Wo] -> [O, Ho*Wo] (+= onto the bias)
-            let cols = MatRef::row_major(&scratch.cols, taps, ohw);
-            gemm_into(y_b, w_mat, cols, bias.is_some(), par);
+            let cols = Mat::dense(&scratch.cols, taps, ohw);
+            gemm_into(y_b, w_mat, cols, 1.0, bias.is_some(), par);
         },
     );
     y
@@ -181,7 +96,7 @@ fn backward_input(gy: &[f32], w: &[f32], bias: Option<&[f32]>, o: usize, g: &Geo
     }
     let (parts, par) = plan(g.b);
     // Wᵀ [C*k*k, O] as a strided view of W.
-    let wt = MatRef::transposed(w, taps, o);
+    let wt = Mat::transposed(w, taps, o);
     par_chunks_mut(
         &mut dx,
         in_len,
@@ -192,8 +107,8 @@ fn backward_input(gy: &[f32], w: &[f32], bias: Option<&[f32]>, o: usize, g: &Geo
                 fill_channels(dx_b, bias, g.h * g.w);
             }
             // [C*k*k, O] @ [O, Ho*Wo] -> [C*k*k, Ho*Wo], then scatter-added into dx_b.
-            let g_mat = MatRef::row_major(&gy[b * o * ohw..(b + 1) * o * ohw], o, ohw);
-            gemm_into(&mut scratch.cols, wt, g_mat, false, par);
+            let g_mat = Mat::dense(&gy[b * o * ohw..(b + 1) * o * ohw], o, ohw);
+            gemm_into(&mut scratch.cols, wt, g_mat, 1.0, false, par);
             col2im_image(g, scratch, dx_b);
         },
     );
@@ -216,11 +131,11 @@ fn backward_weight(x: &[f32], gy: &[f32], o: usize, g: &Geom) -> Vec<f32> {
         || (vec![0f32; n], Scratch::new(g)),
         |b, (dwt, scratch)| {
             im2col_image(&x[b * in_len..(b + 1) * in_len], g, scratch);
-            let cols = MatRef::row_major(&scratch.cols, taps, ohw);
+            let cols = Mat::dense(&scratch.cols, taps, ohw);
             // g_bᵀ [Ho*Wo, O] as a strided view of g_b [O, Ho*Wo].
-            let gt = MatRef::transposed(&gy[b * o * ohw..(b + 1) * o * ohw], ohw, o);
+            let gt = Mat::transposed(&gy[b * o * ohw..(b + 1) * o * ohw], ohw, o);
             // [C*k*k, Ho*Wo] @ [Ho*Wo, O] -> [C*k*k, O], accumulated.
-            gemm_into(dwt, cols, gt, true, par);
+            gemm_into(dwt, cols, gt, 1.0, true, par);
         },
     );
     let mut partials = partials.into_iter().map(|(dwt, _)| dwt);

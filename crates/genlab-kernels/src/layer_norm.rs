@@ -23,8 +23,9 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D}
 use rayon::prelude::*;
 
 use crate::attention::{
-    all_f32_cpu, contiguous_f32, hsum, par_rows, rows_per_task, same_dtype, simd_dispatch, LANES,
+    all_f32_cpu, hsum, par_rows, rows_per_task, same_dtype, simd_dispatch, LANES,
 };
+use crate::par::contiguous_f32;
 
 /// Rows per local partial sum of `dw`/`db` inside a task (bounds f32 summation error).
 const PARTIAL_ROWS: usize = 128;
@@ -227,9 +228,9 @@ impl CustomOp3 for LayerNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = check_shapes(l1.shape(), l2.shape(), l3.shape())?;
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let w = contiguous_f32(self.name(), s2, l2)?;
-        let b = contiguous_f32(self.name(), s3, l3)?;
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let w = contiguous_f32(s2, l2, self.name())?;
+        let b = contiguous_f32(s3, l3, self.name())?;
         let mut y = vec![0f32; x.len()];
         if !y.is_empty() {
             par_rows(&mut y, d, |r0, rows| {
@@ -286,9 +287,9 @@ impl CustomOp3 for LayerNormBwd {
                 l1.shape()
             )
         }
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let w = contiguous_f32(self.name(), s2, l2)?;
-        let g = contiguous_f32(self.name(), s3, l3)?;
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let w = contiguous_f32(s2, l2, self.name())?;
+        let g = contiguous_f32(s3, l3, self.name())?;
         let n = x.len();
         let mut out = vec![0f32; n + 2 * d];
         if n == 0 {

@@ -28,6 +28,7 @@
 
 mod attention;
 mod conv;
+mod gemm;
 mod group_norm;
 mod im2col;
 mod layer_norm;

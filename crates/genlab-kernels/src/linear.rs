@@ -18,86 +18,14 @@
 //!
 //! with the `gemm` crate (the one candle uses; AVX-512 kernels enabled in Cargo.toml).
 
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use gemm::Parallelism;
 
-fn f32_slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => bail!("{op}: only f32 is supported, got {:?}", other.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("{op}: inputs must be contiguous"),
-    }
-}
+use crate::gemm::{gemm_into, parallelism, Mat};
+use crate::par::{contiguous_f32, num_threads};
 
-fn parallelism() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
-    }
-}
-
-/// `dst [m, n] (+)= lhs [m, k] @ rhs [k, n]`; each operand given by its data and its row
-/// and column strides. `accumulate` keeps (adds to) what `dst` holds.
-#[allow(clippy::too_many_arguments)] // a GEMM call: three operands and their strides
-fn gemm_strided(
-    dst: &mut [f32],
-    (m, k, n): (usize, usize, usize),
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
-    accumulate: bool,
-) {
-    assert_eq!(dst.len(), m * n, "gemm: destination size");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return;
-    }
-    let last = |rs: usize, cs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
-    assert!(
-        last(lhs_rs, lhs_cs, m, k) < lhs.len(),
-        "gemm: lhs view out of bounds"
-    );
-    assert!(
-        last(rhs_rs, rhs_cs, k, n) < rhs.len(),
-        "gemm: rhs view out of bounds"
-    );
-    // SAFETY: both operand views were bounds-checked above for these strides; `dst` is an
-    // exclusive borrow of exactly m*n elements (row-major: row stride n, column stride 1)
-    // that cannot alias the shared borrows `lhs`/`rhs`. gemm computes
-    // dst := alpha·dst + beta·lhs·rhs and reads dst only when `read_dst` is set.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(),
-        )
-    }
+/// GEMM parallelism at the user's thread count.
+fn par() -> gemm::Parallelism {
+    parallelism(num_threads())
 }
 
 /// Checks `x [N, I]`, `w [O, I]`, `b [O]`; returns `(N, I, O)`.
@@ -137,9 +65,9 @@ impl CustomOp3 for LinearOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, i, o) = dims(l1.shape(), l2.shape(), l3.shape())?;
-        let x = f32_slice(self.name(), s1, l1)?;
-        let w = f32_slice(self.name(), s2, l2)?;
-        let b = f32_slice(self.name(), s3, l3)?;
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let w = contiguous_f32(s2, l2, self.name())?;
+        let b = contiguous_f32(s3, l3, self.name())?;
         let mut y = Vec::with_capacity(n * o);
         for _ in 0..n {
             y.extend_from_slice(b);
@@ -160,7 +88,14 @@ impl CustomOp3 for LinearOp {
             }
         } else {
             // [N, I] @ Wᵀ, Wᵀ [I, O] being W read with row stride 1 and column stride I.
-            gemm_strided(&mut y, (n, i, o), x, (i, 1), w, (1, i), true);
+            gemm_into(
+                &mut y,
+                Mat::dense(x, n, i),
+                Mat::transposed(w, i, o),
+                1.0,
+                true,
+                par(),
+            );
         }
         Ok((CpuStorage::F32(y), Shape::from((n, o))))
     }
@@ -206,10 +141,17 @@ impl candle_core::CustomOp2 for LinearGradInput {
                 l2.shape()
             )
         }
-        let g = f32_slice(self.name(), s1, l1)?;
-        let w = f32_slice(self.name(), s2, l2)?;
+        let g = contiguous_f32(s1, l1, self.name())?;
+        let w = contiguous_f32(s2, l2, self.name())?;
         let mut dx = vec![0f32; n * i];
-        gemm_strided(&mut dx, (n, o, i), g, (o, 1), w, (i, 1), false);
+        gemm_into(
+            &mut dx,
+            Mat::dense(g, n, o),
+            Mat::dense(w, o, i),
+            1.0,
+            false,
+            par(),
+        );
         Ok((CpuStorage::F32(dx), Shape::from((n, i))))
     }
 }
@@ -239,11 +181,18 @@ impl candle_core::CustomOp2 for LinearGradWeight {
                 l2.shape()
             )
         }
-        let g = f32_slice(self.name(), s1, l1)?;
-        let x = f32_slice(self.name(), s2, l2)?;
+        let g = contiguous_f32(s1, l1, self.name())?;
+        let x = contiguous_f32(s2, l2, self.name())?;
         let mut dw = vec![0f32; o * i];
         // gᵀ [O, N]: g read with row stride 1 and column stride O.
-        gemm_strided(&mut dw, (o, n, i), g, (1, o), x, (i, 1), false);
+        gemm_into(
+            &mut dw,
+            Mat::transposed(g, o, n),
+            Mat::dense(x, n, i),
+            1.0,
+            false,
+            par(),
+        );
         Ok((CpuStorage::F32(dw), Shape::from((o, i))))
     }
 }
@@ -258,7 +207,7 @@ impl candle_core::CustomOp1 for ColumnSum {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, o) = l.shape().dims2()?;
-        let g = f32_slice(self.name(), s, l)?;
+        let g = contiguous_f32(s, l, self.name())?;
         let mut acc = vec![0f32; o];
         if o > 0 {
             for row in g.chunks_exact(o) {

@@ -8,10 +8,10 @@
 //! backward is six tensor ops (six passes and five allocations). Here each direction is one
 //! pass with the branch-free `exp` of [`crate::simd`], vectorised for the CPU's widest unit.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::par::contiguous_f32;
 use crate::simd::{multiversion, sigmoid_f32};
 
 /// Below this many elements a pass runs on the calling thread.
@@ -43,17 +43,6 @@ multiversion! {
     }
 }
 
-fn f32_slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => bail!("{op}: only f32 is supported, got {:?}", other.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("{op}: input must be contiguous"),
-    }
-}
-
 /// Splits the output into chunks over rayon threads (inline below [`PAR_MIN`]).
 fn par_map(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     if out.len() < PAR_MIN || rayon::current_num_threads() == 1 {
@@ -73,7 +62,7 @@ impl CustomOp1 for SiluOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(self.name(), s, l)?;
+        let x = contiguous_f32(s, l, self.name())?;
         let mut y = vec![0f32; x.len()];
         par_map(&mut y, |off, c| silu_slice(&x[off..off + c.len()], c));
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -99,8 +88,8 @@ impl candle_core::CustomOp2 for SiluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(self.name(), s1, l1)?;
-        let g = f32_slice(self.name(), s2, l2)?;
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let g = contiguous_f32(s2, l2, self.name())?;
         if x.len() != g.len() {
             bail!(
                 "{}: gradient shape {:?} for input {:?}",
