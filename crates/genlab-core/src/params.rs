@@ -106,8 +106,9 @@ impl ParamStore {
         self.vars().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// A snapshot of the current values (detached copies are not needed: safetensors
-    /// serialisation reads the storage as it is now).
+    /// The current values as tensors that share the variables' storage: a live view, not a
+    /// snapshot (the optimizer and EMA update weights in place, so a map kept across a
+    /// training step changes with it). Write it out at once (checkpoints do) or `copy()`.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
         self.vars()
             .into_iter()
