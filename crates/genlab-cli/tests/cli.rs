@@ -573,15 +573,48 @@ fn list_names_models_samplers_and_datasets() {
         "digits",
         "mnist:test",
         "folder:PATH",
+        "unet-train",
     ] {
         assert!(s.contains(n), "{n} missing from: {s}");
     }
 }
 
 #[test]
+fn bench_rejects_bad_input_and_times_one_workload() {
+    let t = Tmp::new();
+    let d = t.0.path();
+    fails_with(
+        &genlab(&["bench", "--workload", "mlp,nope"], d),
+        &[
+            "unknown workload `nope`",
+            "mlp, conv, unet-train, ddim50, attention",
+        ],
+    );
+    fails_with(
+        &genlab(&["bench", "--min-time=-1"], d),
+        &["--min-time", "non-negative"],
+    );
+    fails_with(&genlab(&["bench", "--min-time=nan"], d), &["--min-time"]);
+    // One real (short) run: the record has the schema compare.py reads.
+    let o = genlab(
+        &["bench", "--workload", "mlp", "--min-time", "0", "--json"],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rec: serde_json::Value =
+        serde_json::from_slice(o.stdout.trim_ascii()).expect("one JSON record");
+    assert_eq!(rec["impl"], "genlab");
+    assert_eq!(rec["workload"], "mlp");
+    assert_eq!(rec["params"], 67_074);
+    for k in ["rate", "median_s", "gflops", "peak_gflops"] {
+        assert!(rec[k].as_f64().is_some_and(|v| v > 0.0), "{k}: {rec}");
+    }
+}
+
+#[test]
 fn help_explains_every_command() {
     let t = Tmp::new();
-    for cmd in ["train", "sample", "list", "data", "demo"] {
+    for cmd in ["train", "sample", "list", "data", "demo", "bench"] {
         let o = genlab(&[cmd, "--help"], t.0.path());
         assert!(o.status.success());
         assert!(
