@@ -23,7 +23,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use crate::par::{contiguous_f32, elementwise_parts, par_chunks_mut};
-use crate::simd::{multiversion, sigmoid_f32, sum_f64, sum_sq_dev_f64};
+use crate::simd::{sigmoid_f32, simd_dispatch, sum_f64, sum_sq_dev_f64};
 
 /// Mean and reciprocal standard deviation of one group (two passes, f64 lane sums).
 #[inline(always)]
@@ -34,7 +34,39 @@ fn group_stats(x: &[f32], eps: f64) -> (f32, f32) {
     (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
 }
 
-multiversion! {
+#[inline(always)]
+fn forward_group_body(
+    xs: &[f32],
+    out: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    spatial: usize,
+    eps: f64,
+    silu: bool,
+) {
+    let (mean, rstd) = group_stats(xs, eps);
+    for ((o, xc), (&ga, &be)) in out
+        .chunks_mut(spatial)
+        .zip(xs.chunks(spatial))
+        .zip(gamma.iter().zip(beta))
+    {
+        // y = γ (x - μ) rstd + β = a x + b
+        let a = rstd * ga;
+        let b = be - mean * a;
+        if silu {
+            for (o, &v) in o.iter_mut().zip(xc) {
+                let y = v * a + b;
+                *o = y * sigmoid_f32(y);
+            }
+        } else {
+            for (o, &v) in o.iter_mut().zip(xc) {
+                *o = v * a + b;
+            }
+        }
+    }
+}
+
+simd_dispatch!(
     /// Forward of one (sample, group): `xs`, `out` hold its `γ.len()` channels of `spatial`
     /// values; `γ`, `β` are this group's slices.
     fn forward_group(
@@ -45,31 +77,82 @@ multiversion! {
         spatial: usize,
         eps: f64,
         silu: bool,
-    ) {
-        let (mean, rstd) = group_stats(xs, eps);
-        for ((o, xc), (&ga, &be)) in out
-            .chunks_mut(spatial)
-            .zip(xs.chunks(spatial))
-            .zip(gamma.iter().zip(beta))
-        {
-            // y = γ (x - μ) rstd + β = a x + b
-            let a = rstd * ga;
-            let b = be - mean * a;
-            if silu {
-                for (o, &v) in o.iter_mut().zip(xc) {
-                    let y = v * a + b;
-                    *o = y * sigmoid_f32(y);
-                }
-            } else {
-                for (o, &v) in o.iter_mut().zip(xc) {
-                    *o = v * a + b;
-                }
+    ) => forward_group_body
+);
+
+#[allow(clippy::too_many_arguments)] // one group's slices and the op's settings
+#[inline(always)]
+fn backward_group_body(
+    xs: &[f32],
+    dys: &[f32],
+    dxs: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    dgamma: &mut [f64],
+    dbeta: &mut [f64],
+    spatial: usize,
+    eps: f64,
+    silu: bool,
+) {
+    let (mean, rstd) = group_stats(xs, eps);
+    // Pass 1: g = dy (through the SiLU's derivative when fused) into dxs; per channel
+    // dγ = Σ g x̂, dβ = Σ g; the group sums of dx̂ = gγ and of dx̂·x̂ follow from them.
+    let (mut s1, mut s2) = (0f64, 0f64);
+    for (c, ((o, (xc, dyc)), (&ga, &be))) in dxs
+        .chunks_mut(spatial)
+        .zip(xs.chunks(spatial).zip(dys.chunks(spatial)))
+        .zip(gamma.iter().zip(beta))
+        .enumerate()
+    {
+        let a = rstd * ga;
+        let b = be - mean * a;
+        if silu {
+            for ((o, &v), &g) in o.iter_mut().zip(xc).zip(dyc) {
+                let y = v * a + b;
+                let s = sigmoid_f32(y);
+                *o = g * s * (1.0 + y * (1.0 - s));
             }
+        } else {
+            o.copy_from_slice(dyc);
+        }
+        // Σ g and Σ g·x in f32 lanes (one channel: at most a few thousand terms), then
+        // Σ g x̂ = rstd (Σ g x - μ Σ g).
+        let mut sg = [0f32; 16];
+        let mut sgx = [0f32; 16];
+        let chunks = o.chunks_exact(16).zip(xc.chunks_exact(16));
+        for (gc, xc16) in chunks {
+            for i in 0..16 {
+                sg[i] += gc[i];
+                sgx[i] += gc[i] * xc16[i];
+            }
+        }
+        let tail = o.len() - o.len() % 16;
+        let mut db: f64 = sg.iter().map(|&v| v as f64).sum();
+        let mut gx: f64 = sgx.iter().map(|&v| v as f64).sum();
+        for (g, v) in o[tail..].iter().zip(&xc[tail..]) {
+            db += *g as f64;
+            gx += (*g * *v) as f64;
+        }
+        let dg = rstd as f64 * (gx - mean as f64 * db);
+        dgamma[c] += dg;
+        dbeta[c] += db;
+        s1 += ga as f64 * db;
+        s2 += ga as f64 * dg;
+    }
+    // Pass 2: dx = rstd (g γ - mean(dx̂) - x̂ mean(dx̂ x̂)) = A g + B x + C per channel.
+    let m = xs.len() as f64;
+    let (m1, m2) = ((s1 / m) as f32, (s2 / m) as f32);
+    for (o, (xc, &ga)) in dxs.chunks_mut(spatial).zip(xs.chunks(spatial).zip(gamma)) {
+        let a = rstd * ga;
+        let bx = -rstd * rstd * m2;
+        let c = -rstd * m1 - bx * mean;
+        for (o, &v) in o.iter_mut().zip(xc) {
+            *o = a * *o + bx * v + c;
         }
     }
 }
 
-multiversion! {
+simd_dispatch!(
     /// Backward of one (sample, group): writes `dx` and adds this group's `dγ`, `dβ` into
     /// `dgamma`, `dbeta` (its channels' slices).
     #[allow(clippy::too_many_arguments)] // one group's slices and the op's settings
@@ -84,65 +167,8 @@ multiversion! {
         spatial: usize,
         eps: f64,
         silu: bool,
-    ) {
-        let (mean, rstd) = group_stats(xs, eps);
-        // Pass 1: g = dy (through the SiLU's derivative when fused) into dxs; per channel
-        // dγ = Σ g x̂, dβ = Σ g; the group sums of dx̂ = gγ and of dx̂·x̂ follow from them.
-        let (mut s1, mut s2) = (0f64, 0f64);
-        for (c, ((o, (xc, dyc)), (&ga, &be))) in dxs
-            .chunks_mut(spatial)
-            .zip(xs.chunks(spatial).zip(dys.chunks(spatial)))
-            .zip(gamma.iter().zip(beta))
-            .enumerate()
-        {
-            let a = rstd * ga;
-            let b = be - mean * a;
-            if silu {
-                for ((o, &v), &g) in o.iter_mut().zip(xc).zip(dyc) {
-                    let y = v * a + b;
-                    let s = sigmoid_f32(y);
-                    *o = g * s * (1.0 + y * (1.0 - s));
-                }
-            } else {
-                o.copy_from_slice(dyc);
-            }
-            // Σ g and Σ g·x in f32 lanes (one channel: at most a few thousand terms), then
-            // Σ g x̂ = rstd (Σ g x - μ Σ g).
-            let mut sg = [0f32; 16];
-            let mut sgx = [0f32; 16];
-            let chunks = o.chunks_exact(16).zip(xc.chunks_exact(16));
-            for (gc, xc16) in chunks {
-                for i in 0..16 {
-                    sg[i] += gc[i];
-                    sgx[i] += gc[i] * xc16[i];
-                }
-            }
-            let tail = o.len() - o.len() % 16;
-            let mut db: f64 = sg.iter().map(|&v| v as f64).sum();
-            let mut gx: f64 = sgx.iter().map(|&v| v as f64).sum();
-            for (g, v) in o[tail..].iter().zip(&xc[tail..]) {
-                db += *g as f64;
-                gx += (*g * *v) as f64;
-            }
-            let dg = rstd as f64 * (gx - mean as f64 * db);
-            dgamma[c] += dg;
-            dbeta[c] += db;
-            s1 += ga as f64 * db;
-            s2 += ga as f64 * dg;
-        }
-        // Pass 2: dx = rstd (g γ - mean(dx̂) - x̂ mean(dx̂ x̂)) = A g + B x + C per channel.
-        let m = xs.len() as f64;
-        let (m1, m2) = ((s1 / m) as f32, (s2 / m) as f32);
-        for (o, (xc, &ga)) in dxs.chunks_mut(spatial).zip(xs.chunks(spatial).zip(gamma)) {
-            let a = rstd * ga;
-            let bx = -rstd * rstd * m2;
-            let c = -rstd * m1 - bx * mean;
-            for (o, &v) in o.iter_mut().zip(xc) {
-                *o = a * *o + bx * v + c;
-            }
-        }
-    }
-}
+    ) => backward_group_body
+);
 
 /// Shape bookkeeping shared by the forward and backward kernels.
 #[derive(Clone, Copy, Debug)]

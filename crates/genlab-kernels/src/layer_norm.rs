@@ -22,10 +22,9 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use crate::attention::{
-    all_f32_cpu, hsum, par_rows, rows_per_task, same_dtype, simd_dispatch, LANES,
-};
+use crate::attention::{all_f32_cpu, par_rows, rows_per_task, same_dtype};
 use crate::par::contiguous_f32;
+use crate::simd::{hsum, simd_dispatch, LANES};
 
 /// Rows per local partial sum of `dw`/`db` inside a task (bounds f32 summation error).
 const PARTIAL_ROWS: usize = 128;

@@ -12,36 +12,42 @@ use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Ten
 use rayon::prelude::*;
 
 use crate::par::contiguous_f32;
-use crate::simd::{multiversion, sigmoid_f32};
+use crate::simd::{sigmoid_f32, simd_dispatch};
 
 /// Below this many elements a pass runs on the calling thread.
 const PAR_MIN: usize = 1 << 15;
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
-multiversion! {
-    /// `y = silu(x)` elementwise, the widest vector unit the CPU has.
-    pub fn silu_slice(x: &[f32], y: &mut [f32]) {
-        assert_eq!(x.len(), y.len(), "silu: length mismatch");
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = x * sigmoid_f32(x);
-        }
+#[inline(always)]
+fn silu_body(x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "silu: length mismatch");
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = x * sigmoid_f32(x);
     }
 }
 
-multiversion! {
-    /// `dx = g · silu'(x)` elementwise.
-    pub fn silu_grad_slice(x: &[f32], g: &[f32], dx: &mut [f32]) {
-        assert!(
-            x.len() == g.len() && g.len() == dx.len(),
-            "silu backward: length mismatch"
-        );
-        for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-            let s = sigmoid_f32(x);
-            *d = g * s * (1.0 + x * (1.0 - s));
-        }
+simd_dispatch!(
+    /// `y = silu(x)` elementwise, the widest vector unit the CPU has.
+    pub fn silu_slice(x: &[f32], y: &mut [f32]) => silu_body
+);
+
+#[inline(always)]
+fn silu_grad_body(x: &[f32], g: &[f32], dx: &mut [f32]) {
+    assert!(
+        x.len() == g.len() && g.len() == dx.len(),
+        "silu backward: length mismatch"
+    );
+    for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+        let s = sigmoid_f32(x);
+        *d = g * s * (1.0 + x * (1.0 - s));
     }
 }
+
+simd_dispatch!(
+    /// `dx = g · silu'(x)` elementwise.
+    pub fn silu_grad_slice(x: &[f32], g: &[f32], dx: &mut [f32]) => silu_grad_body
+);
 
 /// Splits the output into chunks over rayon threads (inline below [`PAR_MIN`]).
 fn par_map(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
