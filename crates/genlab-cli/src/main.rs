@@ -31,8 +31,8 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// CPU threads for tensor work. Default 1 (or $RAYON_NUM_THREADS). On a 2-core machine
-    /// a second thread trains and samples the image models 1.2-1.5x faster but slows small
-    /// 2-D MLPs (docs/performance.md); try more on bigger machines.
+    /// a second thread trains and samples the image models 1.0-1.5x faster (run to run)
+    /// but slows small 2-D MLPs (docs/performance.md); try more on bigger machines.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
     /// Where models train and sample: cpu, cuda or cuda:N (an NVIDIA GPU; needs a genlab
