@@ -28,15 +28,26 @@ pub struct EvalArgs {
     /// Real side: a .npy file (N x D features, or N x C x H x W images in [0,1]), a dataset
     /// (mnist:test, digits, eight-gaussians, ...), folder:PATH of images, a run directory to
     /// sample from, or a .safetensors feature-statistics file (FID only).
-    #[arg(long)]
-    pub real: String,
+    #[arg(long, required_unless_present = "ckpt")]
+    pub real: Option<String>,
     /// Generated side: same kinds of source as --real (usually a run directory or the .npy
     /// written by `genlab sample`).
-    #[arg(long)]
-    pub fake: String,
-    /// Comma-separated metrics: fid, kid, mmd, is, mode, wasserstein, 1nn (or all).
+    #[arg(long, required_unless_present = "ckpt")]
+    pub fake: Option<String>,
+    /// Comma-separated metrics: fid, kid, mmd, is, mode, wasserstein, 1nn (or all); or
+    /// `nll` with --ckpt: the model's negative log-likelihood on --data.
     #[arg(long, default_value = "fid,kid,1nn")]
     pub metrics: String,
+    /// With --metrics nll: the run directory (or checkpoint) whose likelihood to compute.
+    #[arg(long)]
+    pub ckpt: Option<PathBuf>,
+    /// With --metrics nll: the dataset (default: the run's held-out split, e.g. mnist:test
+    /// for mnist, else its training data).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// With --metrics nll on a VAE: importance samples per example of the IWAE bound.
+    #[arg(long, default_value_t = 5000)]
+    pub k: usize,
     /// Feature extractor for image sources: a classifier run directory (`genlab train --model
     /// classifier`), `inception` (FID Inception-v3; weights file needed), `efficientnet-lite0`,
     /// or `pixels`. Point data and .npy feature matrices need none.
@@ -363,6 +374,18 @@ fn read_probs(p: &Path, what: &str) -> anyhow::Result<FeatureMatrix> {
 
 /// `device` is where checkpoints are sampled; feature extractors and metrics run on the CPU.
 pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
+    if a.metrics.split(',').any(|m| m.trim() == "nll") {
+        if a.metrics.trim() != "nll" {
+            bail!("--metrics nll runs on its own (with --ckpt); compute the sample metrics in another call");
+        }
+        return crate::cmd_nll::run(&a, device);
+    }
+    if a.ckpt.is_some() || a.data.is_some() {
+        bail!("--ckpt and --data go with --metrics nll; sample metrics compare --real with --fake");
+    }
+    let (Some(real_spec), Some(fake_spec)) = (a.real.clone(), a.fake.clone()) else {
+        bail!("--real and --fake are both needed for sample metrics");
+    };
     let metrics = Metric::parse_list(&a.metrics)?;
     if a.n == Some(0) {
         bail!("--n must be at least 1, got 0");
@@ -381,8 +404,8 @@ pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         other => bail!("--wasserstein {other}: expected auto, exact, sinkhorn or sliced"),
     };
     let t0 = Instant::now();
-    let (real, real_desc) = load_source(&a.real, &a, "real", device)?;
-    let (fake, fake_desc) = load_source(&a.fake, &a, "fake", device)?;
+    let (real, real_desc) = load_source(&real_spec, &a, "real", device)?;
+    let (fake, fake_desc) = load_source(&fake_spec, &a, "fake", device)?;
     let images = [&real, &fake].into_iter().find_map(|l| match l {
         Loaded::Images(x) => Some(x.clone()),
         _ => None,
@@ -397,7 +420,7 @@ pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             bail!(
                 "{} holds statistics of `{}` features, but the fake side uses `{}`; FIDs across \
                  extractors are meaningless",
-                a.real,
+                real_spec,
                 p.extractor,
                 e.id()
             );

@@ -56,7 +56,7 @@ pub fn data_space(ds: &dyn Dataset) -> DataSpace {
     }
 }
 
-fn open(spec: &str, seed: u64) -> anyhow::Result<Box<dyn Dataset>> {
+pub fn open(spec: &str, seed: u64) -> anyhow::Result<Box<dyn Dataset>> {
     Ok(open_dataset(
         spec,
         &OpenOptions {
@@ -161,12 +161,14 @@ pub struct Trained {
     pub run: RunConfig,
     pub outcome: genlab_train::TrainOutcome,
     pub preview: Option<Preview>,
+    /// Pictures the model drew of itself (path, caption).
+    pub figures: Vec<(std::path::PathBuf, String)>,
     /// Held-out split and the model's metrics on it (e.g. the classifier's test accuracy).
     pub evaluation: Option<(String, Vec<(String, f64)>)>,
 }
 
 /// The held-out split matching a training set, where the dataset has one.
-fn held_out_split(data: &str) -> Option<&'static str> {
+pub fn held_out_split(data: &str) -> Option<&'static str> {
     match data {
         "mnist" | "mnist:train" => Some("mnist:test"),
         _ => None,
@@ -201,6 +203,9 @@ pub fn run(a: TrainArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     );
     if let Some(p) = &t.preview {
         println!("{}", p.summary);
+    }
+    for (path, caption) in &t.figures {
+        println!("figure {}: {caption}", path.display());
     }
     if let Some((spec, metrics)) = &t.evaluation {
         let parts: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
@@ -243,6 +248,16 @@ pub fn train(a: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<Trai
         }
         _ => None,
     };
+    let figures = if a.no_preview || outcome.interrupted {
+        Vec::new()
+    } else {
+        // Held-out examples where the data set has a split, the training data otherwise.
+        let held = held_out_split(&run.data)
+            .map(|s| open(s, run.seed))
+            .transpose()?;
+        let figs = step.figures(held.as_deref().unwrap_or(ds.as_ref()))?;
+        output::save_figures(&a.out, &figs)?
+    };
     let evaluation = match held_out_split(&run.data) {
         Some(spec) if !outcome.interrupted => {
             let held = open(spec, run.seed)?;
@@ -266,6 +281,7 @@ pub fn train(a: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<Trai
         run,
         outcome,
         preview,
+        figures,
         evaluation,
     })
 }
@@ -326,10 +342,12 @@ fn preview(
     };
     let out = model.sample(&req, &mut Rng::derive(run.seed, "preview"), &mut |_, _| {})?;
     let samples_png = dir.join("samples.png");
-    let mut summary = format!(
-        "preview: {n} samples (ddim, 50 steps) in {}",
-        samples_png.display()
-    );
+    let how = if out.nfe == 1 {
+        "one network pass each".to_string()
+    } else {
+        format!("ddim, {} steps", out.nfe)
+    };
+    let mut summary = format!("preview: {n} samples ({how}) in {}", samples_png.display());
     let real_png = if images {
         let m = n.min(ds.len());
         let idx: Vec<usize> = (0..m).map(|i| i * ds.len() / m).collect();

@@ -7,6 +7,7 @@ mod bench;
 mod cmd_data;
 mod cmd_eval;
 mod cmd_list;
+mod cmd_nll;
 mod cmd_sample;
 mod cmd_train;
 mod demo;

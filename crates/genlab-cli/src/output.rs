@@ -79,25 +79,88 @@ pub fn save_samples(
     Ok(())
 }
 
-/// `(step, loss)` pairs from a run's log.jsonl.
-pub fn read_loss(log: &Path) -> Vec<(f64, f64)> {
+/// Every loss series of a run's log.jsonl (`loss`, or a GAN's `d_loss` and `g_loss`), as
+/// `(name, [(step, value)])`.
+pub fn read_losses(log: &Path) -> Vec<(String, Vec<(f64, f64)>)> {
     let Ok(s) = std::fs::read_to_string(log) else {
         return vec![];
     };
-    s.lines()
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for v in s
+        .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| Some((v.get("step")?.as_f64()?, v.get("loss")?.as_f64()?)))
-        .collect()
+    {
+        let (Some(step), Some(obj)) = (v.get("step").and_then(|s| s.as_f64()), v.as_object())
+        else {
+            continue;
+        };
+        for (k, val) in obj {
+            let Some(y) = val.as_f64().filter(|y| y.is_finite()) else {
+                continue;
+            };
+            if k == "loss" || k.ends_with("_loss") {
+                match series.iter_mut().find(|(n, _)| n == k) {
+                    Some((_, pts)) => pts.push((step, y)),
+                    None => series.push((k.clone(), vec![(step, y)])),
+                }
+            }
+        }
+    }
+    series
 }
 
-/// Writes the loss curve of a run as SVG.
+/// Writes the loss curves of a run as SVG (log scale unless a loss goes negative, as a
+/// WGAN critic's does).
 pub fn write_loss_svg(run_dir: &Path, title: &str) -> anyhow::Result<String> {
-    let pts = read_loss(&run_dir.join(genlab_train::trainer::LOG_FILE));
-    let series = [genlab_report::Series {
-        name: "loss (mean per log interval)".into(),
-        points: pts,
-    }];
-    let svg = genlab_report::line_chart_svg(title, "step", "loss", &series, true)?;
+    let losses = read_losses(&run_dir.join(genlab_train::trainer::LOG_FILE));
+    let positive = losses.iter().all(|(_, p)| p.iter().all(|&(_, y)| y > 0.0));
+    let series: Vec<genlab_report::Series> = losses
+        .into_iter()
+        .map(|(name, points)| genlab_report::Series {
+            name: format!("{name} (mean per log interval)"),
+            points,
+        })
+        .collect();
+    let svg = genlab_report::line_chart_svg(title, "step", "loss", &series, positive)?;
     genlab_core::io::write_atomic(&run_dir.join("loss.svg"), svg.as_bytes())?;
     Ok(svg)
+}
+
+/// Saves a model's figures as `<name>.png` in `dir`; returns (path, caption) pairs.
+pub fn save_figures(
+    dir: &Path,
+    figs: &[genlab_models::Figure],
+) -> anyhow::Result<Vec<(std::path::PathBuf, String)>> {
+    use genlab_models::Figure;
+    let mut out = Vec::new();
+    for f in figs {
+        match f {
+            Figure::Images {
+                name,
+                x,
+                ncol,
+                caption,
+            } => {
+                let (n, c, h, w) = x.dims4()?;
+                let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
+                let scale = (64 / h.max(1)).clamp(1, 8);
+                let img = genlab_report::image_grid(&flat, n, c, h, w, *ncol, scale, 2)?;
+                let p = dir.join(format!("{name}.png"));
+                genlab_report::save_png(&img, &p)?;
+                out.push((p, caption.clone()));
+            }
+            Figure::Scatter {
+                name,
+                points,
+                labels,
+                caption,
+            } => {
+                let img = genlab_report::scatter_labeled_png(points, labels, 640)?;
+                let p = dir.join(format!("{name}.png"));
+                genlab_report::save_png(&img, &p)?;
+                out.push((p, caption.clone()));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,9 +1,16 @@
-//! genlab-models: the generative models, one folder per family.
+//! genlab-models: the generative models, one folder or file per family.
 //!
 //! Every model implements [`Sample`] (n samples from a seeded RNG, images NCHW in [0, 1]),
-//! so `genlab sample` and `genlab eval` treat all families alike.
+//! so `genlab sample` and `genlab eval` treat all families alike; models with a likelihood
+//! (or a bound on it) also implement [`LogLikelihood`].
 
 pub mod diffusion;
+pub mod figure;
+pub mod gan;
+pub mod likelihood;
 pub mod sample;
+pub mod vae;
 
+pub use figure::Figure;
+pub use likelihood::{LikelihoodKind, LikelihoodOptions, LogLikelihood, LogLikelihoodResult};
 pub use sample::{DataSpace, Sample, SampleRequest, SampleResult};

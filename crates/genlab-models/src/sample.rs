@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{Result, Rng};
 use genlab_sampling::SamplerOptions;
 
+use crate::LogLikelihood;
+
 /// What the data look like, recorded in every model config so that a checkpoint alone is
 /// enough to sample.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -46,4 +48,8 @@ pub trait Sample {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult>;
     fn data_space(&self) -> &DataSpace;
+    /// The model's log-likelihood (exact or a bound), for families that have one.
+    fn as_likelihood(&self) -> Option<&dyn LogLikelihood> {
+        None
+    }
 }

@@ -101,6 +101,16 @@ impl Conv {
         )
     }
 
+    /// The kernel `[c_out, c_in, k, k]`.
+    pub fn weight(&self) -> &Tensor {
+        self.inner.weight()
+    }
+
+    /// `(stride, padding)`.
+    pub fn stride_pad(&self) -> (usize, usize) {
+        (self.stride, self.pad)
+    }
+
     /// candle's own convolution with the same parameters (the reference the tests compare to).
     pub fn forward_reference(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.inner.forward(x)

@@ -5,6 +5,7 @@
 //! - [`MlpDenoiser`]: a time-conditioned MLP noise predictor for 2-D toy data;
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
 //!   [`Downsample`] and [`Upsample`] parts;
+//! - [`Mlp`] with [`Act`]: plain perceptrons for the VAE and GAN networks on vectors;
 //! - [`Conv`], [`ConvTranspose`], [`GroupNorm`], [`Linear`], [`silu`], [`upsample_nearest`]:
 //!   the layers under the networks. This crate holds only the layers (parameters, checks); on CPU f32 they run
 //!   genlab-kernels' custom ops, which carry their own backward passes (candle 0.11.1's CPU
@@ -22,6 +23,7 @@
 // `usize::is_multiple_of` is newer (1.87) than the workspace's rust-version (1.85).
 #![allow(clippy::manual_is_multiple_of)]
 
+pub mod activation;
 pub mod attention;
 pub mod classifier;
 pub mod conv;
@@ -31,8 +33,10 @@ pub mod mlp;
 pub mod norm;
 pub mod resample;
 pub mod resblock;
+pub mod stack;
 pub mod unet;
 
+pub use activation::{leaky_relu, softplus};
 pub use attention::AttentionBlock;
 pub use classifier::{Classifier, ClassifierConfig};
 pub use conv::{Conv, ConvTranspose};
@@ -42,4 +46,5 @@ pub use mlp::{MlpDenoiser, MlpDenoiserConfig};
 pub use norm::GroupNorm;
 pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};
 pub use resblock::ResBlock;
+pub use stack::{Act, Mlp};
 pub use unet::{UNet, UNetConfig};

@@ -28,6 +28,36 @@ impl Linear {
         })
     }
 
+    /// Like [`Linear::new`], with weights drawn from N(0, std^2) (bias as usual).
+    pub fn with_weight_std(
+        c_in: usize,
+        c_out: usize,
+        std: f64,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        if c_in == 0 || c_out == 0 {
+            candle_core::bail!("linear: sizes must be positive, got {c_in} -> {c_out}");
+        }
+        let weight = vb.get_with_hints(
+            (c_out, c_in),
+            "weight",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        )?;
+        let bound = 1.0 / (c_in as f64).sqrt();
+        let bias = vb.get_with_hints(
+            c_out,
+            "bias",
+            candle_nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?;
+        Ok(Self { weight, bias })
+    }
+
     /// `[..., c_in]` -> `[..., c_out]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         genlab_kernels::linear(x, &self.weight, &self.bias)

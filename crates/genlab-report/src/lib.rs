@@ -30,5 +30,5 @@ pub use escape::escape_markup;
 pub use grid::{image_grid, save_png, GRID_BORDER, NAN_COLOUR};
 pub use html::{render_html, write_html, Block, Page, Section};
 pub use plot::{line_chart_svg, Series, PALETTE, SMOOTH_MIN_POINTS};
-pub use scatter::scatter_png;
+pub use scatter::{scatter_labeled_png, scatter_png};
 pub use ticks::{format_decade, format_tick, log_ticks, nice_ticks, LinearTicks};

@@ -157,6 +157,39 @@ pub fn scatter_png(
     Ok(img)
 }
 
+/// Like [`scatter_png`], with each point coloured by its label (the 10-colour
+/// [`PALETTE`](crate::PALETTE), cycled), e.g. a latent space coloured by class.
+pub fn scatter_labeled_png(points: &[[f32; 2]], labels: &[u32], size: usize) -> Result<RgbImage> {
+    if labels.len() != points.len() {
+        return Err(ReportError::invalid(format!(
+            "{} labels for {} points",
+            labels.len(),
+            points.len()
+        )));
+    }
+    check_size(size)?;
+    let b = check_bounds(robust_bounds(points, None))?;
+    let m = Mapping {
+        b,
+        size: size as f64,
+    };
+    let mut img = RgbImage::from_pixel(size as u32, size as u32, BACKGROUND);
+    draw_grid(&mut img, &m, size);
+    let radius = (size as f32 / 250.0).max(1.0);
+    for (p, &l) in points.iter().zip(labels) {
+        if let Some((px, py)) = m.pixel(p) {
+            dot(&mut img, px, py, radius, palette_rgb(l as usize), 0.6);
+        }
+    }
+    Ok(img)
+}
+
+fn palette_rgb(i: usize) -> Rgb<u8> {
+    let hex = crate::PALETTE[i % crate::PALETTE.len()];
+    let v = u32::from_str_radix(&hex[1..], 16).expect("palette entries are #rrggbb");
+    Rgb([(v >> 16) as u8, (v >> 8) as u8, v as u8])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +265,16 @@ mod tests {
         let s = grid_step(1.0e6, 512);
         assert!(1.0e6 / s <= 40.0, "{s}");
         assert!(grid_step(1.0e300, 512).is_finite());
+    }
+
+    #[test]
+    fn labeled_points_take_their_palette_colour() {
+        let pts = [[0.0f32, 0.0], [1.0, 1.0], [0.5, 0.5]];
+        let img = scatter_labeled_png(&pts, &[0, 1, 3], 200).unwrap();
+        let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+        // Three label colours blended over white, plus background and grid.
+        assert!(colours.len() > 4);
+        assert!(scatter_labeled_png(&pts, &[0], 200).is_err());
+        assert_eq!(palette_rgb(3), Rgb([0xd6, 0x27, 0x28]));
     }
 }

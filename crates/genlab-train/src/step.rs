@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor, Var};
 
 use genlab_core::{Result, Rng};
 use genlab_data::{Batch, Dataset};
-use genlab_models::Sample;
+use genlab_models::{Figure, Sample};
 
 /// One family's optimisation step. It owns its optimizer(s) and EMA weights, and can write
 /// all of its state into a checkpoint and read it back exactly.
@@ -39,6 +39,11 @@ pub trait TrainStep {
     fn sampler(&self) -> Option<&dyn Sample>;
     /// Metrics on a held-out set after training (e.g. test accuracy); none by default.
     fn evaluate(&self, _held_out: &dyn Dataset) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
+    /// Pictures of the trained model drawn from held-out data (reconstructions, latent
+    /// spaces...), saved by the CLI beside the checkpoint; none by default.
+    fn figures(&self, _held_out: &dyn Dataset) -> Result<Vec<Figure>> {
         Ok(Vec::new())
     }
     /// The device of the weights: the trainer builds every batch there.

@@ -1,4 +1,6 @@
 //! One `TrainStep` per family.
 pub mod classifier;
 pub mod diffusion;
+pub mod gan;
+pub mod vae;
 pub mod weights;

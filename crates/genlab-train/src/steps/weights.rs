@@ -96,6 +96,11 @@ impl TrainedWeights {
         self.opt.load_state(&strip_prefix(tensors, "opt"), t)
     }
 
+    /// Optimizer updates taken so far.
+    pub fn opt_steps(&self) -> u64 {
+        self.opt.t
+    }
+
     /// The device of the weights (and of the batches the step expects).
     pub fn device(&self) -> &Device {
         self.store.device()

@@ -1,0 +1,301 @@
+//! Generative adversarial networks: a generator, a discriminator or critic, and the losses
+//! that set them against each other.
+//!
+//! - [`nets`]: MLP generators and discriminators for vectors, DCGAN-style convolutional ones
+//!   for images (Radford, Metz & Chintala 2016, arXiv:1511.06434), and EBGAN's autoencoder
+//!   discriminator; critics expose their input gradient as a differentiable graph.
+//! - [`loss`]: the minimax and non-saturating losses (Goodfellow et al. 2014), LSGAN (Mao et
+//!   al. 2017), WGAN with clipping (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017)
+//!   and EBGAN (Zhao et al. 2017).
+//!
+//! Images are mapped from [0, 1] to [-1, 1] for the networks (the generator ends in tanh).
+
+pub mod loss;
+pub mod nets;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use genlab_core::{Error, Result, Rng};
+
+use crate::sample::{DataSpace, Sample, SampleRequest, SampleResult};
+pub use nets::{Discriminator, Generator};
+
+/// Which game the two players play.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GanLoss {
+    /// Goodfellow et al. 2014, Eq. 1, with the generator minimising log(1 - D(G(z))).
+    Minimax,
+    /// Goodfellow et al. 2014, Sec. 3: the generator maximises log D(G(z)) instead.
+    NonSaturating,
+    /// Mao et al. 2017, Eq. 2: least squares with targets a (fake), b (real), c (generator).
+    Lsgan,
+    /// Arjovsky, Chintala & Bottou 2017, Alg. 1: a weight-clipped critic.
+    Wgan,
+    /// Gulrajani et al. 2017, Alg. 1: a critic with a gradient penalty.
+    WganGp,
+    /// Zhao, Mathieu & LeCun 2017: an autoencoder discriminator with a margin loss.
+    Ebgan,
+}
+
+impl GanLoss {
+    /// The losses whose discriminator is a critic (an unbounded score, no sigmoid).
+    pub fn has_critic(self) -> bool {
+        matches!(self, GanLoss::Wgan | GanLoss::WganGp)
+    }
+}
+
+/// The two networks' architecture.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum GanNet {
+    /// MLPs with these hidden widths for both players (vector data).
+    Mlp { hidden: Vec<usize> },
+    /// DCGAN-style: the generator projects z to 2c x H/4 x W/4 and doubles the size twice
+    /// with transposed convolutions (GroupNorm + SiLU between); the discriminator mirrors it
+    /// with stride-2 convolutions and leaky ReLU. `channels` = c, a multiple of 8.
+    Dcgan { channels: usize },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GanConfig {
+    pub loss: GanLoss,
+    /// Dimension of the generator's noise z ~ N(0, I).
+    pub latent: usize,
+    pub net: GanNet,
+    /// Discriminator updates per generator update; `null` = 5 for WGAN losses (Arjovsky et
+    /// al. and Gulrajani et al.), 1 otherwise.
+    pub n_critic: Option<usize>,
+    /// The discriminator's learning rate; `null` = the trainer's `train.lr`.
+    pub d_lr: Option<f64>,
+    /// LSGAN targets [a, b, c]: fake, real, and what the generator wants the discriminator
+    /// to say (Mao et al. 2017, Eq. 2). [0, 1, 1] (the default) is their Eq. 9 choice, c = b:
+    /// fakes should look real; [-1, 1, 0] their Pearson chi^2 choice (Eq. 8).
+    pub lsgan_targets: [f64; 3],
+    /// WGAN weight clipping to [-clip, clip]; `null` = 0.01 (Arjovsky et al., Alg. 1).
+    pub clip: Option<f64>,
+    /// Gradient-penalty weight lambda; `null` = 10 for WGAN-GP (Gulrajani et al., Alg. 1).
+    pub gp_weight: Option<f64>,
+    /// EBGAN margin m on the energy of fakes; `null` = 1.0 (energies are mean squared
+    /// reconstruction errors).
+    pub margin: Option<f64>,
+    /// EBGAN pull-away term weight; `null` = 0.1 (Zhao et al., Sec. 2.4).
+    pub pt_weight: Option<f64>,
+    pub data: DataSpace,
+}
+
+impl GanConfig {
+    pub fn for_data(data: &DataSpace) -> Self {
+        let net = if data.images {
+            GanNet::Dcgan { channels: 64 }
+        } else {
+            GanNet::Mlp {
+                hidden: vec![256, 256, 256],
+            }
+        };
+        Self {
+            loss: GanLoss::NonSaturating,
+            latent: if data.images { 100 } else { 16 }, // DCGAN's z is 100-d
+            net,
+            n_critic: None,
+            d_lr: None,
+            lsgan_targets: [0.0, 1.0, 1.0],
+            clip: None,
+            gp_weight: None,
+            margin: None,
+            pt_weight: None,
+            data: data.clone(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.latent == 0 {
+            return bad("gan.latent must be at least 1 (the size of z), got 0".into());
+        }
+        if self.n_critic == Some(0) {
+            return bad("gan.n_critic must be at least 1 (discriminator updates per generator update), got 0".into());
+        }
+        if let Some(lr) = self.d_lr {
+            if !(lr > 0.0 && lr.is_finite()) {
+                return bad(format!("gan.d_lr must be positive, got {lr}"));
+            }
+        }
+        match (self.loss, self.clip) {
+            (GanLoss::Wgan, Some(c)) if !(c > 0.0 && c.is_finite()) => {
+                return bad(format!("gan.clip must be positive, got {c}"));
+            }
+            (l, Some(_)) if l != GanLoss::Wgan => {
+                return bad(format!("gan.clip applies to loss = wgan only, not {l:?}"));
+            }
+            _ => {}
+        }
+        match (self.loss, self.gp_weight) {
+            (l, Some(_)) if !l.has_critic() => {
+                return bad(format!(
+                    "gan.gp_weight is a gradient penalty on a critic, but loss = {l:?} has no critic \
+                     (use loss = wgan-gp)"
+                ));
+            }
+            (_, Some(w)) if !(w > 0.0 && w.is_finite()) => {
+                return bad(format!("gan.gp_weight must be positive, got {w}"));
+            }
+            _ => {}
+        }
+        for (name, v) in [("margin", self.margin), ("pt_weight", self.pt_weight)] {
+            if let Some(v) = v {
+                if self.loss != GanLoss::Ebgan {
+                    return bad(format!("gan.{name} applies to loss = ebgan only"));
+                }
+                if !(v >= 0.0 && v.is_finite()) || (name == "margin" && v == 0.0) {
+                    return bad(format!("gan.{name} must be positive, got {v}"));
+                }
+            }
+        }
+        if self.data.shape.is_empty() || self.data.shape.contains(&0) {
+            return bad(format!("gan: empty data shape {:?}", self.data.shape));
+        }
+        match &self.net {
+            GanNet::Mlp { hidden } if hidden.is_empty() || hidden.contains(&0) => bad(format!(
+                "gan.net.mlp.hidden must be non-empty positive sizes, got {hidden:?}"
+            )),
+            GanNet::Mlp { .. } => Ok(()),
+            GanNet::Dcgan { channels } => {
+                if !self.data.images || self.data.shape.len() != 3 {
+                    return bad(format!(
+                        "the DCGAN nets are for images [C, H, W], the data have shape {:?}; use net = mlp",
+                        self.data.shape
+                    ));
+                }
+                let (h, w) = (self.data.shape[1], self.data.shape[2]);
+                if h % 4 != 0 || w % 4 != 0 {
+                    return bad(format!(
+                        "the DCGAN nets need image sides divisible by 4, got {h}x{w}"
+                    ));
+                }
+                if *channels == 0 || channels % 8 != 0 {
+                    return bad(format!(
+                        "gan.net.dcgan.channels must be a positive multiple of 8 (GroupNorm groups), got {channels}"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn n_critic(&self) -> usize {
+        self.n_critic
+            .unwrap_or(if self.loss.has_critic() { 5 } else { 1 })
+    }
+
+    pub fn clip(&self) -> Option<f64> {
+        (self.loss == GanLoss::Wgan).then(|| self.clip.unwrap_or(0.01))
+    }
+
+    pub fn gp_weight(&self) -> f64 {
+        match self.loss {
+            GanLoss::WganGp => self.gp_weight.unwrap_or(10.0),
+            GanLoss::Wgan => self.gp_weight.unwrap_or(0.0),
+            _ => 0.0,
+        }
+    }
+
+    pub fn margin(&self) -> f64 {
+        self.margin.unwrap_or(1.0)
+    }
+
+    pub fn pt_weight(&self) -> f64 {
+        self.pt_weight.unwrap_or(0.1)
+    }
+}
+
+/// A trained generator, ready to sample.
+pub struct Gan {
+    cfg: GanConfig,
+    gen: Generator,
+    device: Device,
+}
+
+impl Gan {
+    /// The generator's variables live under `gen` in `vb`.
+    pub fn new(cfg: &GanConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            gen: Generator::new(cfg, vb.pp("gen"))?,
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn config(&self) -> &GanConfig {
+        &self.cfg
+    }
+
+    /// G(z) in model space (`[-1, 1]` for images).
+    pub fn generate(&self, z: &Tensor) -> Result<Tensor> {
+        self.gen.forward(z)
+    }
+
+    /// Noise for `n` samples.
+    pub fn noise(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        Ok(rng.normal_tensor(&[n, self.cfg.latent], &self.device)?)
+    }
+
+    /// Data space -> model space.
+    pub fn to_model_space(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() < 2 || dims[1..] != self.cfg.data.shape[..] {
+            return Err(Error::InvalidInput(format!(
+                "examples have shape {:?}, the GAN was built for {:?}",
+                dims.get(1..).unwrap_or(&[]),
+                self.cfg.data.shape
+            )));
+        }
+        Ok(if self.cfg.data.images {
+            x.affine(2.0, -1.0)?
+        } else {
+            x.clone()
+        })
+    }
+}
+
+impl Sample for Gan {
+    fn sample(
+        &self,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult> {
+        if req.n == 0 {
+            return Err(Error::InvalidInput(
+                "the number of samples must be at least 1, got 0".into(),
+            ));
+        }
+        let bs = req.batch_size.max(1);
+        let mut outs = Vec::new();
+        let mut done = 0;
+        while done < req.n {
+            let nb = bs.min(req.n - done);
+            let x = self.generate(&self.noise(nb, rng)?)?.detach();
+            let x = if self.cfg.data.images {
+                x.affine(0.5, 0.5)?.clamp(0f32, 1f32)?
+            } else {
+                x
+            };
+            outs.push(x.to_device(&Device::Cpu)?);
+            done += nb;
+            progress(done, req.n);
+        }
+        Ok(SampleResult {
+            x: Tensor::cat(&outs, 0)?,
+            nfe: 1,
+        })
+    }
+
+    fn data_space(&self) -> &DataSpace {
+        &self.cfg.data
+    }
+}
