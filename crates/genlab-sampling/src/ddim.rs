@@ -13,7 +13,8 @@ use candle_core::Tensor;
 use genlab_core::{Error, Result, Rng};
 
 use crate::registry::{
-    check_finite, predict_eps_x0, step_pairs, SampleOutput, Sampler, SamplerOptions,
+    check_finite, noise_like, predict_eps_x0, step_pairs, SampleOutput, Sampler, SamplerOptions,
+    StepPair,
 };
 use crate::{Denoiser, NoiseSchedule};
 
@@ -38,6 +39,37 @@ impl DdimSampler {
     }
 }
 
+/// The noise scale sigma_t of Eq. 16 for this step.
+pub fn ddim_sigma(eta: f64, p: &StepPair) -> f64 {
+    eta * ((1.0 - p.a_prev) / (1.0 - p.a_t)).sqrt() * (1.0 - p.a_t / p.a_prev).sqrt()
+}
+
+/// One DDIM step (Eq. 12) from the VP sample `x` at `p.t`; `noise` is required when the
+/// step's sigma (Eq. 16) is positive and ignored otherwise.
+pub fn step(
+    model: &dyn Denoiser,
+    x: &Tensor,
+    p: &StepPair,
+    eta: f64,
+    noise: Option<&Tensor>,
+    clip: Option<(f64, f64)>,
+) -> Result<Tensor> {
+    let (eps, x0) = predict_eps_x0(model, x, p, clip)?;
+    let sigma = ddim_sigma(eta, p);
+    let dir = (1.0 - p.a_prev - sigma * sigma).max(0.0).sqrt();
+    let next = ((x0 * p.a_prev.sqrt())? + (eps * dir)?)?;
+    if sigma > 0.0 {
+        let z = noise.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "DDIM step at timestep {} has sigma {sigma} > 0 (eta = {eta}) and needs a noise tensor",
+                p.t
+            ))
+        })?;
+        return Ok((next + (z * sigma)?)?);
+    }
+    Ok(next)
+}
+
 impl Sampler for DdimSampler {
     fn sample(
         &self,
@@ -50,18 +82,13 @@ impl Sampler for DdimSampler {
         let steps = step_pairs(schedule, self.opts.steps)?;
         let total = steps.len();
         for (k, p) in steps.iter().enumerate() {
-            let (t, a_t, a_prev) = (p.t, p.a_t, p.a_prev);
-            let (eps, x0) = predict_eps_x0(model, &x, p, self.opts.clip_x0)?;
-            let sigma =
-                self.opts.eta * ((1.0 - a_prev) / (1.0 - a_t)).sqrt() * (1.0 - a_t / a_prev).sqrt();
-            let dir = (1.0 - a_prev - sigma * sigma).max(0.0).sqrt();
-            let mut next = ((x0 * a_prev.sqrt())? + (eps * dir)?)?;
-            if sigma > 0.0 {
-                let z = rng.normal_tensor(x.dims(), x.device())?;
-                next = (next + (z * sigma)?)?;
-            }
-            x = next;
-            check_finite(&x, "ddim", k, t)?;
+            let z = if ddim_sigma(self.opts.eta, p) > 0.0 {
+                Some(noise_like(rng, &x)?)
+            } else {
+                None
+            };
+            x = step(model, &x, p, self.opts.eta, z.as_ref(), self.opts.clip_x0)?;
+            check_finite(&x, "ddim", k, p.t)?;
             progress(k + 1, total);
         }
         Ok(SampleOutput { x, nfe: total })

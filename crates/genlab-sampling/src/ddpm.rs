@@ -11,7 +11,8 @@ use candle_core::Tensor;
 use genlab_core::{Error, Result, Rng};
 
 use crate::registry::{
-    check_finite, predict_eps_x0, step_pairs, SampleOutput, Sampler, SamplerOptions,
+    check_finite, noise_like, predict_eps_x0, step_pairs, SampleOutput, Sampler, SamplerOptions,
+    StepPair,
 };
 use crate::{Denoiser, NoiseSchedule};
 
@@ -30,6 +31,33 @@ impl DdpmSampler {
     }
 }
 
+/// One ancestral step (Ho et al. Alg. 2 line 4, posterior of Eqs. 6-7): the posterior mean
+/// given the predicted x0, plus sqrt(beta~) * `noise` when noise is given (every step but
+/// the last). `x` is the VP sample at `p.t`.
+pub fn step(
+    model: &dyn Denoiser,
+    x: &Tensor,
+    p: &StepPair,
+    noise: Option<&Tensor>,
+    clip: Option<(f64, f64)>,
+) -> Result<Tensor> {
+    let (a_t, a_prev) = (p.a_t, p.a_prev);
+    let alpha = a_t / a_prev; // respaced per-step alpha
+    let beta = 1.0 - alpha;
+    let (_, x0) = predict_eps_x0(model, x, p, clip)?;
+    // Posterior mean, Eq. 7: c0 * x0 + ct * x_t.
+    let c0 = a_prev.sqrt() * beta / (1.0 - a_t);
+    let ct = alpha.sqrt() * (1.0 - a_prev) / (1.0 - a_t);
+    let mean = ((x0 * c0)? + (x * ct)?)?;
+    Ok(match noise {
+        Some(z) => {
+            let var = beta * (1.0 - a_prev) / (1.0 - a_t); // beta~, Eq. 7
+            (mean + (z * var.sqrt())?)?
+        }
+        None => mean,
+    })
+}
+
 impl Sampler for DdpmSampler {
     fn sample(
         &self,
@@ -42,22 +70,13 @@ impl Sampler for DdpmSampler {
         let steps = step_pairs(schedule, self.opts.steps)?;
         let total = steps.len();
         for (k, p) in steps.iter().enumerate() {
-            let (t, a_t, a_prev) = (p.t, p.a_t, p.a_prev);
-            let alpha = a_t / a_prev; // respaced per-step alpha
-            let beta = 1.0 - alpha;
-            let (_, x0) = predict_eps_x0(model, &x, p, self.opts.clip_x0)?;
-            // Posterior mean, Eq. 7: c0 * x0 + ct * x_t.
-            let c0 = a_prev.sqrt() * beta / (1.0 - a_t);
-            let ct = alpha.sqrt() * (1.0 - a_prev) / (1.0 - a_t);
-            let mean = ((x0 * c0)? + (&x * ct)?)?;
-            x = if k + 1 < total {
-                let var = beta * (1.0 - a_prev) / (1.0 - a_t);
-                let z = rng.normal_tensor(x.dims(), x.device())?;
-                (mean + (z * var.sqrt())?)?
+            let z = if k + 1 < total {
+                Some(noise_like(rng, &x)?)
             } else {
-                mean
+                None
             };
-            check_finite(&x, "ddpm", k, t)?;
+            x = step(model, &x, p, z.as_ref(), self.opts.clip_x0)?;
+            check_finite(&x, "ddpm", k, p.t)?;
             progress(k + 1, total);
         }
         Ok(SampleOutput { x, nfe: total })

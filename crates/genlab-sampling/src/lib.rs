@@ -6,9 +6,23 @@
 pub mod ddim;
 pub mod ddpm;
 pub mod denoiser;
+pub mod dpm_solver;
+pub mod dpmpp_2m;
+pub mod euler;
+pub mod euler_ancestral;
+pub mod euler_maruyama;
+pub mod heun;
+pub mod options;
+pub mod pc;
 pub mod registry;
+pub mod rk45;
 pub mod schedule;
+pub mod sigmas;
 
 pub use denoiser::{Denoiser, Prediction};
-pub use registry::{build_sampler, sampler_names, SampleOutput, Sampler, SamplerOptions};
+pub use options::SolverOptions;
+pub use registry::{
+    build_sampler, build_sampler_with, sampler_names, SampleOutput, Sampler, SamplerOptions,
+    StepPair,
+};
 pub use schedule::{BetaSchedule, NoiseSchedule};

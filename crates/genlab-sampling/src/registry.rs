@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
 
-use crate::{Denoiser, NoiseSchedule};
+use crate::{Denoiser, NoiseSchedule, SolverOptions};
 
 /// Options every sampler reads (each ignores what does not apply to it).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -60,7 +60,7 @@ pub trait Sampler {
 pub struct SamplerEntry {
     pub name: &'static str,
     pub description: &'static str,
-    pub build: fn(&SamplerOptions) -> Result<Box<dyn Sampler>>,
+    pub build: fn(&SamplerOptions, &SolverOptions) -> Result<Box<dyn Sampler>>,
 }
 
 /// Every sampler genlab has, one line each.
@@ -68,12 +68,61 @@ pub const SAMPLERS: &[SamplerEntry] = &[
     SamplerEntry {
         name: "ddpm",
         description: "ancestral DDPM sampling (Ho et al. 2020), any number of respaced steps",
-        build: |o| Ok(Box::new(crate::ddpm::DdpmSampler::new(o)?)),
+        build: |o, _| Ok(Box::new(crate::ddpm::DdpmSampler::new(o)?)),
     },
     SamplerEntry {
         name: "ddim",
         description: "DDIM (Song, Meng & Ermon 2021), eta = 0 deterministic, eta = 1 DDPM-like",
-        build: |o| Ok(Box::new(crate::ddim::DdimSampler::new(o)?)),
+        build: |o, _| Ok(Box::new(crate::ddim::DdimSampler::new(o)?)),
+    },
+    SamplerEntry {
+        name: "euler",
+        description: "Euler on the probability-flow ODE in sigma space (Karras et al. 2022)",
+        build: |o, s| Ok(Box::new(crate::euler::EulerSampler::new(o, s)?)),
+    },
+    SamplerEntry {
+        name: "heun",
+        description: "Heun 2nd order on the probability-flow ODE (Karras et al. 2022, Alg. 1)",
+        build: |o, s| Ok(Box::new(crate::heun::HeunSampler::new(o, s)?)),
+    },
+    SamplerEntry {
+        name: "euler-ancestral",
+        description: "Euler with ancestral noise in sigma space (k-diffusion / diffusers)",
+        build: |o, s| {
+            Ok(Box::new(
+                crate::euler_ancestral::EulerAncestralSampler::new(o, s)?,
+            ))
+        },
+    },
+    SamplerEntry {
+        name: "euler-maruyama",
+        description: "Euler-Maruyama on the reverse VP SDE (Song et al. 2021)",
+        build: |o, _| {
+            Ok(Box::new(crate::euler_maruyama::EulerMaruyamaSampler::new(
+                o,
+            )?))
+        },
+    },
+    SamplerEntry {
+        name: "pc",
+        description:
+            "predictor-corrector: reverse diffusion + Langevin, --snr (Song et al. 2021, Alg. 3/5)",
+        build: |o, s| Ok(Box::new(crate::pc::PcSampler::new(o, s)?)),
+    },
+    SamplerEntry {
+        name: "rk45",
+        description: "adaptive Dormand-Prince RK45 on the probability-flow ODE, --rtol/--atol",
+        build: |o, s| Ok(Box::new(crate::rk45::Rk45Sampler::new(o, s)?)),
+    },
+    SamplerEntry {
+        name: "dpm-solver",
+        description: "singlestep DPM-Solver-1/2/3 (Lu et al. 2022), --order",
+        build: |o, s| Ok(Box::new(crate::dpm_solver::DpmSolverSampler::new(o, s)?)),
+    },
+    SamplerEntry {
+        name: "dpm++2m",
+        description: "multistep DPM-Solver++(2M) (Lu et al. 2022b)",
+        build: |o, s| Ok(Box::new(crate::dpmpp_2m::DpmPp2mSampler::new(o, s)?)),
     },
 ];
 
@@ -82,10 +131,20 @@ pub fn sampler_names() -> Vec<(&'static str, &'static str)> {
     SAMPLERS.iter().map(|e| (e.name, e.description)).collect()
 }
 
-/// Builds the named sampler; an unknown name lists the known ones.
+/// Builds the named sampler with default [`SolverOptions`]; an unknown name lists the
+/// known ones.
 pub fn build_sampler(name: &str, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
+    build_sampler_with(name, opts, &SolverOptions::default())
+}
+
+/// Builds the named sampler with explicit solver options (order, tolerances, corrector).
+pub fn build_sampler_with(
+    name: &str,
+    opts: &SamplerOptions,
+    solver: &SolverOptions,
+) -> Result<Box<dyn Sampler>> {
     match SAMPLERS.iter().find(|e| e.name == name) {
-        Some(e) => (e.build)(opts),
+        Some(e) => (e.build)(opts, solver),
         None => Err(Error::InvalidInput(format!(
             "unknown sampler `{name}` (known: {})",
             SAMPLERS
@@ -99,24 +158,59 @@ pub fn build_sampler(name: &str, opts: &SamplerOptions) -> Result<Box<dyn Sample
 
 /// Errors with the step number if `x` holds NaN or infinity.
 pub(crate) fn check_finite(x: &Tensor, sampler: &str, step: usize, t: usize) -> Result<()> {
+    check_finite_at(x, sampler, step, &format!("timestep {t}"))
+}
+
+/// [`check_finite`] for the sigma-space samplers, whose steps sit at a sigma.
+pub(crate) fn check_finite_sigma(x: &Tensor, sampler: &str, step: usize, sigma: f64) -> Result<()> {
+    check_finite_at(x, sampler, step, &format!("sigma {sigma:.6}"))
+}
+
+fn check_finite_at(x: &Tensor, sampler: &str, step: usize, at: &str) -> Result<()> {
     let s: f32 = x
         .sum_all()?
         .to_dtype(candle_core::DType::F32)?
         .to_scalar()?;
     if !s.is_finite() {
         return Err(Error::Numeric(format!(
-            "{sampler} sampling produced NaN or infinity at step {step} (timestep {t})"
+            "{sampler} sampling produced NaN or infinity at step {step} ({at})"
         )));
     }
     Ok(())
 }
 
+/// Standard normal noise shaped and typed like `x` (samplers run in f32 or f64).
+pub(crate) fn noise_like(rng: &mut Rng, x: &Tensor) -> Result<Tensor> {
+    Ok(rng
+        .normal_tensor(x.dims(), x.device())?
+        .to_dtype(x.dtype())?)
+}
+
 /// One step of a discrete-time sampler: the timestep `t`, the one it steps to (`-1` for
 /// the clean data), and their alpha_bar values.
-pub(crate) struct StepPair {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepPair {
     pub t: usize,
     pub a_t: f64,
     pub a_prev: f64,
+}
+
+impl StepPair {
+    /// The step from timestep `t` to `t_prev` (-1 for the clean data); errors unless
+    /// -1 <= t_prev < t < T.
+    pub fn new(schedule: &NoiseSchedule, t: usize, t_prev: isize) -> Result<Self> {
+        if t >= schedule.len() || t_prev < -1 || t_prev >= t as isize {
+            return Err(Error::InvalidInput(format!(
+                "a step needs -1 <= t_prev < t < {}, got t = {t}, t_prev = {t_prev}",
+                schedule.len()
+            )));
+        }
+        Ok(Self {
+            t,
+            a_t: schedule.alpha_bar(t as isize),
+            a_prev: schedule.alpha_bar(t_prev),
+        })
+    }
 }
 
 /// The steps of a `k`-step run over `schedule` (see `NoiseSchedule::spaced_timesteps`).
