@@ -482,6 +482,25 @@ pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             genlab_metrics::suite::CONFIDENT_PROB
         );
     }
+    if let Some(fr) = report
+        .values
+        .iter()
+        .find(|v| v.metric == "is")
+        .and_then(|v| v.detail["class_fractions"].as_array())
+    {
+        let fr: Vec<f64> = fr.iter().filter_map(|v| v.as_f64()).collect();
+        let parts: Vec<String> = fr
+            .iter()
+            .enumerate()
+            .map(|(k, f)| format!("{k}: {:.1}%", 100.0 * f))
+            .collect();
+        let min = fr.iter().cloned().fold(f64::INFINITY, f64::min);
+        println!(
+            "is: generated samples per predicted class: {} (smallest {:.1}%)",
+            parts.join(", "),
+            100.0 * min
+        );
+    }
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

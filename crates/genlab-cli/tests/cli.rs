@@ -658,3 +658,126 @@ fn demo_writes_its_page_and_refuses_to_overwrite_itself() {
     }
     fails_with(&genlab(&args, t.0.path()), &["already holds a demo run"]);
 }
+
+#[test]
+fn vae_and_gan_train_sample_evaluate_and_reject_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let fast = ["--set", "train.batch_size=32", "--set", "train.log_every=5"];
+    // A VAE on the 8x8 digits: figures, then its IWAE bound from `eval --metrics nll`.
+    let vae = run("vae");
+    let mut args = vec![
+        "train", "--model", "vae", "--data", "digits", "--steps", "10", "--out", &vae,
+    ];
+    args.extend(fast);
+    args.extend(["--set", "vae.latent=2", "--set", "vae.net.mlp.hidden=[16]"]);
+    let o = genlab(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "samples.png",
+        "reconstructions.png",
+        "interpolation.png",
+        "loss.svg",
+    ] {
+        assert!(d.join("vae").join(f).exists(), "{f} missing");
+    }
+    let o = genlab(
+        &[
+            "eval",
+            "--ckpt",
+            &vae,
+            "--metrics",
+            "nll",
+            "--k",
+            "20",
+            "--n",
+            "30",
+        ],
+        d,
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("IWAE bound") && out.contains("bits/dim") && out.contains("30 examples"),
+        "{out}"
+    );
+    // A WGAN-GP on points, both players' curves in the loss picture.
+    let gan = run("gan");
+    let mut args = vec![
+        "train",
+        "--model",
+        "gan",
+        "--data",
+        "eight-gaussians",
+        "--steps",
+        "10",
+        "--out",
+        &gan,
+        "--set",
+        "gan.loss=wgan-gp",
+        "--set",
+        "gan.net.mlp.hidden=[16]",
+    ];
+    args.extend(fast);
+    let o = genlab(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(d.join("gan").join("loss.svg")).unwrap();
+    assert!(svg.contains("d_loss") && svg.contains("g_loss"));
+    let npy = run("g.npy");
+    let o = genlab(&["sample", "--ckpt", &gan, "--n", "7", "--out", &npy], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails_with(
+        &genlab(&["eval", "--ckpt", &gan, "--metrics", "nll"], d),
+        &["no likelihood"],
+    );
+    fails_with(
+        &genlab(&["train", "--resume", "--out", &gan, "--model", "vae"], d),
+        &["--resume continues the run"],
+    );
+    let bad = |model: &str, set: &[&str], needles: &[&str]| {
+        let out = run("bad");
+        let mut args = vec![
+            "train",
+            "--model",
+            model,
+            "--data",
+            "eight-gaussians",
+            "--steps",
+            "2",
+            "--out",
+            &out,
+        ];
+        for s in set {
+            args.extend(["--set", s]);
+        }
+        fails_with(&genlab(&args, d), needles);
+    };
+    bad("vae", &["vae.latent=0"], &["vae.latent", "got 0"]);
+    bad("gan", &["gan.latent=0"], &["gan.latent", "got 0"]);
+    bad(
+        "gan",
+        &["gan.loss=wgan", "gan.n_critic=0"],
+        &["n_critic", "got 0"],
+    );
+    bad(
+        "gan",
+        &["gan.loss=wgan", "gan.clip=-0.01"],
+        &["gan.clip must be positive"],
+    );
+    bad(
+        "gan",
+        &["gan.loss=lsgan", "gan.clip=0.01"],
+        &["applies to loss = wgan"],
+    );
+    bad(
+        "gan",
+        &["gan.loss=non-saturating", "gan.gp_weight=10"],
+        &["no critic"],
+    );
+    bad(
+        "gan",
+        &["gan.loss=wgan-gp", "gan.gp_weight=0"],
+        &["gp_weight must be positive"],
+    );
+}

@@ -175,6 +175,21 @@ pub const FID_SAMPLES_PER_DIM: usize = 5;
 /// Probability of the top class above which a sample counts as confidently classified.
 pub const CONFIDENT_PROB: f64 = 0.9;
 
+/// Share of rows whose most probable class is each class (argmax histogram, sums to 1):
+/// with a strong classifier, how a generator's samples spread over the classes.
+pub fn class_fractions(p: &FeatureMatrix) -> Vec<f64> {
+    let mut counts = vec![0usize; p.cols()];
+    for i in 0..p.rows() {
+        let row = p.row(i);
+        let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        counts[best] += 1;
+    }
+    counts
+        .into_iter()
+        .map(|c| c as f64 / p.rows().max(1) as f64)
+        .collect()
+}
+
 /// Share of rows whose top class probability is at least [`CONFIDENT_PROB`]: with a
 /// strong classifier, roughly the share of samples that look like some class at all.
 pub fn confident_fraction(p: &FeatureMatrix) -> f64 {
@@ -288,6 +303,7 @@ pub fn evaluate(
                 let r = inception_score(p, opts.splits.min(p.rows()))?;
                 let mut detail = serde_json::to_value(&r).expect("plain data");
                 detail["confident_fraction"] = confident_fraction(p).into();
+                detail["class_fractions"] = class_fractions(p).into();
                 MetricValue {
                     metric: name,
                     value: r.mean,
@@ -349,6 +365,18 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_fractions_count_argmax_classes() {
+        let p = FeatureMatrix::new(
+            4,
+            3,
+            vec![0.7, 0.2, 0.1, 0.1, 0.8, 0.1, 0.2, 0.5, 0.3, 0.3, 0.3, 0.4],
+            "probs",
+        )
+        .unwrap();
+        assert_eq!(class_fractions(&p), vec![0.25, 0.5, 0.25]);
+    }
 
     #[test]
     fn metric_lists_parse_and_reject_unknown_names() {

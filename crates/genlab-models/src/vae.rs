@@ -837,5 +837,60 @@ mod tests {
         let mut cfg = m.config().clone();
         cfg.latent = 0;
         assert!(cfg.validate().unwrap_err().to_string().contains("latent"));
+        cfg.latent = 2;
+        cfg.net = VaeNet::Conv {
+            channels: vec![8],
+            hidden: 16,
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("conv VAE is for images"), "{e}");
+        cfg.data = DataSpace {
+            shape: vec![1, 6, 6],
+            images: true,
+        };
+        cfg.net = VaeNet::Conv {
+            channels: vec![8, 8],
+            hidden: 16,
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("divisible by 4"), "{e}");
+    }
+
+    #[test]
+    fn conv_vae_runs_on_images_and_samples_in_range() {
+        let ps = ParamStore::new(2, &Device::Cpu);
+        let data = DataSpace {
+            shape: vec![1, 8, 8],
+            images: true,
+        };
+        let mut cfg = VaeConfig::for_data(&data);
+        cfg.net = VaeNet::Conv {
+            channels: vec![4, 8],
+            hidden: 16,
+        };
+        let m = Vae::new(&cfg, ps.vb()).unwrap();
+        let x = Rng::new(3)
+            .uniform_tensor(0.0, 1.0, &[5, 1, 8, 8], &Device::Cpu)
+            .unwrap();
+        let t = m.elbo(&x, None, &mut Rng::new(1)).unwrap();
+        assert!(t.elbo.is_finite() && t.kl >= 0.0);
+        let names: Vec<String> = ps.vars().into_iter().map(|(n, _)| n).collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("dec.deconv1")),
+            "{names:?}"
+        );
+        let req = SampleRequest {
+            n: 3,
+            sampler: String::new(),
+            options: Default::default(),
+            batch_size: 2,
+        };
+        let s = m.sample(&req, &mut Rng::new(0), &mut |_, _| {}).unwrap().x;
+        assert_eq!(s.dims(), &[3, 1, 8, 8]);
+        let (lo, hi) = (
+            s.min_all().unwrap().to_scalar::<f32>().unwrap(),
+            s.max_all().unwrap().to_scalar::<f32>().unwrap(),
+        );
+        assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
     }
 }
