@@ -253,6 +253,7 @@ fn sample_checkpoint(
             steps: a.steps,
             eta: a.eta,
             clip_x0: None,
+            ..Default::default()
         },
         batch_size: 500,
     };

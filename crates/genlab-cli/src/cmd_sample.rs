@@ -8,7 +8,7 @@ use clap::Args;
 
 use genlab_core::Rng;
 use genlab_models::SampleRequest;
-use genlab_sampling::SamplerOptions;
+use genlab_sampling::{SamplerOptions, SolverOptions};
 
 use crate::output;
 
@@ -32,6 +32,25 @@ pub struct SampleArgs {
     /// DDIM noise: 0 deterministic, 1 DDPM-like.
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
+    /// DPM-Solver order (1, 2 or 3).
+    #[arg(long, default_value_t = SolverOptions::default().order)]
+    pub order: usize,
+    /// RK45 relative tolerance.
+    #[arg(long, default_value_t = SolverOptions::default().rtol)]
+    pub rtol: f64,
+    /// RK45 absolute tolerance.
+    #[arg(long, default_value_t = SolverOptions::default().atol)]
+    pub atol: f64,
+    /// Predictor-corrector: signal-to-noise ratio of the Langevin corrector.
+    #[arg(long, default_value_t = SolverOptions::default().snr)]
+    pub snr: f64,
+    /// Predictor-corrector: Langevin steps per noise level.
+    #[arg(long, default_value_t = SolverOptions::default().corrector_steps)]
+    pub corrector_steps: usize,
+    /// Karras et al. 2022 sigma spacing for the sigma-space samplers (euler, heun,
+    /// euler-ancestral, dpm-solver, dpm++2m).
+    #[arg(long)]
+    pub karras: bool,
     /// Samples per network batch.
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
@@ -60,6 +79,14 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             steps: a.steps,
             eta: a.eta,
             clip_x0: None,
+            solver: SolverOptions {
+                order: a.order,
+                rtol: a.rtol,
+                atol: a.atol,
+                snr: a.snr,
+                corrector_steps: a.corrector_steps,
+                karras_sigmas: a.karras,
+            },
         },
         batch_size: a.batch_size,
     };

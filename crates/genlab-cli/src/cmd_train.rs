@@ -337,6 +337,7 @@ fn preview(
             steps: 50,
             eta: 0.0,
             clip_x0: None,
+            ..Default::default()
         },
         batch_size: 500,
     };

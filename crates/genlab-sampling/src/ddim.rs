@@ -127,6 +127,7 @@ mod tests {
                 steps,
                 eta: 0.0,
                 clip_x0: None,
+                ..Default::default()
             })
             .unwrap();
             let before = rng.clone();
@@ -156,6 +157,7 @@ mod tests {
             steps: 100,
             eta: 1.0,
             clip_x0: None,
+            ..Default::default()
         };
         let x = Rng::new(2).normal_tensor(&[64, 2], &Device::Cpu).unwrap();
         let a = DdimSampler::new(&opts)

@@ -1,9 +1,6 @@
-//! Options of the solver samplers (issue 6), beside [`SamplerOptions`].
-//!
-//! They live in their own struct, not as new fields of `SamplerOptions`, because other
-//! crates build `SamplerOptions` with exhaustive struct literals: a new field there would
-//! break their build. [`crate::build_sampler_with`] takes both; `build_sampler` uses the
-//! defaults. Each sampler validates only the options it reads.
+//! Options of the solver samplers (issue 6), grouped in one struct that
+//! [`SamplerOptions`] carries as its `solver` field (`genlab sample --order/--rtol/--atol/
+//! --snr/--corrector-steps/--karras`). Each sampler validates only the options it reads.
 
 use serde::{Deserialize, Serialize};
 

@@ -21,6 +21,8 @@ pub struct SamplerOptions {
     /// Clamp the predicted x0 into this range (images live in [-1, 1]); `None` for data
     /// without bounds such as 2-D points.
     pub clip_x0: Option<(f64, f64)>,
+    /// Settings of the solver samplers (order, tolerances, corrector, Karras sigmas).
+    pub solver: SolverOptions,
 }
 
 impl Default for SamplerOptions {
@@ -29,6 +31,7 @@ impl Default for SamplerOptions {
             steps: 50, // DDIM's sweet spot in Song et al. 2021 (Table 1): near-DDPM quality at 20x fewer steps
             eta: 0.0,  // deterministic DDIM by default
             clip_x0: None, // set by the model from its data range
+            solver: SolverOptions::default(),
         }
     }
 }
@@ -131,10 +134,10 @@ pub fn sampler_names() -> Vec<(&'static str, &'static str)> {
     SAMPLERS.iter().map(|e| (e.name, e.description)).collect()
 }
 
-/// Builds the named sampler with default [`SolverOptions`]; an unknown name lists the
+/// Builds the named sampler with `opts.solver`; an unknown name lists the
 /// known ones.
 pub fn build_sampler(name: &str, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
-    build_sampler_with(name, opts, &SolverOptions::default())
+    build_sampler_with(name, opts, &opts.solver)
 }
 
 /// Builds the named sampler with explicit solver options (order, tolerances, corrector).

@@ -178,6 +178,7 @@ pub fn build(name: &str) -> anyhow::Result<Workload> {
                 steps,
                 eta: 0.0,
                 clip_x0: None,
+                ..Default::default()
             };
             let sampler = build_sampler("ddim", &opts)?;
             let x_t = rng.normal_tensor(&[b, 1, 28, 28], &dev)?;

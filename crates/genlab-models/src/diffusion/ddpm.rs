@@ -321,6 +321,7 @@ mod tests {
                 steps: 10,
                 eta: 0.5,
                 clip_x0: None,
+                ..Default::default()
             },
             batch_size: 2,
         };
