@@ -343,10 +343,10 @@ fn preview(
     };
     let out = model.sample(&req, &mut Rng::derive(run.seed, "preview"), &mut |_, _| {})?;
     let samples_png = dir.join("samples.png");
-    let how = if out.nfe == 1 {
-        "one network pass each".to_string()
-    } else {
-        format!("ddim, {} steps", out.nfe)
+    let how = match (out.nfe, run.model.as_str()) {
+        (1, _) => "one network pass each".to_string(),
+        (k, "ddpm") => format!("ddim, {k} steps"),
+        (k, _) => format!("{k} network evaluations each"),
     };
     let mut summary = format!("preview: {n} samples ({how}) in {}", samples_png.display());
     let real_png = if images {

@@ -6,6 +6,7 @@
 
 pub mod diffusion;
 pub mod figure;
+pub mod flow;
 pub mod gan;
 pub mod likelihood;
 pub mod sample;

@@ -201,6 +201,20 @@ pub const MODELS: &[ModelEntry] = &[ModelEntry {
         ps.load(w)?;
         Ok(Box::new(m))
     },
+}, ModelEntry {
+    name: "flow",
+    description: "normalizing flows: flow.coupling = affine (RealNVP/Glow) | additive (NICE) | spline | maf | iaf; multi-scale on images; exact likelihood",
+    default_config: |d| Ok(serde_json::to_value(genlab_models::flow::FlowConfig::for_data(d)).expect("serialisable")),
+    default_train: crate::steps::flow::flow_train,
+    build_step: |v, t, seed, device| {
+        Ok(Box::new(crate::steps::flow::FlowStep::new(
+            &crate::steps::flow::flow_config(v)?,
+            t,
+            seed,
+            device,
+        )?))
+    },
+    load: crate::steps::flow::load_flow,
 }];
 
 pub fn model_names() -> Vec<(&'static str, &'static str)> {

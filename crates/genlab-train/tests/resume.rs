@@ -183,6 +183,29 @@ fn vae_and_gan_resume_equals_straight() {
         ),
         ("gan", vec![("loss", "wgan".into()), ("n_critic", 3.into())]),
         ("gan", vec![("loss", "ebgan".into())]),
+        // ActNorm's data-dependent init happens at step 1 and must not rerun on resume;
+        // spline couplings and MAF exercise the other conditioners.
+        (
+            "flow",
+            vec![("layers", 2.into()), ("hidden", serde_json::json!([16]))],
+        ),
+        (
+            "flow",
+            vec![
+                ("coupling", "spline".into()),
+                ("layers", 2.into()),
+                ("hidden", serde_json::json!([16])),
+            ],
+        ),
+        (
+            "flow",
+            vec![
+                ("coupling", "maf".into()),
+                ("mixing", "none".into()),
+                ("layers", 2.into()),
+                ("hidden", serde_json::json!([16])),
+            ],
+        ),
     ];
     for (model, edits) in cases {
         let straight = tempfile::tempdir().unwrap();

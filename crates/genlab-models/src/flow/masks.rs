@@ -1,0 +1,234 @@
+//! Binary masks and conditioner networks shared by the coupling layers.
+//!
+//! Dinh, Sohl-Dickstein & Bengio 2016, "Density estimation using Real NVP",
+//! arXiv:1605.08803, Sec. 3.3 (Eq. 9, the masked form of a coupling layer,
+//! `y = b * x + (1 - b) * g(x; b * x)`) and Sec. 3.4 / Fig. 3 (the two kinds of mask):
+//! - checkerboard: b = 1 where the sum of spatial coordinates is even (images), or on every
+//!   other feature (points);
+//! - channel-wise: b = 1 on the first half of the channels (images) or features (points),
+//!   which needs an even count.
+//!
+//! b = 1 marks the conditioning (unchanged) part; `parity` swaps the roles, so that
+//! alternating layers transform every dimension.
+//!
+//! [`CouplingNet`] is the conditioner m(b * x): an MLP on flattened points or a small CNN on
+//! images (Glow's NN(): 3x3 conv, 1x1 conv, 3x3 conv, ReLU between; Kingma & Dhariwal 2018,
+//! arXiv:1807.03039, Sec. 3.3 and Sec. 5), mapping `[B, ...shape]` to `k` values per
+//! element, `[B, k, ...shape]`. Its last layer starts small (weights of std
+//! `HEAD_GAIN / sqrt(fan_in)`, zero bias) so that every coupling starts near the identity
+//! (Glow, Sec. 3.3: "zero initialization"); not exactly zero, because a zero last layer
+//! passes no gradient to the layers before it on the first step.
+
+use candle_core::Tensor;
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use genlab_core::{Error, Result};
+use genlab_nn::{Act, Conv, Mlp};
+
+use super::constant;
+
+/// Weight scale of a conditioner's last layer relative to the usual 1/sqrt(fan_in).
+pub const HEAD_GAIN: f64 = 0.05;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskKind {
+    /// Alternate elements (features for points, spatial positions for images).
+    Checkerboard,
+    /// The first vs the second half of the features / channels (needs an even count).
+    Channel,
+}
+
+/// A fixed 0/1 mask over one example's shape (1 = conditioning part).
+pub struct Mask {
+    /// `[1, ...shape]`, in the dtype of the layer.
+    pub b: Tensor,
+    /// `1 - b`.
+    pub not_b: Tensor,
+}
+
+impl Mask {
+    /// The mask of `kind` for examples of `shape` (`[D]` or `[C, H, W]`), roles swapped if
+    /// `parity`; `like` gives dtype and device.
+    pub fn new(kind: MaskKind, shape: &[usize], parity: bool, like: &Tensor) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        if n < 2 {
+            return Err(Error::Config(format!(
+                "a coupling layer needs at least 2 dimensions to split, got shape {shape:?}"
+            )));
+        }
+        let v: Vec<f64> = match (kind, shape) {
+            (MaskKind::Checkerboard, [_]) => (0..n)
+                .map(|d| ((d % 2 == 0) != parity) as u8 as f64)
+                .collect(),
+            (MaskKind::Checkerboard, [_, h, w]) => (0..n)
+                .map(|i| {
+                    let (y, x) = ((i / w) % h, i % w);
+                    (((x + y) % 2 == 0) != parity) as u8 as f64
+                })
+                .collect(),
+            (MaskKind::Channel, [c, rest @ ..]) => {
+                if c % 2 != 0 {
+                    return Err(Error::Config(format!(
+                        "the channel mask splits the {} into halves and needs an even number, \
+                         got {c} (shape {shape:?}); use mask = checkerboard",
+                        if rest.is_empty() {
+                            "features"
+                        } else {
+                            "channels"
+                        }
+                    )));
+                }
+                let per: usize = rest.iter().product();
+                (0..n)
+                    .map(|i| (((i / per) < c / 2) != parity) as u8 as f64)
+                    .collect()
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "coupling masks are for points [D] or images [C, H, W], got shape {shape:?}"
+                )))
+            }
+        };
+        let mut full = vec![1];
+        full.extend(shape);
+        let not: Vec<f64> = v.iter().map(|b| 1.0 - b).collect();
+        Ok(Self {
+            b: constant(v, &full, like)?,
+            not_b: constant(not, &full, like)?,
+        })
+    }
+}
+
+/// The conditioner network of a coupling layer.
+pub enum CouplingNet {
+    /// Points `[B, D]`: an MLP `D -> hidden... -> k D`.
+    Mlp { net: Mlp, d: usize, k: usize },
+    /// Images `[B, C, H, W]`: 3x3 conv, 1x1 convs, 3x3 conv to `k C` channels.
+    Cnn {
+        convs: Vec<Conv>,
+        c: usize,
+        k: usize,
+    },
+}
+
+impl CouplingNet {
+    /// A conditioner for examples of `shape` with `k` outputs per element and these hidden
+    /// widths (channels for images).
+    pub fn new(shape: &[usize], hidden: &[usize], k: usize, vb: VarBuilder) -> Result<Self> {
+        if hidden.is_empty() || hidden.contains(&0) {
+            return Err(Error::Config(format!(
+                "flow.hidden must list at least one positive width, got {hidden:?}"
+            )));
+        }
+        match shape {
+            [d] => {
+                let mut sizes = vec![*d];
+                sizes.extend(hidden);
+                sizes.push(k * d);
+                let last = sizes.len() - 2;
+                // A zero bias for the head, created before the MLP so that it reuses it.
+                vb.pp(format!("l{last}"))
+                    .get_with_hints(k * d, "bias", Init::Const(0.0))?;
+                let net = Mlp::with_small_head(&sizes, Act::Relu, HEAD_GAIN, vb)?;
+                Ok(Self::Mlp { net, d: *d, k })
+            }
+            [c, _, _] => {
+                let mut convs = Vec::new();
+                let mut c_in = *c;
+                for (i, &h) in hidden.iter().enumerate() {
+                    let (ks, pad) = if i == 0 { (3, 1) } else { (1, 0) };
+                    convs.push(Conv::new(c_in, h, ks, 1, pad, vb.pp(format!("conv{i}")))?);
+                    c_in = h;
+                }
+                let last = vb.pp(format!("conv{}", hidden.len()));
+                let std = HEAD_GAIN / ((c_in * 9) as f64).sqrt();
+                last.get_with_hints(
+                    (k * c, c_in, 3, 3),
+                    "weight",
+                    Init::Randn {
+                        mean: 0.0,
+                        stdev: std,
+                    },
+                )?;
+                last.get_with_hints(k * c, "bias", Init::Const(0.0))?;
+                convs.push(Conv::new(c_in, k * c, 3, 1, 1, last)?);
+                Ok(Self::Cnn { convs, c: *c, k })
+            }
+            _ => Err(Error::Config(format!(
+                "coupling networks take points [D] or images [C, H, W], got shape {shape:?}"
+            ))),
+        }
+    }
+
+    /// `[B, ...shape]` -> `[B, k, ...shape]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        Ok(match self {
+            Self::Mlp { net, d, k } => net.forward(&x.reshape((b, *d))?)?.reshape((b, *k, *d))?,
+            Self::Cnn { convs, c, k } => {
+                let (_, _, h, w) = x.dims4()?;
+                let mut y = x.clone();
+                for (i, conv) in convs.iter().enumerate() {
+                    y = conv.forward(&y)?;
+                    if i + 1 < convs.len() {
+                        y = y.relu()?;
+                    }
+                }
+                y.reshape((b, *k, *c, h, w))? // [B, k C, H, W] -> [B, k, C, H, W]
+            }
+        })
+    }
+}
+
+/// Parameter `i` of `k` from a conditioner output `[B, k, ...]`: `[B, ...]`.
+pub(crate) fn param(p: &Tensor, i: usize) -> Result<Tensor> {
+    Ok(p.narrow(1, i, 1)?.squeeze(1)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn ones(m: &Mask) -> Vec<f64> {
+        m.b.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn masks_match_realnvp_figure_3() {
+        let like = Tensor::zeros(1, DType::F64, &Device::Cpu).unwrap();
+        let m = Mask::new(MaskKind::Checkerboard, &[1, 2, 3], false, &like).unwrap();
+        assert_eq!(ones(&m), [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
+        let m = Mask::new(MaskKind::Channel, &[4, 1, 1], true, &like).unwrap();
+        assert_eq!(ones(&m), [0.0, 0.0, 1.0, 1.0]);
+        let m = Mask::new(MaskKind::Checkerboard, &[3], true, &like).unwrap();
+        assert_eq!(ones(&m), [0.0, 1.0, 0.0]);
+        let nb: Vec<f64> = m.not_b.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(nb, [1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn an_odd_feature_count_is_a_config_error_for_the_channel_mask() {
+        let like = Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap();
+        let e = Mask::new(MaskKind::Channel, &[3], false, &like)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains("even"),
+            "{e}"
+        );
+        let e = Mask::new(MaskKind::Channel, &[1, 4, 4], false, &like)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("channels") && e.to_string().contains("got 1"),
+            "{e}"
+        );
+        let e = Mask::new(MaskKind::Checkerboard, &[1], false, &like)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("at least 2"), "{e}");
+    }
+}
