@@ -14,4 +14,4 @@ pub mod vae;
 
 pub use figure::Figure;
 pub use likelihood::{LikelihoodKind, LikelihoodOptions, LogLikelihood, LogLikelihoodResult};
-pub use sample::{DataSpace, Sample, SampleRequest, SampleResult};
+pub use sample::{sample_in_batches, DataSpace, Sample, SampleRequest, SampleResult};

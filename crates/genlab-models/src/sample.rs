@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Result, Rng};
+use genlab_core::{Error, Result, Rng};
 use genlab_sampling::SamplerOptions;
 
 use crate::LogLikelihood;
@@ -52,4 +52,30 @@ pub trait Sample {
     fn as_likelihood(&self) -> Option<&dyn LogLikelihood> {
         None
     }
+}
+
+/// The loop every one-shot sampler shares (VAE, GAN, flow): draws `req.n` samples in batches
+/// of at most `req.batch_size` with `batch(n, offset, rng)`, moves each to the CPU, reports
+/// progress per batch, and concatenates. `n` must be at least 1.
+pub fn sample_in_batches(
+    req: &SampleRequest,
+    rng: &mut Rng,
+    progress: &mut dyn FnMut(usize, usize),
+    mut batch: impl FnMut(usize, usize, &mut Rng) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if req.n == 0 {
+        return Err(Error::InvalidInput(
+            "the number of samples must be at least 1, got 0".into(),
+        ));
+    }
+    let bs = req.batch_size.max(1);
+    let mut outs = Vec::new();
+    let mut done = 0;
+    while done < req.n {
+        let nb = bs.min(req.n - done);
+        outs.push(batch(nb, done, rng)?.to_device(&candle_core::Device::Cpu)?);
+        done += nb;
+        progress(done, req.n);
+    }
+    Ok(Tensor::cat(&outs, 0)?)
 }

@@ -590,24 +590,10 @@ impl Sample for Vae {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
-        if req.n == 0 {
-            return Err(Error::InvalidInput(
-                "the number of samples must be at least 1, got 0".into(),
-            ));
-        }
-        let bs = req.batch_size.max(1);
-        let mut outs = Vec::new();
-        let mut done = 0;
-        while done < req.n {
-            let nb = bs.min(req.n - done);
-            outs.push(self.sample_batch(nb, done, rng)?.to_device(&Device::Cpu)?);
-            done += nb;
-            progress(done, req.n);
-        }
-        Ok(SampleResult {
-            x: Tensor::cat(&outs, 0)?,
-            nfe: 1,
-        })
+        let x = crate::sample::sample_in_batches(req, rng, progress, |nb, done, rng| {
+            self.sample_batch(nb, done, rng)
+        })?;
+        Ok(SampleResult { x, nfe: 1 })
     }
 
     fn data_space(&self) -> &DataSpace {

@@ -408,28 +408,17 @@ impl Sample for Flow {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
-        if req.n == 0 {
-            return Err(Error::InvalidInput(
-                "the number of samples must be at least 1, got 0".into(),
-            ));
-        }
-        let bs = req.batch_size.max(1);
-        let mut outs = Vec::new();
-        let mut done = 0;
-        while done < req.n {
-            let nb = bs.min(req.n - done);
-            let x = self.sample_batch(nb, rng)?.to_device(&Device::Cpu)?;
+        let x = crate::sample::sample_in_batches(req, rng, progress, |nb, _, rng| {
+            let x = self.sample_batch(nb, rng)?;
             if !x.sum_all()?.to_scalar::<f32>()?.is_finite() {
                 return Err(Error::Numeric(
                     "the flow's inverse produced non-finite samples".into(),
                 ));
             }
-            outs.push(x);
-            done += nb;
-            progress(done, req.n);
-        }
+            Ok(x)
+        })?;
         Ok(SampleResult {
-            x: Tensor::cat(&outs, 0)?,
+            x,
             nfe: self.sample_nfe(),
         })
     }

@@ -269,30 +269,15 @@ impl Sample for Gan {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
-        if req.n == 0 {
-            return Err(Error::InvalidInput(
-                "the number of samples must be at least 1, got 0".into(),
-            ));
-        }
-        let bs = req.batch_size.max(1);
-        let mut outs = Vec::new();
-        let mut done = 0;
-        while done < req.n {
-            let nb = bs.min(req.n - done);
+        let x = crate::sample::sample_in_batches(req, rng, progress, |nb, _, rng| {
             let x = self.generate(&self.noise(nb, rng)?)?.detach();
-            let x = if self.cfg.data.images {
+            Ok(if self.cfg.data.images {
                 x.affine(0.5, 0.5)?.clamp(0f32, 1f32)?
             } else {
                 x
-            };
-            outs.push(x.to_device(&Device::Cpu)?);
-            done += nb;
-            progress(done, req.n);
-        }
-        Ok(SampleResult {
-            x: Tensor::cat(&outs, 0)?,
-            nfe: 1,
-        })
+            })
+        })?;
+        Ok(SampleResult { x, nfe: 1 })
     }
 
     fn data_space(&self) -> &DataSpace {
