@@ -33,7 +33,7 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
     let loaded = genlab_train::load_model(ckpt, true, device)?;
     let ll = loaded.model.as_likelihood().with_context(|| {
         format!(
-            "`{}` models have no likelihood to evaluate (nll applies to vae and flow checkpoints)",
+            "`{}` models have no likelihood to evaluate (nll applies to vae, flow and ddpm checkpoints)",
             loaded.run.model
         )
     })?;
@@ -71,9 +71,20 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
     let mut nats = Vec::with_capacity(n);
     let mut method = String::new();
     let mut kind = LikelihoodKind::Exact;
+    // Eight gaussians has a known density: its NLL on the same points is the reference.
+    let known = spec.split(':').next() == Some("eight-gaussians");
+    let mut true_nats = Vec::new();
     for chunk in idx.chunks(EXAMPLES_PER_CALL) {
         let b = make_batch(ds.as_ref(), chunk, &Device::Cpu)?;
         let done = nats.len();
+        if known {
+            for p in b.x.to_vec2::<f32>()? {
+                true_nats.push(genlab_data::eight_gaussians_log_density([
+                    p[0] as f64,
+                    p[1] as f64,
+                ]));
+            }
+        }
         let r = ll.log_likelihood(&b.x, b.labels.as_ref(), &opts, &mut rng, &mut |d, _| {
             pb.set_position((done + d) as u64)
         })?;
@@ -106,8 +117,20 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
     println!(
         "nll {mean_nll:.3} nats per example (std error {stderr:.3}) = {bpd:.4} bits/dim over {dims} dims, in {secs:.0} s"
     );
+    // The model's NLL minus the true density's on the same points, with the paired std error.
+    let gap = (!true_nats.is_empty()).then(|| {
+        let d: Vec<f64> = true_nats.iter().zip(&nats).map(|(t, v)| t - v).collect();
+        let g = d.iter().sum::<f64>() / m;
+        let var = d.iter().map(|v| (v - g).powi(2)).sum::<f64>() / (m - 1.0).max(1.0);
+        let true_nll = -true_nats.iter().sum::<f64>() / m;
+        println!(
+            "true density on the same points: nll {true_nll:.3} nats; model - true = {g:.4} nats (paired std error {:.4})",
+            (var / m).sqrt()
+        );
+        (true_nll, g, (var / m).sqrt())
+    });
     if let Some(p) = &a.json {
-        let j = serde_json::json!({
+        let mut j = serde_json::json!({
             "checkpoint": ckpt.display().to_string(),
             "model": loaded.run.model,
             "step": loaded.step,
@@ -122,6 +145,11 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
             "seed": a.seed,
             "seconds": secs,
         });
+        if let Some((t, g, se)) = gap {
+            j["true_nll_nats"] = t.into();
+            j["gap_nats"] = g.into();
+            j["gap_nats_stderr"] = se.into();
+        }
         genlab_core::io::write_json(p, &j)?;
         println!("wrote {}", p.display());
     }

@@ -160,6 +160,19 @@ pub fn save_figures(
                 genlab_report::save_png(&img, &p)?;
                 out.push((p, caption.clone()));
             }
+            Figure::Density {
+                name,
+                values,
+                nx,
+                ny,
+                bounds: _,
+                caption,
+            } => {
+                let img = genlab_report::density_png(values, *nx, *ny, 480)?;
+                let p = dir.join(format!("{name}.png"));
+                genlab_report::save_png(&img, &p)?;
+                out.push((p, caption.clone()));
+            }
         }
     }
     Ok(out)

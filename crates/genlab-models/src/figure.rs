@@ -18,4 +18,14 @@ pub enum Figure {
         labels: Vec<u32>,
         caption: String,
     },
+    /// A scalar field (a density) on a regular grid over `bounds` = `[x0, x1, y0, y1]`: `ny`
+    /// rows of `nx` values, row 0 at the lowest y; saved as a heat map `<name>.png`.
+    Density {
+        name: String,
+        values: Vec<f64>,
+        nx: usize,
+        ny: usize,
+        bounds: [f64; 4],
+        caption: String,
+    },
 }

@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor, Var};
 use genlab_core::{Error, ParamStore, Result, Rng};
 use genlab_data::{make_batch, Batch, Dataset};
 use genlab_models::flow::{Flow, FlowConfig};
-use genlab_models::{DataSpace, Sample};
+use genlab_models::{DataSpace, Figure, Sample};
 
 use super::weights::TrainedWeights;
 use crate::optim::AdamWConfig;
@@ -25,6 +25,8 @@ use crate::step::TrainStep;
 
 /// Held-out examples per evaluation batch.
 const EVAL_BATCH: usize = 1000;
+/// Held-out points that set the extent of the density picture.
+const FIGURE_POINTS: usize = 5000;
 
 /// Parses and validates a flow config (the registry's entry uses it).
 pub fn flow_config(v: &serde_json::Value) -> Result<FlowConfig> {
@@ -172,6 +174,12 @@ impl TrainStep for FlowStep {
                 genlab_models::flow::bits_per_dim(nll, d),
             ),
         ])
+    }
+
+    fn figures(&self, held: &dyn Dataset) -> Result<Vec<Figure>> {
+        let idx: Vec<usize> = (0..held.len().min(FIGURE_POINTS)).collect();
+        let b = make_batch(held, &idx, self.w.device())?;
+        self.ema_model.figures(&b.x)
     }
 
     fn device(&self) -> &Device {
