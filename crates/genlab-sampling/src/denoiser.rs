@@ -31,6 +31,12 @@ pub trait Denoiser {
     fn prediction(&self) -> Prediction {
         Prediction::Epsilon
     }
+    /// Like [`Denoiser::predict`], but keeping the autograd graph from `x` to the prediction
+    /// (the probability-flow likelihood needs the prediction's derivatives with respect to
+    /// its input). `None`: this denoiser cannot differentiate its prediction.
+    fn predict_differentiable(&self, _x: &Tensor, _t: f64) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 }
 
 /// Converts a prediction at alpha_bar `a` into (eps, x0).

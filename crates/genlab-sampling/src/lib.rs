@@ -12,6 +12,7 @@ pub mod euler;
 pub mod euler_ancestral;
 pub mod euler_maruyama;
 pub mod heun;
+pub mod ode_likelihood;
 pub mod options;
 pub mod pc;
 pub mod registry;

@@ -16,7 +16,7 @@ use candle_core::{DType, Tensor};
 use genlab_core::{Error, Result, Rng};
 
 use crate::options::require_positive;
-use crate::registry::{check_finite_sigma, SampleOutput, Sampler, SamplerOptions};
+use crate::registry::{SampleOutput, Sampler, SamplerOptions};
 use crate::sigmas::{denoise, lincomb, sigma_at, to_sigma_space};
 use crate::{Denoiser, NoiseSchedule, SolverOptions};
 
@@ -88,6 +88,89 @@ fn to_f64(x: Tensor) -> Result<f64> {
     Ok(x.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
+/// Integrates dx/du = f(x, u) from `u0` to `u_end` (either direction) with Dormand-Prince
+/// RK5(4) and the step-size control of the module header. Returns the solution at `u_end`,
+/// the slope f there (the FSAL stage), and the number of attempted steps; `what` names the
+/// caller in errors, `progress(permille, 1000)` reports the share of the span covered.
+#[allow(clippy::too_many_arguments)]
+pub fn dormand_prince(
+    f: &mut dyn FnMut(&Tensor, f64) -> Result<Tensor>,
+    x: Tensor,
+    u0: f64,
+    u_end: f64,
+    rtol: f64,
+    atol: f64,
+    what: &str,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Tensor, Tensor, usize)> {
+    let span = u_end - u0;
+    let dir = span.signum();
+    let mut x = x;
+    let (mut u, mut h) = (u0, span * INITIAL_STEP_FRACTION);
+    let mut k1 = f(&x, u)?;
+    let mut attempts = 0;
+    while (u_end - u) * dir > 0.0 {
+        attempts += 1;
+        if attempts > MAX_RK45_STEPS {
+            return Err(Error::Numeric(format!(
+                "{what} took more than {MAX_RK45_STEPS} steps at sigma {:.6} (rtol {rtol}, atol \
+                 {atol}): the ODE is too stiff for these tolerances",
+                u.exp(),
+            )));
+        }
+        let to_end = (u + h - u_end) * dir >= 0.0;
+        if to_end {
+            h = u_end - u;
+        }
+        // Stages k[0..7]; the 7th is evaluated at the 5th-order solution (FSAL).
+        let mut k = vec![k1.clone()];
+        let mut y_new = x.clone();
+        for i in 1..7 {
+            let terms: Vec<(f64, &Tensor)> = A[i].iter().map(|&a| a * h).zip(&k).collect();
+            let xi = lincomb(&x, &terms)?;
+            k.push(f(&xi, u + C[i] * h)?);
+            y_new = xi;
+        }
+        let err_terms: Vec<(f64, &Tensor)> = E.iter().map(|&e| e * h).zip(&k).collect();
+        let err_vec = lincomb(&x.zeros_like()?, &err_terms)?;
+        let scale = ((x.abs()?.maximum(&y_new.abs()?)? * rtol)? + atol)?;
+        let err = to_f64((err_vec / scale)?.sqr()?.mean_all()?)?.sqrt();
+        if !err.is_finite() {
+            return Err(Error::Numeric(format!(
+                "{what} produced NaN or infinity at step {attempts} (sigma {:.6})",
+                u.exp()
+            )));
+        }
+        if err <= 1.0 {
+            u = if to_end { u_end } else { u + h };
+            x = y_new;
+            k1 = k.swap_remove(6);
+            if !to_f64(x.sum_all()?)?.is_finite() {
+                return Err(Error::Numeric(format!(
+                    "{what} produced NaN or infinity at step {attempts} (sigma {:.6})",
+                    u.exp()
+                )));
+            }
+            progress(((u - u0) / span * 1000.0).round() as usize, 1000);
+        }
+        let factor = if err == 0.0 {
+            5.0
+        } else {
+            0.9 * err.powf(-0.2)
+        };
+        h *= factor
+            .clamp(0.2, 5.0)
+            .min(if err <= 1.0 { 5.0 } else { 1.0 });
+        if h.abs() < span.abs() * 1e-14 {
+            return Err(Error::Numeric(format!(
+                "{what}: step size underflow at sigma {:.6}",
+                u.exp()
+            )));
+        }
+    }
+    Ok((x, k1, attempts))
+}
+
 impl Sampler for Rk45Sampler {
     fn sample(
         &self,
@@ -98,8 +181,6 @@ impl Sampler for Rk45Sampler {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
         let (s_min, s_max) = (sigma_at(schedule, 0.0), sigma_at(schedule, f64::MAX));
-        let (u0, u_end) = (s_max.ln(), s_min.ln());
-        let span = u_end - u0; // negative: we integrate towards less noise
         let clip = self.opts.clip_x0;
         let mut nfe = 0;
         // dx/du at (x, u): sigma * d = sigma * (x - D) / sigma = x - D.
@@ -108,66 +189,17 @@ impl Sampler for Rk45Sampler {
             let (d, _) = denoise(model, schedule, x, u.exp(), clip)?;
             Ok((d * u.exp())?)
         };
-        let mut x = to_sigma_space(&x_t, s_max)?;
-        let (mut u, mut h) = (u0, span * INITIAL_STEP_FRACTION);
-        let mut k1 = f(&x, u)?;
-        let mut attempts = 0;
-        while u > u_end {
-            attempts += 1;
-            if attempts > MAX_RK45_STEPS {
-                return Err(Error::Numeric(format!(
-                    "rk45 took more than {MAX_RK45_STEPS} steps at sigma {:.6} (rtol {}, atol {}): \
-                     the ODE is too stiff for these tolerances",
-                    u.exp(),
-                    self.rtol,
-                    self.atol
-                )));
-            }
-            let to_end = u + h <= u_end;
-            if to_end {
-                h = u_end - u;
-            }
-            // Stages k[0..7]; the 7th is evaluated at the 5th-order solution (FSAL).
-            let mut k = vec![k1.clone()];
-            let mut y_new = x.clone();
-            for i in 1..7 {
-                let terms: Vec<(f64, &Tensor)> = A[i].iter().map(|&a| a * h).zip(&k).collect();
-                let xi = lincomb(&x, &terms)?;
-                k.push(f(&xi, u + C[i] * h)?);
-                y_new = xi;
-            }
-            let err_terms: Vec<(f64, &Tensor)> = E.iter().map(|&e| e * h).zip(&k).collect();
-            let err_vec = lincomb(&x.zeros_like()?, &err_terms)?;
-            let scale = ((x.abs()?.maximum(&y_new.abs()?)? * self.rtol)? + self.atol)?;
-            let err = to_f64((err_vec / scale)?.sqr()?.mean_all()?)?.sqrt();
-            if !err.is_finite() {
-                return Err(Error::Numeric(format!(
-                    "rk45 sampling produced NaN or infinity at step {attempts} (sigma {:.6})",
-                    u.exp()
-                )));
-            }
-            if err <= 1.0 {
-                u = if to_end { u_end } else { u + h };
-                x = y_new;
-                k1 = k.swap_remove(6);
-                check_finite_sigma(&x, "rk45", attempts, u.exp())?;
-                progress(((u - u0) / span * 1000.0).round() as usize, 1000);
-            }
-            let factor = if err == 0.0 {
-                5.0
-            } else {
-                0.9 * err.powf(-0.2)
-            };
-            h *= factor
-                .clamp(0.2, 5.0)
-                .min(if err <= 1.0 { 5.0 } else { 1.0 });
-            if h.abs() < span.abs() * 1e-14 {
-                return Err(Error::Numeric(format!(
-                    "rk45 step size underflow at sigma {:.6}",
-                    u.exp()
-                )));
-            }
-        }
+        let x = to_sigma_space(&x_t, s_max)?;
+        let (x, k1, _) = dormand_prince(
+            &mut f,
+            x,
+            s_max.ln(),
+            s_min.ln(),
+            self.rtol,
+            self.atol,
+            "rk45 sampling",
+            progress,
+        )?;
         // Final Euler step sigma(0) -> 0 with the FSAL slope k1 = sigma d = x - D: x0 = x - k1.
         let x = (&x - k1)?;
         Ok(SampleOutput { x, nfe })

@@ -55,13 +55,13 @@ impl Dequantizer {
         let v = x.detach().flatten_all()?.to_dtype(DType::F64)?;
         if !v.sum_all()?.to_scalar::<f64>()?.is_finite() {
             return Err(Error::InvalidInput(
-                "flow image data contain NaN or infinite values".into(),
+                "image data contain NaN or infinite values".into(),
             ));
         }
         let (lo, hi) = (v.min(0)?.to_scalar::<f64>()?, v.max(0)?.to_scalar::<f64>()?);
         if !(lo >= 0.0 && hi <= 1.0) {
             return Err(Error::InvalidInput(format!(
-                "flow image data must lie in [0, 1] (pixels k / (L - 1)), got values in \
+                "image data must lie in [0, 1] (pixels k / (L - 1)), got values in \
                  [{lo}, {hi}]"
             )));
         }
