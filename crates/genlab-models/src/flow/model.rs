@@ -102,7 +102,7 @@ impl Default for FlowConfig {
 }
 
 impl FlowConfig {
-    /// Presets: an 8-step Glow-style affine-coupling MLP stack for points; a multi-scale
+    /// Presets: an 8-step Glow-style spline-coupling MLP stack for points; a multi-scale
     /// Glow (ActNorm, 1x1 conv, affine coupling with channel masks) for images.
     pub fn for_data(data: &DataSpace) -> Self {
         if data.images {
@@ -130,7 +130,10 @@ impl FlowConfig {
             }
         } else {
             Self {
-                coupling: Coupling::Affine,
+                // Splines fit multimodal 2-D densities closer than affine couplings at the
+                // same depth: on eight gaussians (5000 steps) the test NLL lies 0.007 nats
+                // above the true density's against 0.074 for affine (docs/flows.md).
+                coupling: Coupling::Spline,
                 layers: 8,              // 8 couplings separate the 8 gaussians cleanly
                 hidden: vec![128, 128], // small enough for a CPU, large enough for 2-D mixtures
                 mask: MaskKind::Checkerboard, // alternate features: works for any D >= 2
