@@ -4,6 +4,7 @@
 //! algorithm. Errors from the libraries reach the user as one message and a non-zero exit.
 
 mod bench;
+mod cmd_compare;
 mod cmd_data;
 mod cmd_eval;
 mod cmd_list;
@@ -53,6 +54,9 @@ enum Command {
     Train(cmd_train::TrainArgs),
     /// Draw samples from a trained checkpoint into a .npy array or a .png picture.
     Sample(cmd_sample::SampleArgs),
+    /// Sample a diffusion checkpoint with several samplers at several step counts from the
+    /// same noise, side by side (one picture each and an index.html table with their NFE).
+    Compare(cmd_compare::CompareArgs),
     /// List the models, samplers and datasets genlab knows.
     List,
     /// Compare generated samples with real ones: FID, KID, MMD, IS, Mode Score,
@@ -124,6 +128,7 @@ fn main() {
             Command::Train(a) => cmd_train::run(a, &dev.open()?),
             Command::Sample(a) => cmd_sample::run(a, &dev.open()?),
             Command::Eval(a) => cmd_eval::run(a, &dev.open()?),
+            Command::Compare(a) => cmd_compare::run(a, &dev.open()?),
             Command::List => cmd_list::run(),
             Command::Data(a) => cmd_data::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),
