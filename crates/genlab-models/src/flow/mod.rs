@@ -49,6 +49,7 @@ pub mod model;
 pub mod multiscale;
 pub mod spline;
 pub mod squeeze;
+pub mod var_dequantize;
 
 #[cfg(test)]
 mod testing;
@@ -64,10 +65,11 @@ pub use inv_linear::InvLinear;
 pub use made::Made;
 pub use maf::Maf;
 pub use masks::{CouplingNet, Mask, MaskKind};
-pub use model::{Coupling, Flow, FlowConfig, FlowTerms, Mixing};
+pub use model::{Coupling, DequantizationKind, Flow, FlowConfig, FlowTerms, Mixing};
 pub use multiscale::{MultiScale, Scale};
 pub use spline::SplineCoupling;
 pub use squeeze::Squeeze;
+pub use var_dequantize::{Dequantized, VariationalDequantizer};
 
 /// Values to write into named variables (ActNorm's data-dependent initialisation).
 pub type Assignments = Vec<(String, Tensor)>;
