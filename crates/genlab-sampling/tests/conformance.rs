@@ -16,7 +16,8 @@ use common::*;
 use genlab_core::{Error, Result, Rng};
 use genlab_sampling::registry::SAMPLERS;
 use genlab_sampling::{
-    build_sampler_with, Denoiser, NoiseSchedule, SampleOutput, SamplerOptions, SolverOptions,
+    build_sampler_with, Denoiser, NoiseSchedule, Prediction, SampleOutput, SamplerOptions,
+    SolverOptions,
 };
 
 /// Samples per distribution check: the exact-sample W1 floor at this size is ~0.01.
@@ -364,6 +365,52 @@ fn nan_is_reported_with_the_sampler_and_step() {
                 assert!(m.contains(c.name) && m.contains("step"), "{m}")
             }
             other => panic!("{}: {:?}", c.name, other.map(|o| o.nfe)),
+        }
+    }
+}
+
+/// The exact denoiser re-expressed as an x0 or v prediction.
+struct Reparametrised<'a, 'b>(&'a GmmDenoiser<'b>, Prediction);
+
+impl Denoiser for Reparametrised<'_, '_> {
+    fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor> {
+        let eps = self.0.predict(x, t)?;
+        let a = genlab_sampling::sigmas::alpha_bar_at(self.0.schedule, t);
+        let (sa, s1a) = (a.sqrt(), (1.0 - a).sqrt());
+        let x0 = ((x - (&eps * s1a)?)? / sa)?;
+        Ok(match self.1 {
+            Prediction::Epsilon => eps,
+            Prediction::X0 => x0,
+            Prediction::V => ((&eps * sa)? - (x0 * s1a)?)?,
+        })
+    }
+    fn prediction(&self) -> Prediction {
+        self.1
+    }
+}
+
+/// Every sampler serves every parametrisation: the same denoiser given as x0 or v
+/// prediction yields the epsilon run's samples.
+#[test]
+fn every_sampler_gives_the_same_samples_for_eps_x0_and_v_predictions() {
+    // f64 round trips through x0 = (x - sqrt(1-a) eps) / sqrt(a) lose up to 1/sqrt(a) ~ 157
+    // ulps of the state at the noisiest step.
+    const PARAMETRISATION_TOL: f64 = 1e-9;
+    let sched = default_schedule();
+    let model = GmmDenoiser {
+        gmm: Gmm::two_modes(),
+        schedule: &sched,
+    };
+    let x = noise(11, 64, DType::F64);
+    for mut c in cases() {
+        c.opts.steps = c.opts.steps.min(20);
+        let eps = run(&model, &sched, &c, &x, 5).unwrap().x;
+        for kind in [Prediction::X0, Prediction::V] {
+            let other = run(&Reparametrised(&model, kind), &sched, &c, &x, 5)
+                .unwrap()
+                .x;
+            let d = max_abs_diff(&eps, &other);
+            assert!(d < PARAMETRISATION_TOL, "{} {kind:?}: {d}", c.name);
         }
     }
 }

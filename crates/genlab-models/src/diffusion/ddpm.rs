@@ -1,9 +1,11 @@
-//! DDPM: denoising diffusion probabilistic model with epsilon prediction.
+//! DDPM: denoising diffusion probabilistic model (epsilon, x0 or v prediction).
 //!
 //! Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models", arXiv:2006.11239.
 //! Training is Algorithm 1 with the simple loss L_simple (Eq. 14):
 //!   t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps,
-//!   loss = || eps - eps_theta(x_t, t) ||^2  (mean over elements).
+//!   loss = || eps - eps_theta(x_t, t) ||^2  (mean over elements),
+//! or the same mean squared error on x0 or on v = sqrt(a_t) eps - sqrt(1 - a_t) x0 (Salimans
+//! & Ho 2022, arXiv:2202.00512, Sec. 4) with `prediction = x0 | v`.
 //! Images are mapped from [0, 1] to [-1, 1] (Sec. 4: "scaled linearly to [-1, 1]"), and
 //! sampling clips the predicted x0 back into that range. Sampling is delegated to any
 //! `genlab_sampling` sampler through the `Denoiser` interface.
@@ -37,7 +39,10 @@ pub struct DdpmConfig {
     /// Number of diffusion steps T.
     pub timesteps: usize,
     pub schedule: BetaSchedule,
-    /// Only epsilon prediction is trained here (Ho et al.'s parametrisation).
+    /// What the network learns to predict: `epsilon` (Ho et al.'s parametrisation), `x0`, or
+    /// `v` = sqrt(a) eps - sqrt(1-a) x0 (Salimans & Ho 2022, Sec. 4). Every sampler converts
+    /// the prediction (`genlab_sampling::denoiser::to_eps_x0`), so all of them apply to all
+    /// three.
     pub prediction: Prediction,
     pub net: NetConfig,
     pub data: DataSpace,
@@ -69,12 +74,6 @@ impl DdpmConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.prediction != Prediction::Epsilon {
-            return Err(Error::Config(format!(
-                "ddpm trains epsilon prediction only, got prediction = {:?}",
-                self.prediction
-            )));
-        }
         match (&self.net, self.data.images, self.data.shape.len()) {
             (NetConfig::Mlp(_), false, 1) => Ok(()),
             (NetConfig::Unet(u), true, 3) => {
@@ -203,7 +202,14 @@ impl Ddpm {
         let xt = (x0.broadcast_mul(&sa)? + eps.broadcast_mul(&s1a)?)?;
         let t = Tensor::from_vec(t_idx.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, dev)?;
         let pred = self.forward(&xt, &t)?;
-        Ok((pred - eps)?.sqr()?.mean_all()?)
+        // The regression target of the parametrisation; the loss is the plain mean squared
+        // error on it (L_simple for epsilon).
+        let target = match self.cfg.prediction {
+            Prediction::Epsilon => eps,
+            Prediction::X0 => x0,
+            Prediction::V => (eps.broadcast_mul(&sa)? - x0.broadcast_mul(&s1a)?)?,
+        };
+        Ok((pred - target)?.sqr()?.mean_all()?)
     }
 }
 
@@ -214,6 +220,10 @@ impl Denoiser for Ddpm {
         // Detached: the weights are trainable variables, and without this every sampling
         // step would keep the autograd graph of all the steps before it alive.
         Ok(self.forward(x, &tt)?.detach())
+    }
+
+    fn prediction(&self) -> Prediction {
+        self.cfg.prediction
     }
 
     fn predict_differentiable(&self, x: &Tensor, t: f64) -> Result<Option<Tensor>> {
@@ -359,44 +369,69 @@ mod tests {
     use genlab_sampling::SamplerOptions;
 
     fn points_model(seed: u64) -> (ParamStore, Ddpm) {
+        points_model_predicting(seed, Prediction::Epsilon)
+    }
+
+    fn points_model_predicting(seed: u64, prediction: Prediction) -> (ParamStore, Ddpm) {
         let ps = ParamStore::new(seed, &Device::Cpu);
         let mut cfg = DdpmConfig::for_data(&DataSpace {
             shape: vec![2],
             images: false,
         });
         cfg.timesteps = 100;
+        cfg.prediction = prediction;
         let m = Ddpm::new(&cfg, ps.vb()).unwrap();
         (ps, m)
     }
 
     #[test]
     fn loss_equals_brute_force_mse_for_the_same_draws() {
-        let (_, m) = points_model(0);
-        let x0 = Tensor::new(&[[1.0f32, -1.0], [0.5, 2.0], [0.0, 0.0]], &Device::Cpu).unwrap();
-        let mut rng = Rng::new(9);
-        let loss: f32 = m.loss(&x0, &mut rng).unwrap().to_scalar().unwrap();
-        // Replay the same draws by hand.
-        let mut r = Rng::new(9);
-        let t: Vec<usize> = (0..3).map(|_| r.below(100) as usize).collect();
-        let eps = r.normal_tensor(&[3, 2], &Device::Cpu).unwrap();
-        let mut total = 0f64;
-        for (i, &ti) in t.iter().enumerate() {
-            let a = m.schedule.alphas_cumprod[ti];
-            let x = x0.get(i).unwrap();
-            let e = eps.get(i).unwrap();
-            let xt = ((&x * a.sqrt()).unwrap() + (&e * (1.0 - a).sqrt()).unwrap())
+        for kind in [Prediction::Epsilon, Prediction::X0, Prediction::V] {
+            let (_, m) = points_model_predicting(0, kind);
+            assert_eq!(m.prediction(), kind);
+            let x0 = Tensor::new(&[[1.0f32, -1.0], [0.5, 2.0], [0.0, 0.0]], &Device::Cpu).unwrap();
+            let mut rng = Rng::new(9);
+            let loss: f32 = m.loss(&x0, &mut rng).unwrap().to_scalar().unwrap();
+            // Replay the same draws by hand, with each parametrisation's target written out.
+            let mut r = Rng::new(9);
+            let t: Vec<usize> = (0..3).map(|_| r.below(100) as usize).collect();
+            let eps: Vec<Vec<f32>> = r
+                .normal_tensor(&[3, 2], &Device::Cpu)
                 .unwrap()
-                .unsqueeze(0)
+                .to_vec2()
                 .unwrap();
-            let pred = m.predict(&xt, ti as f64).unwrap().squeeze(0).unwrap();
-            let d: Vec<f32> = (pred - e).unwrap().to_vec1().unwrap();
-            total += d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+            let xs: Vec<Vec<f32>> = x0.to_vec2().unwrap();
+            let mut total = 0f64;
+            for (i, &ti) in t.iter().enumerate() {
+                let a = m.schedule.alphas_cumprod[ti];
+                let (sa, s1a) = (a.sqrt(), (1.0 - a).sqrt());
+                let xt: Vec<f32> = (0..2)
+                    .map(|j| (sa * xs[i][j] as f64 + s1a * eps[i][j] as f64) as f32)
+                    .collect();
+                let xt = Tensor::new(&[[xt[0], xt[1]]], &Device::Cpu).unwrap();
+                let pred: Vec<f32> = m
+                    .predict(&xt, ti as f64)
+                    .unwrap()
+                    .squeeze(0)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                for j in 0..2 {
+                    let (e, x) = (eps[i][j] as f64, xs[i][j] as f64);
+                    let target = match kind {
+                        Prediction::Epsilon => e,
+                        Prediction::X0 => x,
+                        Prediction::V => sa * e - s1a * x,
+                    };
+                    total += (pred[j] as f64 - target).powi(2);
+                }
+            }
+            let expect = total / 6.0;
+            assert!(
+                (loss as f64 - expect).abs() < 1e-5 * expect.max(1.0),
+                "{kind:?}: {loss} vs {expect}"
+            );
         }
-        let expect = total / 6.0;
-        assert!(
-            (loss as f64 - expect).abs() < 1e-5 * expect.max(1.0),
-            "{loss} vs {expect}"
-        );
     }
 
     #[test]
