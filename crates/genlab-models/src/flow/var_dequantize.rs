@@ -87,8 +87,8 @@ mod tests {
     use candle_core::{DType, Device};
     use genlab_core::ParamStore;
 
-    /// f64 arithmetic on a few values.
-    const TOL: f64 = 1e-9;
+    /// f64 sums of 16 terms, through exp/ln of u near 0 or 1 (1 - u loses digits).
+    const TOL: f64 = 1e-6;
 
     fn q(seed: u64) -> (ParamStore, VariationalDequantizer) {
         let (ps, vb) = vb64(seed);
@@ -125,7 +125,7 @@ mod tests {
         );
         let k: Vec<f64> = k.to_vec1().unwrap();
         let log_q: Vec<f64> = d.log_q.to_vec1().unwrap();
-        for b in 0..2 {
+        for (b, &got) in log_q.iter().enumerate() {
             let mut want = 0.0;
             for j in 16 * b..16 * (b + 1) {
                 let u = y[j] * 256.0 - k[j];
@@ -137,11 +137,7 @@ mod tests {
                     - s[j]
                     - (u * (1.0 - u)).ln();
             }
-            assert!(
-                (log_q[b] - want).abs() < TOL * 1e3,
-                "{} vs {want}",
-                log_q[b]
-            );
+            assert!((got - want).abs() < TOL, "example {b}: {got} vs {want}");
         }
     }
 
