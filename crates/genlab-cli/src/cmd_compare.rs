@@ -127,11 +127,7 @@ pub fn run(a: CompareArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             ];
             if eight {
                 let cov = genlab_data::mode_coverage(&output::to_points(&out.x)?);
-                let min = cov
-                    .per_mode_fraction
-                    .iter()
-                    .cloned()
-                    .fold(f64::INFINITY, f64::min);
+                let min = cov.smallest_mode();
                 row.push(format!(
                     "{:.1}% / {:.1}%",
                     100.0 * cov.fraction_within_3std,

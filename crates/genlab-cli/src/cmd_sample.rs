@@ -113,11 +113,7 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     if loaded.run.data == "eight-gaussians" {
         // The one toy set with known modes: say how well the samples cover them.
         let cov = genlab_data::mode_coverage(&output::to_points(&out.x)?);
-        let min_mode = cov
-            .per_mode_fraction
-            .iter()
-            .cloned()
-            .fold(f64::INFINITY, f64::min);
+        let min_mode = cov.smallest_mode();
         report = format!(
             "\neight-gaussians: {:.1}% of samples within 3 std of a mode; smallest mode holds {:.1}%",
             100.0 * cov.fraction_within_3std,

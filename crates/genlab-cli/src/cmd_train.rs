@@ -366,11 +366,7 @@ fn preview(
         summary.push_str(&point_metrics(&real, &out.x)?);
         if run.data == "eight-gaussians" {
             let cov = genlab_data::mode_coverage(&output::to_points(&out.x)?);
-            let min_mode = cov
-                .per_mode_fraction
-                .iter()
-                .cloned()
-                .fold(f64::INFINITY, f64::min);
+            let min_mode = cov.smallest_mode();
             summary.push_str(&format!(
                 "\neight-gaussians: {:.1}% of samples within 3 std of a mode; smallest mode holds {:.1}%",
                 100.0 * cov.fraction_within_3std,

@@ -59,6 +59,14 @@ pub struct ModeCoverage {
 }
 
 impl ModeCoverage {
+    /// The smallest share of all points any one mode holds (the mode-collapse number).
+    pub fn smallest_mode(&self) -> f64 {
+        self.per_mode_fraction
+            .iter()
+            .cloned()
+            .fold(f64::INFINITY, f64::min)
+    }
+
     /// Number of modes holding at least `min_fraction` of the points.
     pub fn modes_covered(&self, min_fraction: f64) -> usize {
         self.per_mode_fraction
@@ -147,6 +155,15 @@ mod tests {
         assert_eq!(c.fraction_within_3std, 1.0);
         assert_eq!(c.per_mode_fraction[0], 1.0);
         assert_eq!(c.modes_covered(0.05), 1);
+        assert_eq!(c.smallest_mode(), 0.0);
+        // Two points on each of modes 0..7 except mode 3, which gets one: 1/15 is smallest.
+        let modes = eight_gaussians_modes();
+        let pts: Vec<[f32; 2]> = (0..8)
+            .flat_map(|k| {
+                vec![[modes[k][0] as f32, modes[k][1] as f32]; if k == 3 { 1 } else { 2 }]
+            })
+            .collect();
+        assert!((mode_coverage(&pts).smallest_mode() - 1.0 / 15.0).abs() < 1e-12);
         let far = mode_coverage(&[[0.0, 0.0], [f32::NAN, 1.0]]);
         assert_eq!(far.fraction_within_3std, 0.0);
         assert_eq!(mode_coverage(&[]).fraction_within_3std, 0.0);

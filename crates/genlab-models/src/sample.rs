@@ -19,6 +19,22 @@ pub struct DataSpace {
     pub images: bool,
 }
 
+impl DataSpace {
+    /// `Err(InvalidInput)` unless `x` is a batch `[B, ...shape]` of this space's examples;
+    /// `model` names the model in the message ("the VAE").
+    pub fn check_batch(&self, x: &Tensor, model: &str) -> Result<()> {
+        let dims = x.dims();
+        if dims.len() < 2 || dims[1..] != self.shape[..] {
+            return Err(Error::InvalidInput(format!(
+                "examples have shape {:?}, {model} was built for {:?}",
+                dims.get(1..).unwrap_or(&[]),
+                self.shape
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A request for samples.
 #[derive(Clone, Debug)]
 pub struct SampleRequest {

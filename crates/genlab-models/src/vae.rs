@@ -295,14 +295,7 @@ impl Vae {
 
     /// The data as the likelihood sees them: binarised if configured, shape checked.
     pub fn prepare(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims();
-        if dims.len() < 2 || dims[1..] != self.cfg.data.shape[..] {
-            return Err(Error::InvalidInput(format!(
-                "examples have shape {:?}, the VAE was built for {:?}",
-                dims.get(1..).unwrap_or(&[]),
-                self.cfg.data.shape
-            )));
-        }
+        self.cfg.data.check_batch(x, "the VAE")?;
         Ok(match self.cfg.binarize {
             Some(t) => x.gt(t)?.to_dtype(DType::F32)?,
             None => x.clone(),

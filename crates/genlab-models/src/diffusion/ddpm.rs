@@ -172,14 +172,8 @@ impl Ddpm {
 
     /// L_simple on a batch `x0` given in data space, shape [B, ...data.shape].
     pub fn loss(&self, x0: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        self.cfg.data.check_batch(x0, "the DDPM")?;
         let dims = x0.dims().to_vec();
-        if dims[1..] != self.cfg.data.shape[..] {
-            return Err(Error::InvalidInput(format!(
-                "batch examples have shape {:?}, the model was built for {:?}",
-                &dims[1..],
-                self.cfg.data.shape
-            )));
-        }
         let b = dims[0];
         let x0 = self.to_model_space(x0)?;
         let t_idx: Vec<usize> = (0..b)
@@ -249,15 +243,8 @@ impl LogLikelihood for Ddpm {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<LogLikelihoodResult> {
-        let dims = x.dims();
-        if dims.len() < 2 || dims[1..] != self.cfg.data.shape[..] {
-            return Err(Error::InvalidInput(format!(
-                "examples have shape {:?}, the model was built for {:?}",
-                dims.get(1..).unwrap_or(&[]),
-                self.cfg.data.shape
-            )));
-        }
-        let n = dims[0];
+        self.cfg.data.check_batch(x, "the DDPM")?;
+        let n = x.dim(0)?;
         let d = self.cfg.data.shape.iter().product::<usize>();
         let ode = OdeLikelihoodOptions::for_dim(d);
         let deq = if self.cfg.data.images {

@@ -350,14 +350,7 @@ impl Flow {
     /// example `[B]` (images: dequantised, centred, `-D ln L`, minus log q(u | x) when the
     /// dequantisation is variational; points: as they are, 0).
     pub fn prepare(&self, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
-        let dims = x.dims();
-        if dims.len() < 2 || dims[1..] != self.cfg.data.shape[..] {
-            return Err(Error::InvalidInput(format!(
-                "examples have shape {:?}, the flow was built for {:?}",
-                dims.get(1..).unwrap_or(&[]),
-                self.cfg.data.shape
-            )));
-        }
+        self.cfg.data.check_batch(x, "the flow")?;
         let x = x.to_device(&self.device)?.to_dtype(self.dtype)?;
         let b = x.dim(0)?;
         let zeros = Tensor::zeros(b, self.dtype, &self.device)?;

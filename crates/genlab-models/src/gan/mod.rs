@@ -252,14 +252,7 @@ impl Gan {
 
     /// Data space -> model space.
     pub fn to_model_space(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims();
-        if dims.len() < 2 || dims[1..] != self.cfg.data.shape[..] {
-            return Err(Error::InvalidInput(format!(
-                "examples have shape {:?}, the GAN was built for {:?}",
-                dims.get(1..).unwrap_or(&[]),
-                self.cfg.data.shape
-            )));
-        }
+        self.cfg.data.check_batch(x, "the GAN")?;
         Ok(if self.cfg.data.images {
             x.affine(2.0, -1.0)?
         } else {
