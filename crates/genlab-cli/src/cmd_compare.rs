@@ -81,7 +81,7 @@ pub fn run(a: CompareArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     }
     let loaded = genlab_train::load_model(&a.ckpt, true, device)
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
-    if loaded.run.model != "ddpm" {
+    if loaded.run.model != "ddpm" && loaded.run.model != "distill" {
         bail!(
             "`genlab compare` compares diffusion samplers; {} is a `{}` run",
             a.ckpt.display(),
@@ -106,6 +106,7 @@ pub fn run(a: CompareArgs, device: &candle_core::Device) -> anyhow::Result<()> {
                     eta: 0.0,
                     clip_x0: None,
                     solver: SolverOptions::default(),
+                    ..Default::default()
                 },
                 batch_size: a.n,
             };

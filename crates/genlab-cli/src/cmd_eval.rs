@@ -67,9 +67,12 @@ pub struct EvalArgs {
     /// Sampler for checkpoint sources.
     #[arg(long, default_value = "ddim")]
     pub sampler: String,
-    /// Sampling steps for checkpoint sources.
-    #[arg(long, default_value_t = 50)]
-    pub steps: usize,
+    /// Sampling steps for checkpoint sources (default: a distilled student's own, else 50).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Timestep spacing for checkpoint sources: linspace or trailing (see `genlab sample`).
+    #[arg(long, default_value = "linspace")]
+    pub spacing: genlab_sampling::Spacing,
     /// DDIM eta for checkpoint sources.
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
@@ -246,11 +249,13 @@ fn sample_checkpoint(
     }
     let loaded = genlab_train::load_model(dir, true, device)
         .with_context(|| format!("loading {}", dir.display()))?;
+    let steps = a.steps.or(loaded.model.preferred_steps()).unwrap_or(50);
     let req = SampleRequest {
         n,
         sampler: a.sampler.clone(),
         options: SamplerOptions {
-            steps: a.steps,
+            steps,
+            spacing: a.spacing,
             eta: a.eta,
             clip_x0: None,
             ..Default::default()
@@ -262,13 +267,25 @@ fn sample_checkpoint(
         &req,
         &mut Rng::derive(a.seed, "eval-sample"),
     )?;
+    let how = match loaded.run.model.as_str() {
+        "ddpm" | "distill" => format!(
+            "{} {steps} steps ({} NFE), {} spacing, eta {}",
+            a.sampler,
+            out.nfe,
+            // A distilled student always samples on its trailing grid.
+            if loaded.run.model == "distill" {
+                genlab_sampling::Spacing::Trailing
+            } else {
+                a.spacing
+            },
+            a.eta
+        ),
+        _ => format!("{} network evaluations each", out.nfe),
+    };
     let desc = format!(
-        "{} (step {}, {n} samples, {} {} steps, eta {}, seed {})",
+        "{} (step {}, {n} samples, {how}, seed {})",
         dir.display(),
         loaded.step,
-        a.sampler,
-        a.steps,
-        a.eta,
         a.seed
     );
     if loaded.model.data_space().images {

@@ -26,9 +26,13 @@ pub struct SampleArgs {
     /// Sampler (see `genlab list`).
     #[arg(long, default_value = "ddim")]
     pub sampler: String,
-    /// Number of sampling steps (network evaluations).
-    #[arg(long, default_value_t = 50)]
-    pub steps: usize,
+    /// Number of sampling steps (default: a distilled student's own steps, else 50).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Where the steps sit on the model's timesteps: linspace (both ends, DDIM's default)
+    /// or trailing (T i/k - 1; nested under halving). Distilled students always use trailing.
+    #[arg(long, default_value = "linspace")]
+    pub spacing: genlab_sampling::Spacing,
     /// DDIM noise: 0 deterministic, 1 DDPM-like.
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
@@ -72,11 +76,19 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     output::check_writable(&a.out)?;
     let loaded = genlab_train::load_model(&a.ckpt, !a.no_ema, device)
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
+    let steps = a.steps.or(loaded.model.preferred_steps()).unwrap_or(50);
+    // A distilled student always samples on its trailing grid.
+    let spacing = if loaded.run.model == "distill" {
+        genlab_sampling::Spacing::Trailing
+    } else {
+        a.spacing
+    };
     let req = SampleRequest {
         n: a.n,
         sampler: a.sampler.clone(),
         options: SamplerOptions {
-            steps: a.steps,
+            steps,
+            spacing,
             eta: a.eta,
             clip_x0: None,
             solver: SolverOptions {
@@ -103,7 +115,7 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         "checkpoint": a.ckpt.display().to_string(),
         "checkpoint_step": loaded.step,
         "run_config": loaded.run.to_tree(),
-        "sampling": { "n": a.n, "seed": a.seed, "sampler": a.sampler, "steps": a.steps, "eta": a.eta,
+        "sampling": { "n": a.n, "seed": a.seed, "sampler": a.sampler, "steps": steps, "spacing": spacing, "eta": a.eta,
                       "ema": !a.no_ema, "batch_size": a.batch_size },
         "nfe": out.nfe,
         "shape": out.x.dims(),

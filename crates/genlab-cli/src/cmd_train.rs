@@ -227,24 +227,27 @@ pub fn train(a: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<Trai
     } else {
         resolve_fresh(a)?
     };
+    train_resolved(a, run, ds.as_ref(), device)
+}
+
+/// Trains an already resolved run in `a.out` (with `a.resume`, `a.quiet`, `a.no_preview`);
+/// `genlab distill` builds its rounds' runs itself and comes in here.
+pub fn train_resolved(
+    a: &TrainArgs,
+    run: RunConfig,
+    ds: &dyn Dataset,
+    device: &candle_core::Device,
+) -> anyhow::Result<Trained> {
     let entry = find_model(&run.model)?;
     let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed, device)?;
     let mut bar = crate::progress::TrainBar::new(a.quiet);
     let stop = crate::progress::stop_flag();
-    let outcome = genlab_train::train(
-        &a.out,
-        &run,
-        ds.as_ref(),
-        step.as_mut(),
-        a.resume,
-        &mut bar,
-        &stop,
-    )?;
+    let outcome = genlab_train::train(&a.out, &run, ds, step.as_mut(), a.resume, &mut bar, &stop)?;
     bar.pb.finish_and_clear();
     output::write_loss_svg(&a.out, &format!("{} on {}", run.model, run.data))?;
     let preview = match step.sampler() {
         Some(model) if !(a.no_preview || outcome.interrupted) => {
-            Some(preview(&a.out, &run, ds.as_ref(), model)?)
+            Some(preview(&a.out, &run, ds, model)?)
         }
         _ => None,
     };
@@ -255,7 +258,7 @@ pub fn train(a: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<Trai
         let held = held_out_split(&run.data)
             .map(|s| open(s, run.seed))
             .transpose()?;
-        let figs = step.figures(held.as_deref().unwrap_or(ds.as_ref()))?;
+        let figs = step.figures(held.as_deref().unwrap_or(ds))?;
         output::save_figures(&a.out, &figs)?
     };
     let evaluation = match held_out_split(&run.data) {
@@ -320,8 +323,8 @@ fn point_metrics(real: &candle_core::Tensor, fake: &candle_core::Tensor) -> anyh
     ))
 }
 
-/// Draws preview samples from the EMA model (DDIM, 50 steps): a scatter over the data for
-/// points, a grid next to real examples for images.
+/// Draws preview samples from the EMA model (DDIM, 50 steps, or a distilled student's own
+/// steps): a scatter over the data for points, a grid next to real examples for images.
 fn preview(
     dir: &Path,
     run: &RunConfig,
@@ -334,7 +337,7 @@ fn preview(
         n,
         sampler: "ddim".into(),
         options: SamplerOptions {
-            steps: 50,
+            steps: model.preferred_steps().unwrap_or(50),
             eta: 0.0,
             clip_x0: None,
             ..Default::default()
@@ -346,6 +349,7 @@ fn preview(
     let how = match (out.nfe, run.model.as_str()) {
         (1, _) => "one network pass each".to_string(),
         (k, "ddpm") => format!("ddim, {k} steps"),
+        (k, "distill") => format!("ddim on the trailing grid, {k} steps"),
         (k, _) => format!("{k} network evaluations each"),
     };
     let mut summary = format!("preview: {n} samples ({how}) in {}", samples_png.display());

@@ -6,6 +6,7 @@
 mod bench;
 mod cmd_compare;
 mod cmd_data;
+mod cmd_distill;
 mod cmd_eval;
 mod cmd_list;
 mod cmd_nll;
@@ -57,6 +58,9 @@ enum Command {
     /// Sample a diffusion checkpoint with several samplers at several step counts from the
     /// same noise, side by side (one picture each and an index.html table with their NFE).
     Compare(cmd_compare::CompareArgs),
+    /// Progressive distillation (Salimans & Ho 2022): halve a diffusion model's sampling
+    /// steps round by round (e.g. 256 -> 4) by teaching a student two teacher DDIM steps per step.
+    Distill(cmd_distill::DistillArgs),
     /// List the models, samplers and datasets genlab knows.
     List,
     /// Compare generated samples with real ones: FID, KID, MMD, IS, Mode Score,
@@ -129,6 +133,7 @@ fn main() {
             Command::Sample(a) => cmd_sample::run(a, &dev.open()?),
             Command::Eval(a) => cmd_eval::run(a, &dev.open()?),
             Command::Compare(a) => cmd_compare::run(a, &dev.open()?),
+            Command::Distill(a) => cmd_distill::run(a, &dev.open()?),
             Command::List => cmd_list::run(),
             Command::Data(a) => cmd_data::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),

@@ -614,7 +614,9 @@ fn bench_rejects_bad_input_and_times_one_workload() {
 #[test]
 fn help_explains_every_command() {
     let t = Tmp::new();
-    for cmd in ["train", "sample", "list", "data", "demo", "bench"] {
+    for cmd in [
+        "train", "sample", "list", "data", "demo", "bench", "distill", "compare",
+    ] {
         let o = genlab(&[cmd, "--help"], t.0.path());
         assert!(o.status.success());
         assert!(
@@ -780,4 +782,137 @@ fn vae_and_gan_train_sample_evaluate_and_reject_bad_settings() {
         &["gan.loss=wgan-gp", "gan.gp_weight=0"],
         &["gp_weight must be positive"],
     );
+}
+
+#[test]
+fn distill_halves_the_steps_resumes_and_rejects_bad_teachers() {
+    let t = Tmp::new();
+    let teacher = t.p("teacher");
+    let mut args = vec![
+        "train",
+        "--model",
+        "ddpm",
+        "--data",
+        "eight-gaussians",
+        "--steps",
+        "20",
+        "--out",
+        teacher.to_str().unwrap(),
+        "--quiet",
+        "--no-preview",
+        "--set",
+        "ddpm.prediction=v",
+    ];
+    args.extend_from_slice(TINY);
+    let o = genlab(&args, t.0.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = t.p("distilled");
+    let distill = |extra: &[&str]| {
+        let mut v = vec![
+            "distill",
+            "--teacher",
+            teacher.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--from",
+            "8",
+            "--to",
+            "2",
+            "--steps-per-round",
+            "6",
+            "--quiet",
+        ];
+        v.extend_from_slice(extra);
+        genlab(&v, t.0.path())
+    };
+    let o = distill(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for n in [4, 2] {
+        assert!(out
+            .join(format!("steps-{n}/checkpoint.safetensors"))
+            .exists());
+    }
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("distill.json")).unwrap()).unwrap();
+    assert_eq!(rec["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(rec["rounds"][1]["student_steps"], 2);
+    // Running it again reuses the finished rounds.
+    let o = distill(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("already trained"));
+    // The student samples with its own steps (2 NFE) unless told otherwise.
+    let png = t.p("s.npy");
+    let student = out.join("steps-2");
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            student.to_str().unwrap(),
+            "--n",
+            "5",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        t.0.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.p("s.json")).unwrap()).unwrap();
+    assert_eq!(side["nfe"], 2, "{side}");
+    // Bad input: a non-diffusion teacher, a ladder that does not halve, a missing teacher.
+    let gan = t.p("gan");
+    let o = genlab(
+        &[
+            "train",
+            "--model",
+            "gan",
+            "--data",
+            "eight-gaussians",
+            "--steps",
+            "2",
+            "--out",
+            gan.to_str().unwrap(),
+            "--quiet",
+            "--no-preview",
+        ],
+        t.0.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = genlab(
+        &[
+            "distill",
+            "--teacher",
+            gan.to_str().unwrap(),
+            "--out",
+            t.p("x").to_str().unwrap(),
+        ],
+        t.0.path(),
+    );
+    fails_with(&o, &["`gan`", "diffusion"]);
+    let o = genlab(
+        &[
+            "distill",
+            "--teacher",
+            teacher.to_str().unwrap(),
+            "--out",
+            t.p("z").to_str().unwrap(),
+            "--from",
+            "12",
+            "--to",
+            "4",
+        ],
+        t.0.path(),
+    );
+    fails_with(&o, &["power of two"]);
+    let o = genlab(
+        &[
+            "distill",
+            "--teacher",
+            t.p("nope").to_str().unwrap(),
+            "--out",
+            t.p("y").to_str().unwrap(),
+        ],
+        t.0.path(),
+    );
+    fails_with(&o, &["no teacher checkpoint"]);
 }

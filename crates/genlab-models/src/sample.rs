@@ -68,6 +68,11 @@ pub trait Sample {
     fn as_likelihood(&self) -> Option<&dyn LogLikelihood> {
         None
     }
+    /// The number of sampling steps this model was made for (a distilled student's), used
+    /// when the user gives none.
+    fn preferred_steps(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The loop every one-shot sampler shares (VAE, GAN, flow): draws `req.n` samples in batches

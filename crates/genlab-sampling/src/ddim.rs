@@ -79,7 +79,7 @@ impl Sampler for DdimSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let steps = step_pairs(schedule, self.opts.steps)?;
+        let steps = step_pairs(schedule, self.opts.steps, self.opts.spacing)?;
         let total = steps.len();
         for (k, p) in steps.iter().enumerate() {
             let z = if ddim_sigma(self.opts.eta, p) > 0.0 {

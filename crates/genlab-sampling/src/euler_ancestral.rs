@@ -78,7 +78,7 @@ impl Sampler for EulerAncestralSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let s = sigma_grid(schedule, self.opts.steps, self.karras)?;
+        let s = sigma_grid(schedule, self.opts.steps, self.karras, self.opts.spacing)?;
         let n = s.len() - 1;
         let mut x = to_sigma_space(&x_t, s[0])?;
         for i in 0..n {

@@ -26,4 +26,4 @@ pub use registry::{
     build_sampler, build_sampler_with, sampler_names, SampleOutput, Sampler, SamplerOptions,
     StepPair,
 };
-pub use schedule::{BetaSchedule, NoiseSchedule};
+pub use schedule::{BetaSchedule, NoiseSchedule, Spacing};

@@ -74,22 +74,28 @@ fn mean_norm(x: &Tensor) -> Result<f64> {
     Ok(v)
 }
 
-/// One Langevin corrector step at timestep `t` (Algorithm 5, 1 NFE).
+/// One Langevin corrector step at timestep `t` (Algorithm 5, 1 NFE); a fractional `t` (a
+/// trailing grid) uses the continuous alpha_bar, and alpha_t = alpha_bar(t) / alpha_bar(t-1),
+/// which is 1 - beta_t at integers.
 pub fn corrector_step(
     model: &dyn Denoiser,
     schedule: &NoiseSchedule,
     x: &Tensor,
-    t: usize,
+    t: f64,
     snr: f64,
     noise: &Tensor,
 ) -> Result<Tensor> {
-    let p = StepPair::new(schedule, t, t as isize - 1)?;
+    let p = StepPair {
+        t,
+        a_t: schedule.alpha_bar_at(t),
+        a_prev: schedule.alpha_bar_at(t - 1.0),
+    };
     let g = score(model, x, &p)?;
     let g_norm = mean_norm(&g)?;
     if g_norm == 0.0 {
         return Ok(x.clone()); // at a mode of p_t: Langevin's step size is undefined, stay
     }
-    let alpha = 1.0 - schedule.betas[t];
+    let alpha = p.a_t / p.a_prev;
     let step = 2.0 * alpha * (snr * mean_norm(noise)? / g_norm).powi(2);
     Ok(((x + (g * step)?)? + (noise * (2.0 * step).sqrt())?)?)
 }
@@ -103,7 +109,7 @@ impl Sampler for PcSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let steps = step_pairs(schedule, self.opts.steps)?;
+        let steps = step_pairs(schedule, self.opts.steps, self.opts.spacing)?;
         let (total, mut nfe) = (steps.len(), 0);
         for (k, p) in steps.iter().enumerate() {
             let last = k + 1 == total;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
 
-use crate::{Denoiser, NoiseSchedule, SolverOptions};
+use crate::{Denoiser, NoiseSchedule, SolverOptions, Spacing};
 
 /// Options every sampler reads (each ignores what does not apply to it).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -23,6 +23,9 @@ pub struct SamplerOptions {
     pub clip_x0: Option<(f64, f64)>,
     /// Settings of the solver samplers (order, tolerances, corrector, Karras sigmas).
     pub solver: SolverOptions,
+    /// Where the steps sit on the model's timesteps (Karras sigmas, when on, replace it for
+    /// the sigma-space samplers).
+    pub spacing: Spacing,
 }
 
 impl Default for SamplerOptions {
@@ -32,6 +35,7 @@ impl Default for SamplerOptions {
             eta: 0.0,  // deterministic DDIM by default
             clip_x0: None, // set by the model from its data range
             solver: SolverOptions::default(),
+            spacing: Spacing::default(), // DDIM's evenly spaced subsequence, both ends
         }
     }
 }
@@ -160,7 +164,7 @@ pub fn build_sampler_with(
 }
 
 /// Errors with the step number if `x` holds NaN or infinity.
-pub(crate) fn check_finite(x: &Tensor, sampler: &str, step: usize, t: usize) -> Result<()> {
+pub(crate) fn check_finite(x: &Tensor, sampler: &str, step: usize, t: f64) -> Result<()> {
     check_finite_at(x, sampler, step, &format!("timestep {t}"))
 }
 
@@ -189,11 +193,11 @@ pub(crate) fn noise_like(rng: &mut Rng, x: &Tensor) -> Result<Tensor> {
         .to_dtype(x.dtype())?)
 }
 
-/// One step of a discrete-time sampler: the timestep `t`, the one it steps to (`-1` for
-/// the clean data), and their alpha_bar values.
+/// One step of a discrete-time sampler: the timestep `t` (fractional on a trailing grid),
+/// and the alpha_bar values at `t` and at the timestep it steps to (1 for the clean data).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepPair {
-    pub t: usize,
+    pub t: f64,
     pub a_t: f64,
     pub a_prev: f64,
 }
@@ -209,25 +213,29 @@ impl StepPair {
             )));
         }
         Ok(Self {
-            t,
+            t: t as f64,
             a_t: schedule.alpha_bar(t as isize),
             a_prev: schedule.alpha_bar(t_prev),
         })
     }
 }
 
-/// The steps of a `k`-step run over `schedule` (see `NoiseSchedule::spaced_timesteps`).
-pub(crate) fn step_pairs(schedule: &NoiseSchedule, k: usize) -> Result<Vec<StepPair>> {
-    let ts = schedule.spaced_timesteps(k)?;
+/// The steps of a `k`-step run over `schedule` (see `NoiseSchedule::timesteps`).
+pub(crate) fn step_pairs(
+    schedule: &NoiseSchedule,
+    k: usize,
+    spacing: Spacing,
+) -> Result<Vec<StepPair>> {
+    let ts = schedule.timesteps(k, spacing)?;
     Ok(ts
         .iter()
         .enumerate()
         .map(|(i, &t)| {
-            let prev = ts.get(i + 1).map(|&p| p as isize).unwrap_or(-1);
+            let prev = ts.get(i + 1).copied().unwrap_or(-1.0);
             StepPair {
                 t,
-                a_t: schedule.alpha_bar(t as isize),
-                a_prev: schedule.alpha_bar(prev),
+                a_t: schedule.alpha_bar_at(t),
+                a_prev: schedule.alpha_bar_at(prev),
             }
         })
         .collect())
@@ -240,7 +248,7 @@ pub(crate) fn predict_eps_x0(
     p: &StepPair,
     clip: Option<(f64, f64)>,
 ) -> Result<(Tensor, Tensor)> {
-    let out = model.predict(x, p.t as f64)?;
+    let out = model.predict(x, p.t)?;
     let (eps, x0) = crate::denoiser::to_eps_x0(model.prediction(), &out, x, p.a_t)?;
     Ok((eps, maybe_clip(x0, clip)?))
 }

@@ -8,6 +8,23 @@
 //!   clipped to at most 0.999. Computed in floating point throughout (candle's own version
 //!   divides integers and gets it wrong).
 //!
+//! - The continuous-time SDEs of Song et al. 2021, "Score-Based Generative Modeling through
+//!   Stochastic Differential Equations", arXiv:2011.13456, Sec. 3.4 and App. B, evaluated at
+//!   t = (i+1)/T. Each has a Gaussian perturbation kernel x_t = m(t) x_0 + s(t) eps, with
+//!   B(t) = int_0^t beta = beta_min t + (beta_max - beta_min) t^2 / 2:
+//!   VP:     m = exp(-B/2), s = sqrt(1 - exp(-B))   (the continuous limit of `Linear`);
+//!   sub-VP: m = exp(-B/2), s = 1 - exp(-B);
+//!   VE:     m = 1, s = sigma(t) = sigma_min (sigma_max / sigma_min)^t (NCSN's geometric sigmas).
+//!
+//! Every schedule is stored in VP form: alpha_bar = m^2 / (m^2 + s^2) and the VP sample
+//! x_vp = x_t / sqrt(m^2 + s^2) = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps. The samplers
+//! work on x_vp and alpha_bar only; [`NoiseSchedule::input_scale`] = sqrt(m^2 + s^2) turns
+//! x_vp back into the SDE's own x_t, which is what the network is trained on (1 for the VP
+//! schedules). A VE chain in VP form is exactly a VP chain: x_t = x_{t-1} + sqrt(s_t^2 -
+//! s_{t-1}^2) z becomes x_vp,t = sqrt(a_t / a_{t-1}) x_vp,t-1 + sqrt(1 - a_t / a_{t-1}) z,
+//! so every sampler applies to every schedule (sub-VP's transitions differ, but its
+//! marginals, which the deterministic samplers use, are the VP-form ones).
+//!
 //! Index convention: timestep index i in 0..T corresponds to the paper's t = i + 1, so
 //! `alphas_cumprod[i]` = prod_{j<=i} (1 - beta_j) and x_i = sqrt(a_i) x_0 + sqrt(1-a_i) eps.
 
@@ -22,6 +39,37 @@ pub enum BetaSchedule {
     Linear { beta_start: f64, beta_end: f64 },
     /// Nichol & Dhariwal's cosine alpha_bar with offset `s` (0.008 in the paper).
     Cosine { s: f64 },
+    /// The VP SDE (Song et al. 2021 use beta_min = 0.1, beta_max = 20).
+    VpSde { beta_min: f64, beta_max: f64 },
+    /// The sub-VP SDE (same betas as VP in Song et al. 2021).
+    SubVpSde { beta_min: f64, beta_max: f64 },
+    /// The VE SDE: geometric sigmas from sigma_min to sigma_max (Song et al. 2021 take
+    /// sigma_min = 0.01 and sigma_max about the largest distance between data points, 50 for
+    /// CIFAR-10; Song & Ermon 2020, Technique 1).
+    VeSde { sigma_min: f64, sigma_max: f64 },
+}
+
+impl BetaSchedule {
+    /// (m(t), s(t)) of the SDE schedules' perturbation kernels at t in (0, 1]; `None` for the
+    /// discrete ones.
+    pub fn sde_kernel(&self, t: f64) -> Option<(f64, f64)> {
+        let big_b = |lo: f64, hi: f64| lo * t + 0.5 * (hi - lo) * t * t;
+        match *self {
+            BetaSchedule::VpSde { beta_min, beta_max } => {
+                let b = big_b(beta_min, beta_max);
+                Some(((-0.5 * b).exp(), (-(-b).exp_m1()).sqrt()))
+            }
+            BetaSchedule::SubVpSde { beta_min, beta_max } => {
+                let b = big_b(beta_min, beta_max);
+                Some(((-0.5 * b).exp(), -(-b).exp_m1()))
+            }
+            BetaSchedule::VeSde {
+                sigma_min,
+                sigma_max,
+            } => Some((1.0, sigma_min * (sigma_max / sigma_min).powf(t))),
+            _ => None,
+        }
+    }
 }
 
 impl Default for BetaSchedule {
@@ -43,6 +91,9 @@ pub const COSINE_MAX_BETA: f64 = 0.999;
 pub struct NoiseSchedule {
     pub betas: Vec<f64>,
     pub alphas_cumprod: Vec<f64>,
+    /// sqrt(m^2 + s^2) per timestep: the factor from the VP sample to the SDE's own x_t that
+    /// the network sees (all 1 for the VP schedules).
+    pub input_scales: Vec<f64>,
 }
 
 impl NoiseSchedule {
@@ -52,6 +103,9 @@ impl NoiseSchedule {
             return Err(Error::InvalidInput(
                 "a noise schedule needs at least 1 timestep, got 0".into(),
             ));
+        }
+        if let Some(sched) = Self::from_sde(kind, timesteps)? {
+            return Ok(sched);
         }
         let betas: Vec<f64> = match *kind {
             BetaSchedule::Linear {
@@ -88,6 +142,7 @@ impl NoiseSchedule {
                     })
                     .collect()
             }
+            _ => unreachable!("the SDE schedules returned above"),
         };
         let mut alphas_cumprod = Vec::with_capacity(timesteps);
         let mut acc = 1.0;
@@ -98,7 +153,82 @@ impl NoiseSchedule {
         Ok(Self {
             betas,
             alphas_cumprod,
+            input_scales: vec![1.0; timesteps],
         })
+    }
+
+    /// The SDE schedules at t = (i+1)/T, in VP form (see the module header); `None` for the
+    /// discrete ones.
+    fn from_sde(kind: &BetaSchedule, timesteps: usize) -> Result<Option<Self>> {
+        match *kind {
+            BetaSchedule::VpSde { beta_min, beta_max }
+            | BetaSchedule::SubVpSde { beta_min, beta_max } => {
+                if !(beta_min > 0.0 && beta_min <= beta_max && beta_max.is_finite()) {
+                    return Err(Error::InvalidInput(format!(
+                        "an SDE schedule needs 0 < beta_min <= beta_max, got {beta_min} .. {beta_max}"
+                    )));
+                }
+            }
+            BetaSchedule::VeSde {
+                sigma_min,
+                sigma_max,
+            } => {
+                if !(sigma_min > 0.0 && sigma_min < sigma_max && sigma_max.is_finite()) {
+                    return Err(Error::InvalidInput(format!(
+                        "the VE schedule needs 0 < sigma_min < sigma_max, got {sigma_min} .. {sigma_max}"
+                    )));
+                }
+            }
+            _ => return Ok(None),
+        }
+        let (mut betas, mut alphas_cumprod, mut input_scales) = (vec![], vec![], vec![]);
+        let mut prev = 1.0;
+        for i in 0..timesteps {
+            let (m, s) = kind
+                .sde_kernel((i + 1) as f64 / timesteps as f64)
+                .expect("an SDE schedule");
+            let a = m * m / (m * m + s * s);
+            betas.push(1.0 - a / prev);
+            alphas_cumprod.push(a);
+            // VP: m^2 + s^2 = 1 exactly (kept exact so that `is_vp` holds).
+            let vp = matches!(kind, BetaSchedule::VpSde { .. });
+            input_scales.push(if vp { 1.0 } else { (m * m + s * s).sqrt() });
+            prev = a;
+        }
+        Ok(Some(Self {
+            betas,
+            alphas_cumprod,
+            input_scales,
+        }))
+    }
+
+    /// [`NoiseSchedule::input_scales`] at a continuous timestep in [-1, T-1] (1 at -1, the
+    /// clean data; linear in between integers).
+    pub fn input_scale_at(&self, t: f64) -> f64 {
+        let last = self.len() - 1;
+        if t <= -1.0 {
+            return 1.0;
+        }
+        let t = t.min(last as f64);
+        let i = t.floor();
+        let w = t - i;
+        let at = |i: f64| {
+            if i < 0.0 {
+                1.0
+            } else {
+                self.input_scales[i as usize]
+            }
+        };
+        if w == 0.0 {
+            at(i)
+        } else {
+            at(i) * (1.0 - w) + at(i + 1.0) * w
+        }
+    }
+
+    /// Whether the network sees the VP sample unchanged (every input scale is 1).
+    pub fn is_vp(&self) -> bool {
+        self.input_scales.iter().all(|&c| c == 1.0)
     }
 
     /// Number of discrete steps T.
@@ -116,6 +246,44 @@ impl NoiseSchedule {
             1.0
         } else {
             self.alphas_cumprod[i as usize]
+        }
+    }
+
+    /// alpha_bar at a continuous timestep `t` in [-1, T-1]: 1 at -1 (the clean data), the
+    /// schedule's value at integers, ln sigma linear in between (`sigmas::sigma_at`); linear in
+    /// alpha_bar between -1 and 0. This is what a step between fractional timesteps (the
+    /// trailing grid, distilled students) uses.
+    pub fn alpha_bar_at(&self, t: f64) -> f64 {
+        if t <= -1.0 {
+            1.0
+        } else if t.fract() == 0.0 && t >= 0.0 && t < self.len() as f64 {
+            self.alphas_cumprod[t as usize] // exact at integers
+        } else if t < 0.0 {
+            1.0 + (t + 1.0) * (self.alphas_cumprod[0] - 1.0)
+        } else {
+            crate::sigmas::alpha_bar_at(self, t)
+        }
+    }
+
+    /// The decreasing timesteps of a `k`-step run with the given spacing (see [`Spacing`]);
+    /// the step after the last one goes to the clean data (timestep -1). Errors if k is 0 or
+    /// above T.
+    pub fn timesteps(&self, k: usize, spacing: Spacing) -> Result<Vec<f64>> {
+        match spacing {
+            Spacing::Linspace => Ok(self
+                .spaced_timesteps(k)?
+                .into_iter()
+                .map(|t| t as f64)
+                .collect()),
+            Spacing::Trailing => {
+                let t = self.len();
+                if k == 0 || k > t {
+                    return Err(Error::InvalidInput(format!(
+                        "number of sampling steps must be between 1 and the model's {t} timesteps, got {k}"
+                    )));
+                }
+                Ok((1..=k).rev().map(|i| trailing_timestep(t, i, k)).collect())
+            }
         }
     }
 
@@ -140,6 +308,48 @@ impl NoiseSchedule {
     }
 }
 
+/// Where the steps of a k-step sampling run sit on the model's T timesteps.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Spacing {
+    /// `round(j (T-1) / (k-1))`, both ends included (DDIM's evenly spaced subsequence, and
+    /// diffusers' "linspace" whenever (T-1)/(k-1) is an integer).
+    #[default]
+    Linspace,
+    /// `T i / k - 1` for i = k..1, fractional where k does not divide T: starts at T-1 and
+    /// ends one interval above the clean data (diffusers' "trailing", without its rounding).
+    /// Halving k keeps every other step, so a k-step grid lies inside the 2k-step one: the
+    /// grid progressive distillation needs (Salimans & Ho 2022, Alg. 2: t = i/N).
+    Trailing,
+}
+
+impl std::fmt::Display for Spacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Linspace => "linspace",
+            Self::Trailing => "trailing",
+        })
+    }
+}
+
+impl std::str::FromStr for Spacing {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "linspace" => Ok(Self::Linspace),
+            "trailing" => Ok(Self::Trailing),
+            _ => Err(Error::InvalidInput(format!(
+                "unknown timestep spacing `{s}` (known: linspace, trailing)"
+            ))),
+        }
+    }
+}
+
+/// Timestep i of a k-step trailing grid over T timesteps (i = 0 is the clean data, -1).
+pub fn trailing_timestep(t: usize, i: usize, k: usize) -> f64 {
+    t as f64 * i as f64 / k as f64 - 1.0
+}
+
 /// f(t)/f(0) of Nichol & Dhariwal Eq. 17, with t in [0, 1].
 pub fn cosine_alpha_bar(t: f64, s: f64) -> f64 {
     let f = |t: f64| {
@@ -156,6 +366,9 @@ mod tests {
 
     /// f64 products of up to 1000 factors agree with closed forms to this relative error.
     const F64_REL_TOL: f64 = 1e-12;
+    /// |ln alpha_bar| gap between Ho et al.'s discrete schedule and the VP SDE it discretises:
+    /// the second-order term sum(beta_i^2) / 2 is 0.067 at T = 1000.
+    const DDPM_VS_VP_LOG_TOL: f64 = 0.08;
 
     #[test]
     fn linear_matches_ho_et_al() {
@@ -198,6 +411,157 @@ mod tests {
         let s = NoiseSchedule::new(&BetaSchedule::Cosine { s: 0.008 }, 100).unwrap();
         assert!(s.betas.windows(2).all(|w| w[1] >= w[0]));
         assert!(s.alphas_cumprod[49] < 0.6 && s.alphas_cumprod[49] > 0.4);
+    }
+
+    #[test]
+    fn trailing_grids_nest_and_cover_the_discrete_grid() {
+        let s = NoiseSchedule::new(&BetaSchedule::default(), 1000).unwrap();
+        // k = T: every integer timestep, T-1 down to 0.
+        let full = s.timesteps(1000, Spacing::Trailing).unwrap();
+        assert_eq!(full, (0..1000).rev().map(|t| t as f64).collect::<Vec<_>>());
+        // Halving keeps every other step (the k-grid is inside the 2k-grid), down to 1 step.
+        for k in [256usize, 128, 64, 8, 2] {
+            let fine = s.timesteps(2 * k, Spacing::Trailing).unwrap();
+            let coarse = s.timesteps(k, Spacing::Trailing).unwrap();
+            for (i, c) in coarse.iter().enumerate() {
+                assert!((fine[2 * i] - c).abs() < 1e-12, "k={k} i={i}");
+            }
+        }
+        assert_eq!(s.timesteps(1, Spacing::Trailing).unwrap(), vec![999.0]);
+        // diffusers' trailing spacing for 50 of 1000 steps: 999, 979, ..., 19.
+        let t50 = s.timesteps(50, Spacing::Trailing).unwrap();
+        assert_eq!((t50[0], t50[1], t50[49]), (999.0, 979.0, 19.0));
+        assert!(s.timesteps(0, Spacing::Trailing).is_err());
+        assert!(s.timesteps(1001, Spacing::Trailing).is_err());
+        assert_eq!("trailing".parse::<Spacing>().unwrap(), Spacing::Trailing);
+        assert!("even"
+            .parse::<Spacing>()
+            .unwrap_err()
+            .to_string()
+            .contains("linspace"));
+    }
+
+    #[test]
+    fn continuous_alpha_bar_is_exact_at_integers_and_monotone() {
+        let s = NoiseSchedule::new(&BetaSchedule::default(), 1000).unwrap();
+        assert_eq!(s.alpha_bar_at(-1.0), 1.0);
+        for t in [0usize, 1, 17, 500, 999] {
+            let rel = (s.alpha_bar_at(t as f64) - s.alphas_cumprod[t]).abs() / s.alphas_cumprod[t];
+            assert!(rel < F64_REL_TOL, "t={t}: {rel}");
+        }
+        let mut prev = 1.0 + 1e-12;
+        for i in 0..=4000 {
+            let a = s.alpha_bar_at(-1.0 + i as f64 * 0.25);
+            assert!(a < prev, "alpha_bar must fall with t (i={i})");
+            prev = a;
+        }
+    }
+
+    #[test]
+    fn sde_schedules_match_their_perturbation_kernels() {
+        let t_steps = 1000;
+        let (lo, hi) = (0.1, 20.0);
+        let vp = NoiseSchedule::new(
+            &BetaSchedule::VpSde {
+                beta_min: lo,
+                beta_max: hi,
+            },
+            t_steps,
+        )
+        .unwrap();
+        let sub = NoiseSchedule::new(
+            &BetaSchedule::SubVpSde {
+                beta_min: lo,
+                beta_max: hi,
+            },
+            t_steps,
+        )
+        .unwrap();
+        let ve = NoiseSchedule::new(
+            &BetaSchedule::VeSde {
+                sigma_min: 0.01,
+                sigma_max: 50.0,
+            },
+            t_steps,
+        )
+        .unwrap();
+        let ddpm = NoiseSchedule::new(&BetaSchedule::default(), t_steps).unwrap();
+        for i in [0usize, 10, 499, 999] {
+            let t = (i + 1) as f64 / t_steps as f64;
+            let b = lo * t + 0.5 * (hi - lo) * t * t; // int_0^t beta, by hand
+                                                      // VP: alpha_bar = exp(-B), input scale 1.
+            assert!((vp.alphas_cumprod[i] - (-b).exp()).abs() <= F64_REL_TOL * (-b).exp());
+            assert_eq!(vp.input_scales[i], 1.0);
+            // The DDPM linear schedule is its discretisation: ln prod(1 - beta_i) differs from
+            // -B(t) by about sum(beta_i^2) / 2 <= 0.07 at t = 1.
+            let gap = (ddpm.alphas_cumprod[i].ln() - vp.alphas_cumprod[i].ln()).abs();
+            assert!(gap < DDPM_VS_VP_LOG_TOL, "i={i}: {gap}");
+            // sub-VP: m = exp(-B/2), s = 1 - exp(-B); alpha_bar = m^2 / (m^2 + s^2).
+            let (m, s) = ((-0.5 * b).exp(), 1.0 - (-b).exp());
+            let a = m * m / (m * m + s * s);
+            assert!((sub.alphas_cumprod[i] - a).abs() <= 1e-12 * a.max(1e-300) + 1e-15);
+            assert!((sub.input_scales[i] - (m * m + s * s).sqrt()).abs() < 1e-12);
+            // VE: sigma = 0.01 * 5000^t, alpha_bar = 1 / (1 + sigma^2), scale sqrt(1 + sigma^2).
+            let sigma = 0.01 * 5000f64.powf(t);
+            assert!((ve.alphas_cumprod[i] - 1.0 / (1.0 + sigma * sigma)).abs() < 1e-12);
+            assert!(
+                (ve.input_scales[i] - (1.0 + sigma * sigma).sqrt()).abs() < 1e-9 * sigma.max(1.0)
+            );
+        }
+        // Every VP-form schedule's betas rebuild its alpha_bar as a product.
+        for s in [&vp, &sub, &ve] {
+            let mut acc = 1.0;
+            for (b, a) in s.betas.iter().zip(&s.alphas_cumprod) {
+                acc *= 1.0 - b;
+                assert!((acc - a).abs() <= 1e-9 * a, "{acc} vs {a}");
+            }
+            assert!(s.betas.iter().all(|b| *b > 0.0 && *b < 1.0));
+        }
+        assert!(vp.is_vp() && ddpm.is_vp() && !sub.is_vp() && !ve.is_vp());
+        assert_eq!(ve.input_scale_at(-1.0), 1.0);
+        let mid = ve.input_scale_at(10.5);
+        assert!((mid - 0.5 * (ve.input_scales[10] + ve.input_scales[11])).abs() < 1e-12);
+        assert!(NoiseSchedule::new(
+            &BetaSchedule::VeSde {
+                sigma_min: 1.0,
+                sigma_max: 0.5
+            },
+            10
+        )
+        .is_err());
+        assert!(NoiseSchedule::new(
+            &BetaSchedule::VpSde {
+                beta_min: 0.0,
+                beta_max: 20.0
+            },
+            10
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_ve_chain_in_vp_form_is_a_vp_chain() {
+        // x_t = x_{t-1} + sqrt(s_t^2 - s_{t-1}^2) z (Song & Ermon's noise levels) and, divided by
+        // sqrt(1 + s^2), x_vp,t = sqrt(a_t / a_{t-1}) x_vp,t-1 + sqrt(1 - a_t / a_{t-1}) z: the
+        // same coefficients, for any x_{t-1} and z.
+        let ve = NoiseSchedule::new(
+            &BetaSchedule::VeSde {
+                sigma_min: 0.01,
+                sigma_max: 50.0,
+            },
+            100,
+        )
+        .unwrap();
+        for i in 1..100 {
+            let (c0, c1) = (ve.input_scales[i - 1], ve.input_scales[i]);
+            let (s0, s1) = ((c0 * c0 - 1.0).sqrt(), (c1 * c1 - 1.0).sqrt());
+            let ratio = ve.alphas_cumprod[i] / ve.alphas_cumprod[i - 1];
+            for (x, z) in [(0.3, -1.2), (-2.0, 0.7)] {
+                let ve_next = x + (s1 * s1 - s0 * s0).sqrt() * z;
+                let vp_next = ratio.sqrt() * (x / c0) + (1.0 - ratio).sqrt() * z;
+                assert!((ve_next / c1 - vp_next).abs() < 1e-9, "i={i}");
+            }
+        }
     }
 
     #[test]

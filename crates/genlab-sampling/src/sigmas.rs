@@ -19,7 +19,7 @@ use genlab_core::Result;
 
 use crate::denoiser::to_eps_x0;
 use crate::registry::maybe_clip;
-use crate::{Denoiser, NoiseSchedule};
+use crate::{Denoiser, NoiseSchedule, Spacing};
 
 /// Karras et al.'s rho (Eq. 5; "rho = 7 ... as a reasonable default", Sec. 3).
 pub const KARRAS_RHO: f64 = 7.0;
@@ -97,17 +97,22 @@ pub fn karras_sigmas(sigma_min: f64, sigma_max: f64, n: usize, rho: f64) -> Vec<
 }
 
 /// The decreasing sigmas of a `steps`-interval run, ending with 0 (so `steps + 1` values).
-/// Default: the sigmas of `NoiseSchedule::spaced_timesteps(steps)` (both ends included;
-/// equal to diffusers' "linspace" spacing whenever (T-1)/(steps-1) is an integer).
-/// `karras`: Eq. 5 between sigma(0) and sigma(T-1) with rho = 7. Errors like
-/// `spaced_timesteps` when steps is 0 or above T.
-pub fn sigma_grid(schedule: &NoiseSchedule, steps: usize, karras: bool) -> Result<Vec<f64>> {
-    let ts = schedule.spaced_timesteps(steps)?;
+/// Default: the sigmas of `NoiseSchedule::timesteps(steps, spacing)` (linspace: both ends
+/// included, equal to diffusers' "linspace" spacing whenever (T-1)/(steps-1) is an integer).
+/// `karras`: Eq. 5 between sigma(0) and sigma(T-1) with rho = 7, whatever the spacing.
+/// Errors like `timesteps` when steps is 0 or above T.
+pub fn sigma_grid(
+    schedule: &NoiseSchedule,
+    steps: usize,
+    karras: bool,
+    spacing: Spacing,
+) -> Result<Vec<f64>> {
+    let ts = schedule.timesteps(steps, spacing)?;
     let mut s = if karras {
-        let (lo, hi) = (sigma_at(schedule, 0.0), sigma_at(schedule, ts[0] as f64));
+        let (lo, hi) = (sigma_at(schedule, 0.0), sigma_at(schedule, ts[0]));
         karras_sigmas(lo, hi, ts.len(), KARRAS_RHO)
     } else {
-        ts.iter().map(|&t| sigma_at(schedule, t as f64)).collect()
+        ts.iter().map(|&t| sigma_at(schedule, t)).collect()
     };
     s.push(0.0);
     Ok(s)
@@ -176,13 +181,13 @@ mod tests {
     #[test]
     fn karras_grid_matches_eq5_endpoints() {
         let s = NoiseSchedule::new(&BetaSchedule::default(), 1000).unwrap();
-        let g = sigma_grid(&s, 10, true).unwrap();
+        let g = sigma_grid(&s, 10, true, Spacing::Linspace).unwrap();
         assert_eq!(g.len(), 11);
         assert!((g[0] / sigma_at(&s, 999.0) - 1.0).abs() < ROUND_TRIP_TOL);
         assert!((g[9] / sigma_at(&s, 0.0) - 1.0).abs() < ROUND_TRIP_TOL);
         assert_eq!(g[10], 0.0);
         assert!(g.windows(2).all(|w| w[0] > w[1]));
-        assert!(sigma_grid(&s, 0, false).is_err());
-        assert_eq!(sigma_grid(&s, 1, true).unwrap().len(), 2);
+        assert!(sigma_grid(&s, 0, false, Spacing::Linspace).is_err());
+        assert_eq!(sigma_grid(&s, 1, true, Spacing::Linspace).unwrap().len(), 2);
     }
 }

@@ -186,7 +186,7 @@ fn euler_family_steps_match_diffusers_on_the_same_timesteps() {
     let (f, sched, model, shape) = load();
     let n = f["steps"].as_u64().unwrap() as usize;
     // genlab's default grid for 10 steps is diffusers' "linspace" grid.
-    let grid = sigma_grid(&sched, n, false).unwrap();
+    let grid = sigma_grid(&sched, n, false, genlab_sampling::Spacing::Linspace).unwrap();
     for name in ["euler", "euler_ancestral", "heun"] {
         let st = steps(&f, name, &shape);
         let ts: Vec<usize> = st.iter().map(|s| s.t as usize).collect();

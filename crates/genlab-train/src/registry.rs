@@ -39,7 +39,7 @@ pub struct ModelEntry {
     pub load: LoadFn,
 }
 
-fn ddpm_config(v: &Value) -> Result<DdpmConfig> {
+pub(crate) fn ddpm_config(v: &Value) -> Result<DdpmConfig> {
     let cfg: DdpmConfig = serde_json::from_value(v.clone())
         .map_err(|e| Error::Config(format!("invalid ddpm config: {e}")))?;
     cfg.validate()?;
@@ -140,6 +140,37 @@ pub const MODELS: &[ModelEntry] = &[ModelEntry {
         let m = Ddpm::new(&ddpm_config(v)?, ps.vb())?;
         ps.load(w)?;
         Ok(Box::new(m))
+    },
+}, ModelEntry {
+    name: "distill",
+    description: "a progressive-distillation round (Salimans & Ho 2022); made by `genlab distill --teacher RUN`",
+    default_config: |_| {
+        Err(Error::InvalidInput(
+            "a distilled student needs a teacher: run `genlab distill --teacher RUN --out DIR`".into(),
+        ))
+    },
+    default_train: |d| crate::steps::distill::distill_train(&if d.images {
+        TrainConfig::for_images()
+    } else {
+        TrainConfig::for_points()
+    }),
+    build_step: |v, t, seed, device| {
+        Ok(Box::new(crate::steps::distill::DistillStep::new(
+            &crate::steps::distill::distill_config(v)?,
+            t,
+            seed,
+            device,
+        )?))
+    },
+    load: |v, w, device| {
+        let cfg = crate::steps::distill::distill_config(v)?;
+        let ps = ParamStore::new(0, device);
+        let model = Ddpm::new(&cfg.ddpm, ps.vb())?;
+        ps.load(w)?;
+        Ok(Box::new(genlab_models::diffusion::DistilledDdpm {
+            model,
+            steps: cfg.student_steps,
+        }))
     },
 }, ModelEntry {
     name: "classifier",

@@ -10,8 +10,52 @@
 use genlab_core::Rng;
 use genlab_data::{make_batch, open_dataset, DataKind, Dataset, OpenOptions};
 use genlab_models::DataSpace;
-use genlab_train::registry::MODELS;
-use genlab_train::TrainStep;
+use genlab_train::registry::{find_model, ModelEntry, MODELS};
+use genlab_train::{RunConfig, TrainStep};
+use std::path::Path;
+
+/// The config a model trains with on `space`: the registry's default, except for `distill`,
+/// which needs a teacher: an untrained DDPM checkpoint for this data, written under `dir`.
+fn config_for(
+    entry: &ModelEntry,
+    space: &DataSpace,
+    ds: &dyn Dataset,
+    dir: &Path,
+) -> Option<serde_json::Value> {
+    if entry.name != "distill" {
+        return (entry.default_config)(space).ok();
+    }
+    let ddpm = find_model("ddpm").unwrap();
+    let cfg = (ddpm.default_config)(space).ok()?;
+    let mut train = (ddpm.default_train)(space);
+    train.steps = 1;
+    train.batch_size = 2;
+    let run = RunConfig {
+        model: "ddpm".into(),
+        data: ds.name().into(),
+        seed: 0,
+        train: train.clone(),
+        model_config: cfg.clone(),
+    };
+    let mut step = (ddpm.build_step)(&cfg, &train, 0, &candle_core::Device::Cpu).unwrap();
+    let shape: Vec<String> = space.shape.iter().map(|d| d.to_string()).collect();
+    let teacher = dir.join(format!("teacher-{}-{}", ds.name(), shape.join("x")));
+    genlab_train::train(
+        &teacher,
+        &run,
+        ds,
+        step.as_mut(),
+        false,
+        &mut genlab_train::trainer::Quiet,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    Some(serde_json::json!({
+        "teacher": teacher.display().to_string(),
+        "student_steps": 2,
+        "ddpm": cfg,
+    }))
+}
 
 /// Images of a given shape with deterministic pseudo-random pixels and labels: the shapes
 /// of datasets that need a download (MNIST) or files (folder:), without them.
@@ -105,6 +149,7 @@ fn bad_gradients(step: &dyn TrainStep, batch: &genlab_data::Batch, seed: u64) ->
 #[test]
 fn every_trainable_variable_of_every_model_gets_a_gradient() {
     let data = datasets();
+    let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for entry in MODELS {
         let mut tried = Vec::new();
@@ -114,7 +159,7 @@ fn every_trainable_variable_of_every_model_gets_a_gradient() {
                 images: matches!(ds.kind(), DataKind::Image),
             };
             // A model that does not take this data says so here (the classifier on points).
-            let Ok(config) = (entry.default_config)(&space) else {
+            let Some(config) = config_for(entry, &space, ds.as_ref(), dir.path()) else {
                 continue;
             };
             let train = (entry.default_train)(&space);
@@ -159,12 +204,13 @@ fn every_trainable_variable_of_every_model_gets_a_gradient() {
 fn loss_and_grads_leaves_the_step_untouched() {
     // Computing the gradients must not update the weights, the EMA or the optimizer.
     let (ds, batch_size) = datasets().swap_remove(1); // digits
+    let dir = tempfile::tempdir().unwrap();
     for entry in MODELS {
         let space = DataSpace {
             shape: ds.example_shape(),
             images: true,
         };
-        let config = (entry.default_config)(&space).unwrap();
+        let config = config_for(entry, &space, ds.as_ref(), dir.path()).unwrap();
         let train = (entry.default_train)(&space);
         let step = (entry.build_step)(&config, &train, 7, &candle_core::Device::Cpu).unwrap();
         let snapshot = |s: &dyn TrainStep| -> Vec<(String, Vec<f32>)> {

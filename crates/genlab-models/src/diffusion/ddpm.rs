@@ -33,12 +33,30 @@ pub enum NetConfig {
     Unet(UNetConfig),
 }
 
+/// Which timesteps training draws.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeSampling {
+    /// t ~ U{0, ..., T-1} (Ho et al. 2020, Algorithm 1).
+    #[default]
+    Discrete,
+    /// t ~ U[0, T-1] real, alpha_bar interpolated (`NoiseSchedule::alpha_bar_at`): the
+    /// continuous-time denoising score matching of Song et al. 2021 (Eq. 7) on the schedule's
+    /// time axis. Any sampler, spacing or distillation grid then lands on trained times.
+    Continuous,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DdpmConfig {
-    /// Number of diffusion steps T.
+    /// Number of diffusion steps T (for the SDE schedules: the time grid t = (i+1)/T).
     pub timesteps: usize,
+    /// Noise schedule: linear or cosine betas, or the VP, sub-VP or VE SDE (for example
+    /// `--set 'ddpm.schedule={kind="ve-sde", sigma_min=0.01, sigma_max=10}'`).
     pub schedule: BetaSchedule,
+    /// Training timesteps: `discrete` (default) or `continuous`.
+    #[serde(default)]
+    pub time: TimeSampling,
     /// What the network learns to predict: `epsilon` (Ho et al.'s parametrisation), `x0`, or
     /// `v` = sqrt(a) eps - sqrt(1-a) x0 (Salimans & Ho 2022, Sec. 4). Every sampler converts
     /// the prediction (`genlab_sampling::denoiser::to_eps_x0`), so all of them apply to all
@@ -67,6 +85,7 @@ impl DdpmConfig {
         Self {
             timesteps: 1000,                   // Ho et al. 2020, Sec. 4
             schedule: BetaSchedule::default(), // linear 1e-4 .. 0.02, Ho et al. 2020, Sec. 4
+            time: TimeSampling::Discrete,      // Ho et al.'s Algorithm 1
             prediction: Prediction::Epsilon,
             net,
             data: data.clone(),
@@ -145,7 +164,26 @@ impl Ddpm {
         &self.schedule
     }
 
-    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+    /// The network's raw output for per-example timesteps `t` (shape [B], fractional allowed),
+    /// with its autograd graph.
+    pub(crate) fn forward_t(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        // The network sees the SDE's own x_t: the VP sample times sqrt(m^2 + s^2) (1 for the
+        // VP schedules, where this is skipped).
+        let scaled;
+        let x = if self.schedule.is_vp() {
+            x
+        } else {
+            let ts: Vec<f32> = t.to_dtype(DType::F32)?.to_vec1()?;
+            let c: Vec<f32> = ts
+                .iter()
+                .map(|&v| self.schedule.input_scale_at(v as f64) as f32)
+                .collect();
+            let mut shape = vec![c.len()];
+            shape.extend(std::iter::repeat_n(1, x.rank() - 1));
+            let c = Tensor::from_vec(c, shape.as_slice(), x.device())?.to_dtype(x.dtype())?;
+            scaled = x.broadcast_mul(&c)?;
+            &scaled
+        };
         Ok(match &self.net {
             Net::Mlp(m) => m.forward(x, t)?,
             Net::Unet(u) => u.forward(x, t)?,
@@ -176,26 +214,28 @@ impl Ddpm {
         let dims = x0.dims().to_vec();
         let b = dims[0];
         let x0 = self.to_model_space(x0)?;
-        let t_idx: Vec<usize> = (0..b)
-            .map(|_| rng.below(self.cfg.timesteps as u64) as usize)
+        let last = (self.cfg.timesteps - 1) as f64;
+        let t_idx: Vec<f64> = (0..b)
+            .map(|_| match self.cfg.time {
+                TimeSampling::Discrete => rng.below(self.cfg.timesteps as u64) as f64,
+                TimeSampling::Continuous => rng.uniform() * last,
+            })
             .collect();
         let mut bshape = vec![b];
         bshape.extend(std::iter::repeat_n(1, dims.len() - 1)); // [B, 1, ...] for broadcasting
-        let sa: Vec<f32> = t_idx
+        let a: Vec<f64> = t_idx
             .iter()
-            .map(|&t| self.schedule.alphas_cumprod[t].sqrt() as f32)
+            .map(|&t| self.schedule.alpha_bar_at(t))
             .collect();
-        let s1a: Vec<f32> = t_idx
-            .iter()
-            .map(|&t| (1.0 - self.schedule.alphas_cumprod[t]).sqrt() as f32)
-            .collect();
+        let sa: Vec<f32> = a.iter().map(|a| a.sqrt() as f32).collect();
+        let s1a: Vec<f32> = a.iter().map(|a| (1.0 - a).sqrt() as f32).collect();
         let dev = x0.device();
         let sa = Tensor::from_vec(sa, bshape.as_slice(), dev)?;
         let s1a = Tensor::from_vec(s1a, bshape.as_slice(), dev)?;
         let eps = rng.normal_tensor(&dims, dev)?;
         let xt = (x0.broadcast_mul(&sa)? + eps.broadcast_mul(&s1a)?)?;
         let t = Tensor::from_vec(t_idx.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, dev)?;
-        let pred = self.forward(&xt, &t)?;
+        let pred = self.forward_t(&xt, &t)?;
         // The regression target of the parametrisation; the loss is the plain mean squared
         // error on it (L_simple for epsilon).
         let target = match self.cfg.prediction {
@@ -213,7 +253,7 @@ impl Denoiser for Ddpm {
         let tt = Tensor::full(t as f32, b, x.device())?.to_dtype(DType::F32)?;
         // Detached: the weights are trainable variables, and without this every sampling
         // step would keep the autograd graph of all the steps before it alive.
-        Ok(self.forward(x, &tt)?.detach())
+        Ok(self.forward_t(x, &tt)?.detach())
     }
 
     fn prediction(&self) -> Prediction {
@@ -222,7 +262,7 @@ impl Denoiser for Ddpm {
 
     fn predict_differentiable(&self, x: &Tensor, t: f64) -> Result<Option<Tensor>> {
         let tt = Tensor::full(t as f32, x.dim(0)?, x.device())?;
-        Ok(Some(self.forward(x, &tt)?))
+        Ok(Some(self.forward_t(x, &tt)?))
     }
 }
 
@@ -314,7 +354,7 @@ impl Sample for Ddpm {
         let sampler = build_sampler(&req.sampler, &opts)?;
         let bs = req.batch_size.max(1);
         let n_batches = req.n.div_ceil(bs);
-        let per_batch = self.schedule.spaced_timesteps(opts.steps)?.len();
+        let per_batch = self.schedule.timesteps(opts.steps, opts.spacing)?.len();
         let total = per_batch * n_batches;
         let mut outs = Vec::with_capacity(n_batches);
         let mut nfe = 0;
@@ -420,6 +460,89 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn sde_models_feed_the_network_the_sdes_own_noisy_sample() {
+        // VE: x_t = x0 + sigma(t) eps; sub-VP: x_t = m(t) x0 + s(t) eps, with m, s and sigma
+        // written out from Song et al. 2021 (App. B) at t = (i+1)/T; the loss is the MSE of
+        // the raw network on that input against eps.
+        const T: usize = 100;
+        let (lo, hi) = (0.1f64, 20.0f64);
+        let kernel = |kind: usize, i: usize| -> (f64, f64) {
+            let t = (i + 1) as f64 / T as f64;
+            let b = lo * t + 0.5 * (hi - lo) * t * t;
+            match kind {
+                0 => (1.0, 0.01 * (10.0f64 / 0.01).powf(t)),
+                _ => ((-0.5 * b).exp(), 1.0 - (-b).exp()),
+            }
+        };
+        for (kind, schedule) in [
+            (
+                0,
+                BetaSchedule::VeSde {
+                    sigma_min: 0.01,
+                    sigma_max: 10.0,
+                },
+            ),
+            (
+                1,
+                BetaSchedule::SubVpSde {
+                    beta_min: lo,
+                    beta_max: hi,
+                },
+            ),
+        ] {
+            let ps = ParamStore::new(3, &Device::Cpu);
+            let mut cfg = DdpmConfig::for_data(&DataSpace {
+                shape: vec![2],
+                images: false,
+            });
+            cfg.timesteps = T;
+            cfg.schedule = schedule;
+            let m = Ddpm::new(&cfg, ps.vb()).unwrap();
+            let x0 = Tensor::new(&[[1.0f32, -1.0], [0.5, 2.0], [0.0, 0.3]], &Device::Cpu).unwrap();
+            let loss: f32 = m.loss(&x0, &mut Rng::new(4)).unwrap().to_scalar().unwrap();
+            let mut r = Rng::new(4);
+            let t: Vec<usize> = (0..3).map(|_| r.below(T as u64) as usize).collect();
+            let eps: Vec<Vec<f32>> = r
+                .normal_tensor(&[3, 2], &Device::Cpu)
+                .unwrap()
+                .to_vec2()
+                .unwrap();
+            let xs: Vec<Vec<f32>> = x0.to_vec2().unwrap();
+            let mut total = 0f64;
+            for (k, &ti) in t.iter().enumerate() {
+                let (mt, st) = kernel(kind, ti);
+                let xin: Vec<f32> = (0..2)
+                    .map(|j| (mt * xs[k][j] as f64 + st * eps[k][j] as f64) as f32)
+                    .collect();
+                let xin = Tensor::new(&[[xin[0], xin[1]]], &Device::Cpu).unwrap();
+                let tt = Tensor::new(&[ti as f32], &Device::Cpu).unwrap();
+                let Net::Mlp(net) = &m.net else {
+                    unreachable!()
+                };
+                let out: Vec<f32> = net
+                    .forward(&xin, &tt)
+                    .unwrap()
+                    .squeeze(0)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                for j in 0..2 {
+                    total += (out[j] as f64 - eps[k][j] as f64).powi(2);
+                }
+            }
+            let want = total / 6.0;
+            assert!(
+                (loss as f64 - want).abs() < SDE_INPUT_TOL * want.max(1.0),
+                "kind {kind}: {loss} vs {want}"
+            );
+        }
+    }
+
+    /// f32 network on inputs formed two ways (VP form times the input scale, and the SDE's
+    /// x_t directly): relative agreement of the two losses.
+    const SDE_INPUT_TOL: f64 = 1e-4;
 
     #[test]
     fn sampling_is_seeded_and_shaped() {

@@ -1,3 +1,5 @@
 //! Diffusion models.
 pub mod ddpm;
-pub use ddpm::{Ddpm, DdpmConfig, NetConfig};
+pub mod distill;
+pub use ddpm::{Ddpm, DdpmConfig, NetConfig, TimeSampling};
+pub use distill::{DistillConfig, DistilledDdpm};

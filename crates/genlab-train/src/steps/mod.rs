@@ -1,6 +1,7 @@
 //! One `TrainStep` per family.
 pub mod classifier;
 pub mod diffusion;
+pub mod distill;
 pub mod flow;
 pub mod gan;
 pub mod vae;
