@@ -40,6 +40,9 @@ for nfe in 10 20 50 100; do
   row "heun-$nfe" "$run" heun --steps $(( (nfe + 1) / 2 ))          # 2K - 1 NFE
   row "dpm-solver3-$nfe" "$run" dpm-solver --steps $(( (nfe + 2) / 3 )) # 3K - 2 NFE
   row "dpm++2m-$nfe" "$run" dpm++2m --steps "$nfe"
+  # The spacing Lu et al. use for few-step DPM-Solver: uniform in log-SNR.
+  row "dpm-solver3-logsnr-$nfe" "$run" dpm-solver --steps $(( (nfe + 2) / 3 )) --spacing logsnr
+  row "dpm++2m-logsnr-$nfe" "$run" dpm++2m --steps "$nfe" --spacing logsnr
 done
 for student in "$@"; do
   # A distilled student samples with DDIM on its own trailing grid and steps.
@@ -48,11 +51,11 @@ done
 row "ddpm-1000" "$run" ddpm --steps 1000
 
 {
-  echo "| row | sampling | FID | KID x 1e3 |"
+  echo "| row | sampling | FID | KID |"
   echo "|---|---|---|---|"
   for j in "$out"/*.json; do
     jq -r --arg row "$(basename "$j" .json)" \
-      '"| \($row) | \(.fake | sub("^[^(]*\\("; "") | sub(", seed.*"; "")) | \(.metrics[] | select(.name == "fid") | .value * 10 | round / 10) | \(.metrics[] | select(.name == "kid") | .value * 1e4 | round / 10) |"' "$j"
+      '"| \($row) | \(.fake | sub("^[^(]*\\("; "") | sub(", seed.*"; "")) | \(.metrics[] | select(.metric == "fid") | .value * 10 | round / 10) | \(.metrics[] | select(.metric == "kid") | .value * 100 | round / 100) |"' "$j"
   done
 } > "$out/table.md"
 cat "$out/table.md"

@@ -70,7 +70,8 @@ pub struct EvalArgs {
     /// Sampling steps for checkpoint sources (default: a distilled student's own, else 50).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Timestep spacing for checkpoint sources: linspace or trailing (see `genlab sample`).
+    /// Timestep spacing for checkpoint sources: linspace, trailing or logsnr (see `genlab
+    /// sample`).
     #[arg(long, default_value = "linspace")]
     pub spacing: genlab_sampling::Spacing,
     /// DDIM eta for checkpoint sources.

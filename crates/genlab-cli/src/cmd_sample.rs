@@ -29,8 +29,9 @@ pub struct SampleArgs {
     /// Number of sampling steps (default: a distilled student's own steps, else 50).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Where the steps sit on the model's timesteps: linspace (both ends, DDIM's default)
-    /// or trailing (T i/k - 1; nested under halving). Distilled students always use trailing.
+    /// Where the steps sit on the model's timesteps: linspace (both ends, DDIM's default),
+    /// trailing (T i/k - 1; nested under halving) or logsnr (uniform in log-SNR, DPM-Solver's
+    /// choice for few steps). Distilled students always use trailing.
     #[arg(long, default_value = "linspace")]
     pub spacing: genlab_sampling::Spacing,
     /// DDIM noise: 0 deterministic, 1 DDPM-like.

@@ -27,7 +27,10 @@ fn critic_cfg(images: bool) -> GanConfig {
     let mut c = GanConfig::for_data(&data);
     c.loss = GanLoss::WganGp;
     c.net = if images {
-        GanNet::Dcgan { channels: 8 }
+        GanNet::Dcgan {
+            channels: 8,
+            minibatch_std: false,
+        }
     } else {
         GanNet::Mlp {
             hidden: vec![16, 16],
@@ -130,4 +133,76 @@ fn gradient_penalty_weight_gradient_equals_finite_differences() {
         }
         assert!(checked >= 12, "checked only {checked} entries");
     }
+}
+
+/// f32 mean and square root over a few hundred numbers against the f64 brute force.
+const MBSTD_TOL: f64 = 1e-5;
+
+#[test]
+fn minibatch_std_feature_is_the_mean_per_feature_batch_std_and_ties_the_batch_together() {
+    use genlab_models::gan::nets::append_minibatch_std;
+    let mut rng = Rng::new(5);
+    let h = rng.normal_tensor(&[4, 3, 2, 2], &Device::Cpu).unwrap();
+    let out = append_minibatch_std(&h).unwrap();
+    assert_eq!(out.dims(), &[4, 4, 2, 2]);
+    // Brute force: population std over the batch of each of the 12 features, averaged.
+    let v: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
+    let mut want = 0f64;
+    for f in 0..12 {
+        let xs: Vec<f64> = (0..4).map(|b| v[b * 12 + f] as f64).collect();
+        let m = xs.iter().sum::<f64>() / 4.0;
+        want += (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 4.0 + 1e-8).sqrt();
+    }
+    want /= 12.0;
+    let extra: Vec<f32> = out
+        .narrow(1, 3, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(
+        extra.iter().all(|&e| (e as f64 - want).abs() < MBSTD_TOL),
+        "{extra:?} vs {want}"
+    );
+    // The original channels pass through unchanged.
+    let kept: Vec<f32> = out
+        .narrow(1, 0, 3)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(kept, v);
+
+    // A discriminator with the feature scores an example differently when the rest of its
+    // batch changes; without it, it does not.
+    for mbstd in [false, true] {
+        let mut cfg = critic_cfg(true);
+        cfg.loss = GanLoss::NonSaturating;
+        cfg.net = GanNet::Dcgan {
+            channels: 8,
+            minibatch_std: mbstd,
+        };
+        cfg.validate().unwrap();
+        let ps = ParamStore::new(3, &Device::Cpu);
+        let Discriminator::Critic(c) = Discriminator::new(&cfg, ps.vb()).unwrap() else {
+            panic!("a non-saturating GAN builds a logit discriminator")
+        };
+        let a = rng.normal_tensor(&[3, 2, 8, 8], &Device::Cpu).unwrap();
+        let mut b_rows = vec![a.narrow(0, 0, 1).unwrap()];
+        b_rows.push((a.narrow(0, 1, 2).unwrap() * 3.0).unwrap());
+        let b = Tensor::cat(&b_rows, 0).unwrap();
+        let first = |x: &Tensor| c.forward(x).unwrap().to_vec1::<f32>().unwrap()[0];
+        let changed = (first(&a) - first(&b)).abs() > 1e-6;
+        assert_eq!(changed, mbstd, "minibatch_std = {mbstd}");
+    }
+    // With the gradient penalty it is refused.
+    let mut cfg = critic_cfg(true);
+    cfg.net = GanNet::Dcgan {
+        channels: 8,
+        minibatch_std: true,
+    };
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("minibatch_std") && e.contains("wgan-gp"), "{e}");
 }

@@ -284,6 +284,26 @@ impl NoiseSchedule {
                 }
                 Ok((1..=k).rev().map(|i| trailing_timestep(t, i, k)).collect())
             }
+            Spacing::LogSnr => {
+                let t = self.len();
+                if k == 0 || k > t {
+                    return Err(Error::InvalidInput(format!(
+                        "number of sampling steps must be between 1 and the model's {t} timesteps, got {k}"
+                    )));
+                }
+                if k == 1 {
+                    return Ok(vec![(t - 1) as f64]);
+                }
+                // ln sigma = -lambda / 2: uniform in lambda is uniform in ln sigma.
+                let lo = crate::sigmas::sigma_at(self, 0.0).ln();
+                let hi = crate::sigmas::sigma_at(self, (t - 1) as f64).ln();
+                Ok((0..k)
+                    .map(|j| {
+                        let ls = hi + (lo - hi) * j as f64 / (k - 1) as f64;
+                        crate::sigmas::timestep_at(self, ls.exp())
+                    })
+                    .collect())
+            }
         }
     }
 
@@ -321,6 +341,10 @@ pub enum Spacing {
     /// Halving k keeps every other step, so a k-step grid lies inside the 2k-step one: the
     /// grid progressive distillation needs (Salimans & Ho 2022, Alg. 2: t = i/N).
     Trailing,
+    /// Uniform in log-SNR, lambda = ln(alpha_bar / (1 - alpha_bar)), from timestep T-1 to 0
+    /// (both ends), at the fractional timesteps where the schedule reaches each lambda: the
+    /// spacing Lu et al. 2022 (DPM-Solver, Sec. 3.3/App. D) use for few-step sampling.
+    LogSnr,
 }
 
 impl std::fmt::Display for Spacing {
@@ -328,6 +352,7 @@ impl std::fmt::Display for Spacing {
         f.write_str(match self {
             Self::Linspace => "linspace",
             Self::Trailing => "trailing",
+            Self::LogSnr => "logsnr",
         })
     }
 }
@@ -338,8 +363,9 @@ impl std::str::FromStr for Spacing {
         match s {
             "linspace" => Ok(Self::Linspace),
             "trailing" => Ok(Self::Trailing),
+            "logsnr" => Ok(Self::LogSnr),
             _ => Err(Error::InvalidInput(format!(
-                "unknown timestep spacing `{s}` (known: linspace, trailing)"
+                "unknown timestep spacing `{s}` (known: linspace, trailing, logsnr)"
             ))),
         }
     }
@@ -434,6 +460,22 @@ mod tests {
         assert!(s.timesteps(0, Spacing::Trailing).is_err());
         assert!(s.timesteps(1001, Spacing::Trailing).is_err());
         assert_eq!("trailing".parse::<Spacing>().unwrap(), Spacing::Trailing);
+        // logsnr: both ends, and equal steps in lambda = -2 ln sigma.
+        let ls = s.timesteps(10, Spacing::LogSnr).unwrap();
+        assert_eq!(ls.len(), 10);
+        assert!((ls[0] - 999.0).abs() < 1e-9 && ls[9].abs() < 1e-9, "{ls:?}");
+        let lambda = |t: f64| {
+            let a = s.alpha_bar_at(t);
+            (a / (1.0 - a)).ln()
+        };
+        let d0 = lambda(ls[1]) - lambda(ls[0]);
+        for w in ls.windows(2) {
+            assert!(
+                ((lambda(w[1]) - lambda(w[0])) - d0).abs() < 1e-6 * d0.abs(),
+                "{ls:?}"
+            );
+        }
+        assert_eq!("logsnr".parse::<Spacing>().unwrap(), Spacing::LogSnr);
         assert!("even"
             .parse::<Spacing>()
             .unwrap_err()

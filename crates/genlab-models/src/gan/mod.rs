@@ -56,7 +56,15 @@ pub enum GanNet {
     /// DCGAN-style: the generator projects z to 2c x H/4 x W/4 and doubles the size twice
     /// with transposed convolutions (GroupNorm + SiLU between); the discriminator mirrors it
     /// with stride-2 convolutions and leaky ReLU. `channels` = c, a multiple of 8.
-    Dcgan { channels: usize },
+    /// `minibatch_std` appends the minibatch standard deviation feature of Karras et al.
+    /// 2018 (arXiv:1710.10196, Sec. 3) to the discriminator's last feature map, so that it
+    /// can see a batch's lack of variety (against partial mode dropping); not with WGAN-GP,
+    /// whose penalty needs per-example input gradients.
+    Dcgan {
+        channels: usize,
+        #[serde(default)]
+        minibatch_std: bool,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -94,7 +102,10 @@ pub struct GanConfig {
 impl GanConfig {
     pub fn for_data(data: &DataSpace) -> Self {
         let net = if data.images {
-            GanNet::Dcgan { channels: 64 }
+            GanNet::Dcgan {
+                channels: 64,
+                minibatch_std: false,
+            }
         } else {
             GanNet::Mlp {
                 hidden: vec![256, 256, 256],
@@ -167,7 +178,18 @@ impl GanConfig {
                 "gan.net.mlp.hidden must be non-empty positive sizes, got {hidden:?}"
             )),
             GanNet::Mlp { .. } => Ok(()),
-            GanNet::Dcgan { channels } => {
+            GanNet::Dcgan {
+                channels,
+                minibatch_std,
+            } => {
+                if *minibatch_std && self.loss == GanLoss::WganGp {
+                    return bad(
+                        "gan.net.dcgan.minibatch_std does not combine with loss = wgan-gp: the \
+                         gradient penalty needs each score's gradient with respect to its own \
+                         input, and the batch statistic ties the scores together"
+                            .into(),
+                    );
+                }
                 if !self.data.images || self.data.shape.len() != 3 {
                     return bad(format!(
                         "the DCGAN nets are for images [C, H, W], the data have shape {:?}; use net = mlp",

@@ -74,7 +74,7 @@ impl Generator {
                     tanh: cfg.data.images,
                 }
             }
-            GanNet::Dcgan { channels: c } => {
+            GanNet::Dcgan { channels: c, .. } => {
                 let (ch, h, w) = (cfg.data.shape[0], cfg.data.shape[1], cfg.data.shape[2]);
                 let start = [2 * c, h / 4, w / 4];
                 Generator::Dcgan {
@@ -122,7 +122,28 @@ impl Generator {
 /// A discriminator (logit) or critic (score): one number per example.
 pub enum Critic {
     Mlp(Mlp),
-    Dcgan { c1: Conv, c2: Conv, fc: Linear },
+    Dcgan {
+        c1: Conv,
+        c2: Conv,
+        fc: Linear,
+        minibatch_std: bool,
+    },
+}
+
+/// Karras et al. 2018 (Sec. 3): the standard deviation of every feature over the batch,
+/// averaged over features and positions, appended to `h` ([B, C, H, W]) as one more
+/// constant channel: [B, C + 1, H, W]. (1e-8 under the square root keeps its gradient finite
+/// for identical examples.)
+pub fn append_minibatch_std(h: &Tensor) -> Result<Tensor> {
+    let (b, _, hh, ww) = h.dims4()?;
+    let centred = h.broadcast_sub(&h.mean_keepdim(0)?)?;
+    let std = (centred.sqr()?.mean_keepdim(0)? + 1e-8)?.sqrt()?;
+    let s = std.mean_all()?;
+    let map = s
+        .reshape((1, 1, 1, 1))?
+        .broadcast_as((b, 1, hh, ww))?
+        .contiguous()?;
+    Ok(Tensor::cat(&[h, &map], 1)?)
 }
 
 /// What [`Critic::forward_trace`] keeps for [`Critic::input_grad`].
@@ -141,12 +162,17 @@ impl Critic {
                 sizes.push(1);
                 Critic::Mlp(Mlp::new(&sizes, Act::LeakyRelu, vb.pp("mlp"))?)
             }
-            GanNet::Dcgan { channels: c } => {
+            GanNet::Dcgan {
+                channels: c,
+                minibatch_std,
+            } => {
                 let (ch, h, w) = (cfg.data.shape[0], cfg.data.shape[1], cfg.data.shape[2]);
+                let feats = 2 * c + usize::from(*minibatch_std);
                 Critic::Dcgan {
                     c1: Conv::new(ch, *c, 4, 2, 1, vb.pp("c1"))?,
                     c2: Conv::new(*c, 2 * c, 4, 2, 1, vb.pp("c2"))?,
-                    fc: Linear::new(2 * c * (h / 4) * (w / 4), 1, vb.pp("fc"))?,
+                    fc: Linear::new(feats * (h / 4) * (w / 4), 1, vb.pp("fc"))?,
+                    minibatch_std: *minibatch_std,
                 }
             }
         })
@@ -161,10 +187,19 @@ impl Critic {
                 let (o, pre) = m.forward_trace(&x.reshape((b, ()))?)?;
                 (o, pre)
             }
-            Critic::Dcgan { c1, c2, fc } => {
+            Critic::Dcgan {
+                c1,
+                c2,
+                fc,
+                minibatch_std,
+            } => {
                 let p1 = c1.forward(x)?;
                 let p2 = c2.forward(&lrelu(&p1)?)?;
-                let o = fc.forward(&lrelu(&p2)?.reshape((b, ()))?)?;
+                let mut h2 = lrelu(&p2)?;
+                if *minibatch_std {
+                    h2 = append_minibatch_std(&h2)?;
+                }
+                let o = fc.forward(&h2.reshape((b, ()))?)?;
                 (o, vec![p1, p2])
             }
         };
@@ -185,7 +220,17 @@ impl Critic {
                 let ones = Tensor::ones((b, 1), DType::F32, dev)?;
                 m.input_grad(&ones, &t.pre)?
             }
-            Critic::Dcgan { c1, c2, fc } => {
+            Critic::Dcgan {
+                minibatch_std: true,
+                ..
+            } => {
+                return Err(genlab_core::Error::Config(
+                    "the input gradient of a critic with the minibatch std feature is not \
+                     per-example; use it without the gradient penalty"
+                        .into(),
+                ))
+            }
+            Critic::Dcgan { c1, c2, fc, .. } => {
                 let (p1, p2) = (&t.pre[0], &t.pre[1]);
                 // d score / d h2 = the dense layer's weight row, the same for every example.
                 let g2 = fc
@@ -238,7 +283,7 @@ impl EnergyNet {
                     dec: EnergyPart::Mlp(Mlp::new(&g, Act::LeakyRelu, vb.pp("dec"))?),
                 }
             }
-            GanNet::Dcgan { channels: c } => {
+            GanNet::Dcgan { channels: c, .. } => {
                 let (ch, h, w) = (cfg.data.shape[0], cfg.data.shape[1], cfg.data.shape[2]);
                 let start = [2 * c, h / 4, w / 4];
                 let flat: usize = start.iter().product();
