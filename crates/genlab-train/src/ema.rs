@@ -20,6 +20,10 @@ use crate::optim::{host_f32, host_f32_mut, is_host_f32, par_chunk_len};
 
 pub struct Ema {
     pub decay: f64,
+    /// The warm-up of the decay (on by default). Off when the weights start from a trained
+    /// average, as in fine-tuning or distillation: there the warm-up would throw the good
+    /// average away for the first noisy steps' weights.
+    pub warmup: bool,
     pairs: Vec<(Var, Var)>, // (shadow, live), matched by name
 }
 
@@ -88,12 +92,20 @@ impl Ema {
             .zip(l)
             .map(|((_, a), (_, b))| (a, b))
             .collect();
-        Ok(Self { decay, pairs })
+        Ok(Self {
+            decay,
+            warmup: true,
+            pairs,
+        })
     }
 
     /// Decay used at update number `n` (0-based).
     pub fn decay_at(&self, n: u64) -> f64 {
-        self.decay.min((1.0 + n as f64) / (10.0 + n as f64))
+        if self.warmup {
+            self.decay.min((1.0 + n as f64) / (10.0 + n as f64))
+        } else {
+            self.decay
+        }
     }
 
     /// The EMA update number `n` (0-based: the optimizer's step count before this step).
@@ -154,6 +166,13 @@ mod tests {
         // Past the warm-up (n = 100: (101/110) > 0.9) the decay is the configured one.
         assert_eq!(ema.decay_at(100), 0.9);
         assert!((ema.decay_at(0) - 0.1).abs() < 1e-12);
+        // Without the warm-up (fine-tuning from an average) the decay is constant.
+        let cold = Ema {
+            decay: 0.9,
+            warmup: false,
+            pairs: Vec::new(),
+        };
+        assert_eq!((cold.decay_at(0), cold.decay_at(100)), (0.9, 0.9));
         ema.update(100).unwrap();
         ema.update(101).unwrap();
         // 2 -> 0.9*2 + 0.1*4 = 2.2 -> 0.9*2.2 + 0.4 = 2.38

@@ -96,6 +96,13 @@ impl TrainedWeights {
         self.opt.load_state(&strip_prefix(tensors, "opt"), t)
     }
 
+    /// Turns the EMA's decay warm-up off: for weights that start from a trained average
+    /// (the teacher of a distillation round), which the warm-up would discard.
+    pub fn without_ema_warmup(mut self) -> Self {
+        self.ema.warmup = false;
+        self
+    }
+
     /// Optimizer updates taken so far.
     pub fn opt_steps(&self) -> u64 {
         self.opt.t
