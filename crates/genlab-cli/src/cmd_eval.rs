@@ -74,6 +74,9 @@ pub struct EvalArgs {
     /// sample`).
     #[arg(long, default_value = "linspace")]
     pub spacing: genlab_sampling::Spacing,
+    /// Flows: base-noise temperature for checkpoint sources (see `genlab sample`).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
     /// DDIM eta for checkpoint sources.
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
@@ -257,6 +260,7 @@ fn sample_checkpoint(
         options: SamplerOptions {
             steps,
             spacing: a.spacing,
+            temperature: a.temperature,
             eta: a.eta,
             clip_x0: None,
             ..Default::default()
@@ -280,6 +284,10 @@ fn sample_checkpoint(
                 a.spacing
             },
             a.eta
+        ),
+        _ if a.temperature != 1.0 => format!(
+            "{} network evaluations each, temperature {}",
+            out.nfe, a.temperature
         ),
         _ => format!("{} network evaluations each", out.nfe),
     };

@@ -75,6 +75,17 @@ pub trait Sample {
     }
 }
 
+/// Errors unless `req` samples at temperature 1: only flows scale their base noise.
+pub fn require_unit_temperature(req: &SampleRequest, family: &str) -> Result<()> {
+    let t = req.options.temperature;
+    if t != 1.0 {
+        return Err(Error::InvalidInput(format!(
+            "--temperature applies to flows only; a {family} samples at temperature 1, got {t}"
+        )));
+    }
+    Ok(())
+}
+
 /// The loop every one-shot sampler shares (VAE, GAN, flow): draws `req.n` samples in batches
 /// of at most `req.batch_size` with `batch(n, offset, rng)`, moves each to the CPU, reports
 /// progress per batch, and concatenates. `n` must be at least 1.

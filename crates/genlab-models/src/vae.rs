@@ -583,6 +583,7 @@ impl Sample for Vae {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
+        crate::sample::require_unit_temperature(req, "VAE")?;
         let x = crate::sample::sample_in_batches(req, rng, progress, |nb, done, rng| {
             self.sample_batch(nb, done, rng)
         })?;

@@ -26,6 +26,10 @@ pub struct SamplerOptions {
     /// Where the steps sit on the model's timesteps (Karras sigmas, when on, replace it for
     /// the sigma-space samplers).
     pub spacing: Spacing,
+    /// Standard deviation of a flow's base noise (Kingma & Dhariwal 2018, Glow, Sec. 5:
+    /// T = 0.7 trades diversity for cleaner samples); 1 samples the model itself. Only
+    /// flows take other values.
+    pub temperature: f64,
 }
 
 impl Default for SamplerOptions {
@@ -36,6 +40,7 @@ impl Default for SamplerOptions {
             clip_x0: None, // set by the model from its data range
             solver: SolverOptions::default(),
             spacing: Spacing::default(), // DDIM's evenly spaced subsequence, both ends
+            temperature: 1.0,            // the model's own distribution
         }
     }
 }

@@ -342,6 +342,7 @@ impl Sample for Ddpm {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
+        crate::sample::require_unit_temperature(req, "diffusion model")?;
         if req.n == 0 {
             return Err(Error::InvalidInput(
                 "the number of samples must be at least 1, got 0".into(),
@@ -566,6 +567,13 @@ mod tests {
             "NFE counts evaluations per sample, not per batch"
         );
         assert_eq!(a.x.to_vec2::<f32>().unwrap(), b.x.to_vec2::<f32>().unwrap());
+        let mut hot = req.clone();
+        hot.options.temperature = 0.7;
+        let e = m
+            .sample(&hot, &mut Rng::new(3), &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("flows only"), "{e}");
         let zero = SampleRequest { n: 0, ..req };
         assert!(m.sample(&zero, &mut Rng::new(3), &mut |_, _| {}).is_err());
     }

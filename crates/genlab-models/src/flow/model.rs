@@ -474,10 +474,15 @@ impl Flow {
         self.cfg.layers * scales * per
     }
 
-    fn sample_batch(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+    fn sample_batch(&self, n: usize, temperature: f64, rng: &mut Rng) -> Result<Tensor> {
         let z = rng
             .normal_tensor(&[n, self.cfg.dim()], &self.device)?
             .to_dtype(self.dtype)?;
+        let z = if temperature == 1.0 {
+            z
+        } else {
+            (z * temperature)?
+        };
         let z = if self.cfg.data.images {
             z
         } else {
@@ -501,8 +506,14 @@ impl Sample for Flow {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
+        let t = req.options.temperature;
+        if !(t > 0.0 && t.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "the sampling temperature must be a finite number > 0, got {t}"
+            )));
+        }
         let x = crate::sample::sample_in_batches(req, rng, progress, |nb, _, rng| {
-            let x = self.sample_batch(nb, rng)?;
+            let x = self.sample_batch(nb, t, rng)?;
             if !x.sum_all()?.to_scalar::<f32>()?.is_finite() {
                 return Err(Error::Numeric(
                     "the flow's inverse produced non-finite samples".into(),
@@ -861,6 +872,38 @@ mod tests {
             )
             .unwrap();
         assert_eq!((r.nats.len(), r.kind), (5, LikelihoodKind::Exact));
+    }
+
+    #[test]
+    fn temperature_scales_the_base_noise_of_the_same_draws() {
+        // At temperature T the flow inverts T z for the same draws z: invert by hand.
+        let ps = ParamStore::new(0, &Device::Cpu);
+        let f = Flow::new(&points(Coupling::Affine, 2), ps.vb()).unwrap();
+        let mut req = SampleRequest {
+            n: 4,
+            sampler: String::new(),
+            options: Default::default(),
+            batch_size: 4,
+        };
+        req.options.temperature = 0.7;
+        let got = f.sample(&req, &mut Rng::new(3), &mut |_, _| {}).unwrap().x;
+        let z = (Rng::new(3).normal_tensor(&[4, 2], &Device::Cpu).unwrap() * 0.7).unwrap();
+        let want = f.body.inverse(&z.to_dtype(f.dtype).unwrap()).unwrap();
+        let d: f32 = (got - want.to_dtype(DType::F32).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-6, "{d}");
+        req.options.temperature = 0.0;
+        let e = f
+            .sample(&req, &mut Rng::new(3), &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("temperature"), "{e}");
     }
 
     /// f32 forward of the same f64-initialised parameters (a few ulps over 8 layers).
