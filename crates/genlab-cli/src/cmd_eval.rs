@@ -277,12 +277,7 @@ fn sample_checkpoint(
             "{} {steps} steps ({} NFE), {} spacing, eta {}",
             a.sampler,
             out.nfe,
-            // A distilled student always samples on its trailing grid.
-            if loaded.run.model == "distill" {
-                genlab_sampling::Spacing::Trailing
-            } else {
-                a.spacing
-            },
+            loaded.model.fixed_spacing().unwrap_or(a.spacing),
             a.eta
         ),
         _ if a.temperature != 1.0 => format!(

@@ -82,12 +82,7 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     let loaded = genlab_train::load_model(&a.ckpt, !a.no_ema, device)
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
     let steps = a.steps.or(loaded.model.preferred_steps()).unwrap_or(50);
-    // A distilled student always samples on its trailing grid.
-    let spacing = if loaded.run.model == "distill" {
-        genlab_sampling::Spacing::Trailing
-    } else {
-        a.spacing
-    };
+    let spacing = loaded.model.fixed_spacing().unwrap_or(a.spacing);
     let req = SampleRequest {
         n: a.n,
         sampler: a.sampler.clone(),

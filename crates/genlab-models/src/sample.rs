@@ -73,6 +73,11 @@ pub trait Sample {
     fn preferred_steps(&self) -> Option<usize> {
         None
     }
+    /// The timestep spacing this model always samples with, whatever is asked (a distilled
+    /// student's trailing grid); `None` when the request's spacing applies.
+    fn fixed_spacing(&self) -> Option<genlab_sampling::Spacing> {
+        None
+    }
 }
 
 /// Errors unless `req` samples at temperature 1: only flows scale their base noise.

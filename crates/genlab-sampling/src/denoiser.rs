@@ -61,6 +61,33 @@ pub fn to_eps_x0(kind: Prediction, out: &Tensor, x: &Tensor, a: f64) -> Result<(
     })
 }
 
+/// [`to_eps_x0`] with a different alpha_bar per example: `sa` = sqrt(alpha_bar) and `s1a` =
+/// sqrt(1 - alpha_bar) are tensors that broadcast over `x` (shape [B, 1, ...]); for training
+/// losses and distillation targets that draw one timestep per example.
+pub fn to_eps_x0_per_example(
+    kind: Prediction,
+    out: &Tensor,
+    x: &Tensor,
+    sa: &Tensor,
+    s1a: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    Ok(match kind {
+        Prediction::Epsilon => {
+            let x0 = (x - out.broadcast_mul(s1a)?)?.broadcast_div(sa)?;
+            (out.clone(), x0)
+        }
+        Prediction::X0 => {
+            let eps = (x - out.broadcast_mul(sa)?)?.broadcast_div(s1a)?;
+            (eps, out.clone())
+        }
+        Prediction::V => {
+            let x0 = (x.broadcast_mul(sa)? - out.broadcast_mul(s1a)?)?;
+            let eps = (x.broadcast_mul(s1a)? + out.broadcast_mul(sa)?)?;
+            (eps, x0)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +124,35 @@ mod tests {
                 .to_scalar()
                 .unwrap();
             assert!(de < 1e-6 && dx < 1e-6, "{kind:?}: {de} {dx}");
+        }
+    }
+
+    #[test]
+    fn the_per_example_conversion_equals_the_scalar_one_row_by_row() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[0.5f32, -1.0], [1.5, 0.2]], &dev).unwrap();
+        let out = Tensor::new(&[[0.3f32, 0.9], [-0.4, 1.1]], &dev).unwrap();
+        let a = [0.64f64, 0.09];
+        let col = |v: [f64; 2]| Tensor::new(&[[v[0] as f32], [v[1] as f32]], &dev).unwrap();
+        let sa = col([a[0].sqrt(), a[1].sqrt()]);
+        let s1a = col([(1.0 - a[0]).sqrt(), (1.0 - a[1]).sqrt()]);
+        for kind in [Prediction::Epsilon, Prediction::X0, Prediction::V] {
+            let (e, x0) = to_eps_x0_per_example(kind, &out, &x, &sa, &s1a).unwrap();
+            for (i, &ai) in a.iter().enumerate() {
+                let row = |t: &Tensor| t.narrow(0, i, 1).unwrap();
+                let (es, xs) = to_eps_x0(kind, &row(&out), &row(&x), ai).unwrap();
+                for (p, q) in [(row(&e), es), (row(&x0), xs)] {
+                    let d: f32 = (p - q)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar()
+                        .unwrap();
+                    assert!(d < 1e-5, "{kind:?} row {i}: {d}");
+                }
+            }
         }
     }
 }

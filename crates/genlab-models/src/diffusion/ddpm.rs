@@ -116,6 +116,15 @@ impl DdpmConfig {
     }
 }
 
+/// Per-example coefficients as a tensor of shape [B, 1, ...] (f32, then `like`'s dtype) that
+/// broadcasts over `like` ([B, ...]).
+pub(crate) fn per_example(v: &[f64], like: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![v.len()];
+    shape.extend(std::iter::repeat_n(1, like.rank() - 1));
+    let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    Ok(Tensor::from_vec(v, shape.as_slice(), like.device())?.to_dtype(like.dtype())?)
+}
+
 enum Net {
     Mlp(MlpDenoiser),
     Unet(Box<UNet>),
@@ -174,14 +183,11 @@ impl Ddpm {
             x
         } else {
             let ts: Vec<f32> = t.to_dtype(DType::F32)?.to_vec1()?;
-            let c: Vec<f32> = ts
+            let c: Vec<f64> = ts
                 .iter()
-                .map(|&v| self.schedule.input_scale_at(v as f64) as f32)
+                .map(|&v| self.schedule.input_scale_at(v as f64))
                 .collect();
-            let mut shape = vec![c.len()];
-            shape.extend(std::iter::repeat_n(1, x.rank() - 1));
-            let c = Tensor::from_vec(c, shape.as_slice(), x.device())?.to_dtype(x.dtype())?;
-            scaled = x.broadcast_mul(&c)?;
+            scaled = x.broadcast_mul(&per_example(&c, x)?)?;
             &scaled
         };
         Ok(match &self.net {
@@ -208,6 +214,15 @@ impl Ddpm {
         })
     }
 
+    /// sqrt(alpha_bar) and sqrt(1 - alpha_bar) at each (possibly fractional) timestep, as
+    /// [B, 1, ...] tensors broadcasting over `like`.
+    pub(crate) fn signal_noise(&self, ts: &[f64], like: &Tensor) -> Result<(Tensor, Tensor)> {
+        let a: Vec<f64> = ts.iter().map(|&t| self.schedule.alpha_bar_at(t)).collect();
+        let sa: Vec<f64> = a.iter().map(|a| a.sqrt()).collect();
+        let s1a: Vec<f64> = a.iter().map(|a| (1.0 - a).sqrt()).collect();
+        Ok((per_example(&sa, like)?, per_example(&s1a, like)?))
+    }
+
     /// L_simple on a batch `x0` given in data space, shape [B, ...data.shape].
     pub fn loss(&self, x0: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         self.cfg.data.check_batch(x0, "the DDPM")?;
@@ -221,17 +236,8 @@ impl Ddpm {
                 TimeSampling::Continuous => rng.uniform() * last,
             })
             .collect();
-        let mut bshape = vec![b];
-        bshape.extend(std::iter::repeat_n(1, dims.len() - 1)); // [B, 1, ...] for broadcasting
-        let a: Vec<f64> = t_idx
-            .iter()
-            .map(|&t| self.schedule.alpha_bar_at(t))
-            .collect();
-        let sa: Vec<f32> = a.iter().map(|a| a.sqrt() as f32).collect();
-        let s1a: Vec<f32> = a.iter().map(|a| (1.0 - a).sqrt() as f32).collect();
+        let (sa, s1a) = self.signal_noise(&t_idx, &x0)?;
         let dev = x0.device();
-        let sa = Tensor::from_vec(sa, bshape.as_slice(), dev)?;
-        let s1a = Tensor::from_vec(s1a, bshape.as_slice(), dev)?;
         let eps = rng.normal_tensor(&dims, dev)?;
         let xt = (x0.broadcast_mul(&sa)? + eps.broadcast_mul(&s1a)?)?;
         let t = Tensor::from_vec(t_idx.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, dev)?;

@@ -25,10 +25,11 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
+use genlab_sampling::denoiser::to_eps_x0_per_example;
 use genlab_sampling::schedule::trailing_timestep;
 use genlab_sampling::{Prediction, Spacing};
 
-use super::ddpm::{Ddpm, DdpmConfig};
+use super::ddpm::{per_example, Ddpm, DdpmConfig};
 use crate::likelihood::LogLikelihood;
 use crate::sample::{DataSpace, Sample, SampleRequest, SampleResult};
 
@@ -66,52 +67,6 @@ impl DistillConfig {
     }
 }
 
-/// Per-example coefficients as a tensor of shape [B, 1, ...] for broadcasting over `like`.
-fn per_example(v: &[f64], like: &Tensor) -> Result<Tensor> {
-    let mut shape = vec![v.len()];
-    shape.extend(std::iter::repeat_n(1, like.rank() - 1));
-    let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    Ok(Tensor::from_vec(v, shape.as_slice(), like.device())?)
-}
-
-/// The (eps, x0) that a network output `out` stands for at per-example sqrt(alpha_bar) `sa`
-/// and sqrt(1 - alpha_bar) `s1a` (tensors [B, 1, ...]); the per-example form of
-/// `genlab_sampling::denoiser::to_eps_x0`.
-fn eps_x0(
-    kind: Prediction,
-    out: &Tensor,
-    z: &Tensor,
-    sa: &Tensor,
-    s1a: &Tensor,
-) -> Result<(Tensor, Tensor)> {
-    Ok(match kind {
-        Prediction::Epsilon => {
-            let x0 = (z - out.broadcast_mul(s1a)?)?.broadcast_div(sa)?;
-            (out.clone(), x0)
-        }
-        Prediction::X0 => {
-            let eps = (z - out.broadcast_mul(sa)?)?.broadcast_div(s1a)?;
-            (eps, out.clone())
-        }
-        Prediction::V => {
-            let x0 = (z.broadcast_mul(sa)? - out.broadcast_mul(s1a)?)?;
-            let eps = (z.broadcast_mul(s1a)? + out.broadcast_mul(sa)?)?;
-            (eps, x0)
-        }
-    })
-}
-
-/// sqrt(alpha_bar) and sqrt(1 - alpha_bar) of each timestep, as [B, 1, ...] tensors.
-fn signal_noise(model: &Ddpm, ts: &[f64], like: &Tensor) -> Result<(Tensor, Tensor)> {
-    let a: Vec<f64> = ts
-        .iter()
-        .map(|&t| model.schedule().alpha_bar_at(t))
-        .collect();
-    let sa: Vec<f64> = a.iter().map(|a| a.sqrt()).collect();
-    let s1a: Vec<f64> = a.iter().map(|a| (1.0 - a).sqrt()).collect();
-    Ok((per_example(&sa, like)?, per_example(&s1a, like)?))
-}
-
 /// One deterministic DDIM step (Song et al. 2021, Eq. 12 with sigma = 0) of the model from
 /// per-example timesteps `t` to `t_next` (-1: the clean data), in model space, without
 /// gradients; x0 is clipped to [-1, 1] for images, as in `genlab_sampling::ddim::step`.
@@ -127,12 +82,12 @@ pub fn ddim_step_per_example(
         z.device(),
     )?;
     let out = model.forward_t(z, &tt)?.detach();
-    let (sa, s1a) = signal_noise(model, t, z)?;
-    let (eps, mut x0) = eps_x0(model.config().prediction, &out, z, &sa, &s1a)?;
+    let (sa, s1a) = model.signal_noise(t, z)?;
+    let (eps, mut x0) = to_eps_x0_per_example(model.config().prediction, &out, z, &sa, &s1a)?;
     if model.config().data.images {
         x0 = x0.clamp(-1f32, 1f32)?;
     }
-    let (sa_n, s1a_n) = signal_noise(model, t_next, z)?;
+    let (sa_n, s1a_n) = model.signal_noise(t_next, z)?;
     Ok((x0.broadcast_mul(&sa_n)? + eps.broadcast_mul(&s1a_n)?)?)
 }
 
@@ -194,7 +149,7 @@ pub fn distillation_loss(
         .map(|&i| trailing_timestep(t_total, 2 * i - 2, 2 * n))
         .collect();
     let eps = rng.normal_tensor(x.dims(), x.device())?;
-    let (sa, s1a) = signal_noise(student, &t, &x)?;
+    let (sa, s1a) = student.signal_noise(&t, &x)?;
     let z = (x.broadcast_mul(&sa)? + eps.broadcast_mul(&s1a)?)?;
     let z_mid = ddim_step_per_example(teacher, &z, &t, &t_mid)?;
     let z_next = ddim_step_per_example(teacher, &z_mid, &t_mid, &t_next)?;
@@ -237,7 +192,9 @@ impl Sample for DistilledDdpm {
     ) -> Result<SampleResult> {
         let mut req = req.clone();
         // The student only learnt the timesteps of its trailing grid.
-        req.options.spacing = Spacing::Trailing;
+        if let Some(spacing) = self.fixed_spacing() {
+            req.options.spacing = spacing;
+        }
         self.model.sample(&req, rng, progress)
     }
 
@@ -251,6 +208,10 @@ impl Sample for DistilledDdpm {
 
     fn preferred_steps(&self) -> Option<usize> {
         Some(self.steps)
+    }
+
+    fn fixed_spacing(&self) -> Option<Spacing> {
+        Some(Spacing::Trailing)
     }
 }
 
