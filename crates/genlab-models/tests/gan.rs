@@ -3,12 +3,13 @@
 //! - The explicit input gradient (a graph of forward ops) equals candle's ordinary
 //!   first-order gradient of the critic's output with respect to its input.
 //! - The penalty's gradient with respect to the critic's weights (what WGAN-GP needs, and
-//!   what a detached input gradient would silently zero) equals central finite differences.
+//!   what a detached input gradient would silently zero) equals central finite differences;
+//!   so does the R1 penalty's, built on the same input gradient.
 
 use candle_core::{Device, Tensor, Var};
 
 use genlab_core::{ParamStore, Rng};
-use genlab_models::gan::loss::gradient_penalty;
+use genlab_models::gan::loss::{gradient_penalty, r1_penalty};
 use genlab_models::gan::{Discriminator, GanConfig, GanLoss, GanNet};
 use genlab_models::DataSpace;
 
@@ -80,14 +81,20 @@ const H: f64 = 1e-3;
 const FD_ABS: f64 = 2e-3;
 const FD_REL: f64 = 2e-2;
 
+type Penalty = fn(&Tensor) -> genlab_core::Result<Tensor>;
+
 #[test]
-fn gradient_penalty_weight_gradient_equals_finite_differences() {
-    for images in [false, true] {
+fn gradient_penalty_and_r1_weight_gradients_equal_finite_differences() {
+    let kinds: [(&str, Penalty); 2] = [("gp", gradient_penalty), ("r1", r1_penalty)];
+    for (images, (kind, pen)) in [false, true]
+        .into_iter()
+        .flat_map(|i| kinds.into_iter().map(move |k| (i, k)))
+    {
         let (ps, c, shape) = critic(images);
         let x = Rng::new(11).normal_tensor(&shape, &Device::Cpu).unwrap();
         let penalty = |c: &genlab_models::gan::nets::Critic| -> Tensor {
             let (_, t) = c.forward_trace(&x).unwrap();
-            gradient_penalty(&c.input_grad(&t).unwrap()).unwrap()
+            pen(&c.input_grad(&t).unwrap()).unwrap()
         };
         let grads = penalty(&c).backward().unwrap();
         let mut rng = Rng::new(5);
@@ -98,7 +105,7 @@ fn gradient_penalty_weight_gradient_equals_finite_differences() {
             let flat: Vec<f32> = match grads.get(var.as_tensor()) {
                 Some(g) => g.flatten_all().unwrap().to_vec1().unwrap(),
                 None if name.ends_with("bias") => vec![0.0; var.elem_count()],
-                None => panic!("images={images}: no penalty gradient for {name}"),
+                None => panic!("images={images} {kind}: no penalty gradient for {name}"),
             };
             let mut values: Vec<f32> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
             let mut done = 0;
@@ -125,13 +132,13 @@ fn gradient_penalty_weight_gradient_equals_finite_differences() {
                 let ad = flat[i] as f64;
                 assert!(
                     (fd - ad).abs() <= FD_ABS + FD_REL * ad.abs(),
-                    "images={images}: {name}[{i}]: finite difference {fd} vs autograd {ad}"
+                    "images={images} {kind}: {name}[{i}]: finite difference {fd} vs autograd {ad}"
                 );
                 checked += 1;
                 done += 1;
             }
         }
-        assert!(checked >= 12, "checked only {checked} entries");
+        assert!(checked >= 12, "{kind}: checked only {checked} entries");
     }
 }
 
@@ -205,4 +212,23 @@ fn minibatch_std_feature_is_the_mean_per_feature_batch_std_and_ties_the_batch_to
     };
     let e = cfg.validate().unwrap_err().to_string();
     assert!(e.contains("minibatch_std") && e.contains("wgan-gp"), "{e}");
+}
+
+#[test]
+fn r1_is_refused_without_a_logit_discriminator_with_minibatch_std_and_when_not_positive() {
+    let mut cfg = critic_cfg(true);
+    cfg.r1_weight = Some(10.0);
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("r1_weight") && e.contains("WganGp"), "{e}");
+    cfg.loss = GanLoss::NonSaturating;
+    cfg.validate().unwrap();
+    cfg.r1_weight = Some(0.0);
+    assert!(cfg.validate().unwrap_err().to_string().contains("positive"));
+    cfg.r1_weight = Some(1.0);
+    cfg.net = GanNet::Dcgan {
+        channels: 8,
+        minibatch_std: true,
+    };
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("minibatch_std"), "{e}");
 }

@@ -13,6 +13,6 @@ pub mod steps;
 pub mod trainer;
 
 pub use registry::{find_model, load_classifier, load_model, model_names, LoadedModel, ModelEntry};
-pub use run::{RunConfig, TrainConfig};
+pub use run::{LrDecay, RunConfig, TrainConfig};
 pub use step::TrainStep;
 pub use trainer::{train, Observer, TrainOutcome};

@@ -16,7 +16,7 @@ use genlab_models::{DataSpace, Sample};
 use crate::optim::AdamWConfig;
 use genlab_nn::{Classifier, ClassifierConfig};
 
-use crate::run::{RunConfig, TrainConfig};
+use crate::run::{LrDecay, RunConfig, TrainConfig};
 use crate::step::{strip_prefix, TrainStep};
 
 /// Builds a model for sampling from its config and weights, on a device.
@@ -60,6 +60,7 @@ fn classifier_train() -> TrainConfig {
         batch_size: 64,
         lr: 1e-3, // Adam's usual rate; the CNN is shallow
         warmup_steps: 100,
+        lr_decay: LrDecay::Constant,
         grad_clip: 0.0,   // cross-entropy on a small CNN does not need clipping
         ema_decay: 0.999, // the averaged weights generalise slightly better
         log_every: 50,
@@ -90,6 +91,7 @@ fn vae_train(d: &DataSpace) -> TrainConfig {
         batch_size: if d.images { 128 } else { 512 },
         lr: 1e-3,
         warmup_steps: 100,
+        lr_decay: LrDecay::Constant,
         grad_clip: 100.0, // only guards against rare blow-ups of the Gaussian decoder
         ema_decay: 0.999,
         log_every: 50,
@@ -105,7 +107,8 @@ fn gan_train(d: &DataSpace) -> TrainConfig {
         batch_size: if d.images { 64 } else { 256 },
         lr: 2e-4,
         warmup_steps: 0, // GAN recipes use a constant rate
-        grad_clip: 0.0,  // clipping would change the game (and WGAN clips weights instead)
+        lr_decay: LrDecay::Constant,
+        grad_clip: 0.0, // clipping would change the game (and WGAN clips weights instead)
         ema_decay: if d.images { 0.999 } else { 0.99 },
         log_every: 50,
         ckpt_every: 1000,

@@ -10,6 +10,20 @@ use genlab_core::{Error, Result};
 
 use crate::optim::AdamWConfig;
 
+/// How the learning rate falls after the warm-up.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrDecay {
+    /// The peak rate until the end (saved configs without the key load as this).
+    #[default]
+    Constant,
+    /// Half a cosine from the peak to 0 at `train.steps` (Loshchilov & Hutter 2017,
+    /// arXiv:1608.03983, Eq. 5 with one cycle and eta_min = 0).
+    Cosine,
+    /// A straight line from the peak to 0 at `train.steps`.
+    Linear,
+}
+
 /// Trainer settings shared by every family.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +35,9 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear learning-rate warm-up from 0 over this many steps.
     pub warmup_steps: u64,
+    /// After the warm-up: constant, cosine or linear decay to 0 at `steps`. A decay ties
+    /// the rate to `steps`, so resuming with a larger `--steps` stretches the rest of it.
+    pub lr_decay: LrDecay,
     /// Clip the global gradient norm to this value (0 disables).
     pub grad_clip: f64,
     /// EMA decay of the weights used for sampling.
@@ -46,8 +63,9 @@ impl TrainConfig {
             batch_size: 512,   // 2-D points are cheap; big batches lower the loss noise
             lr: 1e-3,          // MLPs on toy data train well at Adam's usual 1e-3
             warmup_steps: 100, // avoids early Adam steps with poor second-moment estimates
-            grad_clip: 1.0,    // Ho et al. 2020 clip at 1 (App. B)
-            ema_decay: 0.995,  // short runs: a long EMA would lag the weights
+            lr_decay: LrDecay::Constant,
+            grad_clip: 1.0,   // Ho et al. 2020 clip at 1 (App. B)
+            ema_decay: 0.995, // short runs: a long EMA would lag the weights
             log_every: 10,
             ckpt_every: 1000,
             adamw: AdamWConfig::default(),
@@ -61,7 +79,8 @@ impl TrainConfig {
             batch_size: 64,    // fits the 2-core CPU budget per step
             lr: 5e-4, // small U-Nets tolerate more than Ho et al.'s 2e-4 and converge sooner
             warmup_steps: 200, // stabilises the first Adam steps
-            grad_clip: 1.0, // Ho et al. 2020 clip at 1 (App. B)
+            lr_decay: LrDecay::Constant,
+            grad_clip: 1.0,   // Ho et al. 2020 clip at 1 (App. B)
             ema_decay: 0.999, // Ho et al. use 0.9999 over 800k steps; shorter runs need less
             log_every: 10,
             ckpt_every: 500,
@@ -95,12 +114,17 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Learning rate at (0-based) step `step`: linear warm-up, then constant.
+    /// Learning rate at (0-based) step `step`: linear warm-up, then `lr_decay`.
     pub fn lr_at(&self, step: u64) -> f64 {
         if step < self.warmup_steps {
-            self.lr * (step + 1) as f64 / self.warmup_steps as f64
-        } else {
-            self.lr
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        match self.lr_decay {
+            LrDecay::Constant => self.lr,
+            LrDecay::Cosine => self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+            LrDecay::Linear => self.lr * (1.0 - p),
         }
     }
 }
@@ -203,6 +227,34 @@ mod tests {
             [c.lr_at(0), c.lr_at(1), c.lr_at(3), c.lr_at(100)],
             [0.25, 0.5, 1.0, 1.0]
         );
+    }
+
+    #[test]
+    fn decays_fall_from_the_peak_after_warm_up_to_zero_at_the_last_step() {
+        let c = TrainConfig {
+            lr: 2.0,
+            warmup_steps: 4,
+            steps: 104,
+            lr_decay: LrDecay::Cosine,
+            ..TrainConfig::for_points()
+        };
+        // Progress p = (step - 4) / 100: cos(0) = 1, cos(pi / 2) = 0, cos(pi) = -1.
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(c.lr_at(3), 2.0) && close(c.lr_at(4), 2.0));
+        assert!(close(c.lr_at(54), 1.0));
+        assert!(close(c.lr_at(29), 1.0 + (std::f64::consts::PI / 4.0).cos()));
+        assert!(close(c.lr_at(104), 0.0) && close(c.lr_at(500), 0.0));
+        let l = TrainConfig {
+            lr_decay: LrDecay::Linear,
+            ..c.clone()
+        };
+        assert!(close(l.lr_at(29), 1.5) && close(l.lr_at(104), 0.0));
+        // A saved config from before the key existed stays constant.
+        let mut v = serde_json::to_value(&c).unwrap();
+        v.as_object_mut().unwrap().remove("lr_decay");
+        let old: TrainConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(old.lr_decay, LrDecay::Constant);
+        assert!(close(old.lr_at(100), 2.0));
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //!   f(G(z)) - f(x), the generator -f(G(z)); the critic's weights are clipped after each update.
 //! - WGAN-GP (Gulrajani et al. 2017, arXiv:1704.00028, Alg. 1, Eq. 3): the same plus
 //!   lambda (||grad_x f(x_hat)||_2 - 1)^2 at x_hat = e x + (1 - e) G(z), e ~ U[0, 1].
+//! - R1 (Mescheder, Geiger & Nowozin 2018, arXiv:1801.04406, Eq. 9), optional for the
+//!   losses with a logit discriminator: gamma/2 E_x ||grad_x d(x)||^2 on real data only,
+//!   which pushes the discriminator's gradient to zero on the data manifold.
 //! - EBGAN (Zhao, Mathieu & LeCun 2017, arXiv:1609.03126, Eq. 1-2 and 6): with the energy
 //!   E = the autoencoder's reconstruction error, the discriminator minimises
 //!   E(x) + [m - E(G(z))]^+, the generator E(G(z)) + w PT(S), where the pull-away term
@@ -72,6 +75,13 @@ pub fn gradient_penalty(g: &Tensor) -> Result<Tensor> {
     // The tiny offset keeps sqrt's derivative finite at a zero gradient.
     let norm = (g.reshape((b, ()))?.sqr()?.sum(1)? + 1e-12)?.sqrt()?;
     Ok((norm - 1.0)?.sqr()?.mean_all()?)
+}
+
+/// mean over the batch of ||g_i||_2^2 for input gradients `g` `[B, ...]` (R1 without its
+/// weight gamma / 2).
+pub fn r1_penalty(g: &Tensor) -> Result<Tensor> {
+    let b = g.dim(0)?;
+    Ok(g.reshape((b, ()))?.sqr()?.sum(1)?.mean_all()?)
 }
 
 /// EBGAN's pull-away term over codes `s` `[N, k]` (N >= 2).
@@ -155,11 +165,14 @@ mod tests {
     }
 
     #[test]
-    fn gradient_penalty_and_pull_away_equal_hand_computed_values() {
+    fn gradient_penalties_and_pull_away_equal_hand_computed_values() {
         // Norms 5 and 0.5: ((5-1)^2 + (0.5-1)^2) / 2.
         let g = Tensor::new(&[[3.0f32, 4.0], [0.3, 0.4]], &Device::Cpu).unwrap();
         let gp = s(gradient_penalty(&g).unwrap());
         assert!((gp - (16.0 + 0.25) / 2.0).abs() < TOL, "{gp}");
+        // R1: squared norms 25 and 0.25, averaged.
+        let r1 = s(r1_penalty(&g).unwrap());
+        assert!((r1 - (25.0 + 0.25) / 2.0).abs() < TOL, "{r1}");
         // Codes e1, e1+e2, -e2: cos^2 pairs 1/2, 0, 1/2 (each counted twice) over 3*2.
         let c = Tensor::new(&[[1.0f32, 0.0], [1.0, 1.0], [0.0, -2.0]], &Device::Cpu).unwrap();
         let pt = s(pull_away(&c).unwrap());

@@ -91,6 +91,12 @@ pub struct GanConfig {
     /// PyTorch replica alike (`scripts/reference/wgan_gp_toy.py`): 20% within 3 std against
     /// 88% for lambda 0.1.
     pub gp_weight: Option<f64>,
+    /// R1 weight gamma (Mescheder et al. 2018, Eq. 9): adds gamma/2 E||grad_x d(x)||^2 on
+    /// real data to the discriminator's loss; for minimax, non-saturating and LSGAN;
+    /// `null` = off. Not with the minibatch std feature (the penalty is per example).
+    /// Saved configs without the key load as off.
+    #[serde(default)]
+    pub r1_weight: Option<f64>,
     /// EBGAN margin m on the energy of fakes; `null` = 1.0 (energies are mean squared
     /// reconstruction errors).
     pub margin: Option<f64>,
@@ -120,6 +126,7 @@ impl GanConfig {
             lsgan_targets: [0.0, 1.0, 1.0],
             clip: None,
             gp_weight: None,
+            r1_weight: None,
             margin: None,
             pt_weight: None,
             data: data.clone(),
@@ -159,6 +166,34 @@ impl GanConfig {
                 return bad(format!("gan.gp_weight must be positive, got {w}"));
             }
             _ => {}
+        }
+        if let Some(w) = self.r1_weight {
+            if !matches!(
+                self.loss,
+                GanLoss::Minimax | GanLoss::NonSaturating | GanLoss::Lsgan
+            ) {
+                return bad(format!(
+                    "gan.r1_weight is a penalty on a logit discriminator (minimax, \
+                     non-saturating, lsgan), not on loss = {:?}; WGAN-GP has gp_weight",
+                    self.loss
+                ));
+            }
+            if !(w > 0.0 && w.is_finite()) {
+                return bad(format!("gan.r1_weight must be positive, got {w}"));
+            }
+            if matches!(
+                self.net,
+                GanNet::Dcgan {
+                    minibatch_std: true,
+                    ..
+                }
+            ) {
+                return bad(
+                    "gan.r1_weight does not combine with gan.net.dcgan.minibatch_std: the \
+                     penalty needs each score's gradient with respect to its own input"
+                        .into(),
+                );
+            }
         }
         for (name, v) in [("margin", self.margin), ("pt_weight", self.pt_weight)] {
             if let Some(v) = v {

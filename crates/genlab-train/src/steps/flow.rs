@@ -20,7 +20,7 @@ use genlab_models::{DataSpace, Figure, Sample};
 
 use super::weights::TrainedWeights;
 use crate::optim::AdamWConfig;
-use crate::run::TrainConfig;
+use crate::run::{LrDecay, TrainConfig};
 use crate::step::TrainStep;
 
 /// Held-out examples per evaluation batch.
@@ -43,6 +43,7 @@ pub fn flow_train(d: &DataSpace) -> TrainConfig {
         batch_size: if d.images { 64 } else { 512 },
         lr: 1e-3,
         warmup_steps: if d.images { 500 } else { 100 }, // Glow warms up its learning rate
+        lr_decay: LrDecay::Constant,
         grad_clip: 50.0, // guards against rare large steps of the log-scales only
         ema_decay: if d.images { 0.999 } else { 0.995 },
         log_every: 50,

@@ -17,7 +17,7 @@ use candle_core::{Device, Tensor, Var};
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::Batch;
-use genlab_models::gan::loss::{d_loss, g_loss, gradient_penalty, pull_away};
+use genlab_models::gan::loss::{d_loss, g_loss, gradient_penalty, pull_away, r1_penalty};
 use genlab_models::gan::{Discriminator, Gan, GanConfig};
 use genlab_models::Sample;
 
@@ -82,13 +82,18 @@ impl GanStep {
         let c = &self.cfg;
         match &self.disc {
             Discriminator::Critic(critic) => {
-                let real = critic.forward(x)?;
+                let (real, trace) = critic.forward_trace(&x.detach())?;
                 let fk = critic.forward(&fake)?;
                 let mut loss = d_loss(c.loss, &real, &fk, c.lsgan_targets, c.margin())?;
                 let mut metrics = vec![
                     ("d_real".into(), scalar(&real.mean_all()?)?),
                     ("d_fake".into(), scalar(&fk.mean_all()?)?),
                 ];
+                if let Some(gamma) = c.r1_weight {
+                    let r1 = r1_penalty(&critic.input_grad(&trace)?)?;
+                    metrics.push(("r1".into(), scalar(&r1)?));
+                    loss = (loss + (r1 * (gamma / 2.0))?)?;
+                }
                 let lambda = c.gp_weight();
                 if lambda > 0.0 {
                     let mut eshape = vec![1usize; x.rank()];
