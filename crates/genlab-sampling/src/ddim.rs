@@ -181,6 +181,42 @@ mod tests {
         assert!(d < F32_PATH_TOL, "max difference {d}");
     }
 
+    /// f32 arithmetic on O(1) values.
+    const STEP_TOL: f32 = 1e-5;
+
+    #[test]
+    fn a_clipped_step_recomputes_eps_from_the_clipped_x0() {
+        // A model that predicts eps = -2 at x = 1.5, a_t = 0.25: x0 = (x - sqrt(1-a) eps) /
+        // sqrt(a) = (1.5 + 2 sqrt(0.75)) / 0.5 = 6.46, clipped to 1; then eps = (1.5 - 0.5) /
+        // sqrt(0.75), and the eta = 0 step to a_prev = 0.64 is 0.8 x0 + 0.6 eps.
+        struct Const;
+        impl Denoiser for Const {
+            fn predict(&self, x: &Tensor, _t: f64) -> Result<Tensor> {
+                Ok(x.ones_like()?.affine(-2.0, 0.0)?)
+            }
+        }
+        let p = StepPair {
+            t: 10.0,
+            a_t: 0.25,
+            a_prev: 0.64,
+        };
+        let x = Tensor::new(&[1.5f32], &Device::Cpu).unwrap();
+        let got: Vec<f32> = step(&Const, &x, &p, 0.0, None, Some((-1.0, 1.0)))
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let want = 0.8 * 1.0 + 0.6 * (1.0 / 0.75f64.sqrt());
+        assert!((got[0] - want as f32).abs() < STEP_TOL, "{got:?} vs {want}");
+        // Unclipped: the model's own eps and x0 (which reconstruct x exactly).
+        let got: Vec<f32> = step(&Const, &x, &p, 0.0, None, None)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let x0 = (1.5 + 2.0 * 0.75f64.sqrt()) / 0.5;
+        let want = 0.8 * x0 + 0.6 * -2.0;
+        assert!((got[0] - want as f32).abs() < STEP_TOL, "{got:?} vs {want}");
+    }
+
     #[test]
     fn nan_is_reported_with_its_step() {
         struct Broken;

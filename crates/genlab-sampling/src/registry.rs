@@ -246,7 +246,10 @@ pub(crate) fn step_pairs(
         .collect())
 }
 
-/// Runs the model at step `p` and returns (eps, x0), x0 clamped when `clip` asks for it.
+/// Runs the model at step `p` and returns (eps, x0). When `clip` asks for it, x0 is clamped
+/// and eps recomputed from the clamped x0, eps = (x - sqrt(a_t) x0) / sqrt(1 - a_t), so
+/// that the pair still reconstructs x (diffusers' DDIMScheduler does the same with
+/// `clip_sample`); otherwise DDIM's direction term would carry the unclipped prediction.
 pub(crate) fn predict_eps_x0(
     model: &dyn Denoiser,
     x: &Tensor,
@@ -255,7 +258,12 @@ pub(crate) fn predict_eps_x0(
 ) -> Result<(Tensor, Tensor)> {
     let out = model.predict(x, p.t)?;
     let (eps, x0) = crate::denoiser::to_eps_x0(model.prediction(), &out, x, p.a_t)?;
-    Ok((eps, maybe_clip(x0, clip)?))
+    if clip.is_none() || p.a_t >= 1.0 {
+        return Ok((eps, x0));
+    }
+    let x0 = maybe_clip(x0, clip)?;
+    let eps = ((x - (&x0 * p.a_t.sqrt())?)? / (1.0 - p.a_t).sqrt())?;
+    Ok((eps, x0))
 }
 
 /// Clamps x0 when the options ask for it.

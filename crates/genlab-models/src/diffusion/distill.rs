@@ -69,7 +69,8 @@ impl DistillConfig {
 
 /// One deterministic DDIM step (Song et al. 2021, Eq. 12 with sigma = 0) of the model from
 /// per-example timesteps `t` to `t_next` (-1: the clean data), in model space, without
-/// gradients; x0 is clipped to [-1, 1] for images, as in `genlab_sampling::ddim::step`.
+/// gradients; for images x0 is clipped to [-1, 1] and eps recomputed from it, as in
+/// `genlab_sampling::ddim::step`.
 pub fn ddim_step_per_example(
     model: &Ddpm,
     z: &Tensor,
@@ -83,9 +84,12 @@ pub fn ddim_step_per_example(
     )?;
     let out = model.forward_t(z, &tt)?.detach();
     let (sa, s1a) = model.signal_noise(t, z)?;
-    let (eps, mut x0) = to_eps_x0_per_example(model.config().prediction, &out, z, &sa, &s1a)?;
+    let (mut eps, mut x0) = to_eps_x0_per_example(model.config().prediction, &out, z, &sa, &s1a)?;
     if model.config().data.images {
+        // Clip x0 and recompute eps from it, so that the pair still reconstructs z (as the
+        // sampler's DDIM step does; t >= 0 keeps 1 - alpha_bar > 0).
         x0 = x0.clamp(-1f32, 1f32)?;
+        eps = (z - x0.broadcast_mul(&sa)?)?.broadcast_div(&s1a)?;
     }
     let (sa_n, s1a_n) = model.signal_noise(t_next, z)?;
     Ok((x0.broadcast_mul(&sa_n)? + eps.broadcast_mul(&s1a_n)?)?)
@@ -362,6 +366,43 @@ mod tests {
                 .unwrap();
             assert!((d as f64) < F32_TOL, "alpha_bar {a} -> {an}: {d}");
         }
+    }
+
+    #[test]
+    fn the_teachers_image_step_clips_like_the_samplers_ddim_step() {
+        // Large inputs push the predicted x0 out of [-1, 1], so the clip is active.
+        let ps = ParamStore::new(3, &Device::Cpu);
+        let cfg = DdpmConfig {
+            timesteps: 40,
+            ..DdpmConfig::for_data(&DataSpace {
+                shape: vec![1, 8, 8],
+                images: true,
+            })
+        };
+        let m = Ddpm::new(&cfg, ps.vb()).unwrap();
+        let z = Rng::new(4)
+            .normal_tensor(&[3, 1, 8, 8], &Device::Cpu)
+            .unwrap()
+            .affine(3.0, 0.0)
+            .unwrap();
+        let (t, tn) = (30.0, 12.0);
+        let got = ddim_step_per_example(&m, &z, &[t; 3], &[tn; 3]).unwrap();
+        let s = m.schedule();
+        let p = genlab_sampling::StepPair {
+            t,
+            a_t: s.alpha_bar_at(t),
+            a_prev: s.alpha_bar_at(tn),
+        };
+        let want = genlab_sampling::ddim::step(&m, &z, &p, 0.0, None, Some((-1.0, 1.0))).unwrap();
+        let d: f32 = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!((d as f64) < F32_TOL, "{d}");
     }
 
     #[test]
