@@ -104,11 +104,12 @@ pub struct FlowConfig {
     /// a tighter bound; its conditioner has the couplings' `hidden` widths).
     pub dequantization: DequantizationKind,
     /// Images: model each factored-out half by a Gaussian whose mean and scale come from the
-    /// half that stays (Glow's learned prior for the split, Kingma & Dhariwal 2018,
-    /// Sec. 3 and their `split2d`), instead of N(0, I) (RealNVP). Implemented as one more
-    /// affine coupling before each factor-out, the kept half conditioning the other:
-    /// z' = (z - mu(h)) / sigma(h) is exactly an affine coupling with s = -log sigma,
-    /// t = -mu / sigma. Saved configs without the key load as `false`.
+    /// half that stays, instead of N(0, I) (RealNVP). Glow (Kingma & Dhariwal 2018) does
+    /// this in its released code (`split2d_prior`: one zero-initialised 3x3 conv). Here it
+    /// is one more affine coupling before each factor-out, the kept half conditioning the
+    /// other through the couplings' own conditioner: z' = (z - mu(h)) / sigma(h) is exactly
+    /// an affine coupling with s = -log sigma, t = -mu / sigma. Saved configs without the
+    /// key load as `false`.
     pub split_prior: bool,
     pub data: DataSpace,
 }
