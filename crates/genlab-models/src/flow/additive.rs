@@ -33,12 +33,13 @@ impl AdditiveCoupling {
         mask: MaskKind,
         parity: bool,
         hidden: &[usize],
+        narrow: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
         let like = Tensor::zeros(1, vb.dtype(), vb.device())?;
         Ok(Self {
             mask: Mask::new(mask, shape, parity, &like)?,
-            net: CouplingNet::new(shape, hidden, 1, vb.pp("net"))?,
+            net: CouplingNet::for_mask(shape, hidden, 1, mask, parity, narrow, vb.pp("net"))?,
         })
     }
 
@@ -66,14 +67,16 @@ mod tests {
     #[test]
     fn additive_coupling_inverts_and_is_volume_preserving() {
         for kind in [MaskKind::Checkerboard, MaskKind::Channel] {
-            let (ps, vb) = vb64(1);
-            let t = AdditiveCoupling::new(&[4], kind, true, &[8], vb).unwrap();
-            perturb(&ps, 3, 0.5);
-            check_transform("additive points", &t, &randn64(2, &[3, 4], 1.0));
-            let (ps, vb) = vb64(1);
-            let t = AdditiveCoupling::new(&[2, 2, 2], kind, false, &[4], vb).unwrap();
-            perturb(&ps, 3, 0.5);
-            check_transform("additive images", &t, &randn64(2, &[2, 2, 2, 2], 1.0));
+            for narrow in [false, true] {
+                let (ps, vb) = vb64(1);
+                let t = AdditiveCoupling::new(&[4], kind, true, &[8], narrow, vb).unwrap();
+                perturb(&ps, 3, 0.5);
+                check_transform("additive points", &t, &randn64(2, &[3, 4], 1.0));
+                let (ps, vb) = vb64(1);
+                let t = AdditiveCoupling::new(&[2, 2, 2], kind, false, &[4], narrow, vb).unwrap();
+                perturb(&ps, 3, 0.5);
+                check_transform("additive images", &t, &randn64(2, &[2, 2, 2, 2], 1.0));
+            }
         }
     }
 }

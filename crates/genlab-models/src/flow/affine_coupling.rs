@@ -38,13 +38,14 @@ impl AffineCoupling {
         parity: bool,
         hidden: &[usize],
         clamp: f64,
+        narrow: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
         let like = Tensor::zeros(1, vb.dtype(), vb.device())?;
-        let mask = Mask::new(mask, shape, parity, &like)?;
+        let m = Mask::new(mask, shape, parity, &like)?;
         Ok(Self {
-            net: CouplingNet::new(shape, hidden, 2, vb.pp("net"))?,
-            mask,
+            net: CouplingNet::for_mask(shape, hidden, 2, mask, parity, narrow, vb.pp("net"))?,
+            mask: m,
             clamp,
         })
     }
@@ -85,22 +86,25 @@ mod tests {
             (MaskKind::Channel, false),
             (MaskKind::Channel, true),
         ] {
-            let (ps, vb) = vb64(1);
-            let t = AffineCoupling::new(&[4], kind, parity, &[8, 8], 2.0, vb).unwrap();
-            perturb(&ps, 3, 0.5);
-            check_transform(
-                &format!("affine coupling points {kind:?} {parity}"),
-                &t,
-                &randn64(2, &[3, 4], 1.0),
-            );
-            let (ps, vb) = vb64(1);
-            let t = AffineCoupling::new(&[2, 2, 2], kind, parity, &[4], 2.0, vb).unwrap();
-            perturb(&ps, 3, 0.5);
-            check_transform(
-                &format!("affine coupling images {kind:?} {parity}"),
-                &t,
-                &randn64(2, &[2, 2, 2, 2], 1.0),
-            );
+            for narrow in [false, true] {
+                let (ps, vb) = vb64(1);
+                let t = AffineCoupling::new(&[4], kind, parity, &[8, 8], 2.0, narrow, vb).unwrap();
+                perturb(&ps, 3, 0.5);
+                check_transform(
+                    &format!("affine coupling points {kind:?} {parity} {narrow}"),
+                    &t,
+                    &randn64(2, &[3, 4], 1.0),
+                );
+                let (ps, vb) = vb64(1);
+                let t =
+                    AffineCoupling::new(&[2, 2, 2], kind, parity, &[4], 2.0, narrow, vb).unwrap();
+                perturb(&ps, 3, 0.5);
+                check_transform(
+                    &format!("affine coupling images {kind:?} {parity} {narrow}"),
+                    &t,
+                    &randn64(2, &[2, 2, 2, 2], 1.0),
+                );
+            }
         }
     }
 }

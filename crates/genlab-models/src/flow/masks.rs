@@ -111,6 +111,15 @@ pub enum CouplingNet {
         c: usize,
         k: usize,
     },
+    /// A channel-mask conditioner that reads only the conditioning half of the channels
+    /// (features) and computes outputs only for the transformed half, zero on the other:
+    /// `[B, 2h, ...] -> [B, k, 2h, ...]` through a net on `h` channels.
+    Halves {
+        net: Box<CouplingNet>,
+        half: usize,
+        /// Whether the conditioning half is the first one.
+        cond_first: bool,
+    },
 }
 
 impl CouplingNet {
@@ -162,10 +171,58 @@ impl CouplingNet {
         }
     }
 
+    /// The conditioner of a coupling with this mask. With `narrow` and a channel mask it is
+    /// [`CouplingNet::Halves`]: on the masked input `b * x` the full net's weights on the
+    /// zeroed half multiply zeros and its outputs for the conditioning half are discarded,
+    /// so dropping both gives the same family of functions for about a third fewer FLOPs
+    /// (3x3 convs C -> 64 -> 64 -> kC: 11k multiply-adds per pixel at C = 4, 7.5k halved).
+    pub fn for_mask(
+        shape: &[usize],
+        hidden: &[usize],
+        k: usize,
+        kind: MaskKind,
+        parity: bool,
+        narrow: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if !(narrow && kind == MaskKind::Channel) {
+            return Self::new(shape, hidden, k, vb);
+        }
+        let c = shape.first().copied().unwrap_or(0);
+        if c < 2 || c % 2 != 0 {
+            return Err(Error::Config(format!(
+                "the channel mask splits the first dimension into halves and needs an even \
+                 number, got shape {shape:?}"
+            )));
+        }
+        let mut inner = shape.to_vec();
+        inner[0] = c / 2;
+        Ok(Self::Halves {
+            net: Box::new(Self::new(&inner, hidden, k, vb)?),
+            half: c / 2,
+            // Mask::new: b = 1 on the first half unless `parity`.
+            cond_first: !parity,
+        })
+    }
+
     /// `[B, ...shape]` -> `[B, k, ...shape]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let b = x.dim(0)?;
         Ok(match self {
+            Self::Halves {
+                net,
+                half,
+                cond_first,
+            } => {
+                let start = if *cond_first { 0 } else { *half };
+                let p = net.forward(&x.narrow(1, start, *half)?)?; // [B, k, h, ...]
+                let zero = p.zeros_like()?;
+                if *cond_first {
+                    Tensor::cat(&[&zero, &p], 2)?
+                } else {
+                    Tensor::cat(&[&p, &zero], 2)?
+                }
+            }
             Self::Mlp { net, d, k } => net.forward(&x.reshape((b, *d))?)?.reshape((b, *k, *d))?,
             Self::Cnn { convs, c, k } => {
                 let (_, _, h, w) = x.dims4()?;
@@ -230,5 +287,71 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("at least 2"), "{e}");
+    }
+
+    /// Exact equality of the halved conditioner and the full one on the masked input: the
+    /// full net's weights are sliced into the halved one, and both run in f64.
+    const HALVES_TOL: f64 = 1e-12;
+
+    #[test]
+    fn the_halved_conditioner_is_the_full_one_without_its_dead_weights() {
+        use crate::flow::testing::{perturb, randn64, vb64};
+        let (k, hidden) = (2, [6, 5]); // widths unlike c, c/2, k c and k c/2
+        for shape in [vec![4usize], vec![4, 3, 3]] {
+            for parity in [false, true] {
+                let (pf, vb) = vb64(1);
+                let full = CouplingNet::new(&shape, &hidden, k, vb).unwrap();
+                perturb(&pf, 3, 0.5);
+                let (ph, vb) = vb64(2);
+                let halves =
+                    CouplingNet::for_mask(&shape, &hidden, k, MaskKind::Channel, parity, true, vb)
+                        .unwrap();
+                let (c, h) = (shape[0], shape[0] / 2);
+                let (cond, tr) = if parity { (h, 0) } else { (0, h) };
+                let w = pf.tensors();
+                for (name, v) in ph.vars() {
+                    let f = &w[&name];
+                    let t = if v.dims() == f.dims() {
+                        f.clone()
+                    } else if v.dims()[0] == f.dims()[0] {
+                        f.narrow(1, cond, h).unwrap() // first layer: conditioning inputs
+                    } else {
+                        // Last layer: outputs are [k, C] flattened; keep the transformed C.
+                        let mut kc = vec![k, c];
+                        kc.extend(&f.dims()[1..]);
+                        let mut kh = vec![k * h];
+                        kh.extend(&f.dims()[1..]);
+                        f.reshape(kc)
+                            .unwrap()
+                            .narrow(1, tr, h)
+                            .unwrap()
+                            .reshape(kh)
+                            .unwrap()
+                    };
+                    v.set(&t.copy().unwrap()).unwrap(); // f64, as vb64 made them
+                }
+                let mut xs = vec![3];
+                xs.extend(&shape);
+                let like = Tensor::zeros(1, DType::F64, &Device::Cpu).unwrap();
+                let m = Mask::new(MaskKind::Channel, &shape, parity, &like).unwrap();
+                let x = randn64(5, &xs, 1.0).broadcast_mul(&m.b).unwrap();
+                let a = full.forward(&x).unwrap();
+                let b = halves.forward(&x).unwrap();
+                assert_eq!(a.dims(), b.dims());
+                let flat = |t: Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
+                let (at, bt) = (
+                    flat(a.narrow(2, tr, h).unwrap()),
+                    flat(b.narrow(2, tr, h).unwrap()),
+                );
+                for (u, v) in at.iter().zip(&bt) {
+                    assert!((u - v).abs() < HALVES_TOL, "{shape:?} {parity}: {u} vs {v}");
+                }
+                assert!(flat(b.narrow(2, cond, h).unwrap())
+                    .iter()
+                    .all(|v| *v == 0.0));
+                // Fewer weights: the first layer's inputs and the last layer's outputs halve.
+                assert!(ph.num_params() < pf.num_params());
+            }
+        }
     }
 }

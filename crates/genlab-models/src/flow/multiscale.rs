@@ -209,6 +209,7 @@ mod tests {
                     i == 1,
                     &[4],
                     2.0,
+                    i == 0, // the full conditioner at scale 0, the halved one at scale 1
                     vb.pp("cp"),
                 )?),
             ]))

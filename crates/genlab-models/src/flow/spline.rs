@@ -166,6 +166,7 @@ impl SplineCoupling {
         hidden: &[usize],
         bins: usize,
         bound: f64,
+        narrow: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
         if bins < 2 {
@@ -181,7 +182,15 @@ impl SplineCoupling {
         let like = Tensor::zeros(1, vb.dtype(), vb.device())?;
         Ok(Self {
             mask: Mask::new(mask, shape, parity, &like)?,
-            net: CouplingNet::new(shape, hidden, params_per_element(bins), vb.pp("net"))?,
+            net: CouplingNet::for_mask(
+                shape,
+                hidden,
+                params_per_element(bins),
+                mask,
+                parity,
+                narrow,
+                vb.pp("net"),
+            )?,
             bound,
         })
     }
@@ -258,15 +267,18 @@ mod tests {
     #[test]
     fn spline_coupling_inverts_and_its_log_det_matches_the_jacobian() {
         for kind in [MaskKind::Checkerboard, MaskKind::Channel] {
-            let (ps, vb) = vb64(1);
-            let t = SplineCoupling::new(&[4], kind, false, &[8], 5, 2.0, vb).unwrap();
-            perturb(&ps, 3, 0.5);
-            // Scale 1.5: some inputs fall in the linear tails beyond +-2.
-            check_transform("spline points", &t, &randn64(2, &[6, 4], 1.5));
-            let (ps, vb) = vb64(1);
-            let t = SplineCoupling::new(&[2, 2, 2], kind, true, &[4], 3, 2.0, vb).unwrap();
-            perturb(&ps, 3, 0.5);
-            check_transform("spline images", &t, &randn64(2, &[2, 2, 2, 2], 1.0));
+            for narrow in [false, true] {
+                let (ps, vb) = vb64(1);
+                let t = SplineCoupling::new(&[4], kind, false, &[8], 5, 2.0, narrow, vb).unwrap();
+                perturb(&ps, 3, 0.5);
+                // Scale 1.5: some inputs fall in the linear tails beyond +-2.
+                check_transform("spline points", &t, &randn64(2, &[6, 4], 1.5));
+                let (ps, vb) = vb64(1);
+                let t =
+                    SplineCoupling::new(&[2, 2, 2], kind, true, &[4], 3, 2.0, narrow, vb).unwrap();
+                perturb(&ps, 3, 0.5);
+                check_transform("spline images", &t, &randn64(2, &[2, 2, 2, 2], 1.0));
+            }
         }
     }
 }

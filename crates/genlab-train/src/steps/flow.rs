@@ -43,7 +43,13 @@ pub fn flow_train(d: &DataSpace) -> TrainConfig {
         batch_size: if d.images { 64 } else { 512 },
         lr: 1e-3,
         warmup_steps: if d.images { 500 } else { 100 }, // Glow warms up its learning rate
-        lr_decay: LrDecay::Constant,
+        // Images: a cosine decay to 0 at the last step; the train curve keeps falling at a
+        // constant rate, and the decay turns the last steps into fine-tuning (docs/flows.md).
+        lr_decay: if d.images {
+            LrDecay::Cosine
+        } else {
+            LrDecay::Constant
+        },
         grad_clip: 50.0, // guards against rare large steps of the log-scales only
         ema_decay: if d.images { 0.999 } else { 0.995 },
         log_every: 50,
