@@ -9,7 +9,14 @@ Five CPU f32 workloads, built to be identical to genlab's Rust versions:
               eps-MSE + Adam + EMA(0.998)
   ddim50      the same U-Net, eval/inference_mode, one 50-step DDIM (eta 0) run on batch 64
   attention   genlab's AttentionBlock (64 channels, 1 head) on [64,64,14,14], fwd + bwd
-The U-Net mirrors crates/genlab-nn/src/{unet,resblock,attention,resample,norm,embedding}.rs.
+  flow-train  genlab's MNIST flow preset (165,830 parameters): variational dequantisation,
+              2 scales x 8 Glow steps (ActNorm, LU 1x1 conv, affine coupling whose 3x3-1x1-3x3
+              64-channel conditioner reads one half of the channels and writes the other),
+              a split prior, batch 64 of 8-bit pixels: NLL, backward, Adam
+The U-Net mirrors crates/genlab-nn/src/{unet,resblock,attention,resample,norm,embedding}.rs;
+the flow mirrors crates/genlab-models/src/flow/{model,multiscale,actnorm,inv_linear,
+affine_coupling,masks,var_dequantize}.rs, written the way a PyTorch user would (the coupling
+splits the channels with chunk() where genlab multiplies by a mask).
 
 Timing: warm-up (3 iterations; ddim50: 1), then iterations timed one by one until at least
 --min-time seconds and 5 iterations (ddim50: 3) have run; the MEDIAN iteration time is
@@ -30,9 +37,11 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention"]
+WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train"]
 # Parameter count of genlab's U-Net in the MNIST config (what `genlab` reports for it).
 UNET_MNIST_PARAMS = 280177
+# Parameter count of genlab's MNIST flow preset (what `genlab bench` reports for it).
+FLOW_MNIST_PARAMS = 165830
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -260,8 +269,163 @@ def build_modules(torch):
 
             return self.out_conv(F.silu(self.out_norm(h)))
 
+    # ---- the MNIST flow preset (crates/genlab-models/src/flow) ----
+    HEAD_GAIN = 0.05  # masks.rs: the conditioner's last layer starts small
+
+    class CondNet(nn.Module):
+        """CouplingNet::Cnn: 3x3 conv, 1x1 convs, ReLU between, 3x3 head to k*c_out."""
+
+        def __init__(self, c_in, c_out, k, hidden=(64, 64)):
+            super().__init__()
+            convs, ci = [], c_in
+            for i, h in enumerate(hidden):
+                ks = 3 if i == 0 else 1
+                convs.append(nn.Conv2d(ci, h, ks, padding=ks // 2))
+                ci = h
+            self.convs = nn.ModuleList(convs)
+            self.head = nn.Conv2d(ci, k * c_out, 3, padding=1)
+            self.k = k
+
+        def small_head_(self):
+            with torch.no_grad():
+                fan_in = self.head.in_channels * 9
+                self.head.weight.normal_(0.0, HEAD_GAIN / math.sqrt(fan_in))
+                self.head.bias.zero_()
+
+        def forward(self, x):
+            for conv in self.convs:
+                x = F.relu(conv(x))
+            y = self.head(x)
+            b, _, h, w = y.shape
+            return y.view(b, self.k, -1, h, w)
+
+    def soft_clamp(s, c):
+        return c * torch.tanh(s / c)
+
+    class ActNorm(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.bias = nn.Parameter(torch.zeros(1, c, 1, 1))
+            self.logs = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+        def data_init_(self, x):
+            with torch.no_grad():
+                mean = x.mean(dim=(0, 2, 3), keepdim=True)
+                std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+                self.bias.copy_(-mean)
+                self.logs.copy_(-torch.log(std + 1e-6))
+
+        def forward(self, x):
+            hw = x.shape[2] * x.shape[3]
+            return (x + self.bias) * self.logs.exp(), self.logs.sum() * hw
+
+    class InvConv1x1(nn.Module):
+        """Glow's LU-parametrised 1x1 convolution: W = P L (U + diag(sign exp(log|s|)))."""
+
+        def __init__(self, n):
+            super().__init__()
+            q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+            p, l, u = torch.linalg.lu(q)
+            s = torch.diagonal(u)
+            self.register_buffer("perm", p.float())
+            self.register_buffer("l0", l.float())
+            self.register_buffer("u0", torch.triu(u, 1).float())
+            self.register_buffer("sign", torch.sign(s).float())
+            self.register_buffer("logs0", torch.log(s.abs()).float())
+            self.register_buffer("lmask", torch.tril(torch.ones(n, n), -1))
+            self.register_buffer("umask", torch.triu(torch.ones(n, n), 1))
+            self.register_buffer("eye", torch.eye(n))
+            self.lower = nn.Parameter(torch.zeros(n, n))
+            self.upper = nn.Parameter(torch.zeros(n, n))
+            self.log_scale = nn.Parameter(torch.zeros(n))
+
+        def forward(self, x):
+            log_s = self.logs0 + self.log_scale
+            l = (self.l0 + self.lower) * self.lmask + self.eye
+            u = (self.u0 + self.upper) * self.umask + torch.diag(self.sign * log_s.exp())
+            w = self.perm @ l @ u
+            n = w.shape[0]
+            return F.conv2d(x, w.view(n, n, 1, 1)), log_s.sum() * (x.shape[2] * x.shape[3])
+
+    class Coupling(nn.Module):
+        """Affine coupling with a channel mask and a halved conditioner: the conditioning
+        half (the first unless parity) gives (s, t) for the other."""
+
+        def __init__(self, c, parity, clamp=2.0):
+            super().__init__()
+            self.net = CondNet(c // 2, c // 2, 2)
+            self.net.small_head_()
+            self.parity, self.clamp = parity, clamp
+
+        def forward(self, x):
+            a, b = x.chunk(2, dim=1)
+            if self.parity:
+                a, b = b, a
+            p = self.net(a)
+            s = soft_clamp(p[:, 0], self.clamp)
+            b = b * s.exp() + p[:, 1]
+            y = torch.cat([b, a] if self.parity else [a, b], dim=1)
+            return y, s.flatten(1).sum(1)
+
+    def squeeze(x):
+        b, c, h, w = x.shape
+        x = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+        return x.reshape(b, 4 * c, h // 2, w // 2)
+
+    class Glow(nn.Module):
+        """The image preset: variational dequantisation, then 2 scales (squeeze, 8 steps of
+        ActNorm + 1x1 conv + coupling, a split-prior coupling and a factor-out on the first)."""
+
+        def __init__(self, c=1, scales=2, steps=8, levels=256):
+            super().__init__()
+            self.deq = CondNet(c, c, 2)
+            self.deq.small_head_()
+            self.levels = levels
+            self.scales = nn.ModuleList()
+            for s in range(scales):
+                c *= 4
+                layers = nn.ModuleList()
+                for i in range(steps):
+                    layers.extend([ActNorm(c), InvConv1x1(c), Coupling(c, i % 2 == 1)])
+                if s + 1 < scales:
+                    layers.append(Coupling(c, False))  # the split prior
+                    c //= 2
+                self.scales.append(layers)
+
+        def prepare(self, x):
+            """Pixels in [0, 1] -> (flow input, -log q(u | k) - D ln L) per example."""
+            k = torch.round(x * (self.levels - 1))
+            p = self.deq(k / (self.levels - 1) - 0.5)
+            mu, s = p[:, 0], soft_clamp(p[:, 1], 3.0)
+            e = torch.randn_like(x)
+            h = mu + s.exp() * e
+            u = torch.sigmoid(h)
+            per = -0.5 * e * e - 0.5 * math.log(2 * math.pi) - s + F.softplus(h) + F.softplus(-h)
+            log_q = per.flatten(1).sum(1)
+            d = x[0].numel()
+            return (k + u) / self.levels - 0.5, -log_q - d * math.log(self.levels)
+
+        def forward(self, x, init=False):
+            h, c = self.prepare(x)
+            ld = torch.zeros(x.shape[0])
+            zs = []
+            for i, layers in enumerate(self.scales):
+                h = squeeze(h)
+                for layer in layers:
+                    if init and isinstance(layer, ActNorm):
+                        layer.data_init_(h)
+                    h, l = layer(h)
+                    ld = ld + l
+                if i + 1 < len(self.scales):
+                    h, out = h.chunk(2, dim=1)
+                    zs.append(out.flatten(1))
+            zs.append(h.flatten(1))
+            z = torch.cat(zs, dim=1)
+            log_pz = -0.5 * (z * z).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+            return -(log_pz + ld + c).mean()
+
     return dict(candle_init_=candle_init_, Mlp=Mlp, ConvNet=ConvNet,
-                AttentionBlock=AttentionBlock, UNet=UNet)
+                AttentionBlock=AttentionBlock, UNet=UNet, Glow=Glow)
 
 
 def n_params(module):
@@ -276,6 +440,7 @@ def n_params(module):
 def make_workload(torch, name, sdpa=False):
     M = build_modules(torch)
     init = M["candle_init_"]
+    nn_mod = torch.nn
     torch.manual_seed(0)
 
     def adam(params):
@@ -357,6 +522,26 @@ def make_workload(torch, name, sdpa=False):
             loss.backward()
 
         return step, n_params(block), 3, 5
+
+    if name == "flow-train":
+        glow = M["Glow"]()
+        for m in glow.modules():  # candle's init for the hidden convs, small heads kept
+            if isinstance(m, nn_mod.Conv2d) and m.out_channels == 64:
+                init(m)
+        count = n_params(glow)
+        assert count == FLOW_MNIST_PARAMS, f"the flow has {count} parameters, genlab's has {FLOW_MNIST_PARAMS}"
+        x = torch.randint(0, 256, (64, 1, 28, 28)).to(torch.float32) / 255.0
+        with torch.no_grad():
+            glow(x, init=True)  # ActNorm's data-dependent init, outside the timing
+        opt = adam(glow.parameters())
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = glow(x)
+            loss.backward()
+            opt.step()
+
+        return step, count, 3, 5
 
     raise ValueError(f"unknown workload {name!r}")
 

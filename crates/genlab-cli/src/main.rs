@@ -73,10 +73,11 @@ enum Command {
     #[command(
         long_about = "Time fixed workloads (the same ones scripts/bench/torch_bench.py builds in \
         PyTorch): training steps of an MLP, a small conv net and the MNIST DDPM U-Net, a \
-        50-step DDIM run and the U-Net's attention block. Prints the median iteration's rate, \
-        the GFLOP/s it achieves (matrix products counted from the layer shapes) next to this \
-        machine's measured sgemm peak at the same thread count, and each workload's peak \
-        resident memory (every workload runs in its own process).\n\n\
+        50-step DDIM run, the U-Net's attention block and a training step of the MNIST \
+        flow. Prints the median iteration's rate, the GFLOP/s it achieves (matrix products \
+        counted from the layer shapes) next to this machine's measured sgemm peak at the \
+        same thread count, and each workload's peak resident memory (every workload runs \
+        in its own process).\n\n\
         Compare with PyTorch: python scripts/bench/compare.py --threads 1,2\n\
         Thread count: the global --threads (default 1)."
     )]

@@ -11,6 +11,7 @@
 //! | `unet-train` | the MNIST DDPM U-Net, batch 32: MSE to a noise target, backward, Adam, EMA |
 //! | `ddim50` | the same U-Net, a 50-step DDIM run on 64 samples, no gradients |
 //! | `attention` | the U-Net's attention block, 64 channels at 14x14, batch 64: forward + backward |
+//! | `flow-train` | the MNIST flow preset (docs/flows.md), batch 64: NLL (variational dequantisation), backward, Adam |
 //!
 //! FLOPs are counted from the layer shapes: `2·m·n·k` per matrix product / convolution (the
 //! multiply-adds of the forward pass); a training iteration counts 3x its forward (the
@@ -19,7 +20,11 @@
 //! lower bound on what the matrix kernels achieve.
 
 use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+
 use genlab_core::{ParamStore, Rng};
+use genlab_models::flow::{Flow, FlowConfig};
+use genlab_models::DataSpace;
 use genlab_nn::{silu, AttentionBlock, Conv, ConvTranspose, Linear, UNet, UNetConfig};
 use genlab_sampling::{build_sampler, Denoiser, NoiseSchedule, SamplerOptions};
 use genlab_train::ema::Ema;
@@ -52,6 +57,11 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
         "attention",
         "steps/s",
         "U-Net attention block, 64 ch at 14x14, batch 64, forward + backward",
+    ),
+    (
+        "flow-train",
+        "steps/s",
+        "MNIST flow preset (2 scales x 8 Glow steps, 64 ch), batch 64, NLL + Adam",
     ),
 ];
 
@@ -217,6 +227,41 @@ pub fn build(name: &str) -> anyhow::Result<Workload> {
                 }),
             })
         }
+        "flow-train" => {
+            let b = 64;
+            let cfg = FlowConfig::for_data(&DataSpace {
+                shape: vec![1, 28, 28],
+                images: true,
+            });
+            let ps = ParamStore::new(0, &dev);
+            let flow = Flow::new(&cfg, ps.vb())?;
+            // Pixels on MNIST's 256 levels, uniformly drawn (the speed does not depend on them).
+            let k: Vec<f32> = (0..b * 28 * 28)
+                .map(|_| rng.below(256) as f32 / 255.0)
+                .collect();
+            let x = Tensor::from_vec(k, (b, 1, 28, 28), &dev)?;
+            // ActNorm's data-dependent initialisation, once, outside the timed iterations
+            // (training does it on the first batch).
+            let vars: HashMap<String, candle_core::Var> = ps.vars().into_iter().collect();
+            for (name, v) in flow.data_init(&x)? {
+                let var = vars
+                    .get(&name)
+                    .ok_or_else(|| anyhow::anyhow!("flow data init: no variable `{name}`"))?;
+                var.set(&v)?;
+            }
+            let mut opt = adam(&ps)?;
+            let mut noise = Rng::new(1); // the dequantisation noise of each step
+            let flop = 3.0 * flow_forward_flops(&cfg, b)?;
+            Ok(Workload {
+                params: ps.num_params(),
+                flop_per_iter: flop,
+                iter: Box::new(move || {
+                    let t = flow.terms(&x, &mut noise)?;
+                    opt.step(&t.loss.backward()?, LR, 1.0)?;
+                    Ok(())
+                }),
+            })
+        }
         other => anyhow::bail!(
             "unknown workload `{other}`; expected one of: all, {}",
             WORKLOADS.iter().map(|w| w.0).collect::<Vec<_>>().join(", ")
@@ -251,6 +296,61 @@ fn conv_flops(b: usize, c_in: usize, c_out: usize, k: usize, positions: usize) -
 /// scores `q kᵀ` and the weighted sum of values.
 fn attention_flops(b: usize, c: usize, n: usize) -> f64 {
     conv_flops(b, c, 3 * c, 1, n) + conv_flops(b, c, c, 1, n) + 2.0 * 2.0 * (b * n * n * c) as f64
+}
+
+/// Forward FLOPs of the image [`Flow`] of `cfg` (affine couplings with channel masks, the
+/// image preset's shape) on a batch of `b`: the convolutions of every conditioner (the
+/// variational dequantiser's on the pixels, each coupling's on its half or all of the
+/// channels) and the 1x1 invertible maps. Elementwise work is not counted.
+pub fn flow_forward_flops(cfg: &FlowConfig, b: usize) -> anyhow::Result<f64> {
+    use genlab_models::flow::{DequantizationKind, MaskKind, Mixing};
+    let [c0, h0, w0] = match cfg.data.shape.as_slice() {
+        [c, h, w] if cfg.data.images => [*c, *h, *w],
+        s => anyhow::bail!("flow FLOPs are counted for images [C, H, W], got {s:?}"),
+    };
+    anyhow::ensure!(
+        cfg.mask == MaskKind::Channel,
+        "flow FLOPs are counted for channel masks"
+    );
+    // The conditioner CNN: 3x3 conv, 1x1 convs, 3x3 conv to k * c_out channels.
+    let net = |c_in: usize, c_out: usize, k: usize, n: usize| {
+        let mut f = 0.0;
+        let mut ci = c_in;
+        for (i, &h) in cfg.hidden.iter().enumerate() {
+            f += conv_flops(b, ci, h, if i == 0 { 3 } else { 1 }, n);
+            ci = h;
+        }
+        f + conv_flops(b, ci, k * c_out, 3, n)
+    };
+    let coupling = |c: usize, n: usize| {
+        if cfg.narrow_conditioner {
+            net(c / 2, c / 2, 2, n)
+        } else {
+            net(c, c, 2, n)
+        }
+    };
+    let mut f = 0.0;
+    if cfg.dequantization == DequantizationKind::Variational {
+        f += net(c0, c0, 2, h0 * w0);
+    }
+    let (mut c, mut h, mut w) = (c0, h0, w0);
+    for s in 0..cfg.scales {
+        (c, h, w) = (4 * c, h / 2, w / 2);
+        let n = h * w;
+        for _ in 0..cfg.layers {
+            if cfg.mixing == Mixing::InvLinear {
+                f += conv_flops(b, c, c, 1, n);
+            }
+            f += coupling(c, n);
+        }
+        if s + 1 < cfg.scales {
+            if cfg.split_prior {
+                f += coupling(c, n);
+            }
+            c /= 2;
+        }
+    }
+    Ok(f)
 }
 
 /// Forward FLOPs of [`UNet`] on `[b, c_in, s, s]`, walking the same structure as
@@ -334,6 +434,25 @@ mod tests {
         };
         let want = 640.0 + 1152.0 + 9344.0 + 18688.0 + 29952.0 + 1152.0;
         assert_eq!(unet_forward_flops(&cfg, 1, 1, 4), want);
+    }
+
+    #[test]
+    fn flow_flops_match_a_hand_count() {
+        // The MNIST preset (hidden [64, 64], halved conditioners, split prior, variational
+        // dequantisation), batch 1. Conditioner on c_in -> 2 c_out channels over n pixels:
+        // 2n(9·64·c_in + 64·64 + 9·64·2·c_out).
+        let cfg = FlowConfig::for_data(&DataSpace {
+            shape: vec![1, 28, 28],
+            images: true,
+        });
+        let net = |ci: f64, co: f64, n: f64| 2.0 * n * (576.0 * ci + 4096.0 + 1152.0 * co);
+        let deq = net(1.0, 1.0, 784.0);
+        // Scale 0: 4 channels at 14x14, 8 steps of (4x4 map + coupling on 2 -> 2) + prior.
+        let s0 = 8.0 * (2.0 * 196.0 * 16.0) + 9.0 * net(2.0, 2.0, 196.0);
+        // Scale 1: 2 kept channels squeezed to 8 at 7x7, 8 steps, no prior.
+        let s1 = 8.0 * (2.0 * 49.0 * 64.0 + net(4.0, 4.0, 49.0));
+        assert_eq!(flow_forward_flops(&cfg, 1).unwrap(), deq + s0 + s1);
+        assert_eq!(flow_forward_flops(&cfg, 3).unwrap(), 3.0 * (deq + s0 + s1));
     }
 
     #[test]
