@@ -75,12 +75,18 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, o: usize, g: &Geom) -> Ve
         parts,
         || Scratch::new(g),
         |b, y_b, scratch| {
-            im2col_image(&x[b * in_len..(b + 1) * in_len], g, scratch);
+            let x_b = &x[b * in_len..(b + 1) * in_len];
+            let cols = if g.pointwise() {
+                x_b
+            } else {
+                im2col_image(x_b, g, scratch);
+                &scratch.cols
+            };
             if let Some(bias) = bias {
                 fill_channels(y_b, bias, ohw);
             }
             // [O, C*k*k] @ [C*k*k, Ho*Wo] -> [O, Ho*Wo] (+= onto the bias)
-            let cols = Mat::dense(&scratch.cols, taps, ohw);
+            let cols = Mat::dense(cols, taps, ohw);
             gemm_into(y_b, w_mat, cols, 1.0, bias.is_some(), par);
         },
     );
@@ -108,6 +114,11 @@ fn backward_input(gy: &[f32], w: &[f32], bias: Option<&[f32]>, o: usize, g: &Geo
             }
             // [C*k*k, O] @ [O, Ho*Wo] -> [C*k*k, Ho*Wo], then scatter-added into dx_b.
             let g_mat = Mat::dense(&gy[b * o * ohw..(b + 1) * o * ohw], o, ohw);
+            if g.pointwise() {
+                // col2im is the identity: accumulate straight into dx_b (onto the bias).
+                gemm_into(dx_b, wt, g_mat, 1.0, bias.is_some(), par);
+                return;
+            }
             gemm_into(&mut scratch.cols, wt, g_mat, 1.0, false, par);
             col2im_image(g, scratch, dx_b);
         },
@@ -130,8 +141,14 @@ fn backward_weight(x: &[f32], gy: &[f32], o: usize, g: &Geom) -> Vec<f32> {
         parts,
         || (vec![0f32; n], Scratch::new(g)),
         |b, (dwt, scratch)| {
-            im2col_image(&x[b * in_len..(b + 1) * in_len], g, scratch);
-            let cols = Mat::dense(&scratch.cols, taps, ohw);
+            let x_b = &x[b * in_len..(b + 1) * in_len];
+            let cols = if g.pointwise() {
+                x_b
+            } else {
+                im2col_image(x_b, g, scratch);
+                &scratch.cols
+            };
+            let cols = Mat::dense(cols, taps, ohw);
             // g_bᵀ [Ho*Wo, O] as a strided view of g_b [O, Ho*Wo].
             let gt = Mat::transposed(&gy[b * o * ohw..(b + 1) * o * ohw], ohw, o);
             // [C*k*k, Ho*Wo] @ [Ho*Wo, O] -> [C*k*k, O], accumulated.

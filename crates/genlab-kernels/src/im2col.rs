@@ -40,6 +40,12 @@ pub(crate) struct Geom {
 }
 
 impl Geom {
+    /// A 1x1 kernel, stride 1, no padding: im2col is the identity (`x_b [C, H*W]` is the
+    /// column matrix and col2im of `[C, H*W]` is `dx_b` itself), so the kernels skip the copy.
+    pub fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.padding == 0
+    }
+
     /// Checks the parameters and derives `Ho = (H + 2p - k)/s + 1` (same for `Wo`).
     pub fn new(
         (b, c, h, w): (usize, usize, usize, usize),
@@ -101,7 +107,15 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// Buffers for `g` (empty for a pointwise convolution, whose input is its own column
+    /// matrix: see [`Geom::pointwise`]).
     pub fn new(g: &Geom) -> Self {
+        if g.pointwise() {
+            return Self {
+                cols: Vec::new(),
+                phases: Vec::new(),
+            };
+        }
         let phases = if g.stride == 1 {
             0
         } else {

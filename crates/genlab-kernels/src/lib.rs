@@ -10,7 +10,7 @@
 //!   (`group_norm.rs`);
 //! - [`upsample_nearest2x`]: nearest-neighbour x2 upsampling with a crop, and its 2x2-sum
 //!   adjoint (`resample.rs`);
-//! - [`linear`] (`linear.rs`), [`silu`] (`silu.rs`), [`attention`] / [`softmax_last_dim`]
+//! - [`linear`] (`linear.rs`), [`silu`] (`silu.rs`), [`relu`] (`relu.rs`), [`attention`] / [`softmax_last_dim`]
 //!   (`attention.rs`), [`layer_norm`] (`layer_norm.rs`): see those modules' headers;
 //! - [`num_threads`]: the thread count the convolution, GroupNorm and resampling kernels use
 //!   (`par.rs`).
@@ -34,6 +34,7 @@ mod im2col;
 mod layer_norm;
 mod linear;
 mod par;
+mod relu;
 mod resample;
 // The Cephes `expf` polynomial coefficients are written as published.
 mod silu;
@@ -48,5 +49,6 @@ pub use group_norm::group_norm;
 pub use layer_norm::{layer_norm, layer_norm_composed};
 pub use linear::linear;
 pub use par::num_threads;
+pub use relu::relu;
 pub use resample::upsample_nearest2x;
 pub use silu::{silu, silu_grad_slice, silu_slice};

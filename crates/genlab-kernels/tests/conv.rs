@@ -319,6 +319,23 @@ fn conv_transpose_k4_s1_p0() {
     check(Op::ConvTranspose, cfg(1, 7, 3, 4, 2, 4, 1, 0), 28);
 }
 
+/// 1x1, stride 1, padding 0: the pointwise path (no im2col / col2im) of both directions.
+#[test]
+fn conv_transpose_k1_s1_p0() {
+    check(Op::ConvTranspose, cfg(3, 6, 5, 7, 4, 1, 1, 0), 40);
+}
+
+#[test]
+fn conv_pointwise_batch_larger_than_threads() {
+    check(Op::Conv, cfg(9, 8, 7, 7, 16, 1, 1, 0), 41);
+}
+
+/// Fewer taps (C k k = 9) than output channels (16), like a flow conditioner's first layer.
+#[test]
+fn conv_few_taps_many_outputs() {
+    check(Op::Conv, cfg(3, 1, 6, 5, 16, 3, 1, 1), 42);
+}
+
 #[test]
 fn conv_transpose_batch_larger_than_threads() {
     check(Op::ConvTranspose, cfg(9, 6, 7, 7, 5, 4, 2, 1), 29);

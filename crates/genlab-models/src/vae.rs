@@ -25,7 +25,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
-use genlab_nn::{softplus, Act, Conv, ConvTranspose, Mlp};
+use genlab_nn::{relu, softplus, Act, Conv, ConvTranspose, Mlp};
 
 use crate::likelihood::LogLikelihoodResult;
 use crate::likelihood::{log_mean_exp, LikelihoodKind, LikelihoodOptions, LogLikelihood};
@@ -346,7 +346,7 @@ impl Vae {
             Encoder::Conv { convs, fc } => {
                 let mut h = x.clone();
                 for c in convs {
-                    h = c.forward(&h)?.relu()?;
+                    h = relu(&c.forward(&h)?)?;
                 }
                 fc.forward(&Self::cat_label(h.reshape((b, ()))?, y)?)?
             }
@@ -362,14 +362,11 @@ impl Vae {
         let out = match &self.dec {
             Decoder::Mlp(m) => m.forward(&zin)?,
             Decoder::Conv { fc, deconvs, start } => {
-                let mut h = fc
-                    .forward(&zin)?
-                    .relu()?
-                    .reshape((b, start[0], start[1], start[2]))?;
+                let mut h = relu(&fc.forward(&zin)?)?.reshape((b, start[0], start[1], start[2]))?;
                 for (i, d) in deconvs.iter().enumerate() {
                     h = d.forward(&h)?;
                     if i + 1 < deconvs.len() {
-                        h = h.relu()?;
+                        h = relu(&h)?;
                     }
                 }
                 h

@@ -41,7 +41,7 @@ pub use attention::AttentionBlock;
 pub use classifier::{Classifier, ClassifierConfig};
 pub use conv::{Conv, ConvTranspose};
 pub use embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
-pub use linear::{silu, Linear};
+pub use linear::{relu, silu, Linear};
 pub use mlp::{MlpDenoiser, MlpDenoiserConfig};
 pub use norm::GroupNorm;
 pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};

@@ -77,6 +77,11 @@ pub fn silu(x: &Tensor) -> candle_core::Result<Tensor> {
     genlab_kernels::silu(x)
 }
 
+/// ReLU through genlab-kernels' one-pass kernels (candle's `relu` on other devices/dtypes).
+pub fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
+    genlab_kernels::relu(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ pub const LEAKY_SLOPE: f64 = 0.2;
 impl Act {
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Act::Relu => x.relu(),
+            Act::Relu => crate::relu(x),
             Act::LeakyRelu => leaky_relu(x, LEAKY_SLOPE),
         }
     }

@@ -51,10 +51,18 @@ impl AdditiveCoupling {
 
 impl Transform for AdditiveCoupling {
     fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        if let Some(h) = self.net.split(x)? {
+            // The transformed half alone (halved conditioner).
+            let y = (&h.transformed + param(&h.p, 0)?)?;
+            return Ok((h.join(&y)?, zeros_b(x)?));
+        }
         Ok(((x + self.shift(x)?)?, zeros_b(x)?))
     }
 
     fn inverse(&self, z: &Tensor) -> Result<Tensor> {
+        if let Some(h) = self.net.split(z)? {
+            return h.join(&(&h.transformed - param(&h.p, 0)?)?);
+        }
         Ok((z - self.shift(z)?)?)
     }
 }

@@ -61,6 +61,12 @@ impl AffineCoupling {
 
 impl Transform for AffineCoupling {
     fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        if let Some(h) = self.net.split(x)? {
+            // Eq. 4-6 on the transformed half alone (halved conditioner).
+            let s = soft_clamp(&param(&h.p, 0)?, self.clamp)?;
+            let y = ((&h.transformed * s.exp()?)? + param(&h.p, 1)?)?;
+            return Ok((h.join(&y)?, sum_per_example(&s)?));
+        }
         let (s, t) = self.scale_shift(x)?;
         // Where b = 1, s = t = 0: y = x there (Eq. 9).
         let z = ((x * s.exp()?)? + t)?;
@@ -68,6 +74,11 @@ impl Transform for AffineCoupling {
     }
 
     fn inverse(&self, z: &Tensor) -> Result<Tensor> {
+        if let Some(h) = self.net.split(z)? {
+            let s = soft_clamp(&param(&h.p, 0)?, self.clamp)?;
+            let x = ((&h.transformed - param(&h.p, 1)?)? * s.neg()?.exp()?)?;
+            return h.join(&x);
+        }
         let (s, t) = self.scale_shift(z)?; // b * z = b * x
         Ok(((z - t)? * s.neg()?.exp()?)?)
     }

@@ -121,7 +121,7 @@ impl Made {
         for (i, (lin, mask)) in self.layers.iter().enumerate() {
             h = genlab_kernels::linear(&h, &(lin.weight() * mask)?, lin.bias())?;
             if i + 1 < self.layers.len() {
-                h = h.relu()?;
+                h = genlab_nn::relu(&h)?;
             }
         }
         Ok(h.reshape((b, self.k, self.d))?)

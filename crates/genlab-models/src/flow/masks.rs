@@ -205,6 +205,31 @@ impl CouplingNet {
         })
     }
 
+    /// A halved conditioner applied without masks: `x` split into its conditioning and
+    /// transformed halves along dimension 1 and the net's outputs for the transformed half
+    /// alone, `[B, k, h, ...]`; `None` for the other conditioners. Couplings use this to
+    /// transform only the half that changes (RealNVP's Eq. 4-5 directly, instead of the
+    /// masked Eq. 9 over all channels), which skips the mask products and the zero outputs.
+    pub fn split(&self, x: &Tensor) -> Result<Option<HalfSplit>> {
+        let Self::Halves {
+            net,
+            half,
+            cond_first,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let (ca, tb) = if *cond_first { (0, *half) } else { (*half, 0) };
+        let cond = x.narrow(1, ca, *half)?;
+        let p = net.forward(&cond)?;
+        Ok(Some(HalfSplit {
+            cond,
+            transformed: x.narrow(1, tb, *half)?,
+            p,
+            cond_first: *cond_first,
+        }))
+    }
+
     /// `[B, ...shape]` -> `[B, k, ...shape]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let b = x.dim(0)?;
@@ -230,7 +255,7 @@ impl CouplingNet {
                 for (i, conv) in convs.iter().enumerate() {
                     y = conv.forward(&y)?;
                     if i + 1 < convs.len() {
-                        y = y.relu()?;
+                        y = genlab_nn::relu(&y)?;
                     }
                 }
                 y.reshape((b, *k, *c, h, w))? // [B, k C, H, W] -> [B, k, C, H, W]
@@ -240,6 +265,29 @@ impl CouplingNet {
 }
 
 /// Parameter `i` of `k` from a conditioner output `[B, k, ...]`: `[B, ...]`.
+/// An input split by a halved conditioner ([`CouplingNet::split`]).
+pub struct HalfSplit {
+    /// The conditioning half (passed through unchanged) and the transformed half,
+    /// `[B, h, ...]` each.
+    pub cond: Tensor,
+    pub transformed: Tensor,
+    /// The conditioner's outputs for the transformed half, `[B, k, h, ...]`.
+    pub p: Tensor,
+    cond_first: bool,
+}
+
+impl HalfSplit {
+    /// The whole example again, with `new` in place of the transformed half.
+    pub fn join(&self, new: &Tensor) -> Result<Tensor> {
+        let parts = if self.cond_first {
+            [&self.cond, new]
+        } else {
+            [new, &self.cond]
+        };
+        Ok(Tensor::cat(&parts, 1)?)
+    }
+}
+
 pub(crate) fn param(p: &Tensor, i: usize) -> Result<Tensor> {
     Ok(p.narrow(1, i, 1)?.squeeze(1)?)
 }
@@ -351,6 +399,37 @@ mod tests {
                     .all(|v| *v == 0.0));
                 // Fewer weights: the first layer's inputs and the last layer's outputs halve.
                 assert!(ph.num_params() < pf.num_params());
+            }
+        }
+    }
+
+    /// `split` (what the couplings use) is `forward` without the zero half: the same
+    /// conditioner outputs for the transformed half, and `join` puts the halves back.
+    #[test]
+    fn split_is_the_halved_forward_on_the_transformed_half() {
+        use crate::flow::testing::{perturb, randn64, vb64};
+        for shape in [vec![4usize], vec![4, 3, 3]] {
+            for parity in [false, true] {
+                let (ps, vb) = vb64(1);
+                let net =
+                    CouplingNet::for_mask(&shape, &[5], 2, MaskKind::Channel, parity, true, vb)
+                        .unwrap();
+                perturb(&ps, 3, 0.5);
+                let mut xs = vec![3];
+                xs.extend(&shape);
+                let x = randn64(4, &xs, 1.0);
+                let h = net.split(&x).unwrap().expect("a halved conditioner splits");
+                let (cond, tr) = if parity { (2, 0) } else { (0, 2) };
+                let flat = |t: &Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
+                assert_eq!(flat(&h.cond), flat(&x.narrow(1, cond, 2).unwrap()));
+                assert_eq!(flat(&h.transformed), flat(&x.narrow(1, tr, 2).unwrap()));
+                let full = net.forward(&x).unwrap();
+                assert_eq!(flat(&h.p), flat(&full.narrow(2, tr, 2).unwrap()));
+                assert_eq!(flat(&h.join(&h.transformed).unwrap()), flat(&x));
+                // Other conditioners do not split.
+                let (_, vb) = vb64(1);
+                let plain = CouplingNet::new(&shape, &[5], 2, vb).unwrap();
+                assert!(plain.split(&x).unwrap().is_none());
             }
         }
     }

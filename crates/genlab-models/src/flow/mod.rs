@@ -64,7 +64,7 @@ pub use iaf::Iaf;
 pub use inv_linear::InvLinear;
 pub use made::Made;
 pub use maf::Maf;
-pub use masks::{CouplingNet, Mask, MaskKind};
+pub use masks::{CouplingNet, HalfSplit, Mask, MaskKind};
 pub use model::{Coupling, DequantizationKind, Flow, FlowConfig, FlowTerms, Mixing};
 pub use multiscale::{MultiScale, Scale};
 pub use spline::SplineCoupling;

@@ -21,7 +21,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use genlab_core::Result;
-use genlab_nn::{Act, Conv, ConvTranspose, GroupNorm, Linear, Mlp};
+use genlab_nn::{relu, Act, Conv, ConvTranspose, GroupNorm, Linear, Mlp};
 
 use super::{GanConfig, GanLoss, GanNet};
 
@@ -324,11 +324,8 @@ impl EnergyNet {
                 up2,
                 start,
             } => {
-                let h = fc
-                    .forward(&h)?
-                    .relu()?
-                    .reshape((b, start[0], start[1], start[2]))?;
-                up2.forward(&up1.forward(&h)?.relu()?)?
+                let h = relu(&fc.forward(&h)?)?.reshape((b, start[0], start[1], start[2]))?;
+                up2.forward(&relu(&up1.forward(&h)?)?)?
             }
             _ => unreachable!("the decoder is built as a decoder"),
         };
