@@ -73,7 +73,7 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, o: usize, g: &Geom) -> Ve
         &mut y,
         o * ohw,
         parts,
-        || Scratch::new(g),
+        || Scratch::for_conv(g),
         |b, y_b, scratch| {
             let x_b = &x[b * in_len..(b + 1) * in_len];
             let cols = if g.pointwise() {
@@ -107,7 +107,7 @@ fn backward_input(gy: &[f32], w: &[f32], bias: Option<&[f32]>, o: usize, g: &Geo
         &mut dx,
         in_len,
         parts,
-        || Scratch::new(g),
+        || Scratch::for_conv(g),
         |b, dx_b, scratch| {
             if let Some(bias) = bias {
                 fill_channels(dx_b, bias, g.h * g.w);
@@ -139,7 +139,7 @@ fn backward_weight(x: &[f32], gy: &[f32], o: usize, g: &Geom) -> Vec<f32> {
     let partials = par_ranges(
         g.b,
         parts,
-        || (vec![0f32; n], Scratch::new(g)),
+        || (vec![0f32; n], Scratch::for_conv(g)),
         |b, (dwt, scratch)| {
             let x_b = &x[b * in_len..(b + 1) * in_len];
             let cols = if g.pointwise() {

@@ -107,15 +107,21 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    /// Buffers for `g` (empty for a pointwise convolution, whose input is its own column
-    /// matrix: see [`Geom::pointwise`]).
-    pub fn new(g: &Geom) -> Self {
+    /// What the convolution kernels need for `g`: nothing for a pointwise convolution,
+    /// whose input is its own column matrix ([`Geom::pointwise`]), else [`Scratch::new`].
+    pub fn for_conv(g: &Geom) -> Self {
         if g.pointwise() {
-            return Self {
+            Self {
                 cols: Vec::new(),
                 phases: Vec::new(),
-            };
+            }
+        } else {
+            Self::new(g)
         }
+    }
+
+    /// Buffers for im2col / col2im on `g`.
+    pub fn new(g: &Geom) -> Self {
         let phases = if g.stride == 1 {
             0
         } else {
