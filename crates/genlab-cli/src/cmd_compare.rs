@@ -12,8 +12,8 @@ use genlab_core::Rng;
 use genlab_models::SampleRequest;
 use genlab_report::{Block, Page, Section};
 use genlab_sampling::{SamplerOptions, SolverOptions};
-
-use crate::output;
+use genlab_train::outputs::save_samples;
+use genlab_train::session::mode_coverage_line;
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -81,9 +81,13 @@ pub fn run(a: CompareArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     }
     let loaded = genlab_train::load_model(&a.ckpt, true, device)
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
-    if loaded.run.model != "ddpm" && loaded.run.model != "distill" {
+    if !genlab_train::find_model(&loaded.run.model)?
+        .caps
+        .sampler_zoo
+    {
         bail!(
-            "`genlab compare` compares diffusion samplers; {} is a `{}` run",
+            "`genlab compare` compares diffusion samplers; {} is a `{}` run, which does not \
+             sample through them",
             a.ckpt.display(),
             loaded.run.model
         );
@@ -91,7 +95,10 @@ pub fn run(a: CompareArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("creating the output directory {}", a.out.display()))?;
     let images = loaded.model.data_space().images;
-    let eight = loaded.run.data == "eight-gaussians";
+    // Data with isolated modes (eight gaussians) get a mode-coverage column.
+    let modes = genlab_data::dataset_info(&loaded.run.data)?
+        .mode_coverage
+        .is_some();
     let mut rows = Vec::new();
     let mut blocks = Vec::new();
     for s in &samplers {
@@ -119,20 +126,18 @@ pub fn run(a: CompareArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             .with_context(|| format!("{s} at {k} steps"))?;
             let secs = t0.elapsed().as_secs_f64();
             let name = format!("{s}-{k}.png");
-            output::save_samples(&out.x, images, &a.out.join(&name), None)?;
+            save_samples(&out.x, images, &a.out.join(&name), None)?;
             let mut row = vec![
                 s.clone(),
                 k.to_string(),
                 out.nfe.to_string(),
                 format!("{secs:.1}"),
             ];
-            if eight {
-                let cov = genlab_data::mode_coverage(&output::to_points(&out.x)?);
-                let min = cov.smallest_mode();
+            if let Some((_, cov)) = mode_coverage_line(&loaded.run.data, &out.x)? {
                 row.push(format!(
                     "{:.1}% / {:.1}%",
                     100.0 * cov.fraction_within_3std,
-                    100.0 * min
+                    100.0 * cov.smallest_mode()
                 ));
             }
             println!("{}", row.join("  "));
@@ -146,7 +151,7 @@ pub fn run(a: CompareArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     let mut header: Vec<String> = ["sampler", "steps", "NFE", "seconds"]
         .map(String::from)
         .to_vec();
-    if eight {
+    if modes {
         header.push("within 3 std / smallest mode".into());
     }
     let page = Page {

@@ -13,11 +13,11 @@ use clap::Args;
 
 use genlab_core::Rng;
 use genlab_data::{open_dataset, DataKind, OpenOptions};
-use genlab_metrics::features::classifier::{extract_all, ClassifierExtractor, PixelExtractor};
+use genlab_metrics::features::classifier::extract_all;
 use genlab_metrics::features::FeatureExtractor;
 use genlab_metrics::kernel::{Bandwidth, KidOptions};
 use genlab_metrics::stats::{GaussianStats, StatsProvenance};
-use genlab_metrics::suite::{evaluate, Metric, Side, SuiteOptions};
+use genlab_metrics::suite::{evaluate, parse_metrics, Needs, Side, SuiteOptions};
 use genlab_metrics::wasserstein::{Method, WassersteinOptions};
 use genlab_metrics::FeatureMatrix;
 use genlab_models::SampleRequest;
@@ -27,12 +27,13 @@ use genlab_sampling::SamplerOptions;
 pub struct EvalArgs {
     /// Real side: a .npy file (N x D features, or N x C x H x W images in [0,1]), a dataset
     /// (mnist:test, digits, eight-gaussians, ...), folder:PATH of images, a run directory to
-    /// sample from, or a .safetensors feature-statistics file (FID only).
-    #[arg(long, required_unless_present = "ckpt")]
+    /// sample from, or a .safetensors feature-statistics file (FID only). Not needed for
+    /// is/mode from --fake-probs/--real-probs.
+    #[arg(long)]
     pub real: Option<String>,
     /// Generated side: same kinds of source as --real (usually a run directory or the .npy
-    /// written by `genlab sample`).
-    #[arg(long, required_unless_present = "ckpt")]
+    /// written by `genlab sample`). Not needed for is/mode from --fake-probs.
+    #[arg(long)]
     pub fake: Option<String>,
     /// Comma-separated metrics: fid, kid, mmd, is, mode, wasserstein, 1nn (or all); or
     /// `nll` with --ckpt: the model's negative log-likelihood on --data.
@@ -129,6 +130,8 @@ enum Loaded {
     /// NCHW images in [0, 1].
     Images(Tensor),
     Stats(GaussianStats, StatsProvenance),
+    /// No source: the metrics read probability files only.
+    Nothing,
 }
 
 fn strided(n: usize, k: usize) -> Vec<usize> {
@@ -223,22 +226,14 @@ fn load_source(
 
 /// Size and channels for image-folder sources: the flags, else what the extractor takes.
 fn folder_geometry(a: &EvalArgs) -> anyhow::Result<(Option<usize>, Option<usize>)> {
-    let (size, ch) = match a.features.as_deref() {
-        Some("inception") => (Some(299), Some(3)),
-        Some("efficientnet-lite0") => (Some(224), Some(3)),
-        Some("pixels") | None => (None, None),
-        Some(path) => match genlab_train::load_classifier(Path::new(path)) {
-            Ok((net, _)) => {
-                let [c, h, w] = net.config().input;
-                if h != w {
-                    bail!("the classifier takes {h}x{w} images; folder images are square, pass a square classifier");
-                }
-                (Some(h), Some(c))
-            }
-            Err(_) => (None, None), // the extractor step reports what is wrong with it
-        },
+    let input = match a.features.as_deref() {
+        Some(spec) => genlab_train::extractor_input(spec)?,
+        None => None,
     };
-    Ok((a.image_size.or(size), a.channels.or(ch)))
+    Ok((
+        a.image_size.or(input.map(|i| i.0)),
+        a.channels.or(input.map(|i| i.1)),
+    ))
 }
 
 /// Samples a checkpoint on `device` (the samples come back to the CPU for the metrics).
@@ -272,19 +267,22 @@ fn sample_checkpoint(
         &req,
         &mut Rng::derive(a.seed, "eval-sample"),
     )?;
-    let how = match loaded.run.model.as_str() {
-        "ddpm" | "distill" => format!(
+    let zoo = genlab_train::find_model(&loaded.run.model)?
+        .caps
+        .sampler_zoo;
+    let how = match zoo {
+        true => format!(
             "{} {steps} steps ({} NFE), {} spacing, eta {}",
             a.sampler,
             out.nfe,
             loaded.model.fixed_spacing().unwrap_or(a.spacing),
             a.eta
         ),
-        _ if a.temperature != 1.0 => format!(
+        false if a.temperature != 1.0 => format!(
             "{} network evaluations each, temperature {}",
             out.nfe, a.temperature
         ),
-        _ => format!("{} network evaluations each", out.nfe),
+        false => format!("{} network evaluations each", out.nfe),
     };
     let desc = format!(
         "{} (step {}, {n} samples, {how}, seed {})",
@@ -308,34 +306,22 @@ fn make_extractor(
     a: &EvalArgs,
     first_images: &Tensor,
 ) -> anyhow::Result<Box<dyn FeatureExtractor>> {
-    let Some(name) = a.features.as_deref() else {
+    let Some(spec) = a.features.as_deref() else {
+        let names: Vec<String> = genlab_train::extractor_names()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         bail!(
-            "image sources need a feature extractor: --features RUN_DIR (a classifier trained with \
-             `genlab train --model classifier --data mnist`), inception, efficientnet-lite0 or pixels"
+            "image sources need a feature extractor: --features NAME, one of {} (RUN_DIR: a \
+             classifier trained with `genlab train --model classifier --data mnist`)",
+            names.join(", ")
         );
     };
-    match name {
-        "pixels" => Ok(Box::new(PixelExtractor {
-            dim: first_images.dims()[1..].iter().product(),
-        })),
-        "inception" | "efficientnet-lite0" => {
-            crate::extractors::pretrained(name, a.weights.as_deref())
-        }
-        path => {
-            let p = Path::new(path);
-            if !p.exists() {
-                bail!(
-                    "--features {path}: no such extractor or classifier run (expected a run directory \
-                     from `genlab train --model classifier`, inception, efficientnet-lite0 or pixels)"
-                );
-            }
-            let (net, run) = genlab_train::load_classifier(p)?;
-            Ok(Box::new(ClassifierExtractor::new(
-                net,
-                format!("{} trained on {}", p.display(), run.data),
-            )))
-        }
-    }
+    Ok(genlab_train::open_extractor(
+        spec,
+        a.weights.as_deref(),
+        &first_images.dims()[1..],
+    )?)
 }
 
 fn to_side(
@@ -359,6 +345,7 @@ fn to_side(
             },
             Some(p),
         ),
+        Loaded::Nothing => (Side::default(), None),
         Loaded::Images(x) => {
             let ex = ex.expect("an extractor exists when a side has images");
             let n = x.dim(0)?;
@@ -405,29 +392,43 @@ pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     if a.ckpt.is_some() || a.data.is_some() {
         bail!("--ckpt and --data go with --metrics nll; sample metrics compare --real with --fake");
     }
-    let (Some(real_spec), Some(fake_spec)) = (a.real.clone(), a.fake.clone()) else {
-        bail!("--real and --fake are both needed for sample metrics");
+    let metrics = parse_metrics(&a.metrics)?;
+    // Sides that only class probabilities feed (is, mode) may come from probability files.
+    let features = metrics.iter().any(|m| m.needs.features());
+    let real_probs_only = metrics.iter().any(|m| m.needs == Needs::BothProbs);
+    let need_real = features || (real_probs_only && a.real_probs.is_none());
+    let need_fake = features || a.fake_probs.is_none();
+    let real_spec = match (&a.real, need_real) {
+        (Some(s), _) => Some(s.clone()),
+        (None, false) => None,
+        (None, true) => {
+            bail!("--real is needed: the real samples (or, for is/mode alone, --real-probs)")
+        }
     };
-    let metrics = Metric::parse_list(&a.metrics)?;
+    let fake_spec = match (&a.fake, need_fake) {
+        (Some(s), _) => Some(s.clone()),
+        (None, false) => None,
+        (None, true) => {
+            bail!("--fake is needed: the generated samples (or, for is/mode alone, --fake-probs)")
+        }
+    };
     if a.n == Some(0) {
         bail!("--n must be at least 1, got 0");
     }
     if let Some(p) = &a.json {
-        crate::output::check_writable(p)?;
+        genlab_train::outputs::check_writable(p)?;
     }
-    let wmethod = match a.wasserstein.as_str() {
-        "auto" => Method::Auto,
-        "exact" => Method::Exact,
-        "sinkhorn" => Method::Sinkhorn { reg: 0.05 },
-        "sliced" => Method::Sliced {
-            projections: 128,
-            seed: a.seed,
-        },
-        other => bail!("--wasserstein {other}: expected auto, exact, sinkhorn or sliced"),
-    };
+    let wmethod = Method::parse(&a.wasserstein, a.seed)?;
     let t0 = Instant::now();
-    let (real, real_desc) = load_source(&real_spec, &a, "real", device)?;
-    let (fake, fake_desc) = load_source(&fake_spec, &a, "fake", device)?;
+    let none = || (Loaded::Nothing, "none (probabilities given)".to_string());
+    let (real, real_desc) = match &real_spec {
+        Some(spec) => load_source(spec, &a, "real", device)?,
+        None => none(),
+    };
+    let (fake, fake_desc) = match &fake_spec {
+        Some(spec) => load_source(spec, &a, "fake", device)?,
+        None => none(),
+    };
     let images = [&real, &fake].into_iter().find_map(|l| match l {
         Loaded::Images(x) => Some(x.clone()),
         _ => None,
@@ -442,7 +443,7 @@ pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             bail!(
                 "{} holds statistics of `{}` features, but the fake side uses `{}`; FIDs across \
                  extractors are meaningless",
-                real_spec,
+                real_spec.as_deref().unwrap_or_default(),
                 p.extractor,
                 e.id()
             );

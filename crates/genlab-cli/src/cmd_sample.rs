@@ -9,8 +9,8 @@ use clap::Args;
 use genlab_core::Rng;
 use genlab_models::SampleRequest;
 use genlab_sampling::{SamplerOptions, SolverOptions};
-
-use crate::output;
+use genlab_train::outputs::{check_writable, out_kind, save_samples};
+use genlab_train::session::mode_coverage_line;
 
 #[derive(Args)]
 pub struct SampleArgs {
@@ -77,8 +77,8 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     if a.n == 0 {
         bail!("--n must be at least 1, got 0");
     }
-    output::out_kind(&a.out)?;
-    output::check_writable(&a.out)?;
+    out_kind(&a.out)?;
+    check_writable(&a.out)?;
     let loaded = genlab_train::load_model(&a.ckpt, !a.no_ema, device)
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
     let steps = a.steps.or(loaded.model.preferred_steps()).unwrap_or(50);
@@ -111,7 +111,7 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     )?;
     let secs = t0.elapsed().as_secs_f64();
     let space = loaded.model.data_space().clone();
-    output::save_samples(&out.x, space.images, &a.out, None)?;
+    save_samples(&out.x, space.images, &a.out, None)?;
     let mut sidecar = serde_json::json!({
         "checkpoint": a.ckpt.display().to_string(),
         "checkpoint_step": loaded.step,
@@ -123,16 +123,12 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         "seconds": secs,
     });
     let mut report = String::new();
-    if loaded.run.data == "eight-gaussians" {
-        // The one toy set with known modes: say how well the samples cover them.
-        let cov = genlab_data::mode_coverage(&output::to_points(&out.x)?);
-        let min_mode = cov.smallest_mode();
-        report = format!(
-            "\neight-gaussians: {:.1}% of samples within 3 std of a mode; smallest mode holds {:.1}%",
-            100.0 * cov.fraction_within_3std,
-            100.0 * min_mode
-        );
-        sidecar["eight_gaussians_coverage"] = serde_json::to_value(&cov)?;
+    // Data with isolated modes (eight gaussians): how well the samples cover them.
+    if let Some((line, cov)) = mode_coverage_line(&loaded.run.data, &out.x)? {
+        report = format!("\n{line}");
+        // `eight_gaussians_coverage`: the key names the data, as it always has.
+        let key = format!("{}_coverage", loaded.run.data.replace('-', "_"));
+        sidecar[key] = serde_json::to_value(&cov)?;
     }
     genlab_core::io::write_json(&a.out.with_extension("json"), &sidecar)?;
     println!(

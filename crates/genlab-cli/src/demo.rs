@@ -12,7 +12,9 @@ use clap::Args;
 
 use genlab_report::{Block, Page, Section};
 
-use crate::cmd_train::{self, TrainArgs, Trained};
+use genlab_train::Trained;
+
+use crate::cmd_train::{self, TrainArgs};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -60,7 +62,8 @@ fn section(
             blocks.push(Block::Text(numbers.join("\n")));
         }
     }
-    let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap_or_default();
+    let svg =
+        std::fs::read_to_string(dir.join(genlab_train::outputs::LOSS_SVG)).unwrap_or_default();
     blocks.push(Block::Svg(svg));
     blocks.push(Block::Table {
         header: vec![
@@ -101,6 +104,8 @@ pub fn run(a: DemoArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let mut sections = vec![];
+    // The demo's own choices of model and data (defaults, not name checks).
+    let model = "ddpm";
     let jobs = [
         ("eight-gaussians", &points_dir, a.points_steps,
          "A DDPM with an MLP denoiser trained on a mixture of eight Gaussians (radius 2, std 0.2). \
@@ -110,10 +115,10 @@ pub fn run(a: DemoArgs, device: &candle_core::Device) -> anyhow::Result<()> {
           that ship inside genlab."),
     ];
     for (data, dir, steps, text) in jobs {
-        eprintln!("demo: training ddpm on {data} for {steps} steps");
+        eprintln!("demo: training {model} on {data} for {steps} steps");
         let t0 = Instant::now();
         let args = TrainArgs {
-            model: Some("ddpm".into()),
+            model: Some(model.into()),
             data: Some(data.into()),
             steps: Some(steps),
             seed: Some(a.seed),

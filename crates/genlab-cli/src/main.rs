@@ -14,8 +14,6 @@ mod cmd_sample;
 mod cmd_train;
 mod demo;
 mod device;
-mod extractors;
-mod output;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -61,8 +59,9 @@ enum Command {
     /// Progressive distillation (Salimans & Ho 2022): halve a diffusion model's sampling
     /// steps round by round (e.g. 256 -> 4) by teaching a student two teacher DDIM steps per step.
     Distill(cmd_distill::DistillArgs),
-    /// List the models, samplers and datasets genlab knows.
-    List,
+    /// List what genlab knows: models (with what they can do), samplers, datasets, metrics,
+    /// feature extractors, benchmark workloads, fetchable data (--json: machine-readable).
+    List(cmd_list::ListArgs),
     /// Compare generated samples with real ones: FID, KID, MMD, IS, Mode Score,
     /// Wasserstein, 1-NN.
     Eval(cmd_eval::EvalArgs),
@@ -135,7 +134,7 @@ fn main() {
             Command::Eval(a) => cmd_eval::run(a, &dev.open()?),
             Command::Compare(a) => cmd_compare::run(a, &dev.open()?),
             Command::Distill(a) => cmd_distill::run(a, &dev.open()?),
-            Command::List => cmd_list::run(),
+            Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Bench(a) => {
@@ -149,7 +148,54 @@ fn main() {
         }
     })();
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", render_error(&e));
         std::process::exit(1);
+    }
+}
+
+/// The command-line spelling of a library setting: `steps` -> `--steps`, `image_size` ->
+/// `--image-size`, a config key `train.lr` -> `--set train.lr`.
+fn flag_for(setting: &str) -> String {
+    if setting.contains('.') {
+        format!("--set {setting}")
+    } else {
+        format!("--{}", setting.replace('_', "-"))
+    }
+}
+
+/// The error chain as one line (`context: cause: cause`), with the settings the libraries
+/// name spelled as the flags that set them.
+fn render_error(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| match c.downcast_ref::<genlab_core::Error>() {
+            Some(genlab_core::Error::Setting { setting, problem }) => {
+                format!("{} {problem}", flag_for(setting))
+            }
+            _ => c.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_settings_are_reported_as_their_flags() {
+        let e = anyhow::Error::from(genlab_core::Error::setting(
+            "image_size",
+            "must be at least 1, got 0",
+        ))
+        .context("cannot start");
+        assert_eq!(
+            render_error(&e),
+            "cannot start: --image-size must be at least 1, got 0"
+        );
+        let e = anyhow::Error::from(genlab_core::Error::setting(
+            "ddpm.timesteps",
+            "cannot change",
+        ));
+        assert_eq!(render_error(&e), "--set ddpm.timesteps cannot change");
     }
 }

@@ -571,7 +571,7 @@ fn list_names_models_samplers_and_datasets() {
         "ddim",
         "eight-gaussians",
         "digits",
-        "mnist:test",
+        "mnist[:train|test]",
         "folder:PATH",
         "unet-train",
     ] {
@@ -735,7 +735,7 @@ fn vae_and_gan_train_sample_evaluate_and_reject_bad_settings() {
     );
     fails_with(
         &genlab(&["train", "--resume", "--out", &gan, "--model", "vae"], d),
-        &["--resume continues the run"],
+        &["a resumed run keeps its saved config"],
     );
     let bad = |model: &str, set: &[&str], needles: &[&str]| {
         let out = run("bad");

@@ -33,6 +33,13 @@ pub enum Error {
     /// An argument was out of its valid range.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A setting the caller chose (or left out) is wrong. `setting` names it as the library
+    /// does (`model`, `steps`, `temperature`, or a config key such as `train.lr`); a front
+    /// end that takes it under another name (a command-line flag) says so when it reports
+    /// the error. `problem` says what was wrong and what was expected, phrased to follow the
+    /// setting's name ("must be at least 1, got 0").
+    #[error("{setting} {problem}")]
+    Setting { setting: String, problem: String },
     /// A numeric failure detected at run time (NaN/inf loss, diverged sampler).
     #[error("numeric: {0}")]
     Numeric(String),
@@ -48,6 +55,16 @@ impl Error {
             action,
             path: path.into(),
             cause: source,
+        }
+    }
+}
+
+impl Error {
+    /// A [`Error::Setting`] error.
+    pub fn setting(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Setting {
+            setting: setting.into(),
+            problem: problem.into(),
         }
     }
 }

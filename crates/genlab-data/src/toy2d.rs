@@ -73,7 +73,7 @@ impl Toy2dKind {
     ];
 
     /// The kind's name, as accepted by [`FromStr`].
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Toy2dKind::TwoMoons => "two-moons",
             Toy2dKind::Rings => "rings",
@@ -85,7 +85,7 @@ impl Toy2dKind {
     }
 
     /// One-line description for listings.
-    pub fn description(self) -> &'static str {
+    pub const fn description(self) -> &'static str {
         match self {
             Toy2dKind::TwoMoons => "2-D: two interleaved half circles",
             Toy2dKind::Rings => "2-D: four concentric circles",

@@ -12,6 +12,7 @@
 //!
 //! 0 log 0 is taken as 0, so one-hot predictions are exact rather than NaN.
 
+use crate::suite::{need, Computed, Side, SuiteOptions};
 use crate::FeatureMatrix;
 use genlab_core::{Error, Result};
 use serde::Serialize;
@@ -146,6 +147,85 @@ pub fn mode_score(
         })
         .collect();
     Ok(summarize(v, fake_probs.rows()))
+}
+
+/// Probability of the top class above which a sample counts as confidently classified.
+pub const CONFIDENT_PROB: f64 = 0.9;
+
+/// Share of rows whose most probable class is each class (argmax histogram, sums to 1):
+/// with a strong classifier, how a generator's samples spread over the classes.
+pub fn class_fractions(p: &FeatureMatrix) -> Vec<f64> {
+    let mut counts = vec![0usize; p.cols()];
+    for i in 0..p.rows() {
+        let row = p.row(i);
+        let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        counts[best] += 1;
+    }
+    counts
+        .into_iter()
+        .map(|c| c as f64 / p.rows().max(1) as f64)
+        .collect()
+}
+
+/// Share of rows whose top class probability is at least [`CONFIDENT_PROB`]: with a
+/// strong classifier, roughly the share of samples that look like some class at all.
+pub fn confident_fraction(p: &FeatureMatrix) -> f64 {
+    let k = (0..p.rows())
+        .filter(|&i| p.row(i).iter().cloned().fold(0.0, f64::max) >= CONFIDENT_PROB)
+        .count();
+    k as f64 / p.rows().max(1) as f64
+}
+
+/// The generated samples' class probabilities, as the Inception and Mode Scores need them.
+fn fake_probs<'a>(fake: &'a Side, metric: &str) -> Result<&'a FeatureMatrix> {
+    need(
+        &fake.probs,
+        "class probabilities of the generated samples (from a feature extractor with a \
+         classifier head, or given as a probability file)",
+        metric,
+    )
+}
+
+/// `genlab eval`'s Inception Score, with the share of confidently classified samples and
+/// the spread over predicted classes in its detail.
+pub fn compute_is(
+    _real: &Side,
+    fake: &Side,
+    opts: &SuiteOptions,
+    _warnings: &mut Vec<String>,
+) -> Result<Computed> {
+    let p = fake_probs(fake, "is")?;
+    let r = inception_score(p, opts.splits.min(p.rows()))?;
+    let mut detail = serde_json::to_value(&r).expect("plain data");
+    detail["confident_fraction"] = confident_fraction(p).into();
+    detail["class_fractions"] = class_fractions(p).into();
+    Ok(Computed {
+        value: r.mean,
+        std: Some(r.std),
+        detail,
+    })
+}
+
+/// `genlab eval`'s Mode Score.
+pub fn compute_mode(
+    real: &Side,
+    fake: &Side,
+    opts: &SuiteOptions,
+    _warnings: &mut Vec<String>,
+) -> Result<Computed> {
+    let p = fake_probs(fake, "mode")?;
+    let q = need(
+        &real.probs,
+        "class probabilities of the real samples (given as a probability file, or real \
+         images with a classifier extractor)",
+        "mode",
+    )?;
+    let r = mode_score(p, q, opts.splits.min(p.rows()))?;
+    Ok(Computed {
+        value: r.mean,
+        std: Some(r.std),
+        detail: serde_json::to_value(&r).expect("plain data"),
+    })
 }
 
 #[cfg(test)]

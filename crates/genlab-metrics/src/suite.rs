@@ -4,107 +4,150 @@
 //! Gaussian statistics); [`evaluate`] checks that each requested metric has what it needs,
 //! runs it, and returns every value with its spread, sample counts and warnings.
 
-use crate::fid::{fid, fid_from_stats};
-use crate::kernel::{kid, mmd2_unbiased, Bandwidth, Kernel, KidOptions};
-use crate::nn1::one_nn;
-use crate::score::{inception_score, mode_score};
+use crate::kernel::{Bandwidth, KidOptions};
 use crate::stats::GaussianStats;
-use crate::wasserstein::{wasserstein, WassersteinOptions};
+use crate::wasserstein::WassersteinOptions;
 use crate::FeatureMatrix;
 use genlab_core::{Error, Result};
 use serde::Serialize;
-use serde_json::json;
 
-/// A metric `genlab eval` can compute.
+/// What a metric needs from the two sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Metric {
-    Fid,
-    Kid,
-    Mmd,
-    Is,
-    Mode,
-    Wasserstein,
-    OneNn,
+pub enum Needs {
+    /// Feature vectors on both sides.
+    Features,
+    /// Feature vectors or cached Gaussian statistics on both sides (FID).
+    FeaturesOrStats,
+    /// Class probabilities of the generated samples (Inception Score).
+    FakeProbs,
+    /// Class probabilities of both sides (Mode Score).
+    BothProbs,
 }
 
-/// Every metric with its command-line name and a one-line description.
-pub const METRICS: &[(Metric, &str, &str)] = &[
-    (
-        Metric::Fid,
-        "fid",
-        "Frechet distance of Gaussian fits to the features (lower is better)",
-    ),
-    (
-        Metric::Kid,
-        "kid",
-        "Kernel Inception Distance: unbiased cubic-kernel MMD^2 over subsets",
-    ),
-    (
-        Metric::Mmd,
-        "mmd",
-        "unbiased MMD^2 with a Gaussian kernel, median-heuristic bandwidth",
-    ),
-    (
-        Metric::Is,
-        "is",
-        "Inception Score of the generated class probabilities (higher is better)",
-    ),
-    (
-        Metric::Mode,
-        "mode",
-        "Mode Score: IS penalised by KL(generated || real label marginal)",
-    ),
-    (
-        Metric::Wasserstein,
-        "wasserstein",
-        "earth mover's distance between the feature sets",
-    ),
-    (
-        Metric::OneNn,
-        "1nn",
-        "leave-one-out 1-NN two-sample accuracy (0.5 = indistinguishable)",
-    ),
+impl Needs {
+    /// Whether the metric reads feature vectors (or their statistics), as opposed to class
+    /// probabilities only.
+    pub fn features(self) -> bool {
+        matches!(self, Needs::Features | Needs::FeaturesOrStats)
+    }
+}
+
+/// What a metric's computation returns; [`evaluate`] adds the metric's name.
+#[derive(Debug, Clone)]
+pub struct Computed {
+    pub value: f64,
+    /// Standard deviation over subsets/splits where the metric has one.
+    pub std: Option<f64>,
+    /// Everything else the metric reports (parts, kernel, method, sample counts).
+    pub detail: serde_json::Value,
+}
+
+/// Computes one metric from the two sides; pushes anything that limits how far the value
+/// can be trusted onto `warnings`.
+pub type ComputeFn = fn(&Side, &Side, &SuiteOptions, &mut Vec<String>) -> Result<Computed>;
+
+/// One registered metric. Adding a metric: its file (the pure function and a [`ComputeFn`]
+/// adapter beside it) and one entry in [`METRICS`].
+pub struct MetricEntry {
+    /// Command-line name.
+    pub name: &'static str,
+    pub description: &'static str,
+    pub needs: Needs,
+    pub compute: ComputeFn,
+}
+
+impl std::fmt::Debug for MetricEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for MetricEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+/// Every metric, in the order `all` computes them.
+pub const METRICS: &[MetricEntry] = &[
+    MetricEntry {
+        name: "fid",
+        description: "Frechet distance of Gaussian fits to the features (lower is better)",
+        needs: Needs::FeaturesOrStats,
+        compute: crate::fid::compute,
+    },
+    MetricEntry {
+        name: "kid",
+        description: "Kernel Inception Distance: unbiased cubic-kernel MMD^2 over subsets",
+        needs: Needs::Features,
+        compute: crate::kernel::compute_kid,
+    },
+    MetricEntry {
+        name: "mmd",
+        description: "unbiased MMD^2 with a Gaussian kernel, median-heuristic bandwidth",
+        needs: Needs::Features,
+        compute: crate::kernel::compute_mmd,
+    },
+    MetricEntry {
+        name: "is",
+        description: "Inception Score of the generated class probabilities (higher is better)",
+        needs: Needs::FakeProbs,
+        compute: crate::score::compute_is,
+    },
+    MetricEntry {
+        name: "mode",
+        description: "Mode Score: IS penalised by KL(generated || real label marginal)",
+        needs: Needs::BothProbs,
+        compute: crate::score::compute_mode,
+    },
+    MetricEntry {
+        name: "wasserstein",
+        description: "earth mover's distance between the feature sets",
+        needs: Needs::Features,
+        compute: crate::wasserstein::compute,
+    },
+    MetricEntry {
+        name: "1nn",
+        description: "leave-one-out 1-NN two-sample accuracy (0.5 = indistinguishable)",
+        needs: Needs::Features,
+        compute: crate::nn1::compute,
+    },
 ];
 
-impl Metric {
-    pub fn name(self) -> &'static str {
-        METRICS.iter().find(|m| m.0 == self).expect("listed").1
-    }
-
-    /// Parses a comma-separated list (`fid,kid,1nn`; `all` for every metric).
-    pub fn parse_list(s: &str) -> Result<Vec<Metric>> {
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if part == "all" {
-                return Ok(METRICS.iter().map(|m| m.0).collect());
-            }
-            let m = METRICS
+/// The metric called `name`; an unknown name lists the known ones.
+pub fn find_metric(name: &str) -> Result<&'static MetricEntry> {
+    METRICS.iter().find(|m| m.name == name).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "unknown metric `{name}` (known: {}, or all)",
+            METRICS
                 .iter()
-                .find(|m| m.1 == part)
-                .ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "unknown metric `{part}` (known: {}, or all)",
-                        METRICS.iter().map(|m| m.1).collect::<Vec<_>>().join(", ")
-                    ))
-                })?
-                .0;
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        if out.is_empty() {
-            return Err(Error::InvalidInput(
-                "no metric named (e.g. --metrics fid,kid)".into(),
-            ));
-        }
-        Ok(out)
-    }
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
 
-    /// Whether the metric needs feature vectors of both sides (FID can use statistics).
-    pub fn needs_features(self) -> bool {
-        !matches!(self, Metric::Is | Metric::Mode)
+/// Parses a comma-separated list (`fid,kid,1nn`; `all` for every metric), without
+/// repeats.
+pub fn parse_metrics(s: &str) -> Result<Vec<&'static MetricEntry>> {
+    let mut out: Vec<&'static MetricEntry> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "all" {
+            return Ok(METRICS.iter().collect());
+        }
+        let m = find_metric(part)?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
     }
+    if out.is_empty() {
+        return Err(Error::InvalidInput(
+            "no metric named (expected a comma-separated list such as fid,kid)".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// One side of the comparison.
@@ -168,191 +211,40 @@ pub struct Report {
     pub n_fake: usize,
 }
 
-/// FID warns when a side has fewer than this many samples per feature dimension: its
-/// covariance estimate, and so FID's upward bias (which shrinks like 1/N), is then large.
-pub const FID_SAMPLES_PER_DIM: usize = 5;
+pub use crate::fid::FID_SAMPLES_PER_DIM;
+pub use crate::score::{class_fractions, confident_fraction, CONFIDENT_PROB};
 
-/// Probability of the top class above which a sample counts as confidently classified.
-pub const CONFIDENT_PROB: f64 = 0.9;
-
-/// Share of rows whose most probable class is each class (argmax histogram, sums to 1):
-/// with a strong classifier, how a generator's samples spread over the classes.
-pub fn class_fractions(p: &FeatureMatrix) -> Vec<f64> {
-    let mut counts = vec![0usize; p.cols()];
-    for i in 0..p.rows() {
-        let row = p.row(i);
-        let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-        counts[best] += 1;
-    }
-    counts
-        .into_iter()
-        .map(|c| c as f64 / p.rows().max(1) as f64)
-        .collect()
-}
-
-/// Share of rows whose top class probability is at least [`CONFIDENT_PROB`]: with a
-/// strong classifier, roughly the share of samples that look like some class at all.
-pub fn confident_fraction(p: &FeatureMatrix) -> f64 {
-    let k = (0..p.rows())
-        .filter(|&i| p.row(i).iter().cloned().fold(0.0, f64::max) >= CONFIDENT_PROB)
-        .count();
-    k as f64 / p.rows().max(1) as f64
-}
-
-fn need<'a>(x: &'a Option<FeatureMatrix>, what: &str, metric: &str) -> Result<&'a FeatureMatrix> {
+/// The side's matrix `x`, or an error naming the metric and what it needed.
+pub fn need<'a>(
+    x: &'a Option<FeatureMatrix>,
+    what: &str,
+    metric: &str,
+) -> Result<&'a FeatureMatrix> {
     x.as_ref().ok_or_else(|| {
         Error::InvalidInput(format!(
-            "{metric} needs {what}, which this side does not provide; drop {metric} from --metrics \
-             or give a source that has them"
+            "{metric} needs {what}, which this side does not provide; leave {metric} out of the \
+             metrics or give a source that has them"
         ))
     })
 }
 
 /// Computes `metrics` between `real` and `fake`.
 pub fn evaluate(
-    metrics: &[Metric],
+    metrics: &[&MetricEntry],
     real: &Side,
     fake: &Side,
     opts: &SuiteOptions,
 ) -> Result<Report> {
     let mut values = Vec::new();
     let mut warnings = Vec::new();
-    for &m in metrics {
-        let name = m.name();
-        let v = match m {
-            Metric::Fid => {
-                let r = match (&real.features, &real.stats, &fake.features, &fake.stats) {
-                    (Some(a), _, Some(b), _) => fid(a, b)?,
-                    (_, Some(sa), Some(b), _) => fid_from_stats(sa, &GaussianStats::of(b)?)?,
-                    (Some(a), _, _, Some(sb)) => fid_from_stats(&GaussianStats::of(a)?, sb)?,
-                    (_, Some(sa), _, Some(sb)) => fid_from_stats(sa, sb)?,
-                    _ => {
-                        return Err(Error::InvalidInput(
-                            "fid needs features or statistics on both sides".into(),
-                        ))
-                    }
-                };
-                let d = real
-                    .features
-                    .as_ref()
-                    .map(|f| f.cols())
-                    .or(real.stats.as_ref().map(|s| s.dim()))
-                    .unwrap_or(0);
-                let few = r.n_real.min(r.n_fake);
-                if few < FID_SAMPLES_PER_DIM * d {
-                    warnings.push(format!(
-                        "fid: {few} samples on the smaller side for {d}-dimensional features (fewer \
-                         than {FID_SAMPLES_PER_DIM} per dimension); FID is biased upwards at small N \
-                         (the bias shrinks like 1/N), so compare FIDs only at equal N; KID is unbiased"
-                    ));
-                }
-                if r.most_negative_eigenvalue < 0.0 {
-                    warnings.push(format!(
-                        "fid: an eigenvalue of {:.3e} was clamped to 0; the covariances are badly \
-                         conditioned, treat the value with care",
-                        r.most_negative_eigenvalue
-                    ));
-                }
-                MetricValue {
-                    metric: name,
-                    value: r.fid,
-                    std: None,
-                    detail: serde_json::to_value(&r).expect("plain data"),
-                }
-            }
-            Metric::Kid => {
-                let (a, b) = (
-                    need(&real.features, "real features", name)?,
-                    need(&fake.features, "fake features", name)?,
-                );
-                let r = kid(a, b, &opts.kid)?;
-                if r.subset_size < opts.kid.subset_size {
-                    warnings.push(format!(
-                        "kid: subsets of {} (the smaller set's size) instead of {}",
-                        r.subset_size, opts.kid.subset_size
-                    ));
-                }
-                MetricValue {
-                    metric: name,
-                    value: r.kid,
-                    std: Some(r.std),
-                    detail: serde_json::to_value(&r).expect("plain data"),
-                }
-            }
-            Metric::Mmd => {
-                let (a, b) = (
-                    need(&real.features, "real features", name)?,
-                    need(&fake.features, "fake features", name)?,
-                );
-                let r = mmd2_unbiased(
-                    a,
-                    b,
-                    &Kernel::Rbf {
-                        bandwidth: opts.mmd_bandwidth,
-                    },
-                )?;
-                MetricValue {
-                    metric: name,
-                    value: r.mmd2,
-                    std: None,
-                    detail: serde_json::to_value(&r).expect("plain data"),
-                }
-            }
-            Metric::Is => {
-                let p = need(&fake.probs, "class probabilities of the generated samples (a feature extractor with a classifier head, or --fake-probs)", name)?;
-                let r = inception_score(p, opts.splits.min(p.rows()))?;
-                let mut detail = serde_json::to_value(&r).expect("plain data");
-                detail["confident_fraction"] = confident_fraction(p).into();
-                detail["class_fractions"] = class_fractions(p).into();
-                MetricValue {
-                    metric: name,
-                    value: r.mean,
-                    std: Some(r.std),
-                    detail,
-                }
-            }
-            Metric::Mode => {
-                let p = need(&fake.probs, "class probabilities of the generated samples (a feature extractor with a classifier head, or --fake-probs)", name)?;
-                let q = need(&real.probs, "class probabilities of the real samples (--real-probs, or real images with a classifier extractor)", name)?;
-                let r = mode_score(p, q, opts.splits.min(p.rows()))?;
-                MetricValue {
-                    metric: name,
-                    value: r.mean,
-                    std: Some(r.std),
-                    detail: serde_json::to_value(&r).expect("plain data"),
-                }
-            }
-            Metric::Wasserstein => {
-                let (a, b) = (
-                    need(&real.features, "real features", name)?,
-                    need(&fake.features, "fake features", name)?,
-                );
-                let r = wasserstein(a, b, &opts.wasserstein)?;
-                if !r.converged {
-                    warnings.push(format!("wasserstein: {} did not converge", r.method));
-                }
-                MetricValue {
-                    metric: name,
-                    value: r.value,
-                    std: None,
-                    detail: json!({ "method": r.method, "p": r.p, "converged": r.converged }),
-                }
-            }
-            Metric::OneNn => {
-                let (a, b) = (
-                    need(&real.features, "real features", name)?,
-                    need(&fake.features, "fake features", name)?,
-                );
-                let r = one_nn(a, b)?;
-                MetricValue {
-                    metric: name,
-                    value: r.accuracy,
-                    std: None,
-                    detail: serde_json::to_value(&r).expect("plain data"),
-                }
-            }
-        };
-        values.push(v);
+    for m in metrics {
+        let c = (m.compute)(real, fake, opts, &mut warnings)?;
+        values.push(MetricValue {
+            metric: m.name,
+            value: c.value,
+            std: c.std,
+            detail: c.detail,
+        });
     }
     Ok(Report {
         values,
@@ -380,17 +272,18 @@ mod tests {
 
     #[test]
     fn metric_lists_parse_and_reject_unknown_names() {
+        let names = |v: Vec<&MetricEntry>| v.iter().map(|m| m.name).collect::<Vec<_>>();
         assert_eq!(
-            Metric::parse_list("fid, kid,1nn,fid").unwrap(),
-            vec![Metric::Fid, Metric::Kid, Metric::OneNn]
+            names(parse_metrics("fid, kid,1nn,fid").unwrap()),
+            vec!["fid", "kid", "1nn"]
         );
-        assert_eq!(Metric::parse_list("all").unwrap().len(), METRICS.len());
-        let err = Metric::parse_list("fid,precision").unwrap_err().to_string();
+        assert_eq!(parse_metrics("all").unwrap().len(), METRICS.len());
+        let err = parse_metrics("fid,precision").unwrap_err().to_string();
         assert!(
             err.contains("unknown metric `precision`") && err.contains("1nn"),
             "{err}"
         );
-        assert!(Metric::parse_list(" , ").is_err());
+        assert!(parse_metrics(" , ").is_err());
     }
 
     #[test]
@@ -401,12 +294,13 @@ mod tests {
             features: Some(f),
             ..Default::default()
         };
-        let err = evaluate(&[Metric::Is], &side, &side, &SuiteOptions::default())
+        let is = find_metric("is").unwrap();
+        let err = evaluate(&[is], &side, &side, &SuiteOptions::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("class probabilities"), "{err}");
         let r = evaluate(
-            &[Metric::Fid, Metric::OneNn],
+            &parse_metrics("fid,1nn").unwrap(),
             &side,
             &side,
             &SuiteOptions::default(),

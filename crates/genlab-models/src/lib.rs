@@ -13,5 +13,6 @@ pub mod sample;
 pub mod vae;
 
 pub use figure::Figure;
+pub use flow::bits_per_dim;
 pub use likelihood::{LikelihoodKind, LikelihoodOptions, LogLikelihood, LogLikelihoodResult};
 pub use sample::{sample_in_batches, DataSpace, Sample, SampleRequest, SampleResult};

@@ -84,9 +84,10 @@ pub trait Sample {
 pub fn require_unit_temperature(req: &SampleRequest, family: &str) -> Result<()> {
     let t = req.options.temperature;
     if t != 1.0 {
-        return Err(Error::InvalidInput(format!(
-            "--temperature applies to flows only; a {family} samples at temperature 1, got {t}"
-        )));
+        return Err(Error::setting(
+            "temperature",
+            format!("applies to flows only; a {family} samples at temperature 1, got {t}"),
+        ));
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ pub mod attention;
 pub mod classifier;
 pub mod conv;
 pub mod embedding;
+pub mod flops;
 pub mod linear;
 pub mod mlp;
 pub mod norm;

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::attention::AttentionBlock;
 use crate::conv::Conv;
 use crate::embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
+use crate::flops::{attention_flops, conv_flops, linear_flops};
 use crate::norm::GroupNorm;
 use crate::resample::{Downsample, Upsample};
 use crate::resblock::{conv3x3, ResBlock, GN_EPS};
@@ -93,6 +94,87 @@ impl UNetConfig {
             // 4: divides 16 and 32.
             groups: 4,
         }
+    }
+
+    /// The small U-Net of the MNIST DDPM run in docs/mnist.md (and of the `unet-train` and
+    /// `ddim50` benchmark workloads): base 16, levels [1, 2, 2], one block per level.
+    pub fn mnist_small() -> Self {
+        Self {
+            // 16: half the default width, a 2-core CPU budget of ~2 steps/s at batch 32.
+            base_channels: 16,
+            ..Self::mnist_blocks()
+        }
+    }
+
+    /// The default levels with one block per level (the smaller MNIST networks).
+    fn mnist_blocks() -> Self {
+        Self {
+            // 1: one block per level halves the depth, at little cost in sample quality.
+            num_res_blocks: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Forward FLOPs of the [`UNet`] of this config on `[b, c_in, s, s]` (see
+    /// [`crate::flops`]), walking the same structure as
+    /// `UNet::new` (same level channels, blocks, skips, attention placement).
+    pub fn forward_flops(&self, b: usize, c_in: usize, s: usize) -> f64 {
+        let cfg = self;
+        let base = cfg.base_channels;
+        let temb = 4 * base;
+        let levels: Vec<usize> = cfg.channel_mult.iter().map(|m| base * m).collect();
+        let lowest = levels.len() - 1;
+        let res = |ci: usize, co: usize, n: usize| {
+            conv_flops(b, ci, co, 3, n)
+                + conv_flops(b, co, co, 3, n)
+                + if ci != co {
+                    conv_flops(b, ci, co, 1, n)
+                } else {
+                    0.0
+                }
+                + 2.0 * (b * temb * co) as f64
+        };
+        let mut f = linear_flops(b, &[(base, temb), (temb, temb)]);
+        let mut size = s;
+        f += conv_flops(b, c_in, base, 3, size * size);
+        let mut skips = vec![(base, size)];
+        let mut ch = base;
+        for (i, &c) in levels.iter().enumerate() {
+            for _ in 0..cfg.num_res_blocks {
+                f += res(ch, c, size * size);
+                ch = c;
+                if cfg.attention_at_lowest && i == lowest {
+                    f += attention_flops(b, c, size * size);
+                }
+                skips.push((ch, size));
+            }
+            if i != lowest {
+                let next = size.div_ceil(2);
+                f += conv_flops(b, ch, ch, 3, next * next);
+                size = next;
+                skips.push((ch, size));
+            }
+        }
+        f += 2.0 * res(ch, ch, size * size);
+        if cfg.attention_at_lowest {
+            f += attention_flops(b, ch, size * size);
+        }
+        for (i, &c) in levels.iter().enumerate().rev() {
+            for _ in 0..=cfg.num_res_blocks {
+                let (skip_ch, _) = skips.pop().expect("one skip per decoder block");
+                f += res(ch + skip_ch, c, size * size);
+                ch = c;
+                if cfg.attention_at_lowest && i == lowest {
+                    f += attention_flops(b, c, size * size);
+                }
+            }
+            if i != 0 {
+                let (_, up) = *skips.last().expect("skip for the next level");
+                f += conv_flops(b, ch, ch, 3, up * up);
+                size = up;
+            }
+        }
+        f + conv_flops(b, ch, c_in, 3, size * size)
     }
 
     /// The channel count of each level.
@@ -370,5 +452,39 @@ impl UNet {
 
         // GroupNorm and SiLU fused.
         self.out_conv.forward(&self.out_norm.forward(&h)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unet_flops_match_a_hand_count_for_one_level() {
+        // One level, one block, no attention, 4x4 (16 positions), batch 1, base 4 (temb 16),
+        // 1 channel: time MLP 2(4·16 + 16·16) = 640; conv_in 2·16·1·4·9 = 1152;
+        // down res(4->4): 2 convs of 2·16·4·4·9 = 4608, temb 2·16·4 = 128 -> 9344;
+        // mid: 2 res(4->4) = 18688; up: 2 res(8->4): conv1 2·16·8·4·9 = 9216, conv2 4608,
+        // 1x1 skip 2·16·8·4 = 1024, temb 128 -> 14976 each = 29952; out conv 1152.
+        let cfg = UNetConfig {
+            base_channels: 4,
+            channel_mult: vec![1],
+            num_res_blocks: 1,
+            attention_at_lowest: false,
+            heads: 1,
+            groups: 2,
+        };
+        let want = 640.0 + 1152.0 + 9344.0 + 18688.0 + 29952.0 + 1152.0;
+        assert_eq!(cfg.forward_flops(1, 1, 4), want);
+    }
+
+    #[test]
+    fn the_mnist_preset_is_the_benchmarked_network() {
+        let c = UNetConfig::mnist_small();
+        assert_eq!(
+            (c.base_channels, c.channel_mult.clone(), c.num_res_blocks),
+            (16, vec![1, 2, 2], 1)
+        );
+        assert!(c.attention_at_lowest && c.heads == 1 && c.groups == 8);
     }
 }

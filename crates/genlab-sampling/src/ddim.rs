@@ -24,11 +24,7 @@ pub struct DdimSampler {
 
 impl DdimSampler {
     pub fn new(opts: &SamplerOptions) -> Result<Self> {
-        if opts.steps == 0 {
-            return Err(Error::InvalidInput(
-                "--steps must be at least 1, got 0".into(),
-            ));
-        }
+        crate::options::require_steps(opts)?;
         if !(opts.eta >= 0.0 && opts.eta.is_finite()) {
             return Err(Error::InvalidInput(format!(
                 "DDIM eta must be >= 0, got {}",

@@ -8,7 +8,7 @@
 
 use candle_core::Tensor;
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Result, Rng};
 
 use crate::registry::{
     check_finite, noise_like, predict_eps_x0, step_pairs, SampleOutput, Sampler, SamplerOptions,
@@ -22,11 +22,7 @@ pub struct DdpmSampler {
 
 impl DdpmSampler {
     pub fn new(opts: &SamplerOptions) -> Result<Self> {
-        if opts.steps == 0 {
-            return Err(Error::InvalidInput(
-                "--steps must be at least 1, got 0".into(),
-            ));
-        }
+        crate::options::require_steps(opts)?;
         Ok(Self { opts: opts.clone() })
     }
 }

@@ -23,7 +23,7 @@ pub mod sigmas;
 pub use denoiser::{Denoiser, Prediction};
 pub use options::SolverOptions;
 pub use registry::{
-    build_sampler, build_sampler_with, sampler_names, SampleOutput, Sampler, SamplerOptions,
-    StepPair,
+    build_sampler, build_sampler_with, sampler_names, SampleOutput, Sampler, SamplerEntry,
+    SamplerOptions, StepPair, SAMPLERS,
 };
 pub use schedule::{BetaSchedule, NoiseSchedule, Spacing};

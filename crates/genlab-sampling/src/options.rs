@@ -43,9 +43,7 @@ impl Default for SolverOptions {
 /// `steps` must be at least 1.
 pub(crate) fn require_steps(o: &SamplerOptions) -> Result<()> {
     if o.steps == 0 {
-        return Err(Error::InvalidInput(
-            "--steps must be at least 1, got 0".into(),
-        ));
+        return Err(Error::setting("steps", "must be at least 1, got 0"));
     }
     Ok(())
 }

@@ -302,7 +302,9 @@ fn every_sampler_reports_the_evaluations_it_took() {
 fn invalid(name: &str, o: SamplerOptions, s: SolverOptions) -> String {
     match build_sampler_with(name, &o, &s) {
         Err(Error::InvalidInput(m)) => m,
-        Err(e) => panic!("{name}: expected InvalidInput, got {e}"),
+        // A bad value of one setting names it.
+        Err(e @ Error::Setting { .. }) => e.to_string(),
+        Err(e) => panic!("{name}: expected InvalidInput or Setting, got {e}"),
         Ok(_) => panic!("{name}: {o:?} {s:?} was accepted"),
     }
 }

@@ -1,5 +1,9 @@
-//! The one list of trainable models. Adding a model: its file in genlab-models, its
-//! `TrainStep`, and one entry in [`MODELS`].
+//! The one list of trainable models, each with what it can do. Adding a model family: its
+//! file in genlab-models, its file in `steps/` (its `TrainStep` and `pub const ENTRY:
+//! ModelEntry`), and one line in [`MODELS`].
+//!
+//! Callers ask an entry's [`Capabilities`] (does it sample through the sampler zoo, have a
+//! likelihood, take a condition, teach a distilled student?) instead of comparing names.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,17 +11,16 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
+use candle_nn::VarBuilder;
+use serde::de::DeserializeOwned;
+
 use genlab_core::{Error, ParamStore, Result};
-use genlab_models::diffusion::{Ddpm, DdpmConfig};
-use genlab_models::gan::{Gan, GanConfig};
-use genlab_models::vae::{Vae, VaeConfig};
 use genlab_models::{DataSpace, Sample};
+use genlab_nn::Classifier;
 
-use crate::optim::AdamWConfig;
-use genlab_nn::{Classifier, ClassifierConfig};
-
-use crate::run::{LrDecay, RunConfig, TrainConfig};
+use crate::run::{RunConfig, TrainConfig};
 use crate::step::{strip_prefix, TrainStep};
+use crate::steps;
 
 /// Builds a model for sampling from its config and weights, on a device.
 pub type LoadFn = fn(&Value, &HashMap<String, Tensor>, &Device) -> Result<Box<dyn Sample>>;
@@ -25,9 +28,31 @@ pub type LoadFn = fn(&Value, &HashMap<String, Tensor>, &Device) -> Result<Box<dy
 /// Builds a fresh training step from a resolved config, trainer settings, seed and device.
 pub type BuildStepFn = fn(&Value, &TrainConfig, u64, &Device) -> Result<Box<dyn TrainStep>>;
 
+/// What a model family can do; the CLI and the library ask these instead of names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    /// `genlab train --model NAME` starts a fresh run (a distillation round is made by the
+    /// distillation ladder instead).
+    pub trains_fresh: bool,
+    /// Draws samples (`genlab sample`, `genlab eval` on its run, preview pictures).
+    pub generates: bool,
+    /// Samples through the diffusion sampler zoo: the sampler, its steps, spacing and eta
+    /// apply, and `genlab compare` can put samplers side by side.
+    pub sampler_zoo: bool,
+    /// Has a log-likelihood (exact, an ODE estimate or a bound): `--metrics nll`.
+    pub likelihood: bool,
+    /// Can take a condition (a class label) when sampling.
+    pub conditional: bool,
+    /// Can teach a few-step student by progressive distillation.
+    pub distillable: bool,
+    /// Its checkpoints serve as a feature extractor for the sample metrics.
+    pub feature_extractor: bool,
+}
+
 pub struct ModelEntry {
     pub name: &'static str,
     pub description: &'static str,
+    pub caps: Capabilities,
     /// The model's default config for this data (its preset).
     pub default_config: fn(&DataSpace) -> Result<Value>,
     /// Default trainer settings for this data.
@@ -39,217 +64,56 @@ pub struct ModelEntry {
     pub load: LoadFn,
 }
 
-pub(crate) fn ddpm_config(v: &Value) -> Result<DdpmConfig> {
-    let cfg: DdpmConfig = serde_json::from_value(v.clone())
-        .map_err(|e| Error::Config(format!("invalid ddpm config: {e}")))?;
-    cfg.validate()?;
+/// Parses a family's config out of a run's JSON and validates it; `family` names it in the
+/// error.
+pub fn parse_config<T: DeserializeOwned>(
+    v: &Value,
+    family: &str,
+    validate: fn(&T) -> Result<()>,
+) -> Result<T> {
+    let cfg: T = serde_json::from_value(v.clone())
+        .map_err(|e| Error::Config(format!("invalid {family} config: {e}")))?;
+    validate(&cfg)?;
     Ok(cfg)
 }
 
-fn classifier_config(v: &Value) -> Result<ClassifierConfig> {
-    let cfg: ClassifierConfig = serde_json::from_value(v.clone())
-        .map_err(|e| Error::Config(format!("invalid classifier config: {e}")))?;
-    cfg.validate()?;
-    Ok(cfg)
+/// A model's JSON config, from its typed preset.
+pub fn config_value(cfg: &impl serde::Serialize) -> Result<Value> {
+    serde_json::to_value(cfg).map_err(|e| Error::Config(format!("unserialisable config: {e}")))
 }
 
-/// Classifier preset: 3000 steps of 64 (3.2 MNIST epochs) reach ~99% test accuracy.
-fn classifier_train() -> TrainConfig {
-    TrainConfig {
-        steps: 3000,
-        batch_size: 64,
-        lr: 1e-3, // Adam's usual rate; the CNN is shallow
-        warmup_steps: 100,
-        lr_decay: LrDecay::Constant,
-        grad_clip: 0.0,   // cross-entropy on a small CNN does not need clipping
-        ema_decay: 0.999, // the averaged weights generalise slightly better
-        log_every: 50,
-        ckpt_every: 1000,
-        adamw: Default::default(),
-    }
+/// Builds a network with `build` on a fresh store on `device` and loads `weights` into it.
+pub fn load_weights<M>(
+    weights: &HashMap<String, Tensor>,
+    device: &Device,
+    build: impl FnOnce(VarBuilder<'static>) -> Result<M>,
+) -> Result<M> {
+    let ps = ParamStore::new(0, device);
+    let m = build(ps.vb())?;
+    ps.load(weights)?;
+    Ok(m)
 }
 
-fn vae_config(v: &Value) -> Result<VaeConfig> {
-    let cfg: VaeConfig = serde_json::from_value(v.clone())
-        .map_err(|e| Error::Config(format!("invalid vae config: {e}")))?;
-    cfg.validate()?;
-    Ok(cfg)
-}
+/// No capability: entries spell out what they can do on top of it.
+pub const NONE: Capabilities = Capabilities {
+    trains_fresh: false,
+    generates: false,
+    sampler_zoo: false,
+    likelihood: false,
+    conditional: false,
+    distillable: false,
+    feature_extractor: false,
+};
 
-fn gan_config(v: &Value) -> Result<GanConfig> {
-    let cfg: GanConfig = serde_json::from_value(v.clone())
-        .map_err(|e| Error::Config(format!("invalid gan config: {e}")))?;
-    cfg.validate()?;
-    Ok(cfg)
-}
-
-/// VAE preset: Adam at 1e-3 (Kingma & Welling's experiments use Adagrad/Adam at this
-/// scale); batch 128; for MNIST 30k steps = 64 epochs.
-fn vae_train(d: &DataSpace) -> TrainConfig {
-    TrainConfig {
-        steps: if d.images { 30_000 } else { 5000 },
-        batch_size: if d.images { 128 } else { 512 },
-        lr: 1e-3,
-        warmup_steps: 100,
-        lr_decay: LrDecay::Constant,
-        grad_clip: 100.0, // only guards against rare blow-ups of the Gaussian decoder
-        ema_decay: 0.999,
-        log_every: 50,
-        ckpt_every: 2000,
-        adamw: AdamWConfig::default(),
-    }
-}
-
-/// GAN preset: Adam with beta1 = 0.5 at 2e-4 (Radford et al. 2016, Sec. 4) for both players.
-fn gan_train(d: &DataSpace) -> TrainConfig {
-    TrainConfig {
-        steps: 10_000,
-        batch_size: if d.images { 64 } else { 256 },
-        lr: 2e-4,
-        warmup_steps: 0, // GAN recipes use a constant rate
-        lr_decay: LrDecay::Constant,
-        grad_clip: 0.0, // clipping would change the game (and WGAN clips weights instead)
-        ema_decay: if d.images { 0.999 } else { 0.99 },
-        log_every: 50,
-        ckpt_every: 1000,
-        adamw: AdamWConfig {
-            beta1: 0.5, // Radford et al. 2016: 0.9 oscillates
-            ..AdamWConfig::default()
-        },
-    }
-}
-
-pub const MODELS: &[ModelEntry] = &[ModelEntry {
-    name: "ddpm",
-    description: "denoising diffusion (Ho et al. 2020): MLP denoiser for points, U-Net for images",
-    default_config: |d| Ok(serde_json::to_value(DdpmConfig::for_data(d)).expect("serialisable")),
-    default_train: |d| {
-        if d.images {
-            TrainConfig::for_images()
-        } else {
-            TrainConfig::for_points()
-        }
-    },
-    build_step: |v, t, seed, device| {
-        Ok(Box::new(crate::steps::diffusion::DiffusionStep::new(
-            &ddpm_config(v)?,
-            t,
-            seed,
-            device,
-        )?))
-    },
-    load: |v, w, device| {
-        let ps = ParamStore::new(0, device);
-        let m = Ddpm::new(&ddpm_config(v)?, ps.vb())?;
-        ps.load(w)?;
-        Ok(Box::new(m))
-    },
-}, ModelEntry {
-    name: "distill",
-    description: "a progressive-distillation round (Salimans & Ho 2022); made by `genlab distill --teacher RUN`",
-    default_config: |_| {
-        Err(Error::InvalidInput(
-            "a distilled student needs a teacher: run `genlab distill --teacher RUN --out DIR`".into(),
-        ))
-    },
-    default_train: |d| crate::steps::distill::distill_train(&if d.images {
-        TrainConfig::for_images()
-    } else {
-        TrainConfig::for_points()
-    }),
-    build_step: |v, t, seed, device| {
-        Ok(Box::new(crate::steps::distill::DistillStep::new(
-            &crate::steps::distill::distill_config(v)?,
-            t,
-            seed,
-            device,
-        )?))
-    },
-    load: |v, w, device| {
-        let cfg = crate::steps::distill::distill_config(v)?;
-        let ps = ParamStore::new(0, device);
-        let model = Ddpm::new(&cfg.ddpm, ps.vb())?;
-        ps.load(w)?;
-        Ok(Box::new(genlab_models::diffusion::DistilledDdpm {
-            model,
-            steps: cfg.student_steps,
-        }))
-    },
-}, ModelEntry {
-    name: "classifier",
-    description: "CNN digit classifier: genlab's feature extractor for FID/KID/IS on digit data (not generative)",
-    default_config: |d| {
-        if !d.images || d.shape.len() != 3 {
-            return Err(Error::InvalidInput(format!(
-                "the classifier needs image data, got examples of shape {:?}",
-                d.shape
-            )));
-        }
-        let cfg = ClassifierConfig {
-            input: [d.shape[0], d.shape[1], d.shape[2]],
-            ..Default::default()
-        };
-        Ok(serde_json::to_value(cfg).expect("serialisable"))
-    },
-    default_train: |_| classifier_train(),
-    build_step: |v, t, seed, device| {
-        Ok(Box::new(crate::steps::classifier::ClassifierStep::new(
-            &classifier_config(v)?,
-            t,
-            seed,
-            device,
-        )?))
-    },
-    load: |_, _, _| {
-        Err(Error::InvalidInput(
-            "`classifier` checkpoints do not generate samples; use them as the feature \
-             extractor of `genlab eval --features CKPT`"
-                .into(),
-        ))
-    },
-}, ModelEntry {
-    name: "vae",
-    description: "variational autoencoder (Kingma & Welling 2014), IWAE likelihood bound; MLP or conv, optionally class-conditional",
-    default_config: |d| Ok(serde_json::to_value(VaeConfig::for_data(d)).expect("serialisable")),
-    default_train: vae_train,
-    build_step: |v, t, seed, device| {
-        Ok(Box::new(crate::steps::vae::VaeStep::new(&vae_config(v)?, t, seed, device)?))
-    },
-    load: |v, w, device| {
-        let ps = ParamStore::new(0, device);
-        let m = Vae::new(&vae_config(v)?, ps.vb())?;
-        ps.load(w)?;
-        Ok(Box::new(m))
-    },
-}, ModelEntry {
-    name: "gan",
-    description: "GANs: gan.loss = minimax | non-saturating | lsgan | wgan | wgan-gp | ebgan; MLP or DCGAN nets",
-    default_config: |d| Ok(serde_json::to_value(GanConfig::for_data(d)).expect("serialisable")),
-    default_train: gan_train,
-    build_step: |v, t, seed, device| {
-        Ok(Box::new(crate::steps::gan::GanStep::new(&gan_config(v)?, t, seed, device)?))
-    },
-    load: |v, w, device| {
-        let ps = ParamStore::new(0, device);
-        let m = Gan::new(&gan_config(v)?, ps.vb())?;
-        ps.load(w)?;
-        Ok(Box::new(m))
-    },
-}, ModelEntry {
-    name: "flow",
-    description: "normalizing flows: flow.coupling = affine (RealNVP/Glow) | additive (NICE) | spline | maf | iaf; multi-scale on images; exact likelihood",
-    default_config: |d| Ok(serde_json::to_value(genlab_models::flow::FlowConfig::for_data(d)).expect("serialisable")),
-    default_train: crate::steps::flow::flow_train,
-    build_step: |v, t, seed, device| {
-        Ok(Box::new(crate::steps::flow::FlowStep::new(
-            &crate::steps::flow::flow_config(v)?,
-            t,
-            seed,
-            device,
-        )?))
-    },
-    load: crate::steps::flow::load_flow,
-}];
+/// Every trainable model family, in the order `genlab list` shows them.
+pub const MODELS: &[ModelEntry] = &[
+    steps::diffusion::ENTRY,
+    steps::distill::ENTRY,
+    steps::classifier::ENTRY,
+    steps::vae::ENTRY,
+    steps::gan::ENTRY,
+    steps::flow::ENTRY,
+];
 
 pub fn model_names() -> Vec<(&'static str, &'static str)> {
     MODELS.iter().map(|m| (m.name, m.description)).collect()
@@ -286,8 +150,7 @@ pub fn load_model(path: &Path, ema: bool, device: &Device) -> Result<LoadedModel
     let file = checkpoint_path(path);
     if !file.exists() {
         return Err(Error::Checkpoint(format!(
-            "no checkpoint at {} (expected a run directory written by `genlab train --out`, \
-             or its {} file)",
+            "no checkpoint at {} (expected a training run directory, or its {} file)",
             path.display(),
             crate::trainer::CHECKPOINT_FILE
         )));
@@ -310,8 +173,8 @@ pub fn load_classifier(path: &Path) -> Result<(Classifier, RunConfig)> {
     let file = checkpoint_path(path);
     if !file.exists() {
         return Err(Error::Checkpoint(format!(
-            "no classifier checkpoint at {} (train one with `genlab train --model classifier \
-             --data mnist --out DIR`)",
+            "no classifier checkpoint at {} (expected the run directory of a trained \
+             `classifier` model)",
             path.display()
         )));
     }
@@ -324,9 +187,9 @@ pub fn load_classifier(path: &Path) -> Result<(Classifier, RunConfig)> {
             run.model
         )));
     }
-    let cfg = classifier_config(&run.model_config)?;
-    let ps = ParamStore::new(0, &Device::Cpu);
-    let net = Classifier::new(&cfg, ps.vb())?;
-    ps.load(&strip_prefix(&tensors, "ema"))?;
+    let cfg = steps::classifier::classifier_config(&run.model_config)?;
+    let net = load_weights(&strip_prefix(&tensors, "ema"), &Device::Cpu, |vb| {
+        Ok(Classifier::new(&cfg, vb)?)
+    })?;
     Ok((net, run))
 }

@@ -135,6 +135,11 @@ pub struct RunConfig {
     pub model: String,
     pub data: String,
     pub seed: u64,
+    /// Image side the data were read at, for data that resize (image folders); `None`
+    /// for data of a fixed size.
+    pub image_size: Option<usize>,
+    /// Channels the data were read with, for data that convert (image folders).
+    pub channels: Option<usize>,
     pub train: TrainConfig,
     /// The model's own config, owned (and type-checked) by its registry entry.
     pub model_config: Value,
@@ -146,6 +151,11 @@ struct Base {
     model: String,
     data: String,
     seed: u64,
+    // Absent from runs on fixed-size data (and from runs made before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    channels: Option<usize>,
     train: TrainConfig,
 }
 
@@ -156,6 +166,8 @@ impl RunConfig {
             model: self.model.clone(),
             data: self.data.clone(),
             seed: self.seed,
+            image_size: self.image_size,
+            channels: self.channels,
             train: self.train.clone(),
         })
         .expect("plain data serialises");
@@ -187,6 +199,8 @@ impl RunConfig {
             model,
             data: base.data,
             seed: base.seed,
+            image_size: base.image_size,
+            channels: base.channels,
             train: base.train,
             model_config,
         })
@@ -203,6 +217,8 @@ mod tests {
             model: "ddpm".into(),
             data: "rings".into(),
             seed: 4,
+            image_size: None,
+            channels: None,
             train: TrainConfig::for_points(),
             model_config: serde_json::json!({"timesteps": 10}),
         };

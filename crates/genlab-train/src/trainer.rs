@@ -185,10 +185,14 @@ pub fn train(
         state
     } else {
         if ckpt.exists() {
-            return Err(Error::Checkpoint(format!(
-                "{} already holds a checkpoint; pass --resume to continue it or choose another --out",
-                run_dir.display()
-            )));
+            return Err(Error::setting(
+                "resume",
+                format!(
+                    "is needed to continue the checkpoint {} already holds (or choose another \
+                     run directory)",
+                    run_dir.display()
+                ),
+            ));
         }
         let _ = std::fs::remove_file(run_dir.join(LOG_FILE));
         RunState {

@@ -34,6 +34,8 @@ fn config_for(
         model: "ddpm".into(),
         data: ds.name().into(),
         seed: 0,
+        image_size: None,
+        channels: None,
         train: train.clone(),
         model_config: cfg.clone(),
     };

@@ -21,6 +21,8 @@ fn run_config(steps: u64) -> RunConfig {
         model: "ddpm".into(),
         data: "eight-gaussians".into(),
         seed: 11,
+        image_size: None,
+        channels: None,
         train: TrainConfig {
             steps,
             batch_size: 16,
@@ -123,7 +125,10 @@ fn a_fresh_run_never_overwrites_an_existing_checkpoint() {
     go(dir.path(), 3, false);
     let before = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
     let err = try_train(dir.path(), &run_config(3), false, false).unwrap_err();
-    assert!(err.to_string().contains("--resume"), "{err}");
+    assert!(
+        matches!(&err, genlab_core::Error::Setting { setting, .. } if setting == "resume"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap(),
         before

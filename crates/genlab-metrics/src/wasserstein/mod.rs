@@ -25,6 +25,7 @@ pub mod sinkhorn;
 pub mod sliced;
 
 use crate::matrix::{check_pair, FeatureMatrix};
+use crate::suite::{need, Computed, Side, SuiteOptions};
 use genlab_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -270,6 +271,50 @@ fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
         s += d * d;
     }
     s
+}
+
+impl Method {
+    /// The method called `name` (auto, exact, sinkhorn, sliced), with Auto's settings for
+    /// Sinkhorn's regularisation and the sliced projections; `seed` draws the sliced
+    /// directions.
+    pub fn parse(name: &str, seed: u64) -> Result<Method> {
+        Ok(match name {
+            "auto" => Method::Auto,
+            "exact" => Method::Exact,
+            "sinkhorn" => Method::Sinkhorn {
+                reg: AUTO_SINKHORN_REG,
+            },
+            "sliced" => Method::Sliced {
+                projections: AUTO_SLICED_PROJECTIONS,
+                seed,
+            },
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "unknown Wasserstein method `{other}`; expected auto, exact, sinkhorn or sliced"
+                )))
+            }
+        })
+    }
+}
+
+/// `genlab eval`'s Wasserstein distance, warning when an iterative method did not converge.
+pub fn compute(
+    real: &Side,
+    fake: &Side,
+    opts: &SuiteOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Computed> {
+    let a = need(&real.features, "real features", "wasserstein")?;
+    let b = need(&fake.features, "fake features", "wasserstein")?;
+    let r = wasserstein(a, b, &opts.wasserstein)?;
+    if !r.converged {
+        warnings.push(format!("wasserstein: {} did not converge", r.method));
+    }
+    Ok(Computed {
+        value: r.value,
+        std: None,
+        detail: serde_json::json!({ "method": r.method, "p": r.p, "converged": r.converged }),
+    })
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub mod affine_coupling;
 pub mod base;
 pub mod dequantize;
 pub mod elementwise;
+pub mod flops;
 pub mod iaf;
 pub mod inv_linear;
 pub mod made;

@@ -14,6 +14,9 @@ use genlab_nn::classifier::cross_entropy;
 use genlab_nn::{Classifier, ClassifierConfig};
 
 use super::weights::TrainedWeights;
+use crate::optim::AdamWConfig;
+use crate::registry::{parse_config, Capabilities, ModelEntry, NONE};
+use crate::run::LrDecay;
 use crate::run::TrainConfig;
 use crate::step::TrainStep;
 
@@ -158,3 +161,56 @@ impl TrainStep for ClassifierStep {
         self.w.num_params()
     }
 }
+
+/// Parses and checks a `classifier` model config.
+pub fn classifier_config(v: &serde_json::Value) -> Result<ClassifierConfig> {
+    parse_config(v, "classifier", ClassifierConfig::validate)
+}
+
+/// Classifier preset: 3000 steps of 64 (3.2 MNIST epochs) reach ~99% test accuracy.
+fn classifier_train() -> TrainConfig {
+    TrainConfig {
+        steps: 3000,
+        batch_size: 64,
+        lr: 1e-3, // Adam's usual rate; the CNN is shallow
+        warmup_steps: 100,
+        lr_decay: LrDecay::Constant,
+        grad_clip: 0.0,   // cross-entropy on a small CNN does not need clipping
+        ema_decay: 0.999, // the averaged weights generalise slightly better
+        log_every: 50,
+        ckpt_every: 1000,
+        adamw: AdamWConfig::default(),
+    }
+}
+
+/// The `classifier` registry entry.
+pub const ENTRY: ModelEntry = ModelEntry {
+    name: "classifier",
+    description: "CNN digit classifier: genlab's feature extractor for FID/KID/IS on digit data (not generative)",
+    caps: Capabilities {
+        trains_fresh: true,
+        feature_extractor: true,
+        ..NONE
+    },
+    default_config: |d| {
+        if !d.images || d.shape.len() != 3 {
+            return Err(Error::InvalidInput(format!(
+                "the classifier needs image data, got examples of shape {:?}",
+                d.shape
+            )));
+        }
+        crate::registry::config_value(&ClassifierConfig {
+            input: [d.shape[0], d.shape[1], d.shape[2]],
+            ..Default::default()
+        })
+    },
+    default_train: |_| classifier_train(),
+    build_step: |v, t, seed, device| Ok(Box::new(ClassifierStep::new(&classifier_config(v)?, t, seed, device)?)),
+    load: |_, _, _| {
+        Err(Error::InvalidInput(
+            "`classifier` checkpoints do not generate samples; they serve as the feature \
+             extractor of the sample metrics"
+                .into(),
+        ))
+    },
+};

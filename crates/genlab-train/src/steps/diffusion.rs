@@ -11,6 +11,7 @@ use genlab_data::Batch;
 use genlab_models::{diffusion::Ddpm, diffusion::DdpmConfig, Sample};
 
 use super::weights::TrainedWeights;
+use crate::registry::{config_value, load_weights, parse_config, Capabilities, ModelEntry, NONE};
 use crate::run::TrainConfig;
 use crate::step::TrainStep;
 
@@ -81,3 +82,42 @@ impl TrainStep for DiffusionStep {
         self.w.num_params()
     }
 }
+
+/// Parses and checks a `ddpm` model config.
+pub fn ddpm_config(v: &serde_json::Value) -> Result<DdpmConfig> {
+    parse_config(v, "ddpm", DdpmConfig::validate)
+}
+
+/// The `ddpm` registry entry.
+pub const ENTRY: ModelEntry = ModelEntry {
+    name: "ddpm",
+    description: "denoising diffusion (Ho et al. 2020): MLP denoiser for points, U-Net for images",
+    caps: Capabilities {
+        trains_fresh: true,
+        generates: true,
+        sampler_zoo: true,
+        likelihood: true,
+        distillable: true,
+        ..NONE
+    },
+    default_config: |d| config_value(&DdpmConfig::for_data(d)),
+    default_train: |d| {
+        if d.images {
+            TrainConfig::for_images()
+        } else {
+            TrainConfig::for_points()
+        }
+    },
+    build_step: |v, t, seed, device| {
+        Ok(Box::new(DiffusionStep::new(
+            &ddpm_config(v)?,
+            t,
+            seed,
+            device,
+        )?))
+    },
+    load: |v, w, device| {
+        let cfg = ddpm_config(v)?;
+        Ok(Box::new(load_weights(w, device, |vb| Ddpm::new(&cfg, vb))?))
+    },
+};

@@ -17,15 +17,13 @@ use genlab_models::diffusion::{Ddpm, DdpmConfig, DistillConfig, DistilledDdpm};
 use genlab_models::Sample;
 
 use super::weights::TrainedWeights;
+use crate::registry::{load_weights, parse_config, Capabilities, ModelEntry, NONE};
 use crate::run::{RunConfig, TrainConfig};
 use crate::step::{strip_prefix, TrainStep};
 
 /// Parses and checks a `distill` model config.
 pub fn distill_config(v: &Value) -> Result<DistillConfig> {
-    let cfg: DistillConfig = serde_json::from_value(v.clone())
-        .map_err(|e| Error::Config(format!("invalid distill config: {e}")))?;
-    cfg.validate()?;
-    Ok(cfg)
+    parse_config(v, "distill", DistillConfig::validate)
 }
 
 /// A diffusion checkpoint that can teach: its run, its network config, its EMA weights, and
@@ -43,15 +41,15 @@ pub fn read_teacher(path: &Path) -> Result<Teacher> {
     let file = crate::registry::checkpoint_path(path);
     if !file.exists() {
         return Err(Error::Checkpoint(format!(
-            "no teacher checkpoint at {} (expected a diffusion run directory from `genlab train \
-             --model ddpm`, or a round of `genlab distill`)",
+            "no teacher checkpoint at {} (expected the run directory of a `ddpm` model, or a \
+             distillation round)",
             path.display()
         )));
     }
     let (tensors, meta) = genlab_core::io::load_tensors_with_metadata(&file, &Device::Cpu)?;
     let (run, _) = crate::trainer::parse_metadata(&meta, &file)?;
     let (ddpm, steps) = match run.model.as_str() {
-        "ddpm" => (crate::registry::ddpm_config(&run.model_config)?, None),
+        "ddpm" => (super::diffusion::ddpm_config(&run.model_config)?, None),
         "distill" => {
             let d = distill_config(&run.model_config)?;
             (d.ddpm, Some(d.student_steps))
@@ -188,3 +186,39 @@ pub fn distill_train(teacher: &TrainConfig) -> TrainConfig {
         ..teacher.clone()
     }
 }
+
+/// The `distill` registry entry: a round of the distillation ladder (`crate::ladder`).
+pub const ENTRY: ModelEntry = ModelEntry {
+    name: crate::ladder::ROUND_MODEL,
+    description: "a progressive-distillation round (Salimans & Ho 2022); made by `genlab distill` from a ddpm run",
+    caps: Capabilities {
+        generates: true,
+        sampler_zoo: true,
+        likelihood: true,
+        distillable: true,
+        ..NONE
+    },
+    default_config: |_| {
+        Err(Error::InvalidInput(
+            "a distilled student is made from a teacher run by the distillation ladder \
+             (`genlab distill`), not trained from scratch"
+                .into(),
+        ))
+    },
+    default_train: |d| {
+        distill_train(&if d.images {
+            TrainConfig::for_images()
+        } else {
+            TrainConfig::for_points()
+        })
+    },
+    build_step: |v, t, seed, device| Ok(Box::new(DistillStep::new(&distill_config(v)?, t, seed, device)?)),
+    load: |v, w, device| {
+        let cfg = distill_config(v)?;
+        let model = load_weights(w, device, |vb| Ddpm::new(&cfg.ddpm, vb))?;
+        Ok(Box::new(DistilledDdpm {
+            model,
+            steps: cfg.student_steps,
+        }))
+    },
+};

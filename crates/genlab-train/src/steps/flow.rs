@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 
-use genlab_core::{Error, ParamStore, Result, Rng};
+use genlab_core::{Error, Result, Rng};
 use genlab_data::{make_batch, Batch, Dataset};
 use genlab_models::flow::{Flow, FlowConfig};
 use genlab_models::{DataSpace, Figure, Sample};
 
 use super::weights::TrainedWeights;
 use crate::optim::AdamWConfig;
+use crate::registry::{config_value, load_weights, parse_config, Capabilities, ModelEntry, NONE};
 use crate::run::{LrDecay, TrainConfig};
 use crate::step::TrainStep;
 
@@ -30,10 +31,7 @@ const FIGURE_POINTS: usize = 5000;
 
 /// Parses and validates a flow config (the registry's entry uses it).
 pub fn flow_config(v: &serde_json::Value) -> Result<FlowConfig> {
-    let cfg: FlowConfig = serde_json::from_value(v.clone())
-        .map_err(|e| Error::Config(format!("invalid flow config: {e}")))?;
-    cfg.validate()?;
-    Ok(cfg)
+    parse_config(v, "flow", FlowConfig::validate)
 }
 
 /// Flow preset: Adam at 1e-3 (RealNVP and Glow's rate); batch 512 points or 64 images.
@@ -64,10 +62,8 @@ pub fn load_flow(
     w: &HashMap<String, Tensor>,
     device: &Device,
 ) -> Result<Box<dyn Sample>> {
-    let ps = ParamStore::new(0, device);
-    let m = Flow::new(&flow_config(v)?, ps.vb())?;
-    ps.load(w)?;
-    Ok(Box::new(m))
+    let cfg = flow_config(v)?;
+    Ok(Box::new(load_weights(w, device, |vb| Flow::new(&cfg, vb))?))
 }
 
 pub struct FlowStep {
@@ -197,6 +193,22 @@ impl TrainStep for FlowStep {
         self.w.num_params()
     }
 }
+
+/// The `flow` registry entry.
+pub const ENTRY: ModelEntry = ModelEntry {
+    name: "flow",
+    description: "normalizing flows: flow.coupling = affine (RealNVP/Glow) | additive (NICE) | spline | maf | iaf; multi-scale on images; exact likelihood",
+    caps: Capabilities {
+        trains_fresh: true,
+        generates: true,
+        likelihood: true,
+        ..NONE
+    },
+    default_config: |d| config_value(&FlowConfig::for_data(d)),
+    default_train: flow_train,
+    build_step: |v, t, seed, device| Ok(Box::new(FlowStep::new(&flow_config(v)?, t, seed, device)?)),
+    load: load_flow,
+};
 
 #[cfg(test)]
 mod tests {

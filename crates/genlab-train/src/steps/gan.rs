@@ -22,8 +22,12 @@ use genlab_models::gan::{Discriminator, Gan, GanConfig};
 use genlab_models::Sample;
 
 use super::weights::TrainedWeights;
+use crate::optim::AdamWConfig;
+use crate::registry::{config_value, load_weights, parse_config, Capabilities, ModelEntry, NONE};
+use crate::run::LrDecay;
 use crate::run::TrainConfig;
 use crate::step::{strip_prefix, with_prefix, TrainStep};
+use genlab_models::DataSpace;
 
 pub struct GanStep {
     cfg: GanConfig,
@@ -220,3 +224,45 @@ impl TrainStep for GanStep {
         self.g.num_params() + self.d.num_params()
     }
 }
+
+/// Parses and checks a `gan` model config.
+pub fn gan_config(v: &serde_json::Value) -> Result<GanConfig> {
+    parse_config(v, "gan", GanConfig::validate)
+}
+
+/// GAN preset: Adam with beta1 = 0.5 at 2e-4 (Radford et al. 2016, Sec. 4) for both players.
+fn gan_train(d: &DataSpace) -> TrainConfig {
+    TrainConfig {
+        steps: 10_000,
+        batch_size: if d.images { 64 } else { 256 },
+        lr: 2e-4,
+        warmup_steps: 0, // GAN recipes use a constant rate
+        lr_decay: LrDecay::Constant,
+        grad_clip: 0.0, // clipping would change the game (and WGAN clips weights instead)
+        ema_decay: if d.images { 0.999 } else { 0.99 },
+        log_every: 50,
+        ckpt_every: 1000,
+        adamw: AdamWConfig {
+            beta1: 0.5, // Radford et al. 2016: 0.9 oscillates
+            ..AdamWConfig::default()
+        },
+    }
+}
+
+/// The `gan` registry entry.
+pub const ENTRY: ModelEntry = ModelEntry {
+    name: "gan",
+    description: "GANs: gan.loss = minimax | non-saturating | lsgan | wgan | wgan-gp | ebgan; MLP or DCGAN nets",
+    caps: Capabilities {
+        trains_fresh: true,
+        generates: true,
+        ..NONE
+    },
+    default_config: |d| config_value(&GanConfig::for_data(d)),
+    default_train: gan_train,
+    build_step: |v, t, seed, device| Ok(Box::new(GanStep::new(&gan_config(v)?, t, seed, device)?)),
+    load: |v, w, device| {
+        let cfg = gan_config(v)?;
+        Ok(Box::new(load_weights(w, device, |vb| Gan::new(&cfg, vb))?))
+    },
+};

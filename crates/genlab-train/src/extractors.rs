@@ -1,0 +1,85 @@
+//! Feature extractors by spec: a name from `genlab_metrics`' registry (`inception`,
+//! `efficientnet-lite0`, `pixels`), or the run directory of a trained classifier, whose
+//! checkpoint this crate reads.
+
+use std::path::Path;
+
+use genlab_core::{Error, Result};
+use genlab_metrics::features::classifier::ClassifierExtractor;
+use genlab_metrics::features::{
+    find_extractor, load_extractor, ExtractorRequest, FeatureExtractor, EXTRACTORS,
+};
+
+use crate::registry::load_classifier;
+
+/// Every extractor spec users can give: the registry's names, then a classifier run.
+pub fn extractor_names() -> Vec<(String, &'static str)> {
+    let mut v: Vec<(String, &'static str)> = EXTRACTORS
+        .iter()
+        .map(|e| (e.name.to_string(), e.description))
+        .collect();
+    v.push((
+        "RUN_DIR".into(),
+        "a classifier run (genlab train --model classifier --data mnist): 128-d features + \
+         class probabilities",
+    ));
+    v
+}
+
+/// Opens the extractor `spec` names (a registry name or a classifier run directory) for
+/// images of `image_shape` (`[C, H, W]`); `weights` replaces a pretrained network's default
+/// weights file.
+pub fn open_extractor(
+    spec: &str,
+    weights: Option<&Path>,
+    image_shape: &[usize],
+) -> Result<Box<dyn FeatureExtractor>> {
+    if find_extractor(spec).is_some() {
+        return load_extractor(
+            spec,
+            &ExtractorRequest {
+                weights,
+                image_shape,
+            },
+        );
+    }
+    let p = Path::new(spec);
+    if !p.exists() {
+        return Err(Error::setting(
+            "features",
+            format!(
+                "`{spec}` is neither a feature extractor ({}) nor a classifier run directory",
+                EXTRACTORS
+                    .iter()
+                    .map(|e| e.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let (net, run) = load_classifier(p)?;
+    Ok(Box::new(ClassifierExtractor::new(
+        net,
+        format!("{} trained on {}", p.display(), run.data),
+    )))
+}
+
+/// The square image side and channels the extractor `spec` takes (image folders are read
+/// at it by default), or `None` when it takes any size or cannot be read (opening it will
+/// say why).
+pub fn extractor_input(spec: &str) -> Result<Option<(usize, usize)>> {
+    if let Some(e) = find_extractor(spec) {
+        return Ok(e.input);
+    }
+    let Ok((net, _)) = load_classifier(Path::new(spec)) else {
+        return Ok(None);
+    };
+    let [c, h, w] = net.config().input;
+    if h != w {
+        return Err(Error::InvalidInput(format!(
+            "the classifier {spec} takes {h}x{w} images; image folders are read square, so \
+             it needs a square classifier"
+        )));
+    }
+    Ok(Some((h, c)))
+}

