@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{Error, Result, Rng};
 use genlab_nn::{MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
 use genlab_sampling::ode_likelihood::{ode_log_likelihood, OdeLikelihoodOptions, TraceEstimator};
+use genlab_sampling::sigmas::sigma_at;
 use genlab_sampling::{build_sampler, BetaSchedule, Denoiser, NoiseSchedule, Prediction};
 
 use crate::flow::Dequantizer;
@@ -275,12 +276,65 @@ impl Denoiser for Ddpm {
 /// Pixel levels of 8-bit images, for the dequantised likelihood bound.
 const PIXEL_LEVELS: u32 = 256;
 
+/// The change of variables from the model's space to dequantised pixels: the model sees
+/// x_m = 2 y - 1 for y = (k + u) / L in [0, 1]^D, so p_y(y) = 2^D p_m(x_m), and the
+/// probability of the bin of k is P(k) = L^-D E_u[p_y] >= L^-D exp E_u[ln p_y] (Jensen):
+///   ln P(k) >= E_u[ln p_m(x_m)] + D ln 2 - D ln L.
+/// This returns D ln 2 - D ln L (nats per example).
+fn dequantized_offset(q: &Dequantizer, d: usize) -> f64 {
+    d as f64 * std::f64::consts::LN_2 + q.log_jacobian(d)
+}
+
+/// The probability-flow ODE's log-likelihood of `x` (data space) under `model`, in batches of
+/// `batch_size` on `device`: points as they are; images (`deq`) dequantised, mapped to
+/// [-1, 1] and shifted by [`dequantized_offset`]. Returns nats per example and the average
+/// NFE per batch.
+#[allow(clippy::too_many_arguments)]
+fn ode_nats(
+    model: &dyn Denoiser,
+    schedule: &NoiseSchedule,
+    x: &Tensor,
+    deq: Option<&Dequantizer>,
+    ode: &OdeLikelihoodOptions,
+    batch_size: usize,
+    device: &Device,
+    rng: &mut Rng,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<f64>, usize)> {
+    let n = x.dim(0)?;
+    let d = x.dims().iter().skip(1).product::<usize>();
+    let bs = batch_size.max(1);
+    let (mut nats, mut nfe, mut batches) = (Vec::with_capacity(n), 0, 0);
+    for start in (0..n).step_by(bs) {
+        let len = bs.min(n - start);
+        let xb = x
+            .narrow(0, start, len)?
+            .to_device(device)?
+            .to_dtype(DType::F32)?;
+        let (xm, c) = match deq {
+            Some(q) => (
+                q.dequantize(&xb, rng)?.affine(2.0, -1.0)?,
+                dequantized_offset(q, d),
+            ),
+            None => (xb, 0.0),
+        };
+        let r = ode_log_likelihood(model, schedule, &xm, ode, rng, &mut |p, _| {
+            progress(start + p * len / 1000, n)
+        })?;
+        nats.extend(r.log_p.iter().map(|v| v + c));
+        nfe += r.nfe;
+        batches += 1;
+    }
+    Ok((nats, nfe / batches.max(1)))
+}
+
 impl LogLikelihood for Ddpm {
     /// log p(x) through the probability-flow ODE (`genlab_sampling::ode_likelihood`): exact
     /// trace up to 16 dimensions, Hutchinson's estimate above. Points: log p of the data
-    /// smoothed by sigma_min (0.010 for the default schedule), in the data's units. Images:
-    /// uniformly dequantised 8-bit pixels mapped to [-1, 1], so log p(x) >= E[log p_model]
-    /// + D ln 2 - D ln 256, a lower bound in the discrete data's units (as for flows).
+    /// smoothed by sigma_min (0.010 for the default schedule), in the data's units, at the
+    /// solver's tolerances ([`LikelihoodKind::OdeEstimate`]). Images: uniformly dequantised
+    /// 8-bit pixels mapped to [-1, 1], so log p(x) >= E[log p_model] + D ln 2 - D ln 256, a
+    /// lower bound in the discrete data's units (as for flows).
     fn log_likelihood(
         &self,
         x: &Tensor,
@@ -290,7 +344,6 @@ impl LogLikelihood for Ddpm {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<LogLikelihoodResult> {
         self.cfg.data.check_batch(x, "the DDPM")?;
-        let n = x.dim(0)?;
         let d = self.cfg.data.shape.iter().product::<usize>();
         let ode = OdeLikelihoodOptions::for_dim(d);
         let deq = if self.cfg.data.images {
@@ -298,44 +351,37 @@ impl LogLikelihood for Ddpm {
         } else {
             None
         };
-        let bs = opts.batch_size.max(1);
-        let (mut nats, mut nfe, mut batches) = (Vec::with_capacity(n), 0, 0);
-        for start in (0..n).step_by(bs) {
-            let len = bs.min(n - start);
-            let xb = x
-                .narrow(0, start, len)?
-                .to_device(&self.device)?
-                .to_dtype(DType::F32)?;
-            let (xm, c) = match &deq {
-                Some(q) => (
-                    q.dequantize(&xb, rng)?.affine(2.0, -1.0)?,
-                    d as f64 * std::f64::consts::LN_2 + q.log_jacobian(d),
-                ),
-                None => (xb, 0.0),
-            };
-            let r = ode_log_likelihood(self, &self.schedule, &xm, &ode, rng, &mut |p, _| {
-                progress(start + p * len / 1000, n)
-            })?;
-            nats.extend(r.log_p.iter().map(|v| v + c));
-            nfe += r.nfe;
-            batches += 1;
-        }
+        let (nats, nfe) = ode_nats(
+            self,
+            &self.schedule,
+            x,
+            deq.as_ref(),
+            &ode,
+            opts.batch_size,
+            &self.device,
+            rng,
+            progress,
+        )?;
         let trace = match ode.trace {
             TraceEstimator::Exact => "exact trace",
             TraceEstimator::Hutchinson => "Hutchinson trace estimate",
         };
+        let sigma_min = sigma_at(&self.schedule, 0.0);
         Ok(LogLikelihoodResult {
             nats,
             kind: if deq.is_some() {
                 LikelihoodKind::LowerBound
             } else {
-                LikelihoodKind::Exact
+                LikelihoodKind::OdeEstimate {
+                    sigma_min,
+                    rtol: ode.rtol,
+                    atol: ode.atol,
+                }
             },
             method: format!(
-                "probability-flow ODE, RK45 rtol {} atol {}, {trace}, {} NFE per batch on average",
-                ode.rtol,
-                ode.atol,
-                nfe / batches.max(1)
+                "probability-flow ODE from sigma_min = {sigma_min:.4}, RK45 rtol {} atol {}, \
+                 {trace}, {nfe} NFE per batch on average",
+                ode.rtol, ode.atol,
             ),
         })
     }
@@ -649,7 +695,7 @@ mod tests {
     }
 
     #[test]
-    fn the_likelihood_runs_on_points_and_is_exact_and_finite() {
+    fn the_likelihood_runs_on_points_and_is_an_ode_estimate_and_finite() {
         let (_, m) = points_model(5);
         let x = Tensor::new(&[[0.5f32, -0.5], [2.0, 0.0], [0.0, 1.0]], &Device::Cpu).unwrap();
         let opts = LikelihoodOptions {
@@ -663,8 +709,20 @@ mod tests {
             .unwrap();
         assert_eq!(r.nats.len(), 3);
         assert!(r.nats.iter().all(|v| v.is_finite()), "{:?}", r.nats);
-        assert_eq!(r.kind, LikelihoodKind::Exact);
+        // Regression (issue 19): this was reported as `Exact` (and printed "exact"), but it is
+        // the density smoothed at sigma_min, integrated to the solver's tolerances.
+        let sigma_min = sigma_at(&m.schedule, 0.0);
+        assert_eq!(
+            r.kind,
+            LikelihoodKind::OdeEstimate {
+                sigma_min,
+                rtol: 1e-5,
+                atol: 1e-5
+            }
+        );
+        assert!(sigma_min > 0.0 && sigma_min < 0.1, "{sigma_min}");
         assert!(r.method.contains("exact trace"), "{}", r.method);
+        assert!(r.method.contains("sigma_min"), "{}", r.method);
         let bad = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
         assert!(m
             .log_likelihood(&bad, None, &opts, &mut Rng::new(0), &mut |_, _| {})
