@@ -2,7 +2,7 @@
 
 For each thread count N, runs (one after the other, never concurrently)
     GENLAB --threads N bench --workload W --min-time S --json
-    python scripts/bench/torch_bench.py --threads N --workload W --min-time S --json
+    .venv/bin/python scripts/bench/torch_bench.py --threads N --workload W --min-time S --json
 (both print one JSON object per workload and line: impl, workload, threads, unit, rate,
 median_s, iters, params, peak_rss_mib, rss_before_mib; genlab adds gflop_per_iter, gflops,
 peak_gflops), then prints: workload | threads | genlab rate | PyTorch rate | ratio
@@ -10,10 +10,11 @@ peak_gflops), then prints: workload | threads | genlab rate | PyTorch rate | rat
 genlab peak MiB | PyTorch peak MiB | memory ratio (genlab / PyTorch, < 1: genlab smaller).
 Peak MiB is each process's peak RSS; the increment over rss_before_mib is shown in brackets.
 
-Run (after `cargo build --release`, on an otherwise idle machine):
-    /work/venv/bin/python scripts/bench/compare.py [--threads 1,2] [--workload all]
+Run from the repository root (after `cargo build --release` and `bash scripts/setup-python.sh`,
+on an otherwise idle machine):
+    .venv/bin/python scripts/bench/compare.py [--threads 1,2] [--workload all]
         [--min-time 5] [--genlab target/release/genlab] [--json-out FILE]
-    /work/venv/bin/python scripts/bench/compare.py --from-json FILE   (re-print a saved run)
+    .venv/bin/python scripts/bench/compare.py --from-json FILE   (re-print a saved run)
 """
 import argparse
 import json

@@ -7,7 +7,7 @@ Generates two 10,000 x 2,048 feature sets (correlated Gaussians, seed fixed), wr
   (leave-one-out), accuracy as in genlab's 1nn,
 at the thread count of $THREADS (default 1) for BLAS/OpenMP.
 
-Run:  THREADS=1 python scripts/bench/metrics_scipy.py /tmp/genlab-bench
+Run:  THREADS=1 .venv/bin/python scripts/bench/metrics_scipy.py /tmp/genlab-bench
 then: RAYON_NUM_THREADS=1 cargo run --release -p genlab-metrics --example bench_metrics -- /tmp/genlab-bench
 """
 import json

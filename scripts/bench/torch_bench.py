@@ -24,7 +24,7 @@ reported (rate = 1 / median, steps/s; ddim50: runs/s). Each workload runs in its
 subprocess (`--single NAME`), so peak_rss_mib (ru_maxrss at the end) is per workload;
 rss_before_mib is VmRSS after building model and data, before the first iteration.
 
-Run:  /work/venv/bin/python scripts/bench/torch_bench.py --threads 1 [--workload all|NAME]
+Run:  .venv/bin/python scripts/bench/torch_bench.py --threads 1 [--workload all|NAME]
           [--min-time 5] [--json]
 (--json: one JSON object per line, the schema `genlab bench --json` prints; otherwise a
 table). scripts/bench/compare.py runs both sides and prints the comparison.

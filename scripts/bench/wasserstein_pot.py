@@ -3,7 +3,7 @@ inputs written by `cargo run --release -p genlab-metrics --example bench_wassers
 
 Usage (one thread, as the Rust side):
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
-        /work/venv/bin/python scripts/bench/wasserstein_pot.py target/bench-wasserstein [--skip-sinkhorn]
+        .venv/bin/python scripts/bench/wasserstein_pot.py target/bench-wasserstein [--skip-sinkhorn]
 
 Prints values (to compare with the Rust output) and seconds; asserts nothing.
 """

@@ -1,6 +1,6 @@
 """Paste genlab's sample pictures side by side, each with a caption, into one PNG.
 
-Usage: python scripts/figures/panel.py OUT.png A.png "caption A" B.png "caption B" ...
+Usage: .venv/bin/python scripts/figures/panel.py OUT.png A.png "caption A" B.png "caption B" ...
 Used for docs/img/distill-eight-gaussians.png (commands in docs/diffusion.md).
 """
 import sys

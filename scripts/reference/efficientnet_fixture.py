@@ -60,8 +60,8 @@ Formula (the same generator as scripts/reference/inception_fixture.py; u64, wrap
                      z ^ z>>31
 
 Usage:
-    /work/venv/bin/python scripts/reference/efficientnet_fixture.py \
-        [--cache /work/data-cache/weights] [--skimage-wheel PATH]
+    .venv/bin/python scripts/reference/efficientnet_fixture.py \
+        [--cache DIR] [--skimage-wheel PATH]
 """
 
 import argparse

@@ -35,7 +35,7 @@ Formula (all integer arithmetic is on u64 and wraps):
   Input image `name` (NCHW, values in [0, 1)): u(key = "image:" + name, i) over the flat index.
 
 Usage:
-    /work/venv/bin/python scripts/reference/inception_fixture.py [--pth /tmp/inception_formula.pth]
+    .venv/bin/python scripts/reference/inception_fixture.py [--pth /tmp/inception_formula.pth]
 
 --pth also writes the formula weights as a zip-format torch state_dict (for testing the .pth
 loader locally: GENLAB_INCEPTION_PTH=/tmp/inception_formula.pth cargo test --release

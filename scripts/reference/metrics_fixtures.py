@@ -8,7 +8,7 @@ Each value comes from an implementation independent of genlab's:
 - IS / Mode Score: the original split formula with `scipy.stats.entropy` as the KL.
 - 1-NN: scikit-learn `NearestNeighbors(n_neighbors=1).kneighbors()` (excludes each point).
 
-Run: python scripts/reference/metrics_fixtures.py  (writes crates/genlab-metrics/tests/fixtures/metrics/)
+Run: .venv/bin/python scripts/reference/metrics_fixtures.py  (writes crates/genlab-metrics/tests/fixtures/metrics/)
 """
 import json
 import os

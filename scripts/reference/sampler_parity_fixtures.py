@@ -3,10 +3,10 @@
 Writes crates/genlab-sampling/tests/fixtures/sampler_parity.json, replayed by
 crates/genlab-sampling/tests/parity_diffusers.rs.
 
-Setup (CPU torch from PyPI when the PyTorch index is unreachable):
-    python3 -m venv /work/venv
-    /work/venv/bin/pip install torch diffusers numpy
-    /work/venv/bin/python scripts/reference/sampler_parity_fixtures.py
+Usage (from the repository root; scripts/setup-python.sh makes .venv from
+scripts/requirements.txt):
+    bash scripts/setup-python.sh
+    .venv/bin/python scripts/reference/sampler_parity_fixtures.py
 
 Everything is fixed: the schedule (genlab's default, linear betas 1e-4..0.02 over T = 1000;
 diffusers' timestep t uses alphas_cumprod[t], the same index as genlab's), the input x_T

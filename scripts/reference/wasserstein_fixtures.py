@@ -3,7 +3,7 @@
 Writes small float32 .npy inputs and one JSON file of reference values, computed in float64
 on exactly those float32 values, into crates/genlab-metrics/tests/fixtures/wasserstein/.
 
-    /work/venv/bin/python scripts/reference/wasserstein_fixtures.py
+    .venv/bin/python scripts/reference/wasserstein_fixtures.py
 
 References (POT = Python Optimal Transport):
 - exact:    ot.emd2(a, b, M) with a = 1/n, b = 1/m, M = cdist(x, y)**p   -> W_p = cost**(1/p)

@@ -11,7 +11,7 @@ genlab samples from an EMA of the generator; this script from the generator itse
 Eight gaussians: radius 2, std 0.2; coverage = share of 2,000 samples within 3 std of the
 nearest mode, and the smallest share any mode holds.
 
-Usage: python scripts/reference/wgan_gp_toy.py --steps 10000 --lam 10 --lr 2e-4 --z 16
+Usage: .venv/bin/python scripts/reference/wgan_gp_toy.py --steps 10000 --lam 10 --lr 2e-4 --z 16
 """
 
 import argparse

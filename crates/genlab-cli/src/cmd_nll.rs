@@ -61,6 +61,9 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
         LikelihoodKind::LowerBound => {
             "an upper bound on the true NLL (from a lower bound on log p)"
         }
+        LikelihoodKind::OdeEstimate { .. } => {
+            "an ODE estimate of the density smoothed at sigma_min, not exact"
+        }
     };
     println!(
         "model: {} ({} step {})",

@@ -77,7 +77,7 @@ enum Command {
         counted from the layer shapes) next to this machine's measured sgemm peak at the \
         same thread count, and each workload's peak resident memory (every workload runs \
         in its own process).\n\n\
-        Compare with PyTorch: python scripts/bench/compare.py --threads 1,2\n\
+        Compare with PyTorch: .venv/bin/python scripts/bench/compare.py --threads 1,2\n\
         Thread count: the global --threads (default 1)."
     )]
     Bench(bench::BenchArgs),

@@ -3,7 +3,7 @@
 //! ```sh
 //! RAYON_NUM_THREADS=1 cargo run --release -p genlab-metrics --example bench_wasserstein -- \
 //!     [--out target/bench-wasserstein] [--skip-sinkhorn]
-//! OMP_NUM_THREADS=1 /work/venv/bin/python scripts/bench/wasserstein_pot.py target/bench-wasserstein
+//! OMP_NUM_THREADS=1 .venv/bin/python scripts/bench/wasserstein_pot.py target/bench-wasserstein
 //! ```
 //!
 //! The data (64-D Gaussians: real N(0, I), fake N(0.25, 1.1^2 I), from `Rng::new(0)`) are

@@ -8,8 +8,9 @@
 //! not a bug, so it is returned as is.
 //!
 //! KID is that estimator with the cubic polynomial kernel k(x,y) = (x.y/d + 1)^3, averaged
-//! over random subsets of equal size drawn without replacement from each side (mean and the
-//! unbiased standard deviation over subsets, as torchmetrics reports them). Kernel sums are
+//! over random subsets of equal size drawn without replacement from each side: the mean and
+//! the population standard deviation over subsets (divided by the number of subsets, not
+//! that minus 1), as torchmetrics' `KernelInceptionDistance` reports them. Kernel sums are
 //! computed in row blocks so 10,000 x 10,000 problems never hold a full kernel matrix.
 
 use crate::linalg::{gram, row_sq_norms};
@@ -238,49 +239,107 @@ impl Default for KidOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct KidResult {
     pub kid: f64,
-    /// Unbiased (n - 1) standard deviation over subsets; 0 with one subset.
+    /// Population standard deviation over subsets (divides by the number of subsets, like
+    /// torchmetrics' `KernelInceptionDistance`, `std(unbiased=False)`); 0 with one subset.
     pub std: f64,
     pub subsets: usize,
     /// The subset size used (the requested one, capped at the smaller set's size).
     pub subset_size: usize,
     pub n_real: usize,
     pub n_fake: usize,
+    /// The unbiased MMD^2 of each subset, in draw order (not serialised: reports carry the
+    /// mean and std only).
+    #[serde(skip)]
+    pub values: Vec<f64>,
 }
 
-/// Kernel Inception Distance.
-pub fn kid(x: &FeatureMatrix, y: &FeatureMatrix, opts: &KidOptions) -> Result<KidResult> {
-    check_pair(x, y, 2)?;
+/// One KID subset: row indices into the real and the fake feature matrices (equal lengths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KidSubset {
+    pub real: Vec<usize>,
+    pub fake: Vec<usize>,
+}
+
+fn check_kid_options(opts: &KidOptions) -> Result<()> {
     if opts.subsets == 0 || opts.subset_size < 2 {
         return Err(Error::InvalidInput(format!(
             "KID needs at least 1 subset of at least 2 samples, got {} subsets of {}",
             opts.subsets, opts.subset_size
         )));
     }
-    let m = opts.subset_size.min(x.rows()).min(y.rows());
-    let k = resolve(&Kernel::kid(), x, y)?;
+    Ok(())
+}
+
+/// The subsets [`kid`] draws for sets of `n_real` and `n_fake` rows: `opts.subsets` pairs of
+/// index lists of `min(subset_size, n_real, n_fake)` distinct rows each, from the seeded
+/// stream `kid-subsets`. When that size is both sets' full size, every subset would be the
+/// whole sets, so there is one subset (`0..n` on both sides) and the std is 0.
+pub fn kid_subsets(n_real: usize, n_fake: usize, opts: &KidOptions) -> Result<Vec<KidSubset>> {
+    check_kid_options(opts)?;
+    let m = opts.subset_size.min(n_real).min(n_fake);
+    let mut ix: Vec<usize> = (0..n_real).collect();
+    let mut iy: Vec<usize> = (0..n_fake).collect();
+    if m == n_real && m == n_fake {
+        return Ok(vec![KidSubset { real: ix, fake: iy }]);
+    }
     let mut rng = Rng::derive(opts.seed, "kid-subsets");
-    let mut values = Vec::with_capacity(opts.subsets);
-    let mut ix: Vec<usize> = (0..x.rows()).collect();
-    let mut iy: Vec<usize> = (0..y.rows()).collect();
-    for _ in 0..opts.subsets {
-        let (xs, ys) = if m == x.rows() && m == y.rows() {
-            (x.to_faer(), y.to_faer())
-        } else {
+    Ok((0..opts.subsets)
+        .map(|_| {
             rng.shuffle(&mut ix);
             rng.shuffle(&mut iy);
-            (x.select(&ix[..m]).to_faer(), y.select(&iy[..m]).to_faer())
-        };
-        values.push(mmd2_mats(&xs, &ys, &k));
-        if m == x.rows() && m == y.rows() {
-            break; // every subset would be the whole sets: one value, no spread
+            KidSubset {
+                real: ix[..m].to_vec(),
+                fake: iy[..m].to_vec(),
+            }
+        })
+        .collect())
+}
+
+/// KID on given subsets: the unbiased MMD^2 (cubic kernel, gamma = 1 / dimension of the
+/// full sets) of each subset, then their mean and population standard deviation. Every
+/// subset must hold the same number (at least 2) of in-range indices on both sides.
+pub fn kid_on_subsets(
+    x: &FeatureMatrix,
+    y: &FeatureMatrix,
+    subsets: &[KidSubset],
+) -> Result<KidResult> {
+    check_pair(x, y, 2)?;
+    let m = match subsets.first() {
+        Some(s) => s.real.len(),
+        None => return Err(Error::InvalidInput("KID needs at least 1 subset".into())),
+    };
+    for (i, s) in subsets.iter().enumerate() {
+        if s.real.len() != m || s.fake.len() != m || m < 2 {
+            return Err(Error::InvalidInput(format!(
+                "KID subset {i} has {} real and {} fake indices; every subset needs the same \
+                 number (at least 2) on both sides, here {m}",
+                s.real.len(),
+                s.fake.len()
+            )));
+        }
+        let bad = |idx: &[usize], n: usize| idx.iter().copied().find(|&j| j >= n);
+        if let Some(j) = bad(&s.real, x.rows()).or(bad(&s.fake, y.rows())) {
+            return Err(Error::InvalidInput(format!(
+                "KID subset {i}: index {j} out of range ({} real, {} fake rows)",
+                x.rows(),
+                y.rows()
+            )));
         }
     }
-    let mean = values.iter().sum::<f64>() / values.len() as f64;
-    let std = if values.len() > 1 {
-        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64).sqrt()
-    } else {
-        0.0
-    };
+    let k = resolve(&Kernel::kid(), x, y)?;
+    let values: Vec<f64> = subsets
+        .iter()
+        .map(|s| {
+            mmd2_mats(
+                &x.select(&s.real).to_faer(),
+                &y.select(&s.fake).to_faer(),
+                &k,
+            )
+        })
+        .collect();
+    let count = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / count;
+    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / count).sqrt();
     Ok(KidResult {
         kid: mean,
         std,
@@ -288,7 +347,14 @@ pub fn kid(x: &FeatureMatrix, y: &FeatureMatrix, opts: &KidOptions) -> Result<Ki
         subset_size: m,
         n_real: x.rows(),
         n_fake: y.rows(),
+        values,
     })
+}
+
+/// Kernel Inception Distance over the seeded random subsets of [`kid_subsets`].
+pub fn kid(x: &FeatureMatrix, y: &FeatureMatrix, opts: &KidOptions) -> Result<KidResult> {
+    check_pair(x, y, 2)?;
+    kid_on_subsets(x, y, &kid_subsets(x.rows(), y.rows(), opts)?)
 }
 
 #[cfg(test)]
@@ -393,6 +459,80 @@ mod tests {
         let direct = mmd2_unbiased(&x.head(30), &y.head(30), &Kernel::kid()).unwrap();
         assert_eq!(full.subset_size, 30);
         assert!((full.kid - direct.mmd2).abs() < 1e-15);
+    }
+
+    /// Regression (issue 19): the std was sum (v - mean)^2 / (k - 1); torchmetrics reports
+    /// sqrt(sum (v - mean)^2 / k). With two subsets that is |v1 - v2| / 2, not / sqrt(2).
+    #[test]
+    fn kid_std_divides_by_the_number_of_subsets_not_one_less() {
+        let (x, y) = (pts(40, 3, 0.0, 3), pts(50, 3, 0.5, 4));
+        let o = KidOptions {
+            subsets: 2,
+            subset_size: 20,
+            seed: 11,
+        };
+        let r = kid(&x, &y, &o).unwrap();
+        let drawn = kid_subsets(x.rows(), y.rows(), &o).unwrap();
+        let v: Vec<f64> = drawn
+            .iter()
+            .map(|s| {
+                mmd2_unbiased(&x.select(&s.real), &y.select(&s.fake), &Kernel::kid())
+                    .unwrap()
+                    .mmd2
+            })
+            .collect();
+        assert_eq!(r.values, v);
+        assert!((v[0] - v[1]).abs() > 1e-3, "subsets too alike: {v:?}");
+        let population = (v[0] - v[1]).abs() / 2.0;
+        assert!(
+            (r.std - population).abs() < 1e-12 * population,
+            "std {} vs population {population} (unbiased would be {})",
+            r.std,
+            population * 2f64.sqrt()
+        );
+    }
+
+    #[test]
+    fn kid_is_kid_on_subsets_of_its_own_draw() {
+        let (x, y) = (pts(40, 3, 0.0, 3), pts(50, 3, 0.5, 4));
+        let o = KidOptions {
+            subsets: 5,
+            subset_size: 15,
+            seed: 2,
+        };
+        let drawn = kid_subsets(40, 50, &o).unwrap();
+        assert_eq!(drawn.len(), 5);
+        for s in &drawn {
+            let mut r = s.real.clone();
+            r.sort_unstable();
+            r.dedup();
+            assert!(r.len() == 15 && r[14] < 40, "{:?}", s.real);
+            let mut f = s.fake.clone();
+            f.sort_unstable();
+            f.dedup();
+            assert!(f.len() == 15 && f[14] < 50, "{:?}", s.fake);
+        }
+        assert_ne!(drawn[0], drawn[1]);
+        let a = kid(&x, &y, &o).unwrap();
+        let b = kid_on_subsets(&x, &y, &drawn).unwrap();
+        assert_eq!((a.kid, a.std, a.values), (b.kid, b.std, b.values));
+    }
+
+    #[test]
+    fn kid_on_subsets_rejects_bad_subsets() {
+        let (x, y) = (pts(10, 2, 0.0, 0), pts(8, 2, 0.1, 1));
+        let sub = |real: Vec<usize>, fake: Vec<usize>| KidSubset { real, fake };
+        assert!(kid_on_subsets(&x, &y, &[]).is_err());
+        let uneven = kid_on_subsets(&x, &y, &[sub(vec![0, 1, 2], vec![0, 1])]).unwrap_err();
+        assert!(uneven.to_string().contains("same"), "{uneven}");
+        let sizes = [
+            sub(vec![0, 1, 2], vec![0, 1, 2]),
+            sub(vec![0, 1], vec![0, 1]),
+        ];
+        assert!(kid_on_subsets(&x, &y, &sizes).is_err());
+        let range = kid_on_subsets(&x, &y, &[sub(vec![0, 1], vec![0, 8])]).unwrap_err();
+        assert!(range.to_string().contains("out of range"), "{range}");
+        assert!(kid_on_subsets(&x, &y, &[sub(vec![0], vec![0])]).is_err());
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! genlab-metrics against independent implementations on committed fixtures
 //! (`scripts/reference/metrics_fixtures.py`: scipy / pytorch-fid's formula, torchmetrics'
-//! KID formula, scikit-learn, scipy.stats.entropy).
+//! KID formula, scikit-learn, scipy.stats.entropy; `scripts/reference/kid_subsets_fixture.py`:
+//! torchmetrics' `KernelInceptionDistance` over 100 subsets).
 
-use genlab_metrics::kernel::{kid, mmd2_unbiased, Bandwidth, Kernel, KidOptions, ResolvedKernel};
+use genlab_metrics::kernel::{
+    kid, kid_on_subsets, mmd2_unbiased, Bandwidth, Kernel, KidOptions, KidSubset, ResolvedKernel,
+};
 use genlab_metrics::{fid, nn1, score, FeatureMatrix};
 use std::path::PathBuf;
 
@@ -57,6 +60,52 @@ fn kid_matches_torchmetrics_formula_on_full_sets() {
     close(r.kid, num(&e["kid64_full"]), "KID 64-D");
     let r = kid(&load("real16").head(250), &load("fake16"), &full).unwrap();
     close(r.kid, num(&e["kid16_equal"]), "KID 16-D");
+}
+
+/// Regression (issue 19): KID's std divided by (subsets - 1); torchmetrics reports the
+/// population std. 100 subsets of 50 drawn by torchmetrics (`kid_subsets.json` lists the
+/// indices): every subset's MMD^2, the mean and the std must agree to [`REL_TOL`]; the old
+/// std was sqrt(100/99) = 1.005 times too large, far outside it.
+#[test]
+fn kid_std_over_many_subsets_matches_torchmetrics_population_std() {
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("kid_subsets.json")).unwrap())
+            .unwrap();
+    let idx = |v: &serde_json::Value| -> Vec<usize> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let subsets: Vec<KidSubset> = j["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| KidSubset {
+            real: idx(&s["real"]),
+            fake: idx(&s["fake"]),
+        })
+        .collect();
+    assert_eq!(subsets.len(), 100);
+    let (x, y) = (
+        load(j["real"].as_str().unwrap().trim_end_matches(".npy")),
+        load(j["fake"].as_str().unwrap().trim_end_matches(".npy")),
+    );
+    let r = kid_on_subsets(&x, &y, &subsets).unwrap();
+    assert_eq!((r.subsets, r.subset_size), (100, 50));
+    let want: Vec<f64> = j["values"].as_array().unwrap().iter().map(num).collect();
+    for (i, (g, w)) in r.values.iter().zip(&want).enumerate() {
+        close(*g, *w, &format!("KID subset {i}"));
+    }
+    close(r.kid, num(&j["kid_mean"]), "KID mean over subsets");
+    close(r.std, num(&j["kid_std"]), "KID population std over subsets");
+    let unbiased = num(&j["kid_std_unbiased"]);
+    assert!(
+        (unbiased - r.std).abs() > 1e3 * REL_TOL * r.std,
+        "the fixture cannot tell the two stds apart: {unbiased} vs {}",
+        r.std
+    );
 }
 
 #[test]

@@ -1,16 +1,47 @@
 //! The `LogLikelihood` interface: log p(x) per example, in nats, for the families that
-//! have one, documented as exact (flows, the probability-flow ODE) or as a lower bound
-//! (VAE ELBO / IWAE).
+//! have one, each saying what it is: exact (flows), a lower bound (VAE ELBO / IWAE,
+//! dequantised images), or the probability-flow ODE's estimate of a diffusion model's
+//! density smoothed at sigma_min (points data).
 
 use candle_core::Tensor;
 
 use genlab_core::{Result, Rng};
 
-/// Whether the reported value is log p(x) itself or a lower bound on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the reported value is: log p(x) itself, a lower bound on it, or an ODE estimate.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LikelihoodKind {
+    /// log p(x) of the model, exact up to floating-point rounding (flows: change of variables).
     Exact,
+    /// A lower bound on log p(x) (VAE ELBO / IWAE; dequantised discrete images).
     LowerBound,
+    /// A diffusion model's log-density through its probability-flow ODE: the density of the
+    /// data smoothed by N(0, sigma_min^2 I) (where the ODE starts; the model never sees a
+    /// smaller noise level), integrated by an adaptive solver to rtol / atol, so neither the
+    /// unsmoothed density nor exact.
+    OdeEstimate {
+        sigma_min: f64,
+        rtol: f64,
+        atol: f64,
+    },
+}
+
+impl std::fmt::Display for LikelihoodKind {
+    /// In words, about log p(x) (e.g. "a lower bound on log p(x)").
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LikelihoodKind::Exact => write!(f, "exact log p(x)"),
+            LikelihoodKind::LowerBound => write!(f, "a lower bound on log p(x)"),
+            LikelihoodKind::OdeEstimate {
+                sigma_min,
+                rtol,
+                atol,
+            } => write!(
+                f,
+                "a probability-flow ODE estimate of log p(x) for the density smoothed at \
+                 sigma_min = {sigma_min:.4}, to rtol {rtol:e} atol {atol:e} (not exact)"
+            ),
+        }
+    }
 }
 
 /// Settings of a likelihood evaluation.
@@ -67,6 +98,25 @@ pub fn log_mean_exp(v: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ode_estimate_says_what_it_is_in_words() {
+        let k = LikelihoodKind::OdeEstimate {
+            sigma_min: 0.01,
+            rtol: 1e-5,
+            atol: 1e-5,
+        };
+        let s = k.to_string();
+        for w in [
+            "probability-flow ODE",
+            "sigma_min = 0.0100",
+            "rtol 1e-5",
+            "not exact",
+        ] {
+            assert!(s.contains(w), "{w:?} missing from {s:?}");
+        }
+        assert!(!LikelihoodKind::LowerBound.to_string().contains("exact"));
+    }
 
     #[test]
     fn log_mean_exp_matches_direct_formula_and_survives_large_values() {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{Error, Result, Rng};
 use genlab_nn::{MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
 use genlab_sampling::ode_likelihood::{ode_log_likelihood, OdeLikelihoodOptions, TraceEstimator};
+use genlab_sampling::sigmas::sigma_at;
 use genlab_sampling::{build_sampler, BetaSchedule, Denoiser, NoiseSchedule, Prediction};
 
 use crate::flow::Dequantizer;
@@ -275,12 +276,65 @@ impl Denoiser for Ddpm {
 /// Pixel levels of 8-bit images, for the dequantised likelihood bound.
 const PIXEL_LEVELS: u32 = 256;
 
+/// The change of variables from the model's space to dequantised pixels: the model sees
+/// x_m = 2 y - 1 for y = (k + u) / L in [0, 1]^D, so p_y(y) = 2^D p_m(x_m), and the
+/// probability of the bin of k is P(k) = L^-D E_u[p_y] >= L^-D exp E_u[ln p_y] (Jensen):
+///   ln P(k) >= E_u[ln p_m(x_m)] + D ln 2 - D ln L.
+/// This returns D ln 2 - D ln L (nats per example).
+fn dequantized_offset(q: &Dequantizer, d: usize) -> f64 {
+    d as f64 * std::f64::consts::LN_2 + q.log_jacobian(d)
+}
+
+/// The probability-flow ODE's log-likelihood of `x` (data space) under `model`, in batches of
+/// `batch_size` on `device`: points as they are; images (`deq`) dequantised, mapped to
+/// [-1, 1] and shifted by [`dequantized_offset`]. Returns nats per example and the average
+/// NFE per batch.
+#[allow(clippy::too_many_arguments)]
+fn ode_nats(
+    model: &dyn Denoiser,
+    schedule: &NoiseSchedule,
+    x: &Tensor,
+    deq: Option<&Dequantizer>,
+    ode: &OdeLikelihoodOptions,
+    batch_size: usize,
+    device: &Device,
+    rng: &mut Rng,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<f64>, usize)> {
+    let n = x.dim(0)?;
+    let d = x.dims().iter().skip(1).product::<usize>();
+    let bs = batch_size.max(1);
+    let (mut nats, mut nfe, mut batches) = (Vec::with_capacity(n), 0, 0);
+    for start in (0..n).step_by(bs) {
+        let len = bs.min(n - start);
+        let xb = x
+            .narrow(0, start, len)?
+            .to_device(device)?
+            .to_dtype(DType::F32)?;
+        let (xm, c) = match deq {
+            Some(q) => (
+                q.dequantize(&xb, rng)?.affine(2.0, -1.0)?,
+                dequantized_offset(q, d),
+            ),
+            None => (xb, 0.0),
+        };
+        let r = ode_log_likelihood(model, schedule, &xm, ode, rng, &mut |p, _| {
+            progress(start + p * len / 1000, n)
+        })?;
+        nats.extend(r.log_p.iter().map(|v| v + c));
+        nfe += r.nfe;
+        batches += 1;
+    }
+    Ok((nats, nfe / batches.max(1)))
+}
+
 impl LogLikelihood for Ddpm {
     /// log p(x) through the probability-flow ODE (`genlab_sampling::ode_likelihood`): exact
     /// trace up to 16 dimensions, Hutchinson's estimate above. Points: log p of the data
-    /// smoothed by sigma_min (0.010 for the default schedule), in the data's units. Images:
-    /// uniformly dequantised 8-bit pixels mapped to [-1, 1], so log p(x) >= E[log p_model]
-    /// + D ln 2 - D ln 256, a lower bound in the discrete data's units (as for flows).
+    /// smoothed by sigma_min (0.010 for the default schedule), in the data's units, at the
+    /// solver's tolerances ([`LikelihoodKind::OdeEstimate`]). Images: uniformly dequantised
+    /// 8-bit pixels mapped to [-1, 1], so log p(x) >= E[log p_model] + D ln 2 - D ln 256, a
+    /// lower bound in the discrete data's units (as for flows).
     fn log_likelihood(
         &self,
         x: &Tensor,
@@ -290,7 +344,6 @@ impl LogLikelihood for Ddpm {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<LogLikelihoodResult> {
         self.cfg.data.check_batch(x, "the DDPM")?;
-        let n = x.dim(0)?;
         let d = self.cfg.data.shape.iter().product::<usize>();
         let ode = OdeLikelihoodOptions::for_dim(d);
         let deq = if self.cfg.data.images {
@@ -298,44 +351,37 @@ impl LogLikelihood for Ddpm {
         } else {
             None
         };
-        let bs = opts.batch_size.max(1);
-        let (mut nats, mut nfe, mut batches) = (Vec::with_capacity(n), 0, 0);
-        for start in (0..n).step_by(bs) {
-            let len = bs.min(n - start);
-            let xb = x
-                .narrow(0, start, len)?
-                .to_device(&self.device)?
-                .to_dtype(DType::F32)?;
-            let (xm, c) = match &deq {
-                Some(q) => (
-                    q.dequantize(&xb, rng)?.affine(2.0, -1.0)?,
-                    d as f64 * std::f64::consts::LN_2 + q.log_jacobian(d),
-                ),
-                None => (xb, 0.0),
-            };
-            let r = ode_log_likelihood(self, &self.schedule, &xm, &ode, rng, &mut |p, _| {
-                progress(start + p * len / 1000, n)
-            })?;
-            nats.extend(r.log_p.iter().map(|v| v + c));
-            nfe += r.nfe;
-            batches += 1;
-        }
+        let (nats, nfe) = ode_nats(
+            self,
+            &self.schedule,
+            x,
+            deq.as_ref(),
+            &ode,
+            opts.batch_size,
+            &self.device,
+            rng,
+            progress,
+        )?;
         let trace = match ode.trace {
             TraceEstimator::Exact => "exact trace",
             TraceEstimator::Hutchinson => "Hutchinson trace estimate",
         };
+        let sigma_min = sigma_at(&self.schedule, 0.0);
         Ok(LogLikelihoodResult {
             nats,
             kind: if deq.is_some() {
                 LikelihoodKind::LowerBound
             } else {
-                LikelihoodKind::Exact
+                LikelihoodKind::OdeEstimate {
+                    sigma_min,
+                    rtol: ode.rtol,
+                    atol: ode.atol,
+                }
             },
             method: format!(
-                "probability-flow ODE, RK45 rtol {} atol {}, {trace}, {} NFE per batch on average",
-                ode.rtol,
-                ode.atol,
-                nfe / batches.max(1)
+                "probability-flow ODE from sigma_min = {sigma_min:.4}, RK45 rtol {} atol {}, \
+                 {trace}, {nfe} NFE per batch on average",
+                ode.rtol, ode.atol,
             ),
         })
     }
@@ -648,8 +694,127 @@ mod tests {
         }
     }
 
+    /// Pixels whose model-space values x_m = 2 y - 1 are independent Gaussians
+    /// N(mu_j, s_j^2): its exact epsilon prediction, eps*(x_vp) = sqrt(1 - a)
+    /// (x_vp - sqrt(a) mu) / (a s^2 + 1 - a), written with tensor ops (differentiable).
+    struct PixelGaussian {
+        mu: Tensor,
+        var: Tensor,
+        schedule: NoiseSchedule,
+    }
+
+    impl Denoiser for PixelGaussian {
+        fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor> {
+            Ok(self.predict_differentiable(x, t)?.unwrap().detach())
+        }
+        fn predict_differentiable(&self, x: &Tensor, t: f64) -> Result<Option<Tensor>> {
+            let a = genlab_sampling::sigmas::alpha_bar_at(&self.schedule, t);
+            let centred = x.broadcast_sub(&(&self.mu * a.sqrt())?)?;
+            let v = self.var.affine(a, 1.0 - a)?;
+            Ok(Some((centred.broadcast_div(&v)? * (1.0 - a).sqrt())?))
+        }
+    }
+
+    /// Agreement, in bits/dim, of the image likelihood with its closed form: the ODE at the
+    /// production tolerances (rtol = atol = 1e-5) on an f32 state. A wrong constant is far
+    /// outside it: ln 255 for ln 256 is off by 0.0056 bits/dim, a missing ln 2 by 1.
+    const IMAGE_BPD_TOL: f64 = 1e-3;
+
     #[test]
-    fn the_likelihood_runs_on_points_and_is_exact_and_finite() {
+    fn the_image_likelihood_constant_matches_a_gaussian_in_pixel_space() {
+        // Data: 8-bit images of shape [1, 4, 6] (D = 24 > 16: Hutchinson's trace, exact here
+        // since the ODE's field is linear with a diagonal Jacobian). The ODE sees x_m = 2 y - 1
+        // with y = (k + u) / 256; for x_m ~ N(mu, s^2) per pixel the probability-flow ODE is
+        // linear in sigma space: y(sigma) = mu + (y0 - mu) sqrt((s^2 + sigma^2) /
+        // (s^2 + sigma_min^2)). So the ODE's log-density is, in closed form,
+        //   sum_j ln N(y_j(sigma_max); 0, 1 + sigma_max^2)        (the prior it ends on)
+        //       + 1/2 ln((s_j^2 + sigma_max^2) / (s_j^2 + sigma_min^2))  (the divergence)
+        // and the reported value adds D ln 2 - D ln 256 (the [-1, 1] map and the bins).
+        let dev = Device::Cpu;
+        let shape = [1usize, 4, 6];
+        let d: usize = shape.iter().product();
+        let mu: Vec<f64> = (0..d).map(|j| 0.3 * ((j as f64) * 0.7).sin()).collect();
+        let sd: Vec<f64> = (0..d).map(|j| 0.4 + 0.02 * j as f64).collect();
+        let schedule = NoiseSchedule::new(&BetaSchedule::default(), 1000).unwrap();
+        let as_t = |v: &[f64]| {
+            Tensor::from_vec(v.iter().map(|&a| a as f32).collect(), &shape[..], &dev).unwrap()
+        };
+        let model = PixelGaussian {
+            mu: as_t(&mu),
+            var: as_t(&sd.iter().map(|s| s * s).collect::<Vec<_>>()),
+            schedule: schedule.clone(),
+        };
+        let n = 3;
+        let mut pick = Rng::new(21);
+        let k: Vec<f64> = (0..n * d).map(|_| pick.below(256) as f64).collect();
+        let x = Tensor::from_vec(
+            k.iter().map(|&v| (v / 255.0) as f32).collect(),
+            (n, 1, 4, 6),
+            &dev,
+        )
+        .unwrap();
+        let q = Dequantizer::new(PIXEL_LEVELS).unwrap();
+        let ode = OdeLikelihoodOptions::for_dim(d);
+        assert_eq!(ode.trace, TraceEstimator::Hutchinson);
+        let seed = 8;
+        let (nats, _) = ode_nats(
+            &model,
+            &schedule,
+            &x,
+            Some(&q),
+            &ode,
+            n,
+            &dev,
+            &mut Rng::new(seed),
+            &mut |_, _| {},
+        )
+        .unwrap();
+
+        // By hand: the same dequantisation noise (the first draw of the same stream).
+        let u: Vec<f32> = Rng::new(seed)
+            .uniform_tensor(0.0, 1.0, &[n, 1, 4, 6], &dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (s_min, s_max) = (sigma_at(&schedule, 0.0), sigma_at(&schedule, f64::MAX));
+        let log_normal = |z: f64, m: f64, v: f64| {
+            -0.5 * (2.0 * std::f64::consts::PI * v).ln() - 0.5 * (z - m).powi(2) / v
+        };
+        let offset = d as f64 * (2f64.ln() - 256f64.ln());
+        for i in 0..n {
+            let (mut ode_closed, mut smoothed) = (0.0, 0.0);
+            for j in 0..d {
+                let xm = 2.0 * (k[i * d + j] + u[i * d + j] as f64) / 256.0 - 1.0;
+                let (v0, v1) = (sd[j].powi(2) + s_min * s_min, sd[j].powi(2) + s_max * s_max);
+                let end = mu[j] + (xm - mu[j]) * (v1 / v0).sqrt();
+                ode_closed += log_normal(end, 0.0, 1.0 + s_max * s_max) + 0.5 * (v1 / v0).ln();
+                smoothed += log_normal(xm, mu[j], v0);
+            }
+            let bpd = |nats: f64| -nats / (d as f64 * std::f64::consts::LN_2);
+            let (got, want) = (bpd(nats[i]), bpd(ode_closed + offset));
+            eprintln!(
+                "image {i}: {got:.6} bits/dim, closed form {want:.6} (true smoothed density \
+                 {:.6})",
+                bpd(smoothed + offset)
+            );
+            assert!(
+                (got - want).abs() < IMAGE_BPD_TOL,
+                "image {i}: {got} vs {want} bits/dim"
+            );
+            // The prior's approximation (N(0, 1 + sigma_max^2) for N(mu, s^2 + sigma_max^2))
+            // is small next to the constant's size, so the value is the Gaussian's NLL too.
+            assert!(
+                (bpd(ode_closed) - bpd(smoothed)).abs() < 0.01,
+                "prior error {} bits/dim",
+                bpd(ode_closed) - bpd(smoothed)
+            );
+        }
+    }
+
+    #[test]
+    fn the_likelihood_runs_on_points_and_is_an_ode_estimate_and_finite() {
         let (_, m) = points_model(5);
         let x = Tensor::new(&[[0.5f32, -0.5], [2.0, 0.0], [0.0, 1.0]], &Device::Cpu).unwrap();
         let opts = LikelihoodOptions {
@@ -663,8 +828,20 @@ mod tests {
             .unwrap();
         assert_eq!(r.nats.len(), 3);
         assert!(r.nats.iter().all(|v| v.is_finite()), "{:?}", r.nats);
-        assert_eq!(r.kind, LikelihoodKind::Exact);
+        // Regression (issue 19): this was reported as `Exact` (and printed "exact"), but it is
+        // the density smoothed at sigma_min, integrated to the solver's tolerances.
+        let sigma_min = sigma_at(&m.schedule, 0.0);
+        assert_eq!(
+            r.kind,
+            LikelihoodKind::OdeEstimate {
+                sigma_min,
+                rtol: 1e-5,
+                atol: 1e-5
+            }
+        );
+        assert!(sigma_min > 0.0 && sigma_min < 0.1, "{sigma_min}");
         assert!(r.method.contains("exact trace"), "{}", r.method);
+        assert!(r.method.contains("sigma_min"), "{}", r.method);
         let bad = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
         assert!(m
             .log_likelihood(&bad, None, &opts, &mut Rng::new(0), &mut |_, _| {})
