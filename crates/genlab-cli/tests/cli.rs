@@ -580,6 +580,109 @@ fn list_names_models_samplers_and_datasets() {
 }
 
 #[test]
+fn list_json_holds_every_registry_with_capabilities() {
+    let t = Tmp::new();
+    let o = genlab(&["list", "--json"], t.0.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let find = |reg: &str, name: &str| {
+        j[reg]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {reg}"))
+            .clone()
+    };
+    let ddpm = find("models", "ddpm");
+    assert_eq!(ddpm["capabilities"]["sampler_zoo"], true);
+    assert_eq!(ddpm["capabilities"]["distillable"], true);
+    assert_eq!(find("models", "gan")["capabilities"]["likelihood"], false);
+    let mnist = find("datasets", "mnist");
+    assert_eq!(mnist["held_out"], "mnist:test");
+    assert_eq!(mnist["shape"], serde_json::json!([1, 28, 28]));
+    assert_eq!(find("datasets", "eight-gaussians")["known_density"], true);
+    assert_eq!(find("metrics", "mode")["needs"], "both-probs");
+    assert_eq!(find("feature_extractors", "inception")["input"]["size"], 299);
+    find("samplers", "dpm++2m");
+    find("bench_workloads", "flow-train");
+    find("fetchable", "efficientnet-lite0");
+}
+
+#[test]
+fn image_folders_train_at_the_size_and_channels_asked_for() {
+    // Regression: `genlab train --data folder:PATH` always read 32x32 RGB.
+    let t = Tmp::new();
+    let d = t.0.path();
+    let imgs = t.p("imgs/a");
+    std::fs::create_dir_all(&imgs).unwrap();
+    for k in 0..4u8 {
+        let img = image::RgbImage::from_fn(20, 14, |x, y| {
+            image::Rgb([x as u8 * 12, y as u8 * 17, k * 60])
+        });
+        img.save(imgs.join(format!("{k}.png"))).unwrap();
+    }
+    let spec = format!("folder:{}", t.p("imgs").display());
+    let run = t.p("run");
+    let args = [
+        "train",
+        "--model",
+        "vae",
+        "--data",
+        &spec,
+        "--image-size",
+        "8",
+        "--channels",
+        "1",
+        "--steps",
+        "3",
+        "--set",
+        "train.batch_size=2",
+        "--no-preview",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let o = genlab(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["image_size"].clone(), cfg["channels"].clone()), (8.into(), 1.into()));
+    assert_eq!(cfg["vae"]["data"]["shape"], serde_json::json!([1, 8, 8]));
+    // Samples come out at that shape, and the run resumes at it.
+    let s = t.p("s.npy");
+    let o = genlab(
+        &["sample", "--ckpt", run.to_str().unwrap(), "--n", "2", "--out", s.to_str().unwrap()],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(genlab_core::io::read_npy(&s).unwrap().shape, vec![2, 1, 8, 8]);
+    let o = genlab(
+        &["train", "--resume", "--steps", "4", "--quiet", "--out", run.to_str().unwrap()],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A resumed run keeps its size; fixed-size data refuse one.
+    fails_with(
+        &genlab(
+            &["train", "--resume", "--image-size", "16", "--out", run.to_str().unwrap()],
+            d,
+        ),
+        &["--image-size cannot change"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "train", "--model", "vae", "--data", "digits", "--image-size", "16", "--out",
+                t.p("x").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["8x8", "16"],
+    );
+}
+
+#[test]
 fn bench_rejects_bad_input_and_times_one_workload() {
     let t = Tmp::new();
     let d = t.0.path();

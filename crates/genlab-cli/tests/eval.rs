@@ -131,6 +131,48 @@ fn inception_and_mode_scores_from_probability_files() {
 }
 
 #[test]
+fn inception_and_mode_scores_from_probability_files_need_no_samples() {
+    // Regression: `--fake-probs/--real-probs` alone used to demand --real and --fake.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let onehot: Vec<f32> = (0..100 * 10)
+        .map(|k| if k % 10 == (k / 10) % 10 { 1.0 } else { 0.0 })
+        .collect();
+    write_npy(&d.join("p.npy"), &[100, 10], &onehot).unwrap();
+    let out = ok(&genlab(
+        &[
+            "eval",
+            "--metrics",
+            "is,mode",
+            "--fake-probs",
+            &p(d, "p.npy"),
+            "--real-probs",
+            &p(d, "p.npy"),
+            "--splits",
+            "1",
+        ],
+        d,
+    ));
+    assert!(out.contains("is ") && out.contains("10.000000"), "{out}");
+    // The Mode Score still needs the real side's probabilities from somewhere.
+    fails_with(
+        &genlab(
+            &["eval", "--metrics", "mode", "--fake-probs", &p(d, "p.npy")],
+            d,
+        ),
+        &["--real is needed", "--real-probs"],
+    );
+    // Feature metrics still need both sides.
+    fails_with(
+        &genlab(
+            &["eval", "--metrics", "fid,is", "--fake-probs", &p(d, "p.npy")],
+            d,
+        ),
+        &["--real is needed"],
+    );
+}
+
+#[test]
 fn classifier_trains_and_serves_as_the_feature_extractor() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

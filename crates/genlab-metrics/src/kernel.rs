@@ -357,6 +357,59 @@ pub fn kid(x: &FeatureMatrix, y: &FeatureMatrix, opts: &KidOptions) -> Result<Ki
     kid_on_subsets(x, y, &kid_subsets(x.rows(), y.rows(), opts)?)
 }
 
+/// The real and fake feature matrices a kernel metric compares.
+fn both_features<'a>(
+    real: &'a Side,
+    fake: &'a Side,
+    metric: &str,
+) -> Result<(&'a FeatureMatrix, &'a FeatureMatrix)> {
+    Ok((
+        need(&real.features, "real features", metric)?,
+        need(&fake.features, "fake features", metric)?,
+    ))
+}
+
+/// `genlab eval`'s KID, warning when the subsets had to shrink to the smaller side.
+pub fn compute_kid(
+    real: &Side,
+    fake: &Side,
+    opts: &SuiteOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Computed> {
+    let (a, b) = both_features(real, fake, "kid")?;
+    let r = kid(a, b, &opts.kid)?;
+    if r.subset_size < opts.kid.subset_size {
+        warnings.push(format!(
+            "kid: subsets of {} (the smaller set's size) instead of {}",
+            r.subset_size, opts.kid.subset_size
+        ));
+    }
+    Ok(Computed {
+        value: r.kid,
+        std: Some(r.std),
+        detail: serde_json::to_value(&r).expect("plain data"),
+    })
+}
+
+/// `genlab eval`'s Gaussian-kernel MMD^2.
+pub fn compute_mmd(
+    real: &Side,
+    fake: &Side,
+    opts: &SuiteOptions,
+    _warnings: &mut Vec<String>,
+) -> Result<Computed> {
+    let (a, b) = both_features(real, fake, "mmd")?;
+    let kernel = Kernel::Rbf {
+        bandwidth: opts.mmd_bandwidth,
+    };
+    let r = mmd2_unbiased(a, b, &kernel)?;
+    Ok(Computed {
+        value: r.mmd2,
+        std: None,
+        detail: serde_json::to_value(&r).expect("plain data"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,57 +603,4 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("bandwidth"), "{err}");
     }
-}
-
-/// The real and fake feature matrices a kernel metric compares.
-fn both_features<'a>(
-    real: &'a Side,
-    fake: &'a Side,
-    metric: &str,
-) -> Result<(&'a FeatureMatrix, &'a FeatureMatrix)> {
-    Ok((
-        need(&real.features, "real features", metric)?,
-        need(&fake.features, "fake features", metric)?,
-    ))
-}
-
-/// `genlab eval`'s KID, warning when the subsets had to shrink to the smaller side.
-pub fn compute_kid(
-    real: &Side,
-    fake: &Side,
-    opts: &SuiteOptions,
-    warnings: &mut Vec<String>,
-) -> Result<Computed> {
-    let (a, b) = both_features(real, fake, "kid")?;
-    let r = kid(a, b, &opts.kid)?;
-    if r.subset_size < opts.kid.subset_size {
-        warnings.push(format!(
-            "kid: subsets of {} (the smaller set's size) instead of {}",
-            r.subset_size, opts.kid.subset_size
-        ));
-    }
-    Ok(Computed {
-        value: r.kid,
-        std: Some(r.std),
-        detail: serde_json::to_value(&r).expect("plain data"),
-    })
-}
-
-/// `genlab eval`'s Gaussian-kernel MMD^2.
-pub fn compute_mmd(
-    real: &Side,
-    fake: &Side,
-    opts: &SuiteOptions,
-    _warnings: &mut Vec<String>,
-) -> Result<Computed> {
-    let (a, b) = both_features(real, fake, "mmd")?;
-    let kernel = Kernel::Rbf {
-        bandwidth: opts.mmd_bandwidth,
-    };
-    let r = mmd2_unbiased(a, b, &kernel)?;
-    Ok(Computed {
-        value: r.mmd2,
-        std: None,
-        detail: serde_json::to_value(&r).expect("plain data"),
-    })
 }
