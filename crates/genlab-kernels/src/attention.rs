@@ -31,7 +31,7 @@
 //! gradients by default), so there is no double backward through these ops.
 //!
 //! This file also hosts the row splitting over rayon ([`par_rows`], [`rows_per_task`]) that
-//! [`layer_norm`](crate::layer_norm) uses.
+//! [`layer_norm`](mod@crate::layer_norm) uses.
 
 use candle_core::{bail, Result, Shape, Tensor, D};
 use gemm::Parallelism;
@@ -479,12 +479,6 @@ fn attn_backward(
     out
 }
 
-/// `softmax(scale q k^T) v` for `q [BH, Nq, d]`, `k [BH, Nk, d]`, `v [BH, Nk, dv]`.
-#[derive(Debug, Clone, Copy)]
-struct AttentionOp {
-    scale: f32,
-}
-
 /// The `(q, k, v)` of an attention kernel read in place, and the problem size.
 fn qkv_args<'a>(op: &str, args: &[Arg<'a>]) -> Result<(Batch<'a>, Batch<'a>, Batch<'a>, Dims)> {
     let dims = attention_dims(args[0].shape(), args[1].shape(), args[2].shape())?;
@@ -492,6 +486,12 @@ fn qkv_args<'a>(op: &str, args: &[Arg<'a>]) -> Result<(Batch<'a>, Batch<'a>, Bat
     let k = Batch::new(op, args[1])?;
     let v = Batch::new(op, args[2])?;
     Ok((q, k, v, dims))
+}
+
+/// `softmax(scale q k^T) v` for `q [BH, Nq, d]`, `k [BH, Nk, d]`, `v [BH, Nk, dv]`.
+#[derive(Debug, Clone, Copy)]
+struct AttentionOp {
+    scale: f32,
 }
 
 impl Kernel for AttentionOp {
