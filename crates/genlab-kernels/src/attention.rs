@@ -30,50 +30,20 @@
 //! Gradients are computed by backward kernels without autograd of their own (candle detaches
 //! gradients by default), so there is no double backward through these ops.
 //!
-//! This file also hosts the small helpers (raw f32 access, row splitting over rayon,
-//! SIMD dispatch) that [`layer_norm`](crate::layer_norm) uses.
+//! This file also hosts the row splitting over rayon ([`par_rows`], [`rows_per_task`]) that
+//! [`layer_norm`](mod@crate::layer_norm) uses.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
-};
+use candle_core::{bail, Result, Shape, Tensor, D};
 use gemm::Parallelism;
 
 use crate::gemm::{gemm_into, Mat};
-use crate::par::contiguous_f32;
+use crate::op::{all_f32_cpu, apply, apply_no_bwd, f32s, same_dtype, unpack, Arg, Grads, Kernel};
 use crate::simd::{dot, exp_approx, hmax, hsum, padded, simd_dispatch, LANES};
 use rayon::prelude::*;
 
 // ---------------------------------------------------------------------------------------
 // Shared helpers (also used by layer_norm.rs).
 // ---------------------------------------------------------------------------------------
-
-/// The f32 data of a CPU storage (all of it, no offset applied).
-fn f32_data<'a>(op: &str, storage: &'a CpuStorage) -> Result<&'a [f32]> {
-    match storage {
-        CpuStorage::F32(v) => Ok(v.as_slice()),
-        other => bail!("{op}: only f32 is supported, got {:?}", other.dtype()),
-    }
-}
-
-/// Whether every tensor is f32 on the CPU (the custom-op fast path).
-pub(crate) fn all_f32_cpu(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
-}
-
-/// Errors unless all tensors share one dtype.
-pub(crate) fn same_dtype(op: &str, named: &[(&str, &Tensor)]) -> Result<()> {
-    let first = named[0].1.dtype();
-    if named.iter().any(|(_, t)| t.dtype() != first) {
-        let list: Vec<String> = named
-            .iter()
-            .map(|(n, t)| format!("{n} {:?}", t.dtype()))
-            .collect();
-        bail!("{op}: inputs must share one dtype, got {}", list.join(", "))
-    }
-    Ok(())
-}
 
 /// Smallest amount of work (elements) worth a rayon task of its own.
 const MIN_TASK_ELEMS: usize = 1 << 14;
@@ -254,12 +224,12 @@ struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    fn new(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<Self> {
-        let (b, rows, cols) = layout.shape().dims3()?;
-        let st = layout.stride();
-        let data = f32_data(op, storage)?;
+    fn new(op: &str, arg: Arg<'a>) -> Result<Self> {
+        let (b, rows, cols) = arg.shape().dims3()?;
+        let st = arg.layout.stride();
+        let data = arg.storage_f32(op)?;
         Ok(Self {
-            data: data.get(layout.start_offset()..).unwrap_or(&[]),
+            data: data.get(arg.layout.start_offset()..).unwrap_or(&[]),
             b,
             rows,
             cols,
@@ -509,47 +479,37 @@ fn attn_backward(
     out
 }
 
+/// The `(q, k, v)` of an attention kernel read in place, and the problem size.
+fn qkv_args<'a>(op: &str, args: &[Arg<'a>]) -> Result<(Batch<'a>, Batch<'a>, Batch<'a>, Dims)> {
+    let dims = attention_dims(args[0].shape(), args[1].shape(), args[2].shape())?;
+    let q = Batch::new(op, args[0])?;
+    let k = Batch::new(op, args[1])?;
+    let v = Batch::new(op, args[2])?;
+    Ok((q, k, v, dims))
+}
+
 /// `softmax(scale q k^T) v` for `q [BH, Nq, d]`, `k [BH, Nk, d]`, `v [BH, Nk, dv]`.
 #[derive(Debug, Clone, Copy)]
 struct AttentionOp {
     scale: f32,
 }
 
-impl CustomOp3 for AttentionOp {
+impl Kernel for AttentionOp {
+    const STRIDED: bool = true;
+
     fn name(&self) -> &'static str {
         "genlab-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let dims = attention_dims(l1.shape(), l2.shape(), l3.shape())?;
-        let q = Batch::new(self.name(), s1, l1)?;
-        let k = Batch::new(self.name(), s2, l2)?;
-        let v = Batch::new(self.name(), s3, l3)?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (q, k, v, dims) = qkv_args(self.name(), args)?;
         let block = block_rows(dims.nq, dims.nk);
         let out = attn_forward(q, k, v, dims, self.scale, block);
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((dims.bh, dims.nq, dims.dv)),
-        ))
+        Ok((out, Shape::from((dims.bh, dims.nq, dims.dv))))
     }
 
-    fn bwd(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dims = attention_dims(q.shape(), k.shape(), v.shape())?;
+    fn backward(&self, args: &[&Tensor], res: &Tensor, grad: &Tensor) -> Result<Grads> {
+        let (q, k, v) = (args[0], args[1], args[2]);
         // dO and O travel inside the op (a copy of [BH, Nq, dv] each, small next to the
         // attention itself); candle locks the storages of q, k, v for the op.
         let op = AttentionBwd {
@@ -557,13 +517,9 @@ impl CustomOp3 for AttentionOp {
             o: res.flatten_all()?.to_vec1::<f32>()?,
             g: grad.flatten_all()?.to_vec1::<f32>()?,
         };
-        let packed = q.apply_op3_no_bwd(k, v, &op)?;
-        let Dims { bh, nq, nk, d, dv } = dims;
-        let (n_dq, n_dk, n_dv) = (bh * nq * d, bh * nk * d, bh * nk * dv);
-        let dq = packed.narrow(0, 0, n_dq)?.reshape(q.shape())?;
-        let dk = packed.narrow(0, n_dq, n_dk)?.reshape(k.shape())?;
-        let dv = packed.narrow(0, n_dq + n_dk, n_dv)?.reshape(v.shape())?;
-        Ok((Some(dq), Some(dk), Some(dv)))
+        let packed = apply_no_bwd(op, &[q, k, v])?;
+        let [dq, dk, dv] = unpack(&packed, [q.shape(), k.shape(), v.shape()])?;
+        Ok(vec![Some(dq), Some(dk), Some(dv)])
     }
 }
 
@@ -574,21 +530,15 @@ struct AttentionBwd {
     g: Vec<f32>,
 }
 
-impl CustomOp3 for AttentionBwd {
+impl Kernel for AttentionBwd {
+    const STRIDED: bool = true;
+
     fn name(&self) -> &'static str {
         "genlab-attention-bwd"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let dims = attention_dims(l1.shape(), l2.shape(), l3.shape())?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (q, k, v, dims) = qkv_args(self.name(), args)?;
         let want = dims.bh * dims.nq * dims.dv;
         if self.o.len() != want || self.g.len() != want {
             bail!(
@@ -598,13 +548,10 @@ impl CustomOp3 for AttentionBwd {
                 self.g.len()
             )
         }
-        let q = Batch::new(self.name(), s1, l1)?;
-        let k = Batch::new(self.name(), s2, l2)?;
-        let v = Batch::new(self.name(), s3, l3)?;
         let block = block_rows(dims.nq, dims.nk);
         let out = attn_backward(q, k, v, &self.o, &self.g, dims, self.scale, block);
         let n = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(n)))
+        Ok((out, Shape::from(n)))
     }
 }
 
@@ -635,6 +582,13 @@ impl Packed {
             d: c3 / (3 * heads),
             n,
         })
+    }
+
+    /// The packed argument of a qkv kernel: its geometry and its q, k, v parts.
+    fn read<'a>(op: &str, arg: Arg<'a>, heads: usize) -> Result<(Self, [Batch<'a>; 3])> {
+        let pk = Packed::new(arg.shape(), heads)?;
+        let data = arg.f32(op)?;
+        Ok((pk, [0, 1, 2].map(|p| pk.part(data, p))))
     }
 
     fn dims(&self) -> Dims {
@@ -703,31 +657,24 @@ struct QkvAttentionOp {
     scale: f32,
 }
 
-impl CustomOp1 for QkvAttentionOp {
+impl Kernel for QkvAttentionOp {
     fn name(&self) -> &'static str {
         "genlab-attention-qkv"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let pk = Packed::new(l.shape(), self.heads)?;
-        let data = contiguous_f32(s, l, self.name())?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (pk, [q, k, v]) = Packed::read(self.name(), args[0], self.heads)?;
         let dims = pk.dims();
         let block = block_rows(dims.nq, dims.nk);
-        let o = attn_forward(
-            pk.part(data, 0),
-            pk.part(data, 1),
-            pk.part(data, 2),
-            dims,
-            self.scale,
-            block,
-        );
+        let o = attn_forward(q, k, v, dims, self.scale, block);
         let c = pk.heads * pk.d;
         let mut out = vec![0f32; pk.b * c * pk.n];
         pk.scatter(&o, &mut out, c, 0);
-        Ok((CpuStorage::F32(out), Shape::from((pk.b, c, pk.n))))
+        Ok((out, Shape::from((pk.b, c, pk.n))))
     }
 
-    fn bwd(&self, qkv: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, args: &[&Tensor], res: &Tensor, grad: &Tensor) -> Result<Grads> {
+        let qkv = args[0];
         let pk = Packed::new(qkv.shape(), self.heads)?;
         let op = QkvAttentionBwd {
             heads: self.heads,
@@ -735,7 +682,7 @@ impl CustomOp1 for QkvAttentionOp {
             o: pk.gather(&res.flatten_all()?.to_vec1::<f32>()?),
             g: pk.gather(&grad.flatten_all()?.to_vec1::<f32>()?),
         };
-        Ok(Some(qkv.apply_op1_no_bwd(&op)?))
+        Ok(vec![Some(apply_no_bwd(op, &[qkv])?)])
     }
 }
 
@@ -747,33 +694,23 @@ struct QkvAttentionBwd {
     g: Vec<f32>,
 }
 
-impl CustomOp1 for QkvAttentionBwd {
+impl Kernel for QkvAttentionBwd {
     fn name(&self) -> &'static str {
         "genlab-attention-qkv-bwd"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let pk = Packed::new(l.shape(), self.heads)?;
-        let data = contiguous_f32(s, l, self.name())?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (pk, [q, k, v]) = Packed::read(self.name(), args[0], self.heads)?;
         let dims = pk.dims();
         let block = block_rows(dims.nq, dims.nk);
-        let packed = attn_backward(
-            pk.part(data, 0),
-            pk.part(data, 1),
-            pk.part(data, 2),
-            &self.o,
-            &self.g,
-            dims,
-            self.scale,
-            block,
-        );
+        let packed = attn_backward(q, k, v, &self.o, &self.g, dims, self.scale, block);
         let c = pk.heads * pk.d;
         let part = dims.bh * dims.nq * dims.d;
         let mut dqkv = vec![0f32; pk.b * 3 * c * pk.n];
         for p in 0..3 {
             pk.scatter(&packed[p * part..(p + 1) * part], &mut dqkv, 3 * c, p * c);
         }
-        Ok((CpuStorage::F32(dqkv), l.shape().clone()))
+        Ok((dqkv, args[0].shape().clone()))
     }
 }
 
@@ -788,10 +725,11 @@ impl CustomOp1 for QkvAttentionBwd {
 pub fn attention_qkv(qkv: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
     let pk = Packed::new(qkv.shape(), heads)?;
     if all_f32_cpu(&[qkv]) {
-        return qkv.contiguous()?.apply_op1(QkvAttentionOp {
+        let op = QkvAttentionOp {
             heads,
             scale: scale as f32,
-        });
+        };
+        return apply(op, &[qkv]);
     }
     let (b, h, d, n) = (pk.b, heads, pk.d, pk.n);
     // [B, 3C, N] -> [B, 3, H, d, N]; part p -> [BH, d, N] -> [BH, N, d]
@@ -816,13 +754,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
     attention_dims(q.shape(), k.shape(), v.shape())?;
     same_dtype("attention", &[("q", q), ("k", k), ("v", v)])?;
     if all_f32_cpu(&[q, k, v]) {
-        q.apply_op3(
-            k,
-            v,
-            AttentionOp {
-                scale: scale as f32,
-            },
-        )
+        let op = AttentionOp {
+            scale: scale as f32,
+        };
+        apply(op, &[q, k, v])
     } else {
         attention_composed(q, k, v, scale)
     }
@@ -848,7 +783,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
         bail!("softmax_last_dim: needs at least one dimension, got a scalar")
     }
     if all_f32_cpu(&[x]) {
-        x.contiguous()?.apply_op1(SoftmaxLastDim)
+        apply(SoftmaxLastDim, &[x])
     } else {
         softmax_last_dim_composed(x)
     }
@@ -869,14 +804,14 @@ pub fn softmax_last_dim_composed(x: &Tensor) -> Result<Tensor> {
 #[derive(Debug, Clone, Copy)]
 struct SoftmaxLastDim;
 
-impl CustomOp1 for SoftmaxLastDim {
+impl Kernel for SoftmaxLastDim {
     fn name(&self) -> &'static str {
         "genlab-softmax-last-dim"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, self.name())?;
-        let n = *l.shape().dims().last().unwrap_or(&0);
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let x = args[0].f32(self.name())?;
+        let n = *args[0].shape().dims().last().unwrap_or(&0);
         let mut y = x.to_vec();
         if !y.is_empty() {
             par_rows(&mut y, n, |_, rows| {
@@ -884,12 +819,11 @@ impl CustomOp1 for SoftmaxLastDim {
                 softmax_rows(rows, n, &mut inv, true);
             });
         }
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+        Ok((y, args[0].shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let dx = res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?;
-        Ok(Some(dx))
+    fn backward(&self, _args: &[&Tensor], res: &Tensor, grad: &Tensor) -> Result<Grads> {
+        Ok(vec![Some(apply_no_bwd(SoftmaxBwd, &[res, grad])?)])
     }
 }
 
@@ -897,29 +831,21 @@ impl CustomOp1 for SoftmaxLastDim {
 #[derive(Debug, Clone, Copy)]
 struct SoftmaxBwd;
 
-impl CustomOp2 for SoftmaxBwd {
+impl Kernel for SoftmaxBwd {
     fn name(&self) -> &'static str {
         "genlab-softmax-last-dim-bwd"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (yshape, gshape) = (args[0].shape(), args[1].shape());
+        if yshape != gshape {
             bail!(
-                "{}: output {:?} and gradient {:?} differ",
-                self.name(),
-                l1.shape(),
-                l2.shape()
+                "{}: output {yshape:?} and gradient {gshape:?} differ",
+                self.name()
             )
         }
-        let y = contiguous_f32(s1, l1, self.name())?;
-        let g = contiguous_f32(s2, l2, self.name())?;
-        let n = *l1.shape().dims().last().unwrap_or(&0);
+        let [y, g] = f32s(self.name(), args)?;
+        let n = *yshape.dims().last().unwrap_or(&0);
         let mut dx = vec![0f32; y.len()];
         if !dx.is_empty() {
             par_rows(&mut dx, n, |r0, rows| {
@@ -927,7 +853,7 @@ impl CustomOp2 for SoftmaxBwd {
                 softmax_bwd_rows(&y[span.clone()], &g[span], rows, n);
             });
         }
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        Ok((dx, yshape.clone()))
     }
 }
 

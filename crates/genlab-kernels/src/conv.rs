@@ -32,12 +32,13 @@
 //! gradient. Threads ([`crate::num_threads`]): images are split over them when there are at
 //! least as many images as threads; otherwise images run in turn and each GEMM is split.
 
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, Result, Shape, Tensor};
 use gemm::Parallelism;
 
 use crate::gemm::{gemm_into, Mat};
 use crate::im2col::{col2im_image, im2col_image, Geom, Scratch};
-use crate::par::{contiguous_f32, num_threads, par_chunks_mut, par_ranges};
+use crate::op::{apply, apply_no_bwd, f32s, require_f32_cpu, unpack, Arg, Grads, Kernel};
+use crate::par::{num_threads, par_chunks_mut, par_ranges};
 
 /// How `batch` images share the threads: the number of parts the image loop is split into,
 /// and the parallelism inside each GEMM (images over threads when there are enough of
@@ -194,270 +195,108 @@ fn channel_sums(t: &[f32], c: usize, plane: usize) -> Vec<f32> {
     acc.into_iter().map(|v| v as f32).collect()
 }
 
-/// The optional third storage of a [`CustomOp3`] (the bias) next to the two others.
-type Bias<'a> = Option<(&'a CpuStorage, &'a Layout)>;
+/// The contiguous f32 data of `(x, w (, bias))`, the optional bias checked to be `[n]`.
+type Inputs<'a> = (&'a [f32], &'a [f32], Option<&'a [f32]>);
 
-/// Reads and checks an optional `[n]` bias.
-fn bias_slice<'a>(op: &str, bias: Bias<'a>, n: usize) -> Result<Option<&'a [f32]>> {
-    let Some((s, l)) = bias else { return Ok(None) };
-    if l.shape().dims1()? != n {
-        bail!("{op}: bias {:?} for {n} channels", l.shape())
+/// Reads `args` = `(x, w (, bias))` and checks the bias against `n` channels.
+fn inputs<'a>(op: &str, args: &[Arg<'a>], n: usize) -> Result<Inputs<'a>> {
+    let [x, w] = f32s(op, args)?;
+    let Some(b) = args.get(2) else {
+        return Ok((x, w, None));
+    };
+    if b.shape().dims1()? != n {
+        bail!("{op}: bias {:?} for {n} channels", b.shape())
     }
-    Ok(Some(contiguous_f32(s, l, op)?))
+    Ok((x, w, Some(b.f32(op)?)))
 }
 
-/// Convolution `(x [B, C, H, W], w [O, C, k, k] (, bias [O])) -> [B, O, Ho, Wo]`
-/// (kernel A). Backward: `dx` through [`ConvTranspose2dOp`] (kernel B, itself
-/// differentiable), `dw` (and `db`) through [`ConvWeightGrad`] (kernel C).
+/// Which of the two ops a [`ConvOp`] is.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Conv2dOp {
-    pub stride: usize,
-    pub padding: usize,
+enum Direction {
+    /// Convolution `(x [B, C, H, W], w [O, C, k, k] (, bias [O])) -> [B, O, Ho, Wo]`
+    /// (kernel A).
+    Conv,
+    /// Transposed convolution `(x [B, C_in, H, W], w [C_in, C_out, k, k] (, bias [C_out]))
+    /// -> [B, C_out, out_h, out_w]` (kernel B): the adjoint of the convolution of a
+    /// `[B, C_out, out_h, out_w]` input by `w` as an `[O = C_in, C = C_out, k, k]` weight,
+    /// whose output size must be `H x W`. `out_h` may exceed `(H-1)s - 2p + k` by up to
+    /// `s - 1` (the rows no window reaches get zero), as a convolution's input gradient needs.
+    Transposed { out_h: usize, out_w: usize },
 }
 
-impl Conv2dOp {
-    const NAME: &'static str = "genlab-conv2d";
+/// A convolution or transposed convolution with `stride` and zero `padding`, applied to
+/// `(x, w)` or `(x, w, bias)`. Backward: `dx` through the other direction (its adjoint,
+/// itself differentiable), `dw` (and `db`) through [`ConvWeightGrad`] (kernel C).
+#[derive(Debug, Clone, Copy)]
+struct ConvOp {
+    stride: usize,
+    padding: usize,
+    direction: Direction,
+}
 
-    fn cpu(
-        &self,
-        (xs, xl): (&CpuStorage, &Layout),
-        (ws, wl): (&CpuStorage, &Layout),
-        bias: Bias,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (o, c, k, _) = wl.shape().dims4()?;
-        let g = Geom::new(xl.shape().dims4()?, k, self.stride, self.padding)?;
-        if g.c != c {
-            bail!("{}: input has {} channels, weight {c}", Self::NAME, g.c)
+impl Kernel for ConvOp {
+    fn name(&self) -> &'static str {
+        match self.direction {
+            Direction::Conv => "genlab-conv2d",
+            Direction::Transposed { .. } => "genlab-conv-transpose2d",
         }
-        let x = contiguous_f32(xs, xl, Self::NAME)?;
-        let w = contiguous_f32(ws, wl, Self::NAME)?;
-        let bias = bias_slice(Self::NAME, bias, o)?;
-        let y = forward(x, w, bias, o, &g);
-        Ok((CpuStorage::F32(y), Shape::from((g.b, o, g.ho, g.wo))))
     }
 
-    fn grads(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        with_bias: bool,
-        grad: &Tensor,
-    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let op = self.name();
+        let (b, ci, h, wd) = args[0].shape().dims4()?;
+        // The weight as kernel A's [O, C, k, k].
+        let (o, c, k, _) = args[1].shape().dims4()?;
+        match self.direction {
+            Direction::Conv => {
+                let g = Geom::new((b, ci, h, wd), k, self.stride, self.padding)?;
+                if g.c != c {
+                    bail!("{op}: input has {} channels, weight {c}", g.c)
+                }
+                let (x, w, bias) = inputs(op, args, o)?;
+                let y = forward(x, w, bias, o, &g);
+                Ok((y, Shape::from((g.b, o, g.ho, g.wo))))
+            }
+            Direction::Transposed { out_h, out_w } => {
+                if o != ci {
+                    bail!("{op}: input has {ci} channels, weight {o}")
+                }
+                let g = Geom::new((b, c, out_h, out_w), k, self.stride, self.padding)?;
+                if (g.ho, g.wo) != (h, wd) {
+                    bail!("{op}: a {out_h}x{out_w} output does not convolve back to the {h}x{wd} input")
+                }
+                let (x, w, bias) = inputs(op, args, c)?;
+                let y = backward_input(x, w, bias, ci, &g);
+                Ok((y, Shape::from((b, c, g.h, g.w))))
+            }
+        }
+    }
+
+    fn backward(&self, args: &[&Tensor], _res: &Tensor, grad: &Tensor) -> Result<Grads> {
+        let (x, w) = (args[0], args[1]);
         let (_, _, h, wd) = x.dims4()?;
-        let (_, _, k, _) = w.dims4()?;
-        let transposed = ConvTranspose2dOp {
-            stride: self.stride,
-            padding: self.padding,
-            out_h: h,
-            out_w: wd,
-        };
-        // [B, O, Ho, Wo] -> [B, C, H, W]
-        let dx = grad.apply_op2(w, transposed)?;
-        let (dw, db) = weight_grad(
-            x,
-            &grad,
-            ConvWeightGrad {
-                k,
-                stride: self.stride,
-                padding: self.padding,
-                bias: with_bias.then_some(BiasFrom::OutputGrad),
+        // conv2d: [B, O, Ho, Wo] -> [B, C, H, W]; conv_transpose2d: [B, C_out, out_h, out_w]
+        // -> [B, C_in, H, W].
+        let adjoint = ConvOp {
+            direction: match self.direction {
+                Direction::Conv => Direction::Transposed {
+                    out_h: h,
+                    out_w: wd,
+                },
+                Direction::Transposed { .. } => Direction::Conv,
             },
-        )?;
-        Ok((dx, dw, db))
-    }
-}
-
-impl CustomOp2 for Conv2dOp {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.cpu((s1, l1), (s2, l2), None)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.grads(x, w, false, grad)?;
-        Ok((Some(dx), Some(dw)))
-    }
-}
-
-impl CustomOp3 for Conv2dOp {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.cpu((s1, l1), (s2, l2), Some((s3, l3)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = self.grads(x, w, true, grad)?;
-        Ok((Some(dx), Some(dw), db))
-    }
-}
-
-/// Transposed convolution `(x [B, C_in, H, W], w [C_in, C_out, k, k] (, bias [C_out])) ->
-/// [B, C_out, out_h, out_w]` (kernel B): the adjoint of the convolution of a
-/// `[B, C_out, out_h, out_w]` input by `w` as an `[O = C_in, C = C_out, k, k]` weight, whose
-/// output size must be `H x W`. `out_h` may exceed `(H-1)s - 2p + k` by up to `s - 1`
-/// (the rows no window reaches get zero), as a convolution's input gradient needs.
-/// Backward: `dx` through [`Conv2dOp`], `dw` (and `db`) through [`ConvWeightGrad`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConvTranspose2dOp {
-    pub stride: usize,
-    pub padding: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-}
-
-impl ConvTranspose2dOp {
-    const NAME: &'static str = "genlab-conv-transpose2d";
-
-    fn cpu(
-        &self,
-        (xs, xl): (&CpuStorage, &Layout),
-        (ws, wl): (&CpuStorage, &Layout),
-        bias: Bias,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (b, ci, h, wd) = xl.shape().dims4()?;
-        let (wci, co, k, _) = wl.shape().dims4()?;
-        if wci != ci {
-            bail!("{}: input has {ci} channels, weight {wci}", Self::NAME)
-        }
-        let g = Geom::new(
-            (b, co, self.out_h, self.out_w),
-            k,
-            self.stride,
-            self.padding,
-        )?;
-        if (g.ho, g.wo) != (h, wd) {
-            bail!(
-                "{}: a {}x{} output does not convolve back to the {h}x{wd} input",
-                Self::NAME,
-                self.out_h,
-                self.out_w
-            )
-        }
-        let x = contiguous_f32(xs, xl, Self::NAME)?;
-        let w = contiguous_f32(ws, wl, Self::NAME)?;
-        let bias = bias_slice(Self::NAME, bias, co)?;
-        let y = backward_input(x, w, bias, ci, &g);
-        Ok((CpuStorage::F32(y), Shape::from((b, co, g.h, g.w))))
-    }
-
-    fn grads(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        with_bias: bool,
-        grad: &Tensor,
-    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let (_, _, k, _) = w.dims4()?;
-        let conv = Conv2dOp {
-            stride: self.stride,
-            padding: self.padding,
+            ..*self
         };
-        // [B, C_out, out_h, out_w] -> [B, C_in, H, W]
-        let dx = grad.apply_op2(w, conv)?;
-        // The convolution's input is `grad`, its output gradient `x`.
-        let (dw, db) = weight_grad(
-            &grad,
-            x,
-            ConvWeightGrad {
-                k,
-                stride: self.stride,
-                padding: self.padding,
-                bias: with_bias.then_some(BiasFrom::Input),
-            },
-        )?;
-        Ok((dx, dw, db))
-    }
-}
-
-impl CustomOp2 for ConvTranspose2dOp {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.cpu((s1, l1), (s2, l2), None)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.grads(x, w, false, grad)?;
-        Ok((Some(dx), Some(dw)))
-    }
-}
-
-impl CustomOp3 for ConvTranspose2dOp {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.cpu((s1, l1), (s2, l2), Some((s3, l3)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = self.grads(x, w, true, grad)?;
-        Ok((Some(dx), Some(dw), db))
+        let dx = apply(adjoint, &[grad, w])?;
+        // Kernel C on the convolution's input and output gradient: (x, g) for conv2d,
+        // (g, x) for conv_transpose2d.
+        let (input, out_grad, bias) = match self.direction {
+            Direction::Conv => (x, grad, BiasFrom::OutputGrad),
+            Direction::Transposed { .. } => (grad, x, BiasFrom::Input),
+        };
+        let bias = (args.len() == 3).then_some(bias);
+        let (dw, db) = weight_grad(input, out_grad, w, self.stride, self.padding, bias)?;
+        Ok(vec![Some(dx), Some(dw), db])
     }
 }
 
@@ -482,30 +321,22 @@ struct ConvWeightGrad {
     bias: Option<BiasFrom>,
 }
 
-impl CustomOp2 for ConvWeightGrad {
+impl Kernel for ConvWeightGrad {
     fn name(&self) -> &'static str {
         "genlab-conv-weight-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(l1.shape().dims4()?, self.k, self.stride, self.padding)?;
-        let (gb, o, gho, gwo) = l2.shape().dims4()?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (xshape, gshape) = (args[0].shape(), args[1].shape());
+        let g = Geom::new(xshape.dims4()?, self.k, self.stride, self.padding)?;
+        let (gb, o, gho, gwo) = gshape.dims4()?;
         if (gb, gho, gwo) != (g.b, g.ho, g.wo) {
             bail!(
-                "{}: unexpected gradient shape {:?} for input {:?}",
-                self.name(),
-                l2.shape(),
-                l1.shape()
+                "{}: unexpected gradient shape {gshape:?} for input {xshape:?}",
+                self.name()
             )
         }
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let gy = contiguous_f32(s2, l2, self.name())?;
+        let [x, gy] = f32s(self.name(), args)?;
         let mut dw = backward_weight(x, gy, o, &g);
         let shape = match self.bias {
             None => Shape::from((o, g.c, self.k, self.k)),
@@ -517,44 +348,69 @@ impl CustomOp2 for ConvWeightGrad {
                 Shape::from(dw.len())
             }
         };
-        Ok((CpuStorage::F32(dw), shape))
+        Ok((dw, shape))
     }
 }
 
-/// Applies [`ConvWeightGrad`] to `(x, g)` and unpacks `(dW [O, C, k, k], bias gradient)`.
-fn weight_grad(x: &Tensor, g: &Tensor, op: ConvWeightGrad) -> Result<(Tensor, Option<Tensor>)> {
+/// The gradient of the weight `w [O, C, k, k]` (and with `bias`, of the bias) of the
+/// convolution of `x [B, C, H, W]` with output gradient `g [B, O, Ho, Wo]`: applies
+/// [`ConvWeightGrad`] and unpacks `(dW, bias gradient)`.
+fn weight_grad(
+    x: &Tensor,
+    g: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    bias: Option<BiasFrom>,
+) -> Result<(Tensor, Option<Tensor>)> {
     let (_, c, _, _) = x.dims4()?;
     let (_, o, _, _) = g.dims4()?;
-    let out = x.apply_op2_no_bwd(g, &op)?;
-    let Some(from) = op.bias else {
+    let (_, _, k, _) = w.dims4()?;
+    let op = ConvWeightGrad {
+        k,
+        stride,
+        padding,
+        bias,
+    };
+    let out = apply_no_bwd(op, &[x, g])?;
+    let Some(from) = bias else {
         return Ok((out, None));
     };
-    let (k, nw) = (op.k, o * c * op.k * op.k);
     let nb = match from {
         BiasFrom::OutputGrad => o,
         BiasFrom::Input => c,
     };
     // [O*C*k*k + nb] -> [O, C, k, k] and [nb]
-    let dw = out.narrow(0, 0, nw)?.reshape((o, c, k, k))?;
-    let db = out.narrow(0, nw, nb)?;
+    let [dw, db] = unpack(&out, [&Shape::from((o, c, k, k)), &Shape::from(nb)])?;
     Ok((dw, Some(db)))
 }
 
-/// Checks what the public functions share: f32, CPU, 4-D, square kernel.
-fn check_common(what: &str, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<()> {
-    for t in [Some(x), Some(w), bias].into_iter().flatten() {
-        if t.dtype() != DType::F32 || !t.device().is_cpu() {
-            bail!(
-                "{what}: CPU f32 tensors only, got {:?} on {:?}",
-                t.dtype(),
-                t.device().location()
-            )
-        }
-    }
-    x.dims4()?;
+/// Checks what the public functions share: f32, CPU, 4-D, square kernel, and the input's
+/// channels and the bias against the weight's axes `w_in` and `w_out`.
+fn check_args(
+    what: &str,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    (w_in, w_out): (usize, usize),
+) -> Result<()> {
+    require_f32_cpu(what, &[&[x, w][..], bias.as_slice()].concat())?;
+    let (_, c, _, _) = x.dims4()?;
     let (_, _, k, kw) = w.dims4()?;
     if k != kw {
         bail!("{what}: only square kernels are supported, got {k}x{kw}")
+    }
+    let (wc, wo) = (w.dims()[w_in], w.dims()[w_out]);
+    if wc != c {
+        bail!(
+            "{what}: input has {c} channels but weight {:?} expects {wc}",
+            w.dims()
+        )
+    }
+    if let Some(b) = bias {
+        if b.dims1()? != wo {
+            bail!("{what}: bias {:?} for {wo} output channels", b.dims())
+        }
     }
     Ok(())
 }
@@ -572,26 +428,14 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    check_common("conv2d", x, w, bias)?;
-    let (_, c, _, _) = x.dims4()?;
-    let (o, cw, _, _) = w.dims4()?;
-    if cw != c {
-        bail!(
-            "conv2d: input has {c} channels but weight {:?} expects {cw}",
-            w.dims()
-        )
-    }
-    if let Some(b) = bias {
-        if b.dims1()? != o {
-            bail!("conv2d: bias {:?} for {o} output channels", b.dims())
-        }
-    }
-    let op = Conv2dOp { stride, padding };
-    let (x, w) = (x.contiguous()?, w.contiguous()?);
-    match bias {
-        Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
-        None => x.apply_op2(&w, op),
-    }
+    // w [O, C, k, k]
+    check_args("conv2d", x, w, bias, (1, 0))?;
+    let op = ConvOp {
+        stride,
+        padding,
+        direction: Direction::Conv,
+    };
+    apply(op, &[&[x, w][..], bias.as_slice()].concat())
 }
 
 /// 2-D transposed convolution, NCHW, f32, CPU (PyTorch's `conv_transpose2d` with
@@ -607,23 +451,10 @@ pub fn conv_transpose2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    check_common("conv_transpose2d", x, w, bias)?;
-    let (_, ci, h, wd) = x.dims4()?;
-    let (wci, co, k, _) = w.dims4()?;
-    if wci != ci {
-        bail!(
-            "conv_transpose2d: input has {ci} channels but weight {:?} expects {wci}",
-            w.dims()
-        )
-    }
-    if let Some(b) = bias {
-        if b.dims1()? != co {
-            bail!(
-                "conv_transpose2d: bias {:?} for {co} output channels",
-                b.dims()
-            )
-        }
-    }
+    // w [C_in, C_out, k, k]
+    check_args("conv_transpose2d", x, w, bias, (0, 1))?;
+    let (_, _, h, wd) = x.dims4()?;
+    let (_, _, k, _) = w.dims4()?;
     if stride == 0 || k == 0 || h == 0 || wd == 0 {
         bail!("conv_transpose2d: stride ({stride}), kernel ({k}) and input {h}x{wd} must be non-empty")
     }
@@ -631,15 +462,13 @@ pub fn conv_transpose2d(
     if full_h <= 2 * padding || full_w <= 2 * padding {
         bail!("conv_transpose2d: padding {padding} leaves no output for a {h}x{wd} input")
     }
-    let op = ConvTranspose2dOp {
+    let op = ConvOp {
         stride,
         padding,
-        out_h: full_h - 2 * padding,
-        out_w: full_w - 2 * padding,
+        direction: Direction::Transposed {
+            out_h: full_h - 2 * padding,
+            out_w: full_w - 2 * padding,
+        },
     };
-    let (x, w) = (x.contiguous()?, w.contiguous()?);
-    match bias {
-        Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
-        None => x.apply_op2(&w, op),
-    }
+    apply(op, &[&[x, w][..], bias.as_slice()].concat())
 }

@@ -20,9 +20,10 @@
 //! Threads ([`crate::num_threads`]): the (sample, group) runs are split over them; with one
 //! thread, or little data, everything runs on the calling thread.
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, Result, Shape, Tensor};
 
-use crate::par::{contiguous_f32, elementwise_parts, par_chunks_mut};
+use crate::op::{apply, apply_no_bwd, f32s, require_f32_cpu, unpack, Arg, Grads, Kernel};
+use crate::par::{elementwise_parts, par_chunks_mut};
 use crate::simd::{sigmoid_f32, simd_dispatch, sum_f64, sum_sq_dev_f64};
 
 /// Mean and reciprocal standard deviation of one group (two passes, f64 lane sums).
@@ -190,24 +191,14 @@ impl Dims {
 /// Forward: `(x [B, C, ...], γ [C], β [C]) -> y`, same shape as `x`.
 struct GroupNormOp(Dims);
 
-impl CustomOp3 for GroupNormOp {
+impl Kernel for GroupNormOp {
     fn name(&self) -> &'static str {
         "genlab-group-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
         let d = self.0;
-        let x = contiguous_f32(s1, l1, "group_norm x")?;
-        let gamma = contiguous_f32(s2, l2, "group_norm weight")?;
-        let beta = contiguous_f32(s3, l3, "group_norm bias")?;
+        let [x, gamma, beta] = f32s(self.name(), args)?;
         let mut y = vec![0f32; x.len()];
         let (m, cpg) = (d.per_group(), d.channels / d.groups);
         // One chunk per (sample, group): contiguous in [B, C, ...].
@@ -230,51 +221,32 @@ impl CustomOp3 for GroupNormOp {
                 );
             },
         );
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        Ok((y, args[0].shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, c) = (x.elem_count(), self.0.channels);
+    fn backward(&self, args: &[&Tensor], _res: &Tensor, grad: &Tensor) -> Result<Grads> {
+        let (x, gamma, beta) = (args[0], args[1], args[2]);
         // [C] ++ [C] -> [2C]
         let gb = Tensor::cat(&[gamma, beta], 0)?;
         // [n + 2C] = dx (flattened) ++ dγ ++ dβ; a gradient, with no backward of its own.
-        let packed = x.apply_op3_no_bwd(&gb, &grad.contiguous()?, &GroupNormBwd(self.0))?;
+        let packed = apply_no_bwd(GroupNormBwd(self.0), &[x, &gb, grad])?;
         // [n] -> x's shape [B, C, ...]; [C]; [C]
-        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dgamma = packed.narrow(0, n, c)?;
-        let dbeta = packed.narrow(0, n + c, c)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        let [dx, dgamma, dbeta] = unpack(&packed, [x.shape(), gamma.shape(), beta.shape()])?;
+        Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
     }
 }
 
 /// Backward: `(x, γ ++ β, dy) -> dx (flattened) ++ dγ ++ dβ`.
 struct GroupNormBwd(Dims);
 
-impl CustomOp3 for GroupNormBwd {
+impl Kernel for GroupNormBwd {
     fn name(&self) -> &'static str {
         "genlab-group-norm-bwd"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
         let d = self.0;
-        let x = contiguous_f32(s1, l1, "group_norm backward x")?;
-        let gb = contiguous_f32(s2, l2, "group_norm backward weight")?;
-        let dy = contiguous_f32(s3, l3, "group_norm backward grad")?;
+        let [x, gb, dy] = f32s(self.name(), args)?;
         let (gamma, beta) = gb.split_at(d.channels);
         let (n, m, cpg) = (x.len(), d.per_group(), d.channels / d.groups);
         let mut out = vec![0f32; n + 2 * d.channels];
@@ -312,7 +284,7 @@ impl CustomOp3 for GroupNormBwd {
         for (o, t) in dparams.iter_mut().zip(&total) {
             *o = *t as f32;
         }
-        Ok((CpuStorage::F32(out), Shape::from(n + 2 * d.channels)))
+        Ok((out, Shape::from(n + 2 * d.channels)))
     }
 }
 
@@ -327,15 +299,7 @@ pub fn group_norm(
     eps: f64,
     silu: bool,
 ) -> Result<Tensor> {
-    for t in [x, weight, bias] {
-        if t.dtype() != DType::F32 || !t.device().is_cpu() {
-            bail!(
-                "group_norm: CPU f32 tensors only, got {:?} on {:?}",
-                t.dtype(),
-                t.device().location()
-            )
-        }
-    }
+    require_f32_cpu("group_norm", &[x, weight, bias])?;
     let dims = x.dims();
     if dims.len() < 3 || dims[2..].contains(&0) {
         bail!("group_norm: expected [B, C, ...] with non-empty spatial dims, got {dims:?}")
@@ -358,8 +322,7 @@ pub fn group_norm(
         eps,
         silu,
     };
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, GroupNormOp(d))
+    apply(GroupNormOp(d), &[x, weight, bias])
 }
 
 #[cfg(test)]

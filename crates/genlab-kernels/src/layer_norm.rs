@@ -19,11 +19,11 @@
 //! rayon untouched, for small inputs or one thread). f32 on the
 //! CPU only; other dtypes and devices fall back to [`layer_norm_composed`].
 
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
+use candle_core::{bail, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use crate::attention::{all_f32_cpu, par_rows, rows_per_task, same_dtype};
-use crate::par::contiguous_f32;
+use crate::attention::{par_rows, rows_per_task};
+use crate::op::{all_f32_cpu, apply, apply_no_bwd, f32s, same_dtype, unpack, Arg, Grads, Kernel};
 use crate::simd::{hsum, simd_dispatch, LANES};
 
 /// Rows per local partial sum of `dw`/`db` inside a task (bounds f32 summation error).
@@ -212,48 +212,29 @@ struct LayerNormOp {
     eps: f64,
 }
 
-impl CustomOp3 for LayerNormOp {
+impl Kernel for LayerNormOp {
     fn name(&self) -> &'static str {
         "genlab-layer-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let d = check_shapes(l1.shape(), l2.shape(), l3.shape())?;
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let w = contiguous_f32(s2, l2, self.name())?;
-        let b = contiguous_f32(s3, l3, self.name())?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let d = check_shapes(args[0].shape(), args[1].shape(), args[2].shape())?;
+        let [x, w, b] = f32s(self.name(), args)?;
         let mut y = vec![0f32; x.len()];
         if !y.is_empty() {
             par_rows(&mut y, d, |r0, rows| {
                 ln_fwd_rows(&x[r0 * d..r0 * d + rows.len()], w, b, rows, self.eps);
             });
         }
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        Ok((y, args[0].shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let d = w.dims1()?;
-        let n = x.elem_count();
-        let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &LayerNormBwd { eps: self.eps })?;
-        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dw = packed.narrow(0, n, d)?;
-        let db = packed.narrow(0, n + d, d)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+    fn backward(&self, args: &[&Tensor], _res: &Tensor, grad: &Tensor) -> Result<Grads> {
+        let (x, w) = (args[0], args[1]);
+        let packed = apply_no_bwd(LayerNormBwd { eps: self.eps }, &[x, w, grad])?;
+        // [dx | dw | db] -> x's shape, [D], [D]
+        let [dx, dw, db] = unpack(&packed, [x.shape(), w.shape(), w.shape()])?;
+        Ok(vec![Some(dx), Some(dw), Some(db)])
     }
 }
 
@@ -263,36 +244,22 @@ struct LayerNormBwd {
     eps: f64,
 }
 
-impl CustomOp3 for LayerNormBwd {
+impl Kernel for LayerNormBwd {
     fn name(&self) -> &'static str {
         "genlab-layer-norm-bwd"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let d = check_shapes(l1.shape(), l2.shape(), l2.shape())?;
-        if l3.shape() != l1.shape() {
-            bail!(
-                "{}: gradient {:?} for x {:?}",
-                self.name(),
-                l3.shape(),
-                l1.shape()
-            )
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (xshape, wshape, gshape) = (args[0].shape(), args[1].shape(), args[2].shape());
+        let d = check_shapes(xshape, wshape, wshape)?;
+        if gshape != xshape {
+            bail!("{}: gradient {gshape:?} for x {xshape:?}", self.name())
         }
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let w = contiguous_f32(s2, l2, self.name())?;
-        let g = contiguous_f32(s3, l3, self.name())?;
+        let [x, w, g] = f32s(self.name(), args)?;
         let n = x.len();
         let mut out = vec![0f32; n + 2 * d];
         if n == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from(n + 2 * d)));
+            return Ok((out, Shape::from(n + 2 * d)));
         }
         let (dx, dwb) = out.split_at_mut(n);
         let (dw, db) = dwb.split_at_mut(d);
@@ -320,7 +287,7 @@ impl CustomOp3 for LayerNormBwd {
             dw.copy_from_slice(&pw);
             db.copy_from_slice(&pb);
         }
-        Ok((CpuStorage::F32(out), Shape::from(n + 2 * d)))
+        Ok((out, Shape::from(n + 2 * d)))
     }
 }
 
@@ -337,11 +304,7 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
         &[("x", x), ("weight", weight), ("bias", bias)],
     )?;
     if all_f32_cpu(&[x, weight, bias]) {
-        x.contiguous()?.apply_op3(
-            &weight.contiguous()?,
-            &bias.contiguous()?,
-            LayerNormOp { eps },
-        )
+        apply(LayerNormOp { eps }, &[x, weight, bias])
     } else {
         layer_norm_composed(x, weight, bias, eps)
     }

@@ -13,7 +13,9 @@
 //! - [`linear`] (`linear.rs`), [`silu`] (`silu.rs`), [`relu`] (`relu.rs`), [`attention`] / [`softmax_last_dim`]
 //!   (`attention.rs`), [`layer_norm`] (`layer_norm.rs`): see those modules' headers;
 //! - [`num_threads`]: the thread count the convolution, GroupNorm and resampling kernels use
-//!   (`par.rs`).
+//!   (`par.rs`);
+//! - `op.rs`: the candle custom-op plumbing they all share (one `Kernel` trait implemented
+//!   per op, whatever its arity, and the argument, dtype and gradient handling around it).
 //!
 //! All kernels take NCHW (for GroupNorm `[B, C, ...]`) f32 tensors on the CPU and return
 //! contiguous results. They use the thread count the user set (`genlab --threads N`, i.e.
@@ -33,11 +35,12 @@ mod group_norm;
 mod im2col;
 mod layer_norm;
 mod linear;
+mod op;
 mod par;
 mod relu;
 mod resample;
-// The Cephes `expf` polynomial coefficients are written as published.
 mod silu;
+// The Cephes `expf` polynomial coefficients are written as published.
 #[allow(clippy::excessive_precision)]
 mod simd;
 

@@ -18,10 +18,11 @@
 //!
 //! with the `gemm` crate (the one candle uses; AVX-512 kernels enabled in Cargo.toml).
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, Result, Shape, Tensor};
 
 use crate::gemm::{gemm_into, parallelism, Mat};
-use crate::par::{contiguous_f32, num_threads};
+use crate::op::{all_f32_cpu, apply, apply_no_bwd, f32s, Arg, Grads, Kernel};
+use crate::par::num_threads;
 
 /// GEMM parallelism at the user's thread count.
 fn par() -> gemm::Parallelism {
@@ -50,24 +51,14 @@ const SMALL_INPUT: usize = 8;
 /// `(x [N, I], W [O, I], b [O]) -> x Wᵀ + b [N, O]`.
 struct LinearOp;
 
-impl CustomOp3 for LinearOp {
+impl Kernel for LinearOp {
     fn name(&self) -> &'static str {
         "genlab-linear"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, i, o) = dims(l1.shape(), l2.shape(), l3.shape())?;
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let w = contiguous_f32(s2, l2, self.name())?;
-        let b = contiguous_f32(s3, l3, self.name())?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (n, i, o) = dims(args[0].shape(), args[1].shape(), args[2].shape())?;
+        let [x, w, b] = f32s(self.name(), args)?;
         let mut y = Vec::with_capacity(n * o);
         for _ in 0..n {
             y.extend_from_slice(b);
@@ -97,124 +88,81 @@ impl CustomOp3 for LinearOp {
                 par(),
             );
         }
-        Ok((CpuStorage::F32(y), Shape::from((n, o))))
+        Ok((y, Shape::from((n, o))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _y: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &LinearGradInput)?;
-        let dw = grad.apply_op2_no_bwd(x, &LinearGradWeight)?;
-        let db = grad.apply_op1_no_bwd(&ColumnSum)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+    fn backward(&self, args: &[&Tensor], _y: &Tensor, grad: &Tensor) -> Result<Grads> {
+        let (x, w) = (args[0], args[1]);
+        let dx = apply_no_bwd(LinearGrad::Input, &[grad, w])?;
+        let dw = apply_no_bwd(LinearGrad::Weight, &[grad, x])?;
+        let db = apply_no_bwd(ColumnSum, &[grad])?;
+        Ok(vec![Some(dx), Some(dw), Some(db)])
     }
 }
 
-/// `(g [N, O], W [O, I]) -> g W [N, I]`.
-struct LinearGradInput;
-
-impl candle_core::CustomOp2 for LinearGradInput {
-    fn name(&self) -> &'static str {
-        "genlab-linear-grad-input"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, o) = l1.shape().dims2()?;
-        let (wo, i) = l2.shape().dims2()?;
-        if wo != o {
-            bail!(
-                "{}: gradient {:?} for weight {:?}",
-                self.name(),
-                l1.shape(),
-                l2.shape()
-            )
-        }
-        let g = contiguous_f32(s1, l1, self.name())?;
-        let w = contiguous_f32(s2, l2, self.name())?;
-        let mut dx = vec![0f32; n * i];
-        gemm_into(
-            &mut dx,
-            Mat::dense(g, n, o),
-            Mat::dense(w, o, i),
-            1.0,
-            false,
-            par(),
-        );
-        Ok((CpuStorage::F32(dx), Shape::from((n, i))))
-    }
+/// The two GEMMs of [`LinearOp`]'s backward, on `(g [N, O], m)`.
+#[derive(Debug, Clone, Copy)]
+enum LinearGrad {
+    /// `m = W [O, I]` -> `g W [N, I]`.
+    Input,
+    /// `m = x [N, I]` -> `gᵀ x [O, I]`.
+    Weight,
 }
 
-/// `(g [N, O], x [N, I]) -> gᵀ x [O, I]`.
-struct LinearGradWeight;
-
-impl candle_core::CustomOp2 for LinearGradWeight {
+impl Kernel for LinearGrad {
     fn name(&self) -> &'static str {
-        "genlab-linear-grad-weight"
+        match self {
+            LinearGrad::Input => "genlab-linear-grad-input",
+            LinearGrad::Weight => "genlab-linear-grad-weight",
+        }
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, o) = l1.shape().dims2()?;
-        let (xn, i) = l2.shape().dims2()?;
-        if xn != n {
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (n, o) = args[0].shape().dims2()?;
+        let (m_rows, i) = args[1].shape().dims2()?;
+        // The side `m` shares with `g`: O with W, N with x.
+        let (shared, what) = match self {
+            LinearGrad::Input => (o, "weight"),
+            LinearGrad::Weight => (n, "input"),
+        };
+        if m_rows != shared {
             bail!(
-                "{}: gradient {:?} for input {:?}",
+                "{}: gradient {:?} for {what} {:?}",
                 self.name(),
-                l1.shape(),
-                l2.shape()
+                args[0].shape(),
+                args[1].shape()
             )
         }
-        let g = contiguous_f32(s1, l1, self.name())?;
-        let x = contiguous_f32(s2, l2, self.name())?;
-        let mut dw = vec![0f32; o * i];
-        // gᵀ [O, N]: g read with row stride 1 and column stride O.
-        gemm_into(
-            &mut dw,
-            Mat::transposed(g, o, n),
-            Mat::dense(x, n, i),
-            1.0,
-            false,
-            par(),
-        );
-        Ok((CpuStorage::F32(dw), Shape::from((o, i))))
+        let [g, m] = f32s(self.name(), args)?;
+        let (g_mat, rows) = match self {
+            LinearGrad::Input => (Mat::dense(g, n, o), n),
+            // gᵀ [O, N]: g read with row stride 1 and column stride O.
+            LinearGrad::Weight => (Mat::transposed(g, o, n), o),
+        };
+        let mut out = vec![0f32; rows * i];
+        gemm_into(&mut out, g_mat, Mat::dense(m, m_rows, i), 1.0, false, par());
+        Ok((out, Shape::from((rows, i))))
     }
 }
 
 /// `g [N, O] -> Σ_n g[n, :]` `[O]`.
 struct ColumnSum;
 
-impl candle_core::CustomOp1 for ColumnSum {
+impl Kernel for ColumnSum {
     fn name(&self) -> &'static str {
         "genlab-column-sum"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, o) = l.shape().dims2()?;
-        let g = contiguous_f32(s, l, self.name())?;
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (_, o) = args[0].shape().dims2()?;
+        let g = args[0].f32(self.name())?;
         let mut acc = vec![0f32; o];
         if o > 0 {
             for row in g.chunks_exact(o) {
                 acc.iter_mut().zip(row).for_each(|(a, v)| *a += *v);
             }
         }
-        Ok((CpuStorage::F32(acc), Shape::from(o)))
+        Ok((acc, Shape::from(o)))
     }
 }
 
@@ -229,14 +177,9 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     };
     let n: usize = lead.iter().product();
     let o = w.dim(0)?;
-    let fast = x.device().is_cpu()
-        && [x.dtype(), w.dtype(), b.dtype()]
-            .iter()
-            .all(|d| *d == DType::F32);
     let x2 = x.reshape((n, i))?;
-    let y = if fast {
-        x2.contiguous()?
-            .apply_op3(&w.contiguous()?, &b.contiguous()?, LinearOp)?
+    let y = if all_f32_cpu(&[x, w, b]) {
+        apply(LinearOp, &[&x2, w, b])?
     } else {
         dims(x2.shape(), w.shape(), b.shape())?;
         x2.matmul(&w.t()?)?.broadcast_add(b)?

@@ -1,7 +1,6 @@
 //! Thread count and the small data-parallel helpers shared by every kernel of this crate.
 //!
-//! No paper: static data parallelism (fork-join over contiguous chunks) on rayon's pool, plus
-//! access to the `f32` slice of a contiguous CPU storage.
+//! No paper: static data parallelism (fork-join over contiguous chunks) on rayon's pool.
 //!
 //! Thread count: [`num_threads`] is the number the user set. Inside a rayon pool
 //! (`ThreadPool::install`) it is that pool's size; otherwise candle's setting,
@@ -17,8 +16,6 @@
 
 use std::sync::OnceLock;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, Layout, Result};
 use rayon::prelude::*;
 
 /// Below this many elements an elementwise kernel runs on the calling thread (handing work
@@ -116,15 +113,19 @@ where
         .collect()
 }
 
-/// The `f32` elements of a contiguous CPU storage, its offset applied.
-pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => bail!("{what}: only f32 is supported, got {:?}", other.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("{what}: input must be contiguous (call .contiguous() first)"),
+/// Elements per parallel task of [`par_map`].
+const MAP_CHUNK: usize = 1 << 14;
+
+/// Calls `f(offset, chunk)` on chunks of [`MAP_CHUNK`] elements of `out` over rayon's
+/// threads, or once on all of `out` on the calling thread below [`ELEMENTWISE_MIN_PAR`]
+/// elements or with one rayon thread (the elementwise activations' split).
+pub(crate) fn par_map(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    if out.len() < ELEMENTWISE_MIN_PAR || rayon::current_num_threads() == 1 {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(MAP_CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(i * MAP_CHUNK, c));
     }
 }
 

@@ -10,20 +10,14 @@
 //! 64 channels at full resolution twice per coupling). Here the backward is one pass over
 //! the output and the incoming gradient.
 
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+use candle_core::{Result, Tensor};
 
-use crate::par::contiguous_f32;
+use crate::op::{assert_same_len, GradFrom, Pointwise};
 use crate::simd::simd_dispatch;
-
-/// Below this many elements a pass runs on the calling thread.
-const PAR_MIN: usize = 1 << 15;
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 14;
 
 #[inline(always)]
 fn relu_body(x: &[f32], y: &mut [f32]) {
-    assert_eq!(x.len(), y.len(), "relu: length mismatch");
+    assert_same_len("relu", &[x.len(), y.len()]);
     for (y, &x) in y.iter_mut().zip(x) {
         *y = if x <= 0.0 { 0.0 } else { x }; // NaN stays NaN
     }
@@ -37,10 +31,7 @@ simd_dispatch!(
 
 #[inline(always)]
 fn relu_grad_body(y: &[f32], g: &[f32], dx: &mut [f32]) {
-    assert!(
-        y.len() == g.len() && g.len() == dx.len(),
-        "relu backward: length mismatch"
-    );
+    assert_same_len("relu backward", &[y.len(), g.len(), dx.len()]);
     for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
         *d = if y > 0.0 { g } else { 0.0 };
     }
@@ -51,78 +42,19 @@ simd_dispatch!(
     fn relu_grad_slice(y: &[f32], g: &[f32], dx: &mut [f32]) => relu_grad_body
 );
 
-/// Splits the output into chunks over rayon threads (inline below [`PAR_MIN`]).
-fn par_map(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
-    if out.len() < PAR_MIN || rayon::current_num_threads() == 1 {
-        f(0, out);
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| f(i * CHUNK, c));
-    }
-}
-
-struct ReluOp;
-
-impl CustomOp1 for ReluOp {
-    fn name(&self) -> &'static str {
-        "genlab-relu"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, self.name())?;
-        let mut y = vec![0f32; x.len()];
-        par_map(&mut y, |off, c| relu_slice(&x[off..off + c.len()], c));
-        Ok((CpuStorage::F32(y), l.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?))
-    }
-}
-
-/// `(y, g) -> g · [y > 0]`: the backward of [`ReluOp`] from its output (first order only).
-struct ReluGrad;
-
-impl CustomOp2 for ReluGrad {
-    fn name(&self) -> &'static str {
-        "genlab-relu-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let y = contiguous_f32(s1, l1, self.name())?;
-        let g = contiguous_f32(s2, l2, self.name())?;
-        if y.len() != g.len() {
-            bail!(
-                "{}: gradient shape {:?} for output {:?}",
-                self.name(),
-                l2.shape(),
-                l1.shape()
-            )
-        }
-        let mut dx = vec![0f32; y.len()];
-        par_map(&mut dx, |off, c| {
-            let n = c.len();
-            relu_grad_slice(&y[off..off + n], &g[off..off + n], c)
-        });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
-    }
-}
+/// `relu(x)`, backward `g · [y > 0]` from its output (first order only).
+const RELU: Pointwise = Pointwise {
+    forward_name: "genlab-relu",
+    grad_name: "genlab-relu-grad",
+    forward: relu_slice,
+    grad: relu_grad_slice,
+    grad_from: GradFrom::Output,
+};
 
 /// ReLU of any tensor: the one-pass kernels for f32 on the CPU (differentiable once),
 /// candle's own `relu` otherwise (other dtypes and devices).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
-        x.contiguous()?.apply_op1(ReluOp)
-    } else {
-        x.relu()
-    }
+    RELU.apply_or(x, Tensor::relu)
 }
 
 #[cfg(test)]
@@ -138,7 +70,7 @@ mod tests {
     #[test]
     fn relu_matches_candle_values_and_gradients() {
         let dev = Device::Cpu;
-        let n = 7 * ((1 << 15) / 2 + 3); // above PAR_MIN, a multiple of 7
+        let n = 7 * ((1 << 15) / 2 + 3); // above ELEMENTWISE_MIN_PAR, a multiple of 7
         let xs: Vec<f32> = (0..n)
             .map(|i| ((i * 7919 % 2003) as f32 - 1001.5) / 100.0)
             .collect();

@@ -13,124 +13,107 @@
 //! one `(b, c)` plane at a time; planes are split over [`crate::num_threads`] threads (all on
 //! the calling thread with one thread or little data).
 
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, Result, Shape, Tensor};
 
-use crate::par::{contiguous_f32, elementwise_parts, par_chunks_mut};
+use crate::op::{apply, require_f32_cpu, Arg, Grads, Kernel};
+use crate::par::{elementwise_parts, par_chunks_mut};
 
-/// Nearest-neighbour x2 of `[B, C, H, W]` cropped to `[B, C, oh, ow]` (`oh <= 2H`, `ow <= 2W`).
-/// Its backward is [`Sum2x2`].
+/// One direction of the pair on `[B, C, H, W]` <-> `[B, C, oh, ow]` (`oh <= 2H`,
+/// `ow <= 2W`): nearest-neighbour x2 cropped ([`Resample::Up`]) or its adjoint, the 2x2 block
+/// sum ([`Resample::Sum`]). The backward of each is the other.
 #[derive(Debug, Clone, Copy)]
-struct Nearest2x {
+enum Resample {
+    /// `[B, C, H, W] -> [B, C, oh, ow]`, `y[oy, ox] = x[oy / 2, ox / 2]`.
+    Up(Geom),
+    /// `[B, C, oh, ow] -> [B, C, H, W]`: each input pixel receives the sum of its (cropped)
+    /// 2x2 block.
+    Sum(Geom),
+}
+
+/// The small and the large plane of a [`Resample`].
+#[derive(Debug, Clone, Copy)]
+struct Geom {
     h: usize,
     w: usize,
     oh: usize,
     ow: usize,
 }
 
-impl CustomOp1 for Nearest2x {
+impl Kernel for Resample {
     fn name(&self) -> &'static str {
-        "genlab-nearest2x"
+        match self {
+            Resample::Up(_) => "genlab-nearest2x",
+            Resample::Sum(_) => "genlab-sum2x2",
+        }
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, "upsample")?;
-        let (b, c) = (l.dims()[0], l.dims()[1]);
-        let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
-        let mut y = vec![0f32; b * c * ohw];
-        let parts = elementwise_parts(y.len());
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let src = args[0].f32(self.name())?;
+        let (b, c) = (args[0].shape().dims()[0], args[0].shape().dims()[1]);
+        let (Resample::Up(g) | Resample::Sum(g)) = *self;
+        let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+        // Planes are split by the size of the large side (the output of Up, the input of Sum).
+        let parts = elementwise_parts(b * c * ohw);
+        let (plane, shape) = match self {
+            Resample::Up(_) => (ohw, (b, c, g.oh, g.ow)),
+            Resample::Sum(_) => (hw, (b, c, g.h, g.w)),
+        };
+        let mut out = vec![0f32; b * c * plane];
         par_chunks_mut(
-            &mut y,
-            ohw,
+            &mut out,
+            plane,
             parts,
             || (),
-            |pl, out, _| {
-                let src = &x[pl * hw..][..hw];
-                for (oy, row) in out.chunks_mut(self.ow).enumerate() {
-                    let srow = &src[(oy / 2) * self.w..][..self.w];
-                    for (ox, v) in row.iter_mut().enumerate() {
-                        *v = srow[ox / 2];
+            |pl, out, _| match self {
+                Resample::Up(_) => {
+                    let src = &src[pl * hw..][..hw];
+                    for (oy, row) in out.chunks_mut(g.ow).enumerate() {
+                        let srow = &src[(oy / 2) * g.w..][..g.w];
+                        for (ox, v) in row.iter_mut().enumerate() {
+                            *v = srow[ox / 2];
+                        }
+                    }
+                }
+                Resample::Sum(_) => {
+                    let src = &src[pl * ohw..][..ohw];
+                    for (oy, row) in src.chunks(g.ow).enumerate() {
+                        let drow = &mut out[(oy / 2) * g.w..][..g.w];
+                        for (ox, v) in row.iter().enumerate() {
+                            drow[ox / 2] += v;
+                        }
                     }
                 }
             },
         );
-        Ok((CpuStorage::F32(y), Shape::from((b, c, self.oh, self.ow))))
+        Ok((out, Shape::from(shape)))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
-        let dx = grad.contiguous()?.apply_op1(Sum2x2 { h, w, oh, ow })?;
-        // [B, C, H, W] (already; the reshape only restates the argument's shape)
-        Ok(Some(dx.reshape(arg.shape())?))
-    }
-}
-
-/// The adjoint of [`Nearest2x`]: each input pixel receives the sum of its (cropped) 2x2 block.
-/// Its backward is [`Nearest2x`] again.
-#[derive(Debug, Clone, Copy)]
-struct Sum2x2 {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-}
-
-impl CustomOp1 for Sum2x2 {
-    fn name(&self) -> &'static str {
-        "genlab-sum2x2"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dy = contiguous_f32(s, l, "upsample backward")?;
-        let (b, c) = (l.dims()[0], l.dims()[1]);
-        let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
-        let mut dx = vec![0f32; b * c * hw];
-        let parts = elementwise_parts(dy.len());
-        par_chunks_mut(
-            &mut dx,
-            hw,
-            parts,
-            || (),
-            |pl, out, _| {
-                let src = &dy[pl * ohw..][..ohw];
-                for (oy, row) in src.chunks(self.ow).enumerate() {
-                    let drow = &mut out[(oy / 2) * self.w..][..self.w];
-                    for (ox, v) in row.iter().enumerate() {
-                        drow[ox / 2] += v;
-                    }
-                }
-            },
-        );
-        Ok((CpuStorage::F32(dx), Shape::from((b, c, self.h, self.w))))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
-        let dy = grad.contiguous()?.apply_op1(Nearest2x { h, w, oh, ow })?;
-        // [B, C, oh, ow] (already; the reshape only restates the argument's shape)
-        Ok(Some(dy.reshape(arg.shape())?))
+    fn backward(&self, args: &[&Tensor], _res: &Tensor, grad: &Tensor) -> Result<Grads> {
+        let adjoint = match *self {
+            Resample::Up(g) => Resample::Sum(g),
+            Resample::Sum(g) => Resample::Up(g),
+        };
+        // The argument's shape (already; the reshape only restates it).
+        let d = apply(adjoint, &[grad])?.reshape(args[0].shape())?;
+        Ok(vec![Some(d)])
     }
 }
 
 /// Nearest-neighbour x2 of `x [B, C, H, W]`, cropped to `[B, C, out_h, out_w]`
 /// (`out_h <= 2H`, `out_w <= 2W`). CPU f32 only; differentiable (to any order).
 pub fn upsample_nearest2x(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
-    if x.dtype() != DType::F32 || !x.device().is_cpu() {
-        bail!(
-            "upsample_nearest2x: CPU f32 tensors only, got {:?} on {:?}",
-            x.dtype(),
-            x.device().location()
-        )
-    }
+    require_f32_cpu("upsample_nearest2x", &[x])?;
     let (_, _, h, w) = x.dims4()?;
     if out_h > 2 * h || out_w > 2 * w || out_h == 0 || out_w == 0 {
         bail!("upsample_nearest2x: cannot go from {h}x{w} to {out_h}x{out_w} by a factor of 2");
     }
-    x.contiguous()?.apply_op1(Nearest2x {
+    let g = Geom {
         h,
         w,
         oh: out_h,
         ow: out_w,
-    })
+    };
+    apply(Resample::Up(g), &[x])
 }
 
 #[cfg(test)]

@@ -3,12 +3,16 @@
 //! brute-force loops, and against f64 central finite differences; plus shape errors,
 //! strided inputs, thread counts and the f64 fallback.
 
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor};
 use genlab_core::Rng;
 use genlab_kernels::{attention, attention_composed, softmax_last_dim, softmax_last_dim_composed};
 
 mod common;
-use common::{fd_grad, max_abs, rel_err, rel_err_vec, to_f64, FD_TOL, FLOWING, TOL};
+use common::{
+    assert_fallback_grads, assert_fd_grads, assert_matches_reference, err_msg, f64s, fd_grad,
+    max_abs, rel_err, rel_err_vec, run_with_grads, to_f64, weighted_sum_grads, zeros, FD_TOL,
+    FLOWING, TOL,
+};
 
 /// Attention problem size.
 #[derive(Debug, Clone, Copy)]
@@ -28,24 +32,7 @@ type AttnFn = fn(&Tensor, &Tensor, &Tensor, f64) -> Result<Tensor>;
 
 /// Output and the grads of `(q, k, v)` for loss = sum(f(q, k, v) * r).
 fn run_attn(f: AttnFn, q: &Tensor, k: &Tensor, v: &Tensor, r: &Tensor, scale: f64) -> Vec<Tensor> {
-    let (vq, vk, vv) = (
-        Var::from_tensor(q).unwrap(),
-        Var::from_tensor(k).unwrap(),
-        Var::from_tensor(v).unwrap(),
-    );
-    let out = f(vq.as_tensor(), vk.as_tensor(), vv.as_tensor(), scale).unwrap();
-    let loss = (&out * r).unwrap().sum_all().unwrap();
-    let grads = loss.backward().unwrap();
-    let mut res = vec![out];
-    for var in [&vq, &vk, &vv] {
-        res.push(
-            grads
-                .get(var.as_tensor())
-                .expect("no gradient reached an input")
-                .clone(),
-        );
-    }
-    res
+    run_with_grads(&[q, k, v], r, |t| f(t[0], t[1], t[2], scale).unwrap())
 }
 
 /// Random inputs for `c` (q scaled up so the softmax is far from uniform).
@@ -66,17 +53,11 @@ fn check_attn(c: Cfg, seed: u64) {
     let scale = 1.0 / (c.d as f64).sqrt();
     let want = run_attn(attention_composed, &q, &k, &v, &r, scale);
     let got = run_attn(attention, &q, &k, &v, &r, scale);
-    for (i, name) in ["out", "grad q", "grad k", "grad v"].iter().enumerate() {
-        // With one key the softmax is constant: q and k get no gradient.
-        if i == 3 || (i > 0 && c.nk > 1) {
-            assert!(
-                max_abs(&want[i]) > FLOWING,
-                "{c:?}: reference {name} is zero: no gradient flows"
-            );
-        }
-        let e = rel_err(&got[i], &want[i]);
-        assert!(e <= TOL, "{c:?}: {name} rel err {e} > {TOL}");
-    }
+    let names = ["out", "grad q", "grad k", "grad v"];
+    // With one key the softmax is constant: q and k get no gradient.
+    assert_matches_reference(&format!("{c:?}"), &names, &got, &want, |i| {
+        i == 3 || (i > 0 && c.nk > 1)
+    });
 }
 
 #[test]
@@ -166,17 +147,7 @@ fn gradients_match_finite_differences() {
         fd_grad(&k64, |x| dot(brute_attn(&q64, x, &v64, c, scale))),
         fd_grad(&v64, |x| dot(brute_attn(&q64, &k64, x, c, scale))),
     ];
-    for (i, (name, want)) in ["q", "k", "v"].iter().zip(&fd).enumerate() {
-        assert!(
-            want.iter().any(|g| g.abs() > 1e-3),
-            "fd grad {name} is zero"
-        );
-        let e = rel_err_vec(&to_f64(&got[i + 1]), want);
-        assert!(
-            e <= FD_TOL,
-            "grad {name} vs finite differences: {e} > {FD_TOL}"
-        );
-    }
+    assert_fd_grads(&["q", "k", "v"], &got[1..], &fd);
 }
 
 /// q, k, v narrowed out of one packed `[BH, N, 3d]` tensor, and k as a transposed view: the
@@ -189,46 +160,34 @@ fn strided_inputs() {
     let qkv = rng.normal_tensor(&[bh, n, 3 * d], &dev).unwrap();
     let r = rng.normal_tensor(&[bh, n, d], &dev).unwrap();
     let run = |f: AttnFn| {
-        let var = Var::from_tensor(&qkv).unwrap();
-        let t = var.as_tensor();
-        let (q, k, v) = (
-            t.narrow(2, 0, d).unwrap(),
-            t.narrow(2, d, d).unwrap(),
-            t.narrow(2, 2 * d, d).unwrap(),
-        );
-        assert!(!q.is_contiguous());
-        let out = f(&q, &k, &v, 0.5).unwrap();
-        let loss = (&out * &r).unwrap().sum_all().unwrap();
-        let g = loss.backward().unwrap().get(t).unwrap().clone();
-        (out, g)
+        run_with_grads(&[&qkv], &r, |t| {
+            let (q, k, v) = (
+                t[0].narrow(2, 0, d).unwrap(),
+                t[0].narrow(2, d, d).unwrap(),
+                t[0].narrow(2, 2 * d, d).unwrap(),
+            );
+            assert!(!q.is_contiguous());
+            f(&q, &k, &v, 0.5).unwrap()
+        })
     };
-    let (o0, g0) = run(attention_composed);
-    let (o1, g1) = run(attention);
-    assert!(rel_err(&o1, &o0) <= TOL, "packed qkv: output");
-    assert!(rel_err(&g1, &g0) <= TOL, "packed qkv: grad");
+    let (want, got) = (run(attention_composed), run(attention));
+    assert!(rel_err(&got[0], &want[0]) <= TOL, "packed qkv: output");
+    assert!(rel_err(&got[1], &want[1]) <= TOL, "packed qkv: grad");
 
     // k stored as [BH, d, Nk], used transposed.
     let c = cfg(2, 5, 6, 3, 2);
     let (q, _, v, r) = inputs(c, 14);
     let kt = rng.normal_tensor(&[c.bh, c.d, c.nk], &dev).unwrap();
     let run = |f: AttnFn| {
-        let var = Var::from_tensor(&kt).unwrap();
-        let k = var.as_tensor().transpose(1, 2).unwrap();
-        assert!(!k.is_contiguous());
-        let out = f(&q, &k, &v, 0.9).unwrap();
-        let loss = (&out * &r).unwrap().sum_all().unwrap();
-        let g = loss
-            .backward()
-            .unwrap()
-            .get(var.as_tensor())
-            .unwrap()
-            .clone();
-        (out, g)
+        run_with_grads(&[&kt], &r, |t| {
+            let k = t[0].transpose(1, 2).unwrap();
+            assert!(!k.is_contiguous());
+            f(&q, &k, &v, 0.9).unwrap()
+        })
     };
-    let (o0, g0) = run(attention_composed);
-    let (o1, g1) = run(attention);
-    assert!(rel_err(&o1, &o0) <= TOL, "transposed k: output");
-    assert!(rel_err(&g1, &g0) <= TOL, "transposed k: grad");
+    let (want, got) = (run(attention_composed), run(attention));
+    assert!(rel_err(&got[0], &want[0]) <= TOL, "transposed k: output");
+    assert!(rel_err(&got[1], &want[1]) <= TOL, "transposed k: grad");
 }
 
 /// Large logits (scale * q k^T in the hundreds) stay finite and match the reference.
@@ -252,65 +211,62 @@ fn large_logits_are_stable() {
 fn f64_falls_back_with_gradients() {
     let c = cfg(2, 4, 5, 3, 2);
     let (q, k, v, r) = inputs(c, 16);
-    let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
     let got = run_attn(attention, &f64s(&q), &f64s(&k), &f64s(&v), &f64s(&r), 0.6);
     assert_eq!(got[0].dtype(), DType::F64);
     let want = brute_attn(&to_f64(&q), &to_f64(&k), &to_f64(&v), c, 0.6);
     assert!(rel_err_vec(&to_f64(&got[0]), &want) < 1e-12);
     let ours = run_attn(attention, &q, &k, &v, &r, 0.6);
-    for i in 1..4 {
-        assert!(max_abs(&got[i]) > FLOWING, "f64 fallback: grad {i} is zero");
-        assert!(rel_err(&ours[i], &got[i]) <= TOL, "f64 fallback: grad {i}");
-    }
+    assert_fallback_grads(&got, &ours);
 }
 
 #[test]
 fn shape_errors_are_errors() {
     let dev = Device::Cpu;
-    let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &dev).unwrap();
-    let msg = |r: Result<Tensor>| format!("{}", r.expect_err("expected an error"));
-    let m = msg(attention(
-        &z(&[2, 5, 3]),
-        &z(&[2, 7, 4]),
-        &z(&[2, 7, 4]),
-        1.0,
-    ));
-    assert!(m.contains("q and k feature sizes differ"), "{m}");
-    let m = msg(attention(
-        &z(&[2, 5, 3]),
-        &z(&[2, 7, 3]),
-        &z(&[2, 6, 4]),
-        1.0,
-    ));
-    assert!(m.contains("k and v key counts differ"), "{m}");
-    let m = msg(attention(
-        &z(&[2, 5, 3]),
-        &z(&[3, 7, 3]),
-        &z(&[3, 7, 4]),
-        1.0,
-    ));
-    assert!(m.contains("batch-head counts differ"), "{m}");
-    let m = msg(attention(&z(&[5, 3]), &z(&[7, 3]), &z(&[7, 4]), 1.0));
-    assert!(m.contains("must be 3-D"), "{m}");
-    let m = msg(attention(
-        &z(&[2, 5, 3]),
-        &z(&[2, 0, 3]),
-        &z(&[2, 0, 4]),
-        1.0,
-    ));
-    assert!(m.contains("no keys"), "{m}");
+    // q, k and v shapes, and the error they give.
+    type Case = (
+        &'static [usize],
+        &'static [usize],
+        &'static [usize],
+        &'static str,
+    );
+    let cases: [Case; 5] = [
+        (
+            &[2, 5, 3],
+            &[2, 7, 4],
+            &[2, 7, 4],
+            "q and k feature sizes differ",
+        ),
+        (
+            &[2, 5, 3],
+            &[2, 7, 3],
+            &[2, 6, 4],
+            "k and v key counts differ",
+        ),
+        (
+            &[2, 5, 3],
+            &[3, 7, 3],
+            &[3, 7, 4],
+            "batch-head counts differ",
+        ),
+        (&[5, 3], &[7, 3], &[7, 4], "must be 3-D"),
+        (&[2, 5, 3], &[2, 0, 3], &[2, 0, 4], "no keys"),
+    ];
+    for (q, k, v, want) in cases {
+        let m = err_msg(attention(&zeros(q), &zeros(k), &zeros(v), 1.0));
+        assert!(m.contains(want), "{m}");
+    }
     let v64 = Tensor::zeros(&[2, 7, 4], DType::F64, &dev).unwrap();
-    let m = msg(attention(&z(&[2, 5, 3]), &z(&[2, 7, 3]), &v64, 1.0));
+    let m = err_msg(attention(&zeros(&[2, 5, 3]), &zeros(&[2, 7, 3]), &v64, 1.0));
     assert!(m.contains("dtype"), "{m}");
     // The composition checks shapes the same way.
-    let m = msg(attention_composed(
-        &z(&[2, 5, 3]),
-        &z(&[2, 7, 4]),
-        &z(&[2, 7, 4]),
+    let m = err_msg(attention_composed(
+        &zeros(&[2, 5, 3]),
+        &zeros(&[2, 7, 4]),
+        &zeros(&[2, 7, 4]),
         1.0,
     ));
     assert!(m.contains("q and k feature sizes differ"), "{m}");
-    let m = msg(softmax_last_dim(&Tensor::new(1f32, &dev).unwrap()));
+    let m = err_msg(softmax_last_dim(&Tensor::new(1f32, &dev).unwrap()));
     assert!(m.contains("scalar"), "{m}");
 }
 
@@ -322,15 +278,9 @@ type SoftmaxFn = fn(&Tensor) -> Result<Tensor>;
 
 /// Output and grad of x for loss = sum(f(x) * r).
 fn run_softmax(f: SoftmaxFn, x: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
-    let var = Var::from_tensor(x).unwrap();
-    let y = f(var.as_tensor()).unwrap();
-    let loss = (&y * r).unwrap().sum_all().unwrap();
-    let g = loss
-        .backward()
-        .unwrap()
-        .get(var.as_tensor())
-        .unwrap()
-        .clone();
+    let [y, g]: [Tensor; 2] = run_with_grads(&[x], r, |t| f(t[0]).unwrap())
+        .try_into()
+        .unwrap();
     (y, g)
 }
 
@@ -454,31 +404,12 @@ fn packed_qkv_matches_composed_reference() {
             .unwrap()
             .reshape((b, c, n))
             .unwrap();
-        let diff = |a: &candle_core::Tensor, b: &candle_core::Tensor| -> f32 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        // Max absolute difference.
+        let diff = |a: &Tensor, b: &Tensor| max_abs(&(a - b).unwrap());
         assert!(diff(&ours, &theirs) < QKV_TOL, "values {b} {heads} {d} {n}");
-        let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (theirs * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let (a, bb) = (
-            g1.get(qkv.as_tensor()).unwrap(),
-            g2.get(qkv.as_tensor()).unwrap(),
-        );
-        assert!(diff(a, bb) < QKV_TOL, "grad {b} {heads} {d} {n}");
+        let g1 = weighted_sum_grads(&ours, &r, &[&qkv]);
+        let g2 = weighted_sum_grads(&theirs, &r, &[&qkv]);
+        assert!(diff(&g1[0], &g2[0]) < QKV_TOL, "grad {b} {heads} {d} {n}");
     }
     let bad = candle_core::Tensor::zeros((2, 7, 4), candle_core::DType::F32, &dev).unwrap();
     assert!(genlab_kernels::attention_qkv(&bad, 2, 1.0).is_err());

@@ -7,6 +7,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use genlab_core::Rng;
 use genlab_kernels::{conv2d, conv_transpose2d};
 
+mod common;
+use common::{rel_err, weighted_sum_grads};
+
 /// Max |ours - candle| allowed, relative to max(1, max |candle|), for conv2d values and
 /// gradients (f32 sums in a different order).
 const CONV_TOL: f32 = 1e-4;
@@ -27,17 +30,9 @@ struct Cfg {
     p: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-const fn cfg(
-    b: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-) -> Cfg {
+/// `cfg([b, c, h, w, o, k, s, p])`.
+const fn cfg(v: [usize; 8]) -> Cfg {
+    let [b, c, h, w, o, k, s, p] = v;
     Cfg {
         b,
         c,
@@ -48,22 +43,6 @@ const fn cfg(
         s,
         p,
     }
-}
-
-/// Relative max-abs error of `got` against `want` (same shape).
-fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "shape mismatch");
-    let max_abs = |t: &Tensor| {
-        t.abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
-    max_abs(&(got - want).unwrap()) / max_abs(want).max(1.0)
 }
 
 /// `[O]` -> `[1, O, 1, 1]`, added to `y`.
@@ -160,11 +139,10 @@ fn check_with_view(
         let r = Rng::new(seed ^ 0x5eed)
             .normal_tensor(out.dims(), &Device::Cpu)
             .unwrap();
-        let loss = (&out * &r).unwrap().sum_all().unwrap();
-        let grads = loss.backward().unwrap();
-        let get = |v: &Var| grads.get(v.as_tensor()).expect("missing gradient").clone();
-        let gb = with_bias.then(|| get(&vb));
-        (out, get(&vx), get(&vw), gb)
+        let vars = [&vx, &vw, &vb];
+        let mut grads = weighted_sum_grads(&out, &r, &vars[..2 + with_bias as usize]).into_iter();
+        let (gx, gw, gb) = (grads.next().unwrap(), grads.next().unwrap(), grads.next());
+        (out, gx, gw, gb)
     };
     let (y0, gx0, gw0, gb0) = run(false);
     let (y1, gx1, gw1, gb1) = run(true);
@@ -189,77 +167,77 @@ fn check(op: Op, c: Cfg, seed: u64) {
 
 #[test]
 fn conv_k3_s1_p1_odd() {
-    check(Op::Conv, cfg(3, 3, 7, 5, 5, 3, 1, 1), 1);
+    check(Op::Conv, cfg([3, 3, 7, 5, 5, 3, 1, 1]), 1);
 }
 
 #[test]
 fn conv_k3_s2_p1_odd_batch1() {
-    check(Op::Conv, cfg(1, 5, 9, 7, 3, 3, 2, 1), 2);
+    check(Op::Conv, cfg([1, 5, 9, 7, 3, 3, 2, 1]), 2);
 }
 
 #[test]
 fn conv_k3_s2_p1_even() {
-    check(Op::Conv, cfg(3, 2, 8, 8, 7, 3, 2, 1), 3);
+    check(Op::Conv, cfg([3, 2, 8, 8, 7, 3, 2, 1]), 3);
 }
 
 #[test]
 fn conv_mnist_like_s2() {
-    check(Op::Conv, cfg(3, 1, 28, 28, 5, 3, 2, 1), 4);
+    check(Op::Conv, cfg([3, 1, 28, 28, 5, 3, 2, 1]), 4);
 }
 
 #[test]
 fn conv_k1_p0_odd() {
-    check(Op::Conv, cfg(3, 6, 5, 7, 3, 1, 1, 0), 5);
+    check(Op::Conv, cfg([3, 6, 5, 7, 3, 1, 1, 0]), 5);
 }
 
 #[test]
 fn conv_k1_s2_p0_odd() {
-    check(Op::Conv, cfg(1, 5, 7, 9, 6, 1, 2, 0), 6);
+    check(Op::Conv, cfg([1, 5, 7, 9, 6, 1, 2, 0]), 6);
 }
 
 #[test]
 fn conv_k4_s2_p1_even_kernel() {
-    check(Op::Conv, cfg(3, 3, 10, 7, 2, 4, 2, 1), 7);
+    check(Op::Conv, cfg([3, 3, 10, 7, 2, 4, 2, 1]), 7);
 }
 
 #[test]
 fn conv_k4_s2_p0_odd() {
-    check(Op::Conv, cfg(1, 3, 9, 11, 5, 4, 2, 0), 8);
+    check(Op::Conv, cfg([1, 3, 9, 11, 5, 4, 2, 0]), 8);
 }
 
 #[test]
 fn conv_k3_s1_p0_odd() {
-    check(Op::Conv, cfg(3, 7, 9, 5, 3, 3, 1, 0), 9);
+    check(Op::Conv, cfg([3, 7, 9, 5, 3, 3, 1, 0]), 9);
 }
 
 #[test]
 fn conv_k5_p2() {
-    check(Op::Conv, cfg(2, 3, 9, 11, 4, 5, 1, 2), 10);
+    check(Op::Conv, cfg([2, 3, 9, 11, 4, 5, 1, 2]), 10);
 }
 
 #[test]
 fn conv_non_square_s3_p0() {
-    check(Op::Conv, cfg(2, 2, 13, 6, 3, 3, 3, 0), 11);
+    check(Op::Conv, cfg([2, 2, 13, 6, 3, 3, 3, 0]), 11);
 }
 
 #[test]
 fn conv_padding_wider_than_needed() {
-    check(Op::Conv, cfg(1, 2, 4, 5, 3, 3, 1, 2), 12);
+    check(Op::Conv, cfg([1, 2, 4, 5, 3, 3, 1, 2]), 12);
 }
 
 #[test]
 fn conv_kernel_covers_input() {
-    check(Op::Conv, cfg(3, 2, 3, 3, 2, 3, 1, 0), 13);
+    check(Op::Conv, cfg([3, 2, 3, 3, 2, 3, 1, 0]), 13);
 }
 
 #[test]
 fn conv_batch_larger_than_threads_k5_s2() {
-    check(Op::Conv, cfg(9, 4, 11, 12, 6, 5, 2, 2), 14);
+    check(Op::Conv, cfg([9, 4, 11, 12, 6, 5, 2, 2]), 14);
 }
 
 #[test]
 fn conv_permuted_input() {
-    let c = cfg(3, 3, 7, 5, 4, 3, 1, 1);
+    let c = cfg([3, 3, 7, 5, 4, 3, 1, 1]);
     // base [B, H, W, C] -> permute to [B, C, H, W] (non-contiguous view).
     check_with_view(Op::Conv, c, true, 15, &[c.b, c.h, c.w, c.c], |t| {
         let v = t.permute((0, 3, 1, 2)).unwrap();
@@ -270,7 +248,7 @@ fn conv_permuted_input() {
 
 #[test]
 fn conv_narrowed_input() {
-    let c = cfg(3, 3, 7, 5, 4, 3, 2, 1);
+    let c = cfg([3, 3, 7, 5, 4, 3, 2, 1]);
     // base [B, C+2, H, W+3] -> narrow channels 1..1+C and width 2..2+W.
     check_with_view(Op::Conv, c, true, 16, &[c.b, c.c + 2, c.h, c.w + 3], |t| {
         let v = t.narrow(1, 1, c.c).unwrap().narrow(3, 2, c.w).unwrap();
@@ -281,69 +259,69 @@ fn conv_narrowed_input() {
 
 #[test]
 fn conv_transpose_k3_s1_p1_odd() {
-    check(Op::ConvTranspose, cfg(3, 5, 7, 5, 3, 3, 1, 1), 21);
+    check(Op::ConvTranspose, cfg([3, 5, 7, 5, 3, 3, 1, 1]), 21);
 }
 
 #[test]
 fn conv_transpose_k3_s1_p0_odd() {
-    check(Op::ConvTranspose, cfg(1, 3, 5, 9, 6, 3, 1, 0), 22);
+    check(Op::ConvTranspose, cfg([1, 3, 5, 9, 6, 3, 1, 0]), 22);
 }
 
 #[test]
 fn conv_transpose_k3_s2_p1_odd() {
-    check(Op::ConvTranspose, cfg(3, 6, 7, 9, 5, 3, 2, 1), 23);
+    check(Op::ConvTranspose, cfg([3, 6, 7, 9, 5, 3, 2, 1]), 23);
 }
 
 #[test]
 fn conv_transpose_k3_s2_p0() {
-    check(Op::ConvTranspose, cfg(1, 3, 6, 5, 7, 3, 2, 0), 24);
+    check(Op::ConvTranspose, cfg([1, 3, 6, 5, 7, 3, 2, 0]), 24);
 }
 
 #[test]
 fn conv_transpose_k4_s2_p1_odd() {
-    check(Op::ConvTranspose, cfg(3, 5, 7, 5, 3, 4, 2, 1), 25);
+    check(Op::ConvTranspose, cfg([3, 5, 7, 5, 3, 4, 2, 1]), 25);
 }
 
 #[test]
 fn conv_transpose_k4_s2_p0() {
-    check(Op::ConvTranspose, cfg(1, 2, 5, 6, 3, 4, 2, 0), 26);
+    check(Op::ConvTranspose, cfg([1, 2, 5, 6, 3, 4, 2, 0]), 26);
 }
 
 #[test]
 fn conv_transpose_k4_s1_p1_odd() {
-    check(Op::ConvTranspose, cfg(3, 3, 5, 7, 5, 4, 1, 1), 27);
+    check(Op::ConvTranspose, cfg([3, 3, 5, 7, 5, 4, 1, 1]), 27);
 }
 
 #[test]
 fn conv_transpose_k4_s1_p0() {
-    check(Op::ConvTranspose, cfg(1, 7, 3, 4, 2, 4, 1, 0), 28);
+    check(Op::ConvTranspose, cfg([1, 7, 3, 4, 2, 4, 1, 0]), 28);
 }
 
 /// 1x1, stride 1, padding 0: the pointwise path (no im2col / col2im) of both directions.
 #[test]
 fn conv_transpose_k1_s1_p0() {
-    check(Op::ConvTranspose, cfg(3, 6, 5, 7, 4, 1, 1, 0), 40);
+    check(Op::ConvTranspose, cfg([3, 6, 5, 7, 4, 1, 1, 0]), 40);
 }
 
 #[test]
 fn conv_pointwise_batch_larger_than_threads() {
-    check(Op::Conv, cfg(9, 8, 7, 7, 16, 1, 1, 0), 41);
+    check(Op::Conv, cfg([9, 8, 7, 7, 16, 1, 1, 0]), 41);
 }
 
 /// Fewer taps (C k k = 9) than output channels (16), like a flow conditioner's first layer.
 #[test]
 fn conv_few_taps_many_outputs() {
-    check(Op::Conv, cfg(3, 1, 6, 5, 16, 3, 1, 1), 42);
+    check(Op::Conv, cfg([3, 1, 6, 5, 16, 3, 1, 1]), 42);
 }
 
 #[test]
 fn conv_transpose_batch_larger_than_threads() {
-    check(Op::ConvTranspose, cfg(9, 6, 7, 7, 5, 4, 2, 1), 29);
+    check(Op::ConvTranspose, cfg([9, 6, 7, 7, 5, 4, 2, 1]), 29);
 }
 
 #[test]
 fn conv_transpose_narrowed_input() {
-    let c = cfg(3, 3, 5, 6, 4, 4, 2, 1);
+    let c = cfg([3, 3, 5, 6, 4, 4, 2, 1]);
     check_with_view(
         Op::ConvTranspose,
         c,
@@ -362,7 +340,7 @@ fn conv_transpose_narrowed_input() {
 #[test]
 fn conv_transpose_is_adjoint_of_conv() {
     let dev = Device::Cpu;
-    for (i, c) in [cfg(2, 3, 9, 7, 4, 3, 2, 1), cfg(1, 5, 8, 8, 3, 4, 2, 1)]
+    for (i, c) in [cfg([2, 3, 9, 7, 4, 3, 2, 1]), cfg([1, 5, 8, 8, 3, 4, 2, 1])]
         .into_iter()
         .enumerate()
     {

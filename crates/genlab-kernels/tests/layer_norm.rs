@@ -3,12 +3,15 @@
 //! loops and f64 central finite differences; plus constant rows, rows far from zero,
 //! thread counts, shape errors and the f64 fallback.
 
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor};
 use genlab_core::Rng;
 use genlab_kernels::{layer_norm, layer_norm_composed};
 
 mod common;
-use common::{fd_grad, max_abs, rel_err, rel_err_vec, to_f64, FD_TOL, FLOWING, TOL};
+use common::{
+    assert_fallback_grads, assert_fd_grads, assert_matches_reference, err_msg, f64s, fd_grad,
+    rel_err, rel_err_vec, run_with_grads, to_f64, zeros, FD_TOL, TOL,
+};
 
 const EPS: f64 = 1e-5;
 
@@ -16,29 +19,7 @@ type LnFn = fn(&Tensor, &Tensor, &Tensor, f64) -> Result<Tensor>;
 
 /// Output and the grads of `(x, weight, bias)` for loss = sum(f(x, w, b) * r).
 fn run(f: LnFn, x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor) -> Vec<Tensor> {
-    let vars: Vec<Var> = [x, w, b]
-        .iter()
-        .map(|t| Var::from_tensor(t).unwrap())
-        .collect();
-    let out = f(
-        vars[0].as_tensor(),
-        vars[1].as_tensor(),
-        vars[2].as_tensor(),
-        EPS,
-    )
-    .unwrap();
-    let loss = (&out * r).unwrap().sum_all().unwrap();
-    let grads = loss.backward().unwrap();
-    let mut res = vec![out];
-    for v in &vars {
-        res.push(
-            grads
-                .get(v.as_tensor())
-                .expect("no gradient reached an input")
-                .clone(),
-        );
-    }
-    res
+    run_with_grads(&[x, w, b], r, |t| f(t[0], t[1], t[2], EPS).unwrap())
 }
 
 /// Random x (offset and scaled), weight, bias and loss weights r.
@@ -57,19 +38,10 @@ fn check(shape: &[usize], seed: u64) {
     let (x, w, b, r) = inputs(shape, seed);
     let want = run(layer_norm_composed, &x, &w, &b, &r);
     let got = run(layer_norm, &x, &w, &b, &r);
-    for (i, name) in ["out", "grad x", "grad weight", "grad bias"]
-        .iter()
-        .enumerate()
-    {
-        if i > 0 && shape.last() != Some(&1) {
-            assert!(
-                max_abs(&want[i]) > FLOWING,
-                "{shape:?}: reference {name} is zero: no gradient flows"
-            );
-        }
-        let e = rel_err(&got[i], &want[i]);
-        assert!(e <= TOL, "{shape:?}: {name} rel err {e} > {TOL}");
-    }
+    let names = ["out", "grad x", "grad weight", "grad bias"];
+    assert_matches_reference(&format!("{shape:?}"), &names, &got, &want, |i| {
+        i > 0 && shape.last() != Some(&1)
+    });
 }
 
 #[test]
@@ -130,17 +102,7 @@ fn gradients_match_finite_differences() {
         fd_grad(&w64, |w| dot(brute(&x64, w, &b64, d))),
         fd_grad(&b64, |b| dot(brute(&x64, &w64, b, d))),
     ];
-    for (i, (name, want)) in ["x", "weight", "bias"].iter().zip(&fd).enumerate() {
-        assert!(
-            want.iter().any(|g| g.abs() > 1e-3),
-            "fd grad {name} is zero"
-        );
-        let e = rel_err_vec(&to_f64(&got[i + 1]), want);
-        assert!(
-            e <= FD_TOL,
-            "grad {name} vs finite differences: {e} > {FD_TOL}"
-        );
-    }
+    assert_fd_grads(&["x", "weight", "bias"], &got[1..], &fd);
 }
 
 #[test]
@@ -175,61 +137,56 @@ fn non_contiguous_input() {
     let base = rng.normal_tensor(&[9, 5], &dev).unwrap();
     let (_, w, b, r) = inputs(&[5, 9], 13);
     let run_t = |f: LnFn| {
-        let var = Var::from_tensor(&base).unwrap();
-        let x = var.as_tensor().t().unwrap();
-        let out = f(&x, &w, &b, EPS).unwrap();
-        let loss = (&out * &r).unwrap().sum_all().unwrap();
-        let g = loss
-            .backward()
-            .unwrap()
-            .get(var.as_tensor())
-            .unwrap()
-            .clone();
-        (out, g)
+        run_with_grads(&[&base], &r, |t| {
+            f(&t[0].t().unwrap(), &w, &b, EPS).unwrap()
+        })
     };
-    let (o0, g0) = run_t(layer_norm_composed);
-    let (o1, g1) = run_t(layer_norm);
-    assert!(rel_err(&o1, &o0) <= TOL);
-    assert!(rel_err(&g1, &g0) <= TOL);
+    let (want, got) = (run_t(layer_norm_composed), run_t(layer_norm));
+    assert!(rel_err(&got[0], &want[0]) <= TOL);
+    assert!(rel_err(&got[1], &want[1]) <= TOL);
 }
 
 #[test]
 fn f64_falls_back_with_gradients() {
     let (x, w, b, r) = inputs(&[4, 7], 14);
-    let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
     let got = run(layer_norm, &f64s(&x), &f64s(&w), &f64s(&b), &f64s(&r));
     assert_eq!(got[0].dtype(), DType::F64);
     let want = brute(&to_f64(&x), &to_f64(&w), &to_f64(&b), 7);
     assert!(rel_err_vec(&to_f64(&got[0]), &want) < 1e-12);
     let ours = run(layer_norm, &x, &w, &b, &r);
-    for i in 1..4 {
-        assert!(max_abs(&got[i]) > FLOWING, "f64 fallback: grad {i} is zero");
-        assert!(rel_err(&ours[i], &got[i]) <= TOL, "f64 fallback: grad {i}");
-    }
+    assert_fallback_grads(&got, &ours);
 }
 
 #[test]
 fn shape_errors_are_errors() {
     let dev = Device::Cpu;
-    let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &dev).unwrap();
-    let msg = |r: Result<Tensor>| format!("{}", r.expect_err("expected an error"));
-    let m = msg(layer_norm(&z(&[2, 5]), &z(&[4]), &z(&[5]), EPS));
+    let m = err_msg(layer_norm(&zeros(&[2, 5]), &zeros(&[4]), &zeros(&[5]), EPS));
     assert!(
         m.contains("weight has shape") && m.contains("expected [5]"),
         "{m}"
     );
-    let m = msg(layer_norm(&z(&[2, 5]), &z(&[5]), &z(&[5, 1]), EPS));
+    let m = err_msg(layer_norm(
+        &zeros(&[2, 5]),
+        &zeros(&[5]),
+        &zeros(&[5, 1]),
+        EPS,
+    ));
     assert!(m.contains("bias has shape"), "{m}");
-    let m = msg(layer_norm(
+    let m = err_msg(layer_norm(
         &Tensor::new(1f32, &dev).unwrap(),
-        &z(&[1]),
-        &z(&[1]),
+        &zeros(&[1]),
+        &zeros(&[1]),
         EPS,
     ));
     assert!(m.contains("at least one dimension"), "{m}");
     let w64 = Tensor::zeros(5, DType::F64, &dev).unwrap();
-    let m = msg(layer_norm(&z(&[2, 5]), &w64, &z(&[5]), EPS));
+    let m = err_msg(layer_norm(&zeros(&[2, 5]), &w64, &zeros(&[5]), EPS));
     assert!(m.contains("dtype"), "{m}");
-    let m = msg(layer_norm_composed(&z(&[2, 5]), &z(&[4]), &z(&[5]), EPS));
+    let m = err_msg(layer_norm_composed(
+        &zeros(&[2, 5]),
+        &zeros(&[4]),
+        &zeros(&[5]),
+        EPS,
+    ));
     assert!(m.contains("weight has shape"), "{m}");
 }
