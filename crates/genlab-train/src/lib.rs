@@ -5,6 +5,7 @@
 //! is the one list of trainable models (`--model NAME`).
 
 pub mod ema;
+pub mod lock;
 pub mod optim;
 pub mod registry;
 pub mod run;
@@ -12,6 +13,7 @@ pub mod step;
 pub mod steps;
 pub mod trainer;
 
+pub use lock::RunLock;
 pub use registry::{find_model, load_classifier, load_model, model_names, LoadedModel, ModelEntry};
 pub use run::{LrDecay, RunConfig, TrainConfig};
 pub use step::TrainStep;

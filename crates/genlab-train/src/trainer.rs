@@ -7,6 +7,9 @@
 //! can never leave weights and state that disagree, nor destroy the last good checkpoint.
 //! Resuming restores all of it: N steps then N more give the same bytes as 2N straight.
 //!
+//! The directory is locked for the whole call ([`crate::lock`]): a second process training in
+//! it fails at once instead of interleaving the log and overwriting the checkpoint.
+//!
 //! The loop runs on the step's device ([`TrainStep::device`]): batches are built there, and
 //! checkpoints are written from it (tensors are copied to the host) and read back onto it, so
 //! a run trained on one device can be resumed or sampled on another.
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{io, Error, Result, Rng};
 use genlab_data::{make_batch, Dataset, EpochSampler};
 
+use crate::lock::RunLock;
 use crate::run::RunConfig;
 use crate::step::TrainStep;
 
@@ -164,6 +168,19 @@ pub fn train(
     if data.is_empty() {
         return Err(Error::Data(format!("dataset `{}` is empty", data.name())));
     }
+    // The lock comes before anything in the directory is read or written, and is held until
+    // this returns: a second process on the same directory fails here, without touching the
+    // first one's log or checkpoint. Resuming a directory that does not exist locks nothing:
+    // loading its checkpoint below fails with the message that says so.
+    if !resume {
+        std::fs::create_dir_all(run_dir)
+            .map_err(|e| Error::io("create run directory", run_dir, e))?;
+    }
+    let _lock = if run_dir.is_dir() {
+        Some(RunLock::acquire(run_dir)?)
+    } else {
+        None
+    };
     let ckpt = run_dir.join(CHECKPOINT_FILE);
     let mut state = if resume {
         let (tensors, meta) = io::load_tensors_with_metadata(&ckpt, step.device())?;
@@ -199,7 +216,6 @@ pub fn train(
             step_state: serde_json::Value::Null,
         }
     };
-    std::fs::create_dir_all(run_dir).map_err(|e| Error::io("create run directory", run_dir, e))?;
     io::write_json(&run_dir.join(CONFIG_FILE), &run.to_tree())?;
     let log_path = run_dir.join(LOG_FILE);
     let mut log = std::fs::OpenOptions::new()
