@@ -916,3 +916,103 @@ fn distill_halves_the_steps_resumes_and_rejects_bad_teachers() {
     );
     fails_with(&o, &["no teacher checkpoint"]);
 }
+
+#[test]
+fn a_second_train_in_a_busy_run_directory_fails_at_once() {
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The first trainer, killed (SIGKILL on Unix) when dropped, also when an assert fails.
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let t = Tmp::new();
+    let out = t.p("run");
+    let out_s = out.to_str().unwrap();
+    // A long run with no checkpoint before its end, so the directory only ever holds its lock,
+    // config and log while it runs.
+    let mut first = Killed(
+        Command::new(env!("CARGO_BIN_EXE_genlab"))
+            .args([
+                "train",
+                "--model",
+                "ddpm",
+                "--data",
+                "eight-gaussians",
+                "--steps",
+                "100000",
+                "--set",
+                "train.ckpt_every=100000",
+                "--out",
+                out_s,
+                "--quiet",
+            ])
+            .env("GENLAB_DATA", t.0.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run genlab"),
+    );
+    let pid = first.0.id();
+    let holder = format!("\"pid\":{pid}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(std::fs::read_to_string(out.join("run.lock")).is_ok_and(|s| s.contains(&holder))
+        && out.join("log.jsonl").exists())
+    {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            panic!("the first trainer ended ({status}) before locking {out_s}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first trainer did not lock {out_s} within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let started = Instant::now();
+    let second = genlab(
+        &[
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "eight-gaussians",
+            "--steps",
+            "10",
+            "--out",
+            out_s,
+            "--quiet",
+            "--no-preview",
+        ],
+        t.0.path(),
+    );
+    let took = started.elapsed();
+    fails_with(
+        &second,
+        &[
+            &format!("run directory {out_s} is in use by process {pid} (started "),
+            "wait for it or choose another directory",
+        ],
+    );
+    // Refused at once, not after waiting for the first run: the bound is the binary's
+    // start-up with room for a loaded machine.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        first.0.try_wait().unwrap().is_none(),
+        "the first trainer must keep running"
+    );
+    assert!(
+        out.join("log.jsonl").exists(),
+        "the refused run must leave the first one's log alone"
+    );
+
+    // A killed trainer leaves no lock behind: the next run in the directory goes ahead.
+    drop(first);
+    let next = train_tiny(&out, t.0.path(), "0", "10");
+    assert!(next.status.success(), "{}", stderr(&next));
+}
