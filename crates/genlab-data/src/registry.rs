@@ -1,7 +1,8 @@
 //! The dataset registry: turns a spec string into a dataset.
 //!
 //! Specs: a toy 2-D name (`two-moons`, `rings`, ...), `digits`, `mnist` (= `mnist:train`),
-//! `mnist:test`, or `folder:PATH` for a folder of images. MNIST is read from
+//! `mnist:test`, `folder:PATH` for a folder of images, or `idx:PATH` / `idx:PATH:test` for a
+//! folder in MNIST's IDX layout ([`crate::idx_folder`]). MNIST is read from
 //! `data_dir()/mnist` (see [`crate::fetch_mnist`]).
 
 use std::path::Path;
@@ -9,7 +10,8 @@ use std::path::Path;
 use genlab_core::{Error, Result};
 
 use crate::{
-    data_dir, Dataset, Digits, ImageFolder, ImageFolderConfig, Mnist, Split, Toy2d, Toy2dKind,
+    data_dir, Dataset, Digits, IdxFolder, ImageFolder, ImageFolderConfig, Mnist, Split, Toy2d,
+    Toy2dKind,
 };
 
 /// Options of [`open_dataset`].
@@ -61,6 +63,10 @@ pub fn dataset_names() -> Vec<(&'static str, &'static str)> {
         (
             "folder:PATH",
             "PNG/JPEG images in PATH (sub-folders = classes), resized and centre-cropped",
+        ),
+        (
+            "idx:PATH",
+            "IDX files in PATH laid out as MNIST's (Fashion-MNIST, ...); idx:PATH:test = test split",
         ),
     ]);
     v
@@ -121,6 +127,9 @@ pub fn open_dataset(spec: &str, opts: &OpenOptions) -> Result<Box<dyn Dataset>> 
             };
             let dir = data_dir().join(crate::fetch::MNIST_SUBDIR);
             Box::new(Mnist::load(&dir, split)?)
+        }
+        _ if spec.starts_with(crate::idx_folder::IDX_PREFIX) => {
+            Box::new(IdxFolder::open_spec(spec)?)
         }
         _ => {
             let names: Vec<&str> = dataset_names().into_iter().map(|(n, _)| n).collect();
