@@ -603,7 +603,10 @@ fn list_json_holds_every_registry_with_capabilities() {
     assert_eq!(mnist["shape"], serde_json::json!([1, 28, 28]));
     assert_eq!(find("datasets", "eight-gaussians")["known_density"], true);
     assert_eq!(find("metrics", "mode")["needs"], "both-probs");
-    assert_eq!(find("feature_extractors", "inception")["input"]["size"], 299);
+    assert_eq!(
+        find("feature_extractors", "inception")["input"]["size"],
+        299
+    );
     find("samplers", "dpm++2m");
     find("bench_workloads", "flow-train");
     find("fetchable", "efficientnet-lite0");
@@ -647,25 +650,54 @@ fn image_folders_train_at_the_size_and_channels_asked_for() {
     assert!(o.status.success(), "{}", stderr(&o));
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
-    assert_eq!((cfg["image_size"].clone(), cfg["channels"].clone()), (8.into(), 1.into()));
+    assert_eq!(
+        (cfg["image_size"].clone(), cfg["channels"].clone()),
+        (8.into(), 1.into())
+    );
     assert_eq!(cfg["vae"]["data"]["shape"], serde_json::json!([1, 8, 8]));
     // Samples come out at that shape, and the run resumes at it.
     let s = t.p("s.npy");
     let o = genlab(
-        &["sample", "--ckpt", run.to_str().unwrap(), "--n", "2", "--out", s.to_str().unwrap()],
+        &[
+            "sample",
+            "--ckpt",
+            run.to_str().unwrap(),
+            "--n",
+            "2",
+            "--out",
+            s.to_str().unwrap(),
+        ],
         d,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(genlab_core::io::read_npy(&s).unwrap().shape, vec![2, 1, 8, 8]);
+    assert_eq!(
+        genlab_core::io::read_npy(&s).unwrap().shape,
+        vec![2, 1, 8, 8]
+    );
     let o = genlab(
-        &["train", "--resume", "--steps", "4", "--quiet", "--out", run.to_str().unwrap()],
+        &[
+            "train",
+            "--resume",
+            "--steps",
+            "4",
+            "--quiet",
+            "--out",
+            run.to_str().unwrap(),
+        ],
         d,
     );
     assert!(o.status.success(), "{}", stderr(&o));
     // A resumed run keeps its size; fixed-size data refuse one.
     fails_with(
         &genlab(
-            &["train", "--resume", "--image-size", "16", "--out", run.to_str().unwrap()],
+            &[
+                "train",
+                "--resume",
+                "--image-size",
+                "16",
+                "--out",
+                run.to_str().unwrap(),
+            ],
             d,
         ),
         &["--image-size cannot change"],
@@ -673,7 +705,14 @@ fn image_folders_train_at_the_size_and_channels_asked_for() {
     fails_with(
         &genlab(
             &[
-                "train", "--model", "vae", "--data", "digits", "--image-size", "16", "--out",
+                "train",
+                "--model",
+                "vae",
+                "--data",
+                "digits",
+                "--image-size",
+                "16",
+                "--out",
                 t.p("x").to_str().unwrap(),
             ],
             d,
@@ -1018,4 +1057,104 @@ fn distill_halves_the_steps_resumes_and_rejects_bad_teachers() {
         t.0.path(),
     );
     fails_with(&o, &["no teacher checkpoint"]);
+}
+
+#[test]
+fn a_second_train_in_a_busy_run_directory_fails_at_once() {
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The first trainer, killed (SIGKILL on Unix) when dropped, also when an assert fails.
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let t = Tmp::new();
+    let out = t.p("run");
+    let out_s = out.to_str().unwrap();
+    // A long run with no checkpoint before its end, so the directory only ever holds its lock,
+    // config and log while it runs.
+    let mut first = Killed(
+        Command::new(env!("CARGO_BIN_EXE_genlab"))
+            .args([
+                "train",
+                "--model",
+                "ddpm",
+                "--data",
+                "eight-gaussians",
+                "--steps",
+                "100000",
+                "--set",
+                "train.ckpt_every=100000",
+                "--out",
+                out_s,
+                "--quiet",
+            ])
+            .env("GENLAB_DATA", t.0.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run genlab"),
+    );
+    let pid = first.0.id();
+    let holder = format!("\"pid\":{pid}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(std::fs::read_to_string(out.join("run.lock")).is_ok_and(|s| s.contains(&holder))
+        && out.join("log.jsonl").exists())
+    {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            panic!("the first trainer ended ({status}) before locking {out_s}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first trainer did not lock {out_s} within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let started = Instant::now();
+    let second = genlab(
+        &[
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "eight-gaussians",
+            "--steps",
+            "10",
+            "--out",
+            out_s,
+            "--quiet",
+            "--no-preview",
+        ],
+        t.0.path(),
+    );
+    let took = started.elapsed();
+    fails_with(
+        &second,
+        &[
+            &format!("run directory {out_s} is in use by process {pid} (started "),
+            "wait for it or choose another directory",
+        ],
+    );
+    // Refused at once, not after waiting for the first run: the bound is the binary's
+    // start-up with room for a loaded machine.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        first.0.try_wait().unwrap().is_none(),
+        "the first trainer must keep running"
+    );
+    assert!(
+        out.join("log.jsonl").exists(),
+        "the refused run must leave the first one's log alone"
+    );
+
+    // A killed trainer leaves no lock behind: the next run in the directory goes ahead.
+    drop(first);
+    let next = train_tiny(&out, t.0.path(), "0", "10");
+    assert!(next.status.success(), "{}", stderr(&next));
 }

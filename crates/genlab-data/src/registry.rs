@@ -2,7 +2,8 @@
 //! from a spec string.
 //!
 //! A spec is `NAME` or `NAME:ARG`: a toy 2-D name (`two-moons`, `eight-gaussians`, ...),
-//! `digits`, `mnist` / `mnist:train` / `mnist:test`, `folder:PATH` for a folder of images.
+//! `digits`, `mnist` / `mnist:train` / `mnist:test`, `folder:PATH` for a folder of images,
+//! `idx:PATH` / `idx:PATH:test` for a folder in MNIST's IDX layout ([`crate::idx_folder`]).
 //! Each [`DatasetEntry`] says, before any file is read, what its examples are
 //! ([`DatasetInfo`]: kind, shape, labels, held-out split, and for 2-D sets the reference
 //! density and mode layout), so callers ask these questions instead of comparing names.
@@ -14,9 +15,10 @@ use std::path::Path;
 
 use genlab_core::{Error, Result};
 
+use crate::idx_folder::{parse_spec, test_spec, IDX_PREFIX};
 use crate::{
-    data_dir, DataKind, Dataset, Digits, ImageFolder, ImageFolderConfig, Mnist, ModeCoverage,
-    Split, Toy2d, Toy2dKind,
+    data_dir, DataKind, Dataset, Digits, IdxFolder, ImageFolder, ImageFolderConfig, Mnist,
+    ModeCoverage, Split, Toy2d, Toy2dKind,
 };
 
 /// Options of [`open_dataset`].
@@ -269,6 +271,25 @@ pub const DATASETS: &[DatasetEntry] = &[
             Ok(Box::new(ImageFolder::load(folder_path(arg)?, cfg)?))
         },
     },
+    DatasetEntry {
+        name: "idx",
+        arg: Some("PATH[:test]"),
+        arg_required: true,
+        description: "the four IDX files in PATH, laid out as MNIST's (Fashion-MNIST, EMNIST, \
+                      ...), raw or gzipped; PATH:test is the test split",
+        info: |arg| {
+            let spec = format!("{IDX_PREFIX}{}", arg.unwrap_or_default());
+            parse_spec(&spec)?;
+            let mut info = DatasetInfo::images(None, None);
+            info.labels = Some(true);
+            info.held_out = test_spec(&spec);
+            Ok(info)
+        },
+        open: |arg, o| {
+            let spec = format!("{IDX_PREFIX}{}", arg.unwrap_or_default());
+            check_fixed_shape(Box::new(IdxFolder::open_spec(&spec)?), o)
+        },
+    },
 ];
 
 /// Splits a spec into its registry entry and argument; an unknown name lists the known
@@ -415,6 +436,15 @@ mod tests {
             Some("mnist:test")
         );
         assert!(dataset_info("mnist:test").unwrap().held_out.is_none());
+        assert_eq!(
+            dataset_info("idx:some/dir").unwrap().held_out.as_deref(),
+            Some("idx:some/dir:test")
+        );
+        assert!(dataset_info("idx:some/dir:test")
+            .unwrap()
+            .held_out
+            .is_none());
+        assert!(dataset_info("idx:").is_err());
         let digits = dataset_info("digits").unwrap();
         assert_eq!(
             (digits.kind, digits.shape, digits.num_classes),

@@ -15,6 +15,7 @@ pub mod ema;
 pub mod extractors;
 pub mod fetch;
 pub mod ladder;
+pub mod lock;
 pub mod nll;
 pub mod optim;
 pub mod outputs;
@@ -28,6 +29,7 @@ pub mod trainer;
 
 pub use extractors::{extractor_input, extractor_names, open_extractor};
 pub use ladder::{distill_ladder, LadderOutcome, LadderRequest, RoundEvent};
+pub use lock::RunLock;
 pub use nll::{evaluate_nll, NllOptions, NllSummary};
 pub use registry::{
     find_model, load_classifier, load_model, model_names, Capabilities, LoadedModel, ModelEntry,

@@ -7,6 +7,9 @@
 //! can never leave weights and state that disagree, nor destroy the last good checkpoint.
 //! Resuming restores all of it: N steps then N more give the same bytes as 2N straight.
 //!
+//! The directory is locked for the whole call ([`crate::lock`]): a second process training in
+//! it fails at once instead of interleaving the log and overwriting the checkpoint.
+//!
 //! The loop runs on the step's device ([`TrainStep::device`]): batches are built there, and
 //! checkpoints are written from it (tensors are copied to the host) and read back onto it, so
 //! a run trained on one device can be resumed or sampled on another.
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{io, Error, Result, Rng};
 use genlab_data::{make_batch, Dataset, EpochSampler};
 
+use crate::lock::RunLock;
 use crate::run::RunConfig;
 use crate::step::TrainStep;
 
@@ -159,6 +163,37 @@ pub fn train(
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> Result<TrainOutcome> {
+    let _lock = lock_run_dir(run_dir, resume)?;
+    train_locked(run_dir, run, data, step, resume, observer, stop)
+}
+
+/// Locks `run_dir` for this process (creating it for a fresh run) before anything in it is
+/// read or written: a second process on the same directory fails here, without touching the
+/// first one's log or checkpoint. Resuming a directory that does not exist locks nothing
+/// (`None`): loading its checkpoint fails with the message that says so. Hold the lock for
+/// as long as the directory is being written (the session holds it through its pictures).
+pub fn lock_run_dir(run_dir: &Path, resume: bool) -> Result<Option<RunLock>> {
+    if !resume {
+        std::fs::create_dir_all(run_dir)
+            .map_err(|e| Error::io("create run directory", run_dir, e))?;
+    }
+    if run_dir.is_dir() {
+        Ok(Some(RunLock::acquire(run_dir)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// [`train`] in a directory whose lock ([`lock_run_dir`]) the caller holds.
+pub fn train_locked(
+    run_dir: &Path,
+    run: &RunConfig,
+    data: &dyn Dataset,
+    step: &mut dyn TrainStep,
+    resume: bool,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> Result<TrainOutcome> {
     let t = &run.train;
     t.validate()?;
     if data.is_empty() {
@@ -203,7 +238,6 @@ pub fn train(
             step_state: serde_json::Value::Null,
         }
     };
-    std::fs::create_dir_all(run_dir).map_err(|e| Error::io("create run directory", run_dir, e))?;
     io::write_json(&run_dir.join(CONFIG_FILE), &run.to_tree())?;
     let log_path = run_dir.join(LOG_FILE);
     let mut log = std::fs::OpenOptions::new()

@@ -238,3 +238,49 @@ fn vae_and_gan_resume_equals_straight() {
         }
     }
 }
+
+#[test]
+fn a_locked_run_directory_is_refused_before_its_files_are_touched() {
+    // Another trainer holds the directory: neither a fresh run (which would delete the log)
+    // nor a resume (which would truncate the log and overwrite the checkpoint) may start.
+    let dir = tempfile::tempdir().unwrap();
+    go(dir.path(), 3, false);
+    let log = dir.path().join("log.jsonl");
+    let files = |d: &std::path::Path| {
+        (
+            std::fs::read(d.join(CHECKPOINT_FILE)).unwrap(),
+            std::fs::read(d.join("log.jsonl")).unwrap(),
+        )
+    };
+    let before = files(dir.path());
+    let held = genlab_train::RunLock::acquire(dir.path()).unwrap();
+    let err = try_train(dir.path(), &run_config(6), true, false).unwrap_err();
+    assert!(
+        matches!(&err, genlab_core::Error::RunDirInUse { pid: Some(p), .. } if *p == std::process::id()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("is in use by process"), "{err}");
+    assert_eq!(files(dir.path()), before);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let sentinel = fresh.path().join("log.jsonl");
+    std::fs::write(&sentinel, "{\"step\":1}\n").unwrap();
+    let held_fresh = genlab_train::RunLock::acquire(fresh.path()).unwrap();
+    let err = try_train(fresh.path(), &run_config(3), false, false).unwrap_err();
+    assert!(
+        matches!(err, genlab_core::Error::RunDirInUse { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&sentinel).unwrap(),
+        "{\"step\":1}\n"
+    );
+
+    // Released: the resume goes ahead and the lock is free again once it returns.
+    drop((held, held_fresh));
+    assert_eq!(go(dir.path(), 6, true).step, 6);
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("\"step\":6"));
+    drop(genlab_train::RunLock::acquire(dir.path()).unwrap());
+}

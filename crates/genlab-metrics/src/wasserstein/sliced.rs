@@ -50,7 +50,7 @@ pub fn sliced_with_directions(
     check_pair(real, fake, 1)?;
     check_p(p)?;
     let d = real.cols();
-    if dirs.is_empty() || dirs.len() % d != 0 {
+    if dirs.is_empty() || !dirs.len().is_multiple_of(d) {
         return Err(Error::InvalidInput(format!(
             "sliced Wasserstein: {} direction values do not make K >= 1 directions of \
              dimension {d}",
