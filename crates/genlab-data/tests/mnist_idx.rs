@@ -277,8 +277,11 @@ fn idx_folder_opens_both_splits_of_any_size_raw_and_gzipped() {
     assert!(e.contains("4x5") && e.contains("28"), "{e}");
     let e = open_dataset("idx:", &opts).err().unwrap().to_string();
     assert!(e.contains("names no folder"), "{e}");
-    let names: Vec<&str> = genlab_data::dataset_names().iter().map(|n| n.0).collect();
-    assert!(names.contains(&"idx:PATH"), "{names:?}");
+    let names: Vec<String> = genlab_data::dataset_names()
+        .into_iter()
+        .map(|n| n.0)
+        .collect();
+    assert!(names.contains(&"idx:PATH[:test]".to_string()), "{names:?}");
 }
 
 #[test]

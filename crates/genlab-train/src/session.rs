@@ -72,7 +72,8 @@ pub struct Trained {
 /// The evaluation file a run directory gets when its data have a held-out split.
 pub const EVAL_FILE: &str = "eval.json";
 
-/// Trains `run` on `data` in `dir` (see [`crate::trainer::train`]), then writes
+/// Trains `run` on `data` in `dir` (see [`crate::trainer::train`]; the directory stays
+/// locked throughout), then writes
 /// `loss.svg` and, unless interrupted or `opts.preview` is off, the preview and figures;
 /// evaluates on the held-out split where the data have one. The model runs on `device`;
 /// data, checkpoints, pictures and metrics stay on the CPU.
@@ -86,9 +87,11 @@ pub fn train_run(
     stop: &AtomicBool,
 ) -> Result<Trained> {
     let entry = find_model(&run.model)?;
+    // Held until the pictures and the evaluation are written too.
+    let _lock = crate::trainer::lock_run_dir(dir, opts.resume)?;
     let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed, device)?;
     let outcome =
-        crate::trainer::train(dir, &run, data, step.as_mut(), opts.resume, observer, stop)?;
+        crate::trainer::train_locked(dir, &run, data, step.as_mut(), opts.resume, observer, stop)?;
     write_loss_svg(dir, &format!("{} on {}", run.model, run.data))?;
     let finished = !outcome.interrupted;
     let held_spec = dataset_info(&run.data)?.held_out;
