@@ -84,6 +84,20 @@ impl Error {
 }
 
 impl Error {
+    /// `unknown {what} `{name}` (known: a, b, c)`: a name that no registry entry has, with
+    /// the names that exist.
+    pub fn unknown<S: AsRef<str>>(
+        what: &str,
+        name: &str,
+        known: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let known: Vec<String> = known.into_iter().map(|k| k.as_ref().to_string()).collect();
+        Error::InvalidInput(format!(
+            "unknown {what} `{name}` (known: {})",
+            known.join(", ")
+        ))
+    }
+
     /// A [`Error::Setting`] error.
     pub fn setting(setting: impl Into<String>, problem: impl Into<String>) -> Self {
         Error::Setting {

@@ -45,7 +45,7 @@ pub trait Dataset: Send + Sync {
         self.len() == 0
     }
 
-    /// Shape of one example: `[2]` for 2-D points, `[C, H, W]` for images (values in [0,1]).
+    /// Shape of one example: `[2]` for 2-D points, `[C, H, W]` for images (values in `[0, 1]`).
     fn example_shape(&self) -> Vec<usize>;
 
     /// Writes example `i` (row-major f32) into `out`.

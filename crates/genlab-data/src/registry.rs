@@ -300,13 +300,10 @@ pub fn find_dataset(spec: &str) -> Result<(&'static DatasetEntry, Option<&str>)>
         Some((n, a)) => (n, Some(a)),
         None => (spec, None),
     };
-    let entry = DATASETS.iter().find(|e| e.name == name).ok_or_else(|| {
-        let names: Vec<String> = DATASETS.iter().map(DatasetEntry::usage).collect();
-        Error::InvalidInput(format!(
-            "unknown dataset {spec:?}; expected one of: {}",
-            names.join(", ")
-        ))
-    })?;
+    let entry = DATASETS
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| Error::unknown("dataset", spec, DATASETS.iter().map(DatasetEntry::usage)))?;
     if entry.arg_required && arg.is_none() {
         return Err(Error::InvalidInput(format!(
             "dataset `{name}` needs an argument: {}",

@@ -13,7 +13,7 @@
 
 use crate::linalg::{mean_cov, mul, sym_eig, sym_eigvals};
 use crate::stats::GaussianStats;
-use crate::suite::{Computed, Side, SuiteOptions};
+use crate::suite::{Computed, Inputs};
 use crate::{check_pair, FeatureMatrix};
 use faer::Mat;
 use genlab_core::{Error, Result};
@@ -144,12 +144,8 @@ pub const FID_SAMPLES_PER_DIM: usize = 5;
 
 /// `genlab eval`'s FID: features or cached statistics on each side, with warnings when the
 /// sample is small for the feature dimension or the covariances are badly conditioned.
-pub fn compute(
-    real: &Side,
-    fake: &Side,
-    _opts: &SuiteOptions,
-    warnings: &mut Vec<String>,
-) -> Result<Computed> {
+pub fn compute(x: &Inputs) -> Result<Computed> {
+    let (real, fake) = (x.real, x.fake);
     let r = match (&real.features, &real.stats, &fake.features, &fake.stats) {
         (Some(a), _, Some(b), _) => fid(a, b)?,
         (_, Some(sa), Some(b), _) => fid_from_stats(sa, &GaussianStats::of(b)?)?,
@@ -168,25 +164,21 @@ pub fn compute(
         .or(real.stats.as_ref().map(|s| s.dim()))
         .unwrap_or(0);
     let few = r.n_real.min(r.n_fake);
-    if few < FID_SAMPLES_PER_DIM * d {
-        warnings.push(format!(
-            "fid: {few} samples on the smaller side for {d}-dimensional features (fewer \
-             than {FID_SAMPLES_PER_DIM} per dimension); FID is biased upwards at small N \
-             (the bias shrinks like 1/N), so compare FIDs only at equal N; KID is unbiased"
-        ));
-    }
-    if r.most_negative_eigenvalue < 0.0 {
-        warnings.push(format!(
-            "fid: an eigenvalue of {:.3e} was clamped to 0; the covariances are badly \
-             conditioned, treat the value with care",
-            r.most_negative_eigenvalue
-        ));
-    }
-    Ok(Computed {
-        value: r.fid,
-        std: None,
-        detail: serde_json::to_value(&r).expect("plain data"),
-    })
+    Ok(Computed::new(r.fid, None, &r)
+        .warn_if(few < FID_SAMPLES_PER_DIM * d, || {
+            format!(
+                "fid: {few} samples on the smaller side for {d}-dimensional features (fewer \
+                 than {FID_SAMPLES_PER_DIM} per dimension); FID is biased upwards at small N \
+                 (the bias shrinks like 1/N), so compare FIDs only at equal N; KID is unbiased"
+            )
+        })
+        .warn_if(r.most_negative_eigenvalue < 0.0, || {
+            format!(
+                "fid: an eigenvalue of {:.3e} was clamped to 0; the covariances are badly \
+                 conditioned, treat the value with care",
+                r.most_negative_eigenvalue
+            )
+        }))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! computed in row blocks so 10,000 x 10,000 problems never hold a full kernel matrix.
 
 use crate::linalg::{gram, row_sq_norms};
-use crate::suite::{need, Computed, Side, SuiteOptions};
+use crate::suite::{Computed, Inputs};
 use crate::{check_pair, FeatureMatrix};
 use faer::Mat;
 use genlab_core::{Error, Result, Rng};
@@ -357,57 +357,29 @@ pub fn kid(x: &FeatureMatrix, y: &FeatureMatrix, opts: &KidOptions) -> Result<Ki
     kid_on_subsets(x, y, &kid_subsets(x.rows(), y.rows(), opts)?)
 }
 
-/// The real and fake feature matrices a kernel metric compares.
-fn both_features<'a>(
-    real: &'a Side,
-    fake: &'a Side,
-    metric: &str,
-) -> Result<(&'a FeatureMatrix, &'a FeatureMatrix)> {
-    Ok((
-        need(&real.features, "real features", metric)?,
-        need(&fake.features, "fake features", metric)?,
-    ))
-}
-
 /// `genlab eval`'s KID, warning when the subsets had to shrink to the smaller side.
-pub fn compute_kid(
-    real: &Side,
-    fake: &Side,
-    opts: &SuiteOptions,
-    warnings: &mut Vec<String>,
-) -> Result<Computed> {
-    let (a, b) = both_features(real, fake, "kid")?;
-    let r = kid(a, b, &opts.kid)?;
-    if r.subset_size < opts.kid.subset_size {
-        warnings.push(format!(
-            "kid: subsets of {} (the smaller set's size) instead of {}",
-            r.subset_size, opts.kid.subset_size
-        ));
-    }
-    Ok(Computed {
-        value: r.kid,
-        std: Some(r.std),
-        detail: serde_json::to_value(&r).expect("plain data"),
-    })
+pub fn compute_kid(x: &Inputs) -> Result<Computed> {
+    let (a, b) = x.features("kid")?;
+    let r = kid(a, b, &x.opts.kid)?;
+    let wanted = x.opts.kid.subset_size;
+    Ok(
+        Computed::new(r.kid, Some(r.std), &r).warn_if(r.subset_size < wanted, || {
+            format!(
+                "kid: subsets of {} (the smaller set's size) instead of {wanted}",
+                r.subset_size
+            )
+        }),
+    )
 }
 
 /// `genlab eval`'s Gaussian-kernel MMD^2.
-pub fn compute_mmd(
-    real: &Side,
-    fake: &Side,
-    opts: &SuiteOptions,
-    _warnings: &mut Vec<String>,
-) -> Result<Computed> {
-    let (a, b) = both_features(real, fake, "mmd")?;
+pub fn compute_mmd(x: &Inputs) -> Result<Computed> {
+    let (a, b) = x.features("mmd")?;
     let kernel = Kernel::Rbf {
-        bandwidth: opts.mmd_bandwidth,
+        bandwidth: x.opts.mmd_bandwidth,
     };
     let r = mmd2_unbiased(a, b, &kernel)?;
-    Ok(Computed {
-        value: r.mmd2,
-        std: None,
-        detail: serde_json::to_value(&r).expect("plain data"),
-    })
+    Ok(Computed::new(r.mmd2, None, &r))
 }
 
 #[cfg(test)]

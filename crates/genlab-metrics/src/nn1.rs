@@ -12,7 +12,7 @@
 //! multiplies, so 20,000 points of dimension 2,048 take one pass of GEMMs.
 
 use crate::linalg::{gram, row_sq_norms};
-use crate::suite::{need, Computed, Side, SuiteOptions};
+use crate::suite::{Computed, Inputs};
 use crate::{check_pair, FeatureMatrix};
 use faer::Mat;
 use genlab_core::Result;
@@ -96,20 +96,10 @@ pub fn one_nn(real: &FeatureMatrix, fake: &FeatureMatrix) -> Result<OneNnResult>
 }
 
 /// `genlab eval`'s 1-NN two-sample accuracy.
-pub fn compute(
-    real: &Side,
-    fake: &Side,
-    _opts: &SuiteOptions,
-    _warnings: &mut Vec<String>,
-) -> Result<Computed> {
-    let a = need(&real.features, "real features", "1nn")?;
-    let b = need(&fake.features, "fake features", "1nn")?;
+pub fn compute(x: &Inputs) -> Result<Computed> {
+    let (a, b) = x.features("1nn")?;
     let r = one_nn(a, b)?;
-    Ok(Computed {
-        value: r.accuracy,
-        std: None,
-        detail: serde_json::to_value(&r).expect("plain data"),
-    })
+    Ok(Computed::new(r.accuracy, None, &r))
 }
 
 #[cfg(test)]

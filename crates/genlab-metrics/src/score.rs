@@ -12,7 +12,7 @@
 //!
 //! 0 log 0 is taken as 0, so one-hot predictions are exact rather than NaN.
 
-use crate::suite::{need, Computed, Side, SuiteOptions};
+use crate::suite::{Computed, Inputs};
 use crate::FeatureMatrix;
 use genlab_core::{Error, Result};
 use serde::Serialize;
@@ -176,56 +176,22 @@ pub fn confident_fraction(p: &FeatureMatrix) -> f64 {
     k as f64 / p.rows().max(1) as f64
 }
 
-/// The generated samples' class probabilities, as the Inception and Mode Scores need them.
-fn fake_probs<'a>(fake: &'a Side, metric: &str) -> Result<&'a FeatureMatrix> {
-    need(
-        &fake.probs,
-        "class probabilities of the generated samples (from a feature extractor with a \
-         classifier head, or given as a probability file)",
-        metric,
-    )
-}
-
 /// `genlab eval`'s Inception Score, with the share of confidently classified samples and
 /// the spread over predicted classes in its detail.
-pub fn compute_is(
-    _real: &Side,
-    fake: &Side,
-    opts: &SuiteOptions,
-    _warnings: &mut Vec<String>,
-) -> Result<Computed> {
-    let p = fake_probs(fake, "is")?;
-    let r = inception_score(p, opts.splits.min(p.rows()))?;
-    let mut detail = serde_json::to_value(&r).expect("plain data");
-    detail["confident_fraction"] = confident_fraction(p).into();
-    detail["class_fractions"] = class_fractions(p).into();
-    Ok(Computed {
-        value: r.mean,
-        std: Some(r.std),
-        detail,
-    })
+pub fn compute_is(x: &Inputs) -> Result<Computed> {
+    let p = x.fake_probs("is")?;
+    let r = inception_score(p, x.opts.splits.min(p.rows()))?;
+    let mut c = Computed::new(r.mean, Some(r.std), &r);
+    c.detail["confident_fraction"] = confident_fraction(p).into();
+    c.detail["class_fractions"] = class_fractions(p).into();
+    Ok(c)
 }
 
 /// `genlab eval`'s Mode Score.
-pub fn compute_mode(
-    real: &Side,
-    fake: &Side,
-    opts: &SuiteOptions,
-    _warnings: &mut Vec<String>,
-) -> Result<Computed> {
-    let p = fake_probs(fake, "mode")?;
-    let q = need(
-        &real.probs,
-        "class probabilities of the real samples (given as a probability file, or real \
-         images with a classifier extractor)",
-        "mode",
-    )?;
-    let r = mode_score(p, q, opts.splits.min(p.rows()))?;
-    Ok(Computed {
-        value: r.mean,
-        std: Some(r.std),
-        detail: serde_json::to_value(&r).expect("plain data"),
-    })
+pub fn compute_mode(x: &Inputs) -> Result<Computed> {
+    let (p, q) = (x.fake_probs("mode")?, x.real_probs("mode")?);
+    let r = mode_score(p, q, x.opts.splits.min(p.rows()))?;
+    Ok(Computed::new(r.mean, Some(r.std), &r))
 }
 
 #[cfg(test)]

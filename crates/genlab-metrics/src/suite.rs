@@ -41,11 +41,70 @@ pub struct Computed {
     pub std: Option<f64>,
     /// Everything else the metric reports (parts, kernel, method, sample counts).
     pub detail: serde_json::Value,
+    /// Anything that limits how far the value can be trusted.
+    pub warnings: Vec<String>,
 }
 
-/// Computes one metric from the two sides; pushes anything that limits how far the value
-/// can be trusted onto `warnings`.
-pub type ComputeFn = fn(&Side, &Side, &SuiteOptions, &mut Vec<String>) -> Result<Computed>;
+impl Computed {
+    /// A value with its spread and its result struct as the detail.
+    pub fn new(value: f64, std: Option<f64>, detail: &impl Serialize) -> Self {
+        Self {
+            value,
+            std,
+            detail: serde_json::to_value(detail).expect("metric results are plain data"),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Adds a warning when `cond` holds.
+    pub fn warn_if(mut self, cond: bool, warning: impl FnOnce() -> String) -> Self {
+        if cond {
+            self.warnings.push(warning());
+        }
+        self
+    }
+}
+
+/// What a metric is computed from: the two sides and the suite's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub real: &'a Side,
+    pub fake: &'a Side,
+    pub opts: &'a SuiteOptions,
+}
+
+impl<'a> Inputs<'a> {
+    /// Both sides' feature vectors, or an error naming `metric` and the missing side.
+    pub fn features(&self, metric: &str) -> Result<(&'a FeatureMatrix, &'a FeatureMatrix)> {
+        Ok((
+            need(&self.real.features, "real features", metric)?,
+            need(&self.fake.features, "fake features", metric)?,
+        ))
+    }
+
+    /// The generated samples' class probabilities.
+    pub fn fake_probs(&self, metric: &str) -> Result<&'a FeatureMatrix> {
+        need(
+            &self.fake.probs,
+            "class probabilities of the generated samples (from a feature extractor with a \
+             classifier head, or given as a probability file)",
+            metric,
+        )
+    }
+
+    /// The real samples' class probabilities.
+    pub fn real_probs(&self, metric: &str) -> Result<&'a FeatureMatrix> {
+        need(
+            &self.real.probs,
+            "class probabilities of the real samples (given as a probability file, or real \
+             images with a classifier extractor)",
+            metric,
+        )
+    }
+}
+
+/// Computes one metric from its inputs.
+pub type ComputeFn = fn(&Inputs) -> Result<Computed>;
 
 /// One registered metric. Adding a metric: its file (the pure function and a [`ComputeFn`]
 /// adapter beside it) and one entry in [`METRICS`].
@@ -118,14 +177,8 @@ pub const METRICS: &[MetricEntry] = &[
 /// The metric called `name`; an unknown name lists the known ones.
 pub fn find_metric(name: &str) -> Result<&'static MetricEntry> {
     METRICS.iter().find(|m| m.name == name).ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "unknown metric `{name}` (known: {}, or all)",
-            METRICS
-                .iter()
-                .map(|m| m.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        let known = METRICS.iter().map(|m| m.name).chain(["all"]);
+        Error::unknown("metric", name, known)
     })
 }
 
@@ -215,11 +268,7 @@ pub use crate::fid::FID_SAMPLES_PER_DIM;
 pub use crate::score::{class_fractions, confident_fraction, CONFIDENT_PROB};
 
 /// The side's matrix `x`, or an error naming the metric and what it needed.
-pub fn need<'a>(
-    x: &'a Option<FeatureMatrix>,
-    what: &str,
-    metric: &str,
-) -> Result<&'a FeatureMatrix> {
+fn need<'a>(x: &'a Option<FeatureMatrix>, what: &str, metric: &str) -> Result<&'a FeatureMatrix> {
     x.as_ref().ok_or_else(|| {
         Error::InvalidInput(format!(
             "{metric} needs {what}, which this side does not provide; leave {metric} out of the \
@@ -237,8 +286,10 @@ pub fn evaluate(
 ) -> Result<Report> {
     let mut values = Vec::new();
     let mut warnings = Vec::new();
+    let inputs = Inputs { real, fake, opts };
     for m in metrics {
-        let c = (m.compute)(real, fake, opts, &mut warnings)?;
+        let c = (m.compute)(&inputs)?;
+        warnings.extend(c.warnings);
         values.push(MetricValue {
             metric: m.name,
             value: c.value,

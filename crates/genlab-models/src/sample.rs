@@ -13,7 +13,7 @@ use crate::LogLikelihood;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpace {
-    /// Shape of one example: [D] for points, [C, H, W] for images.
+    /// Shape of one example: `[D]` for points, `[C, H, W]` for images.
     pub shape: Vec<usize>,
     /// Images live in [0, 1]; points are unbounded.
     pub images: bool,

@@ -157,14 +157,11 @@ pub fn build_sampler_with(
 ) -> Result<Box<dyn Sampler>> {
     match SAMPLERS.iter().find(|e| e.name == name) {
         Some(e) => (e.build)(opts, solver),
-        None => Err(Error::InvalidInput(format!(
-            "unknown sampler `{name}` (known: {})",
-            SAMPLERS
-                .iter()
-                .map(|e| e.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        None => Err(Error::unknown(
+            "sampler",
+            name,
+            SAMPLERS.iter().map(|e| e.name),
+        )),
     }
 }
 

@@ -18,7 +18,7 @@
 //!
 //! Every schedule is stored in VP form: alpha_bar = m^2 / (m^2 + s^2) and the VP sample
 //! x_vp = x_t / sqrt(m^2 + s^2) = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps. The samplers
-//! work on x_vp and alpha_bar only; [`NoiseSchedule::input_scale`] = sqrt(m^2 + s^2) turns
+//! work on x_vp and alpha_bar only; [`NoiseSchedule::input_scale_at`] = sqrt(m^2 + s^2) turns
 //! x_vp back into the SDE's own x_t, which is what the network is trained on (1 for the VP
 //! schedules). A VE chain in VP form is exactly a VP chain: x_t = x_{t-1} + sqrt(s_t^2 -
 //! s_{t-1}^2) z becomes x_vp,t = sqrt(a_t / a_{t-1}) x_vp,t-1 + sqrt(1 - a_t / a_{t-1}) z,

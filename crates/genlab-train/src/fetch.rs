@@ -46,13 +46,10 @@ pub const FETCHABLE: &[FetchEntry] = &[
 
 /// Fetches `name` into `root`; an unknown name lists what can be fetched.
 pub fn fetch(name: &str, root: &Path, progress: &mut dyn Progress) -> Result<PathBuf> {
-    let e =
-        FETCHABLE.iter().find(|e| e.name == name).ok_or_else(|| {
-            Error::InvalidInput(format!(
-            "unknown item to fetch `{name}` (fetchable: {}; the 8x8 digits and the toy sets are \
-             built in)",
-            FETCHABLE.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
-        ))
-        })?;
+    // The 8x8 digits and the toy sets are built in: nothing to fetch.
+    let e = FETCHABLE
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| Error::unknown("item to fetch", name, FETCHABLE.iter().map(|e| e.name)))?;
     (e.fetch)(root, progress)
 }

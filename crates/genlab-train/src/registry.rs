@@ -120,12 +120,10 @@ pub fn model_names() -> Vec<(&'static str, &'static str)> {
 }
 
 pub fn find_model(name: &str) -> Result<&'static ModelEntry> {
-    MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "unknown model `{name}` (known: {})",
-            MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
-        ))
-    })
+    MODELS
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| Error::unknown("model", name, MODELS.iter().map(|m| m.name)))
 }
 
 /// The checkpoint file of a run directory (or the file itself).

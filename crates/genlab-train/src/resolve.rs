@@ -43,6 +43,41 @@ pub struct RunRequest {
     pub resume: bool,
 }
 
+impl RunRequest {
+    /// A fresh run of `model` on `data` in the run directory `out`, with the preset's
+    /// settings (chain [`RunRequest::steps`], [`RunRequest::seed`], [`RunRequest::set`]).
+    pub fn new(model: &str, data: &str, out: impl Into<PathBuf>) -> Self {
+        Self {
+            model: Some(model.into()),
+            data: Some(data.into()),
+            out: out.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Total training steps.
+    pub fn steps(self, steps: u64) -> Self {
+        Self {
+            steps: Some(steps),
+            ..self
+        }
+    }
+
+    /// Seed of initialisation, data order and noise.
+    pub fn seed(self, seed: u64) -> Self {
+        Self {
+            seed: Some(seed),
+            ..self
+        }
+    }
+
+    /// One `key=value` override (`train.lr=2e-4`, `ddpm.prediction=v`), after the others.
+    pub fn set(mut self, key_value: &str) -> Self {
+        self.overrides.push(key_value.into());
+        self
+    }
+}
+
 /// A resolved run and its training data.
 pub struct ResolvedRun {
     pub run: RunConfig,

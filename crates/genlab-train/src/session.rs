@@ -18,7 +18,7 @@ use crate::outputs::{save_figures, save_samples, to_points, write_loss_svg};
 use crate::registry::find_model;
 use crate::resolve::open_data;
 use crate::run::RunConfig;
-use crate::trainer::{Observer, TrainOutcome};
+use crate::trainer::{Observer, TrainJob, TrainOutcome};
 
 /// How [`train_run`] runs.
 #[derive(Clone, Debug)]
@@ -90,8 +90,13 @@ pub fn train_run(
     // Held until the pictures and the evaluation are written too.
     let _lock = crate::trainer::lock_run_dir(dir, opts.resume)?;
     let mut step = (entry.build_step)(&run.model_config, &run.train, run.seed, device)?;
-    let outcome =
-        crate::trainer::train_locked(dir, &run, data, step.as_mut(), opts.resume, observer, stop)?;
+    let job = TrainJob {
+        run_dir: dir,
+        run: &run,
+        data,
+        resume: opts.resume,
+    };
+    let outcome = crate::trainer::train_locked(&job, step.as_mut(), observer, stop)?;
     write_loss_svg(dir, &format!("{} on {}", run.model, run.data))?;
     let finished = !outcome.interrupted;
     let held_spec = dataset_info(&run.data)?.held_out;

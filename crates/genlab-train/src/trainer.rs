@@ -164,7 +164,13 @@ pub fn train(
     stop: &AtomicBool,
 ) -> Result<TrainOutcome> {
     let _lock = lock_run_dir(run_dir, resume)?;
-    train_locked(run_dir, run, data, step, resume, observer, stop)
+    let job = TrainJob {
+        run_dir,
+        run,
+        data,
+        resume,
+    };
+    train_locked(&job, step, observer, stop)
 }
 
 /// Locks `run_dir` for this process (creating it for a fresh run) before anything in it is
@@ -184,16 +190,28 @@ pub fn lock_run_dir(run_dir: &Path, resume: bool) -> Result<Option<RunLock>> {
     }
 }
 
+/// Where the loop trains, and on what.
+pub struct TrainJob<'a> {
+    pub run_dir: &'a Path,
+    pub run: &'a RunConfig,
+    pub data: &'a dyn Dataset,
+    /// Continue from the checkpoint in `run_dir`.
+    pub resume: bool,
+}
+
 /// [`train`] in a directory whose lock ([`lock_run_dir`]) the caller holds.
 pub fn train_locked(
-    run_dir: &Path,
-    run: &RunConfig,
-    data: &dyn Dataset,
+    job: &TrainJob,
     step: &mut dyn TrainStep,
-    resume: bool,
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> Result<TrainOutcome> {
+    let TrainJob {
+        run_dir,
+        run,
+        data,
+        resume,
+    } = *job;
     let t = &run.train;
     t.validate()?;
     if data.is_empty() {

@@ -10,13 +10,7 @@ fn main() -> genlab::Result<()> {
     let out = std::env::args()
         .nth(1)
         .unwrap_or("runs/example-ddpm".into());
-    let t = train(&RunRequest {
-        model: Some("ddpm".into()),
-        data: Some("two-moons".into()),
-        steps: Some(1500),
-        out: out.clone().into(),
-        ..Default::default()
-    })?;
+    let t = train(&RunRequest::new("ddpm", "two-moons", &out).steps(1500))?;
     println!(
         "trained to step {} (loss {:.4})",
         t.outcome.step, t.outcome.last_loss

@@ -15,14 +15,10 @@ fn main() -> genlab::Result<()> {
             .unwrap_or("runs/example-distill".into()),
     );
     let teacher = out.join("teacher");
-    train(&RunRequest {
-        model: Some("ddpm".into()),
-        data: Some("eight-gaussians".into()),
-        steps: Some(2000),
-        overrides: vec!["ddpm.prediction=\"v\"".into()],
-        out: teacher.clone(),
-        ..Default::default()
-    })?;
+    let request = RunRequest::new("ddpm", "eight-gaussians", &teacher)
+        .steps(2000)
+        .set("ddpm.prediction=v");
+    train(&request)?;
     let req = LadderRequest {
         teacher,
         out: out.join("students"),

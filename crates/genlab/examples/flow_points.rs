@@ -10,13 +10,7 @@ fn main() -> genlab::Result<()> {
     let out = std::env::args()
         .nth(1)
         .unwrap_or("runs/example-flow".into());
-    train(&RunRequest {
-        model: Some("flow".into()),
-        data: Some("eight-gaussians".into()),
-        steps: Some(1500),
-        out: out.clone().into(),
-        ..Default::default()
-    })?;
+    train(&RunRequest::new("flow", "eight-gaussians", &out).steps(1500))?;
     let run = load(out.as_ref())?;
     // Other points than the training set's: another seed.
     let data = genlab::training::open_data("eight-gaussians", 1, None, None)?;

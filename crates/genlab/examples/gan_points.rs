@@ -7,14 +7,10 @@ use genlab::{load, train, Rng, RunRequest, SampleRequest};
 
 fn main() -> genlab::Result<()> {
     let out = std::env::args().nth(1).unwrap_or("runs/example-gan".into());
-    train(&RunRequest {
-        model: Some("gan".into()),
-        data: Some("eight-gaussians".into()),
-        steps: Some(3000),
-        overrides: vec!["gan.loss=non-saturating".into()],
-        out: out.clone().into(),
-        ..Default::default()
-    })?;
+    let request = RunRequest::new("gan", "eight-gaussians", &out)
+        .steps(3000)
+        .set("gan.loss=non-saturating");
+    train(&request)?;
     let run = load(out.as_ref())?;
     let req = SampleRequest {
         n: 2000,

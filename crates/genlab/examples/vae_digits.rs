@@ -8,13 +8,7 @@ use genlab::{load, train, Rng, RunRequest, SampleRequest};
 
 fn main() -> genlab::Result<()> {
     let out = std::env::args().nth(1).unwrap_or("runs/example-vae".into());
-    let t = train(&RunRequest {
-        model: Some("vae".into()),
-        data: Some("digits".into()),
-        steps: Some(2000),
-        out: out.clone().into(),
-        ..Default::default()
-    })?;
+    let t = train(&RunRequest::new("vae", "digits", &out).steps(2000))?;
     println!(
         "trained to step {} (loss {:.4})",
         t.outcome.step, t.outcome.last_loss

@@ -17,22 +17,18 @@
 //! # Train a DDPM on eight gaussians and sample it
 //!
 //! ```
-//! use genlab::{load, train, Device, Rng, RunRequest, SampleRequest, SamplerOptions};
+//! use genlab::{load, train, Rng, RunRequest, SampleRequest, SamplerOptions};
 //!
 //! # fn main() -> genlab::Result<()> {
-//! let dir = tempfile::tempdir().unwrap(); // any run directory
-//! let trained = train(&RunRequest {
-//!     model: Some("ddpm".into()),
-//!     data: Some("eight-gaussians".into()),
-//!     steps: Some(200),
-//!     seed: Some(0),
-//!     overrides: vec!["train.batch_size=128".into()],
-//!     out: dir.path().to_path_buf(),
-//!     ..Default::default()
-//! })?;
+//! let dir = tempfile::tempdir().unwrap(); // the run directory
+//! let request = RunRequest::new("ddpm", "eight-gaussians", dir.path())
+//!     .steps(200)
+//!     .seed(0)
+//!     .set("train.batch_size=128");
+//! let trained = train(&request)?; // checkpoint, log, loss.svg, samples.png
 //! assert_eq!(trained.outcome.step, 200);
 //!
-//! let run = load(dir.path())?; // EMA weights, on the CPU
+//! let run = load(dir.path())?; // its EMA weights, on the CPU
 //! let request = SampleRequest {
 //!     n: 1000,
 //!     sampler: "ddim".into(),
@@ -41,7 +37,6 @@
 //! };
 //! let samples = run.model.sample(&request, &mut Rng::new(1), &mut |_, _| {})?;
 //! assert_eq!(samples.x.dims(), &[1000, 2]);
-//! # let _ = Device::Cpu;
 //! # Ok(())
 //! # }
 //! ```

@@ -124,14 +124,7 @@ pub fn find_extractor(name: &str) -> Option<&'static ExtractorEntry> {
 /// Loads the named extractor; an unknown name lists the known ones.
 pub fn load_extractor(name: &str, req: &ExtractorRequest) -> Result<Box<dyn FeatureExtractor>> {
     let e = find_extractor(name).ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "unknown feature extractor `{name}` (known: {})",
-            EXTRACTORS
-                .iter()
-                .map(|e| e.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        Error::unknown("feature extractor", name, EXTRACTORS.iter().map(|e| e.name))
     })?;
     (e.load)(req)
 }

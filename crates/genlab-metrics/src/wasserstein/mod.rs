@@ -25,7 +25,7 @@ pub mod sinkhorn;
 pub mod sliced;
 
 use crate::matrix::{check_pair, FeatureMatrix};
-use crate::suite::{need, Computed, Side, SuiteOptions};
+use crate::suite::{Computed, Inputs};
 use genlab_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -298,23 +298,15 @@ impl Method {
 }
 
 /// `genlab eval`'s Wasserstein distance, warning when an iterative method did not converge.
-pub fn compute(
-    real: &Side,
-    fake: &Side,
-    opts: &SuiteOptions,
-    warnings: &mut Vec<String>,
-) -> Result<Computed> {
-    let a = need(&real.features, "real features", "wasserstein")?;
-    let b = need(&fake.features, "fake features", "wasserstein")?;
-    let r = wasserstein(a, b, &opts.wasserstein)?;
-    if !r.converged {
-        warnings.push(format!("wasserstein: {} did not converge", r.method));
-    }
-    Ok(Computed {
-        value: r.value,
-        std: None,
-        detail: serde_json::json!({ "method": r.method, "p": r.p, "converged": r.converged }),
-    })
+pub fn compute(x: &Inputs) -> Result<Computed> {
+    let (a, b) = x.features("wasserstein")?;
+    let r = wasserstein(a, b, &x.opts.wasserstein)?;
+    let detail = serde_json::json!({ "method": r.method, "p": r.p, "converged": r.converged });
+    Ok(
+        Computed::new(r.value, None, &detail).warn_if(!r.converged, || {
+            format!("wasserstein: {} did not converge", r.method)
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 //!     = nll_[0,1] / (D ln 2) + log2 L        (+ 8 for L = 256)
 //! ```
 //!
-//! where nll_[0,1] = -log p(y) is the NLL of the rescaled continuous data. A model of the
+//! where `nll_[0,1] = -log p(y)` is the NLL of the rescaled continuous data. A model of the
 //! uniform density on the cube (p(y) = 1) gets exactly log2 L = 8 bits/dim, the cost of
 //! storing raw bytes. Variational dequantisation (Ho et al. 2019, Flow++) lives in
 //! `var_dequantize.rs`.

@@ -6,7 +6,7 @@ use genlab_nn::flops::conv_flops;
 
 use super::{DequantizationKind, FlowConfig, MaskKind, Mixing};
 
-/// Forward FLOPs of the image [`Flow`] of `cfg` (affine couplings with channel masks, the
+/// Forward FLOPs of the image [`Flow`](super::Flow) of `cfg` (affine couplings with channel masks, the
 /// image preset's shape) on a batch of `b`: the convolutions of every conditioner (the
 /// variational dequantiser's on the pixels, each coupling's on its half or all of the
 /// channels) and the 1x1 invertible maps. Elementwise work is not counted.

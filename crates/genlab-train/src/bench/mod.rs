@@ -111,14 +111,8 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
 /// The workload called `name`; an unknown name lists the known ones.
 pub fn find_workload(name: &str) -> Result<&'static WorkloadEntry> {
     WORKLOADS.iter().find(|w| w.name == name).ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "unknown workload `{name}`; expected `all` or a comma-separated list of: {}",
-            WORKLOADS
-                .iter()
-                .map(|w| w.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        let known = ["all"].into_iter().chain(WORKLOADS.iter().map(|w| w.name));
+        Error::unknown("workload", name, known)
     })
 }
 
