@@ -118,17 +118,17 @@ pub const SAMPLERS: &[SamplerEntry] = &[
     SamplerEntry {
         name: "pc",
         description:
-            "predictor-corrector: reverse diffusion + Langevin, --snr (Song et al. 2021, Alg. 3/5)",
+            "predictor-corrector: reverse diffusion + Langevin corrector (Song et al. 2021, Alg. 3/5)",
         build: |o, s| Ok(Box::new(crate::pc::PcSampler::new(o, s)?)),
     },
     SamplerEntry {
         name: "rk45",
-        description: "adaptive Dormand-Prince RK45 on the probability-flow ODE, --rtol/--atol",
+        description: "adaptive Dormand-Prince RK45 on the probability-flow ODE, to a relative and absolute tolerance",
         build: |o, s| Ok(Box::new(crate::rk45::Rk45Sampler::new(o, s)?)),
     },
     SamplerEntry {
         name: "dpm-solver",
-        description: "singlestep DPM-Solver-1/2/3 (Lu et al. 2022), --order",
+        description: "singlestep DPM-Solver-1/2/3 (Lu et al. 2022) of order 1, 2 or 3",
         build: |o, s| Ok(Box::new(crate::dpm_solver::DpmSolverSampler::new(o, s)?)),
     },
     SamplerEntry {

@@ -20,7 +20,7 @@ pub fn extractor_names() -> Vec<(String, &'static str)> {
         .collect();
     v.push((
         "RUN_DIR".into(),
-        "a classifier run (genlab train --model classifier --data mnist): 128-d features + \
+        "the run directory of a trained `classifier` model: 128-d features + \
          class probabilities",
     ));
     v
