@@ -9,6 +9,8 @@
 //!   insert, delete, truncate), which get past the magic numbers that random bytes rarely
 //!   match.
 
+#![allow(dead_code)] // each harness uses part of this file
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
