@@ -15,8 +15,8 @@
 //!
 //! Every case must return without panicking, allocate no single block larger than
 //! [`ALLOC_PER_INPUT_BYTE`] times the input plus [`ALLOC_BASE`], and either give tensors
-//! whose bytes match their shapes or an error that says what was wrong. The case count is
-//! proptest's (256 per property); `PROPTEST_CASES=N` runs longer.
+//! whose bytes match their shapes or an error that says what was wrong. Cases per property:
+//! `fuzz::DEFAULT_CASES`, or `PROPTEST_CASES=N` for a longer run.
 
 #[path = "support/fuzz.rs"]
 mod fuzz;
@@ -805,4 +805,20 @@ fn views_cannot_multiply_a_storage_without_bound() {
     };
     let e = parse_zip_pth(&zip_file(&d, false)).unwrap_err().to_string();
     assert!(e.contains("more than 16 times"), "{e}");
+}
+
+/// What candle's zip reader (used before genlab's own) did with a string whose declared
+/// length is 4 GiB: allocate 4 GiB, then fail to fill it. Now the length is checked
+/// against the bytes left first.
+#[test]
+fn pickle_string_longer_than_the_file_is_refused_before_allocating() {
+    let mut p = Pickle::default();
+    p.proto().op(b'X');
+    p.0.extend(u32::MAX.to_le_bytes());
+    p.0.extend(b"short");
+    let z = zip_with_pickle(&p.0);
+    fuzz::reset();
+    let e = parse_zip_pth(&z).unwrap_err().to_string();
+    assert!(fuzz::largest() < 1 << 20, "allocated {}", fuzz::largest());
+    assert!(e.contains("4294967295 bytes announced, 5 left"), "{e}");
 }
