@@ -9,7 +9,7 @@ Writes, under crates/genlab-core/tests/fixtures/pth/:
   tiny_legacy.pth  the same dict saved with _use_new_zipfile_serialization=False
   tiny.json        for each tensor of that dict, in order: name, dtype, shape, and its
                    values as float64 (bools 0/1, ints exactly)
-  taef2.json       when the TAEF2 weights are present (default: /work/shared/weights/taef2,
+  taef2.json       when the TAEF2 weights are present (default: ../shared/weights/taef2,
                    or --taef2 DIR): for taef2_encoder.pth and taef2_decoder.pth, the sha256,
                    the number of tensors, the ordered key list, and for a few keys the
                    shape, dtype, first 8 values (float16 -> float32 exactly, as float64),
@@ -106,7 +106,7 @@ def taef2(folder):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--taef2", default="/work/shared/weights/taef2")
+    ap.add_argument("--taef2", default=os.path.join("..", "shared", "weights", "taef2"))
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     sd = tiny_dict()
