@@ -8,6 +8,7 @@
 //! - [`paths`]: the data and weights folders (`$GENLAB_DATA`);
 //! - [`pth`]: PyTorch `.pth` state dicts (zip and legacy layouts), read without torch.
 
+pub mod condition;
 pub mod config;
 pub mod error;
 pub mod io;
@@ -16,6 +17,7 @@ pub mod paths;
 pub mod pth;
 pub mod rng;
 
+pub use condition::Condition;
 pub use error::{Error, Result};
 pub use params::ParamStore;
 pub use rng::Rng;

@@ -11,6 +11,7 @@ pub mod dpmpp_2m;
 pub mod euler;
 pub mod euler_ancestral;
 pub mod euler_maruyama;
+pub mod guidance;
 pub mod heun;
 pub mod ode_likelihood;
 pub mod options;
