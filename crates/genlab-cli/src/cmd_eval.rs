@@ -261,6 +261,7 @@ fn sample_checkpoint(
             ..Default::default()
         },
         batch_size: 500,
+        ..Default::default()
     };
     let out = crate::progress::sample_with_bar(
         loaded.model.as_ref(),

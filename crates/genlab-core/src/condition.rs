@@ -211,7 +211,14 @@ mod tests {
         assert_eq!(n.image.as_ref().unwrap().dims(), &[2, 1, 2, 4]);
         let s = c.select(&[2, 0]).unwrap();
         assert_eq!(s.class_labels().unwrap(), Some(vec![6, 4]));
-        let first: f32 = s.image.as_ref().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        let first: f32 = s
+            .image
+            .as_ref()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0];
         assert_eq!(first, 16.0); // example 2 starts at 2 * 8
         let both = n.cat(&s).unwrap();
         assert_eq!(both.class_labels().unwrap(), Some(vec![5, 6, 6, 4]));

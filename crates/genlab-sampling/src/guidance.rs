@@ -59,7 +59,11 @@ pub struct ClassifierFree<'a> {
 }
 
 impl<'a> ClassifierFree<'a> {
-    pub fn new(model: &'a dyn ConditionalDenoiser, cond: &'a Condition, scale: f64) -> Result<Self> {
+    pub fn new(
+        model: &'a dyn ConditionalDenoiser,
+        cond: &'a Condition,
+        scale: f64,
+    ) -> Result<Self> {
         if !scale.is_finite() {
             return Err(Error::setting(
                 "guidance",
@@ -173,7 +177,14 @@ mod tests {
         };
         let x = Tensor::new(&[[1.0f32, -2.0], [4.0, 0.5]], &Device::Cpu).unwrap();
         let cond = Condition::class(Tensor::new(&[0u32, 1], &Device::Cpu).unwrap());
-        let at = |w: f64| vals(&ClassifierFree::new(&m, &cond, w).unwrap().predict(&x, 3.0).unwrap());
+        let at = |w: f64| {
+            vals(
+                &ClassifierFree::new(&m, &cond, w)
+                    .unwrap()
+                    .predict(&x, 3.0)
+                    .unwrap(),
+            )
+        };
         assert_eq!(at(0.0), vec![0.5, -1.0, 2.0, 0.25]);
         assert_eq!(at(1.0), vec![2.0, -4.0, 12.0, 1.5]);
         // w = 3: u + 3 (c - u) with c = k x, u = 0.5 x: (0.5 + 3 (k - 0.5)) x, k = 2 then 3.

@@ -485,8 +485,8 @@ fn every_sampler_with_guidance_draws_class_k_from_mode_k() {
                 let out = run(&guided, &sched, &c, &x, 5).unwrap();
                 let (m, s) = (model.gmm.m[k as usize], model.gmm.s[k as usize]);
                 let v = to_f64_vec(&out.x);
-                let within = v.iter().filter(|x| (*x - m).abs() <= 3.0 * s).count() as f64
-                    / v.len() as f64;
+                let within =
+                    v.iter().filter(|x| (*x - m).abs() <= 3.0 * s).count() as f64 / v.len() as f64;
                 report.push(format!(
                     "{} steps {}: class {k}, w {w}: {:.1}% within 3 std",
                     c.name,
@@ -516,7 +516,10 @@ fn guidance_zero_samples_the_unconditional_model_exactly() {
     let x = noise(4, 64, DType::F32);
     let cond = Condition::class_repeated(0, 64, &candle_core::Device::Cpu).unwrap();
     let g = ClassifierFree::new(&model, &cond, 0.0).unwrap();
-    for c in cases().iter().filter(|c| c.name == "ddim" || c.name == "ddpm") {
+    for c in cases()
+        .iter()
+        .filter(|c| c.name == "ddim" || c.name == "ddpm")
+    {
         let a = run(&g, &sched, c, &x, 9).unwrap();
         let b = run(&plain, &sched, c, &x, 9).unwrap();
         assert_eq!(max_abs_diff(&a.x, &b.x), 0.0, "{}", c.name);

@@ -9,13 +9,20 @@
 //! Images are mapped from [0, 1] to [-1, 1] (Sec. 4: "scaled linearly to [-1, 1]"), and
 //! sampling clips the predicted x0 back into that range. Sampling is delegated to any
 //! `genlab_sampling` sampler through the `Denoiser` interface.
+//!
+//! Class conditioning (`num_classes > 0`): a learned embedding of the label is added to the
+//! time embedding, with one extra row for "no label"; training replaces each label by "no
+//! label" with probability `label_dropout`, so that one network is both conditional and
+//! unconditional and classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598, Alg. 1)
+//! can combine the two.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Condition, Error, Result, Rng};
 use genlab_nn::{MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
+use genlab_sampling::guidance::{ClassifierFree, ConditionalDenoiser, Conditioned};
 use genlab_sampling::ode_likelihood::{ode_log_likelihood, OdeLikelihoodOptions, TraceEstimator};
 use genlab_sampling::sigmas::sigma_at;
 use genlab_sampling::{build_sampler, BetaSchedule, Denoiser, NoiseSchedule, Prediction};
@@ -65,6 +72,20 @@ pub struct DdpmConfig {
     pub prediction: Prediction,
     pub net: NetConfig,
     pub data: DataSpace,
+    /// Class conditioning: the number of classes (0: unconditional). Labels 0..K-1 steer the
+    /// model; label K means "no label".
+    #[serde(default)]
+    pub num_classes: usize,
+    /// Probability that training replaces a label by "no label" (Ho & Salimans 2022 use
+    /// 0.1-0.2): what lets one network guide itself. 0 trains a purely conditional model.
+    #[serde(default = "default_label_dropout")]
+    pub label_dropout: f64,
+}
+
+/// Ho & Salimans' p_uncond = 0.1: enough unconditional steps to guide from, few enough that
+/// the conditional model hardly suffers.
+fn default_label_dropout() -> f64 {
+    0.1
 }
 
 impl DdpmConfig {
@@ -90,10 +111,18 @@ impl DdpmConfig {
             prediction: Prediction::Epsilon,
             net,
             data: data.clone(),
+            num_classes: 0, // unconditional; a labelled dataset can switch it on
+            label_dropout: default_label_dropout(),
         }
     }
 
     pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.label_dropout) {
+            return Err(Error::Config(format!(
+                "ddpm.label_dropout must be in [0, 1), got {}",
+                self.label_dropout
+            )));
+        }
         match (&self.net, self.data.images, self.data.shape.len()) {
             (NetConfig::Mlp(_), false, 1) => Ok(()),
             (NetConfig::Unet(u), true, 3) => {
@@ -135,6 +164,8 @@ enum Net {
 pub struct Ddpm {
     cfg: DdpmConfig,
     net: Net,
+    /// The class embedding `[K + 1, temb]` (row K: no label), for class-conditional models.
+    label_emb: Option<candle_nn::Embedding>,
     schedule: NoiseSchedule,
     /// Where the weights live (the `VarBuilder`'s device): sampling noise is drawn there.
     device: Device,
@@ -153,9 +184,25 @@ impl Ddpm {
                 Net::Unet(Box::new(UNet::new(u, c, c, vb.pp("net"))?))
             }
         };
+        // Created after the network, so that an unconditional model's weights are those of
+        // a store that never had it.
+        let label_emb = if cfg.num_classes > 0 {
+            let temb = match &net {
+                Net::Mlp(m) => m.temb_dim(),
+                Net::Unet(u) => u.temb_dim(),
+            };
+            Some(candle_nn::embedding(
+                cfg.num_classes + 1,
+                temb,
+                vb.pp("label_emb"),
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             cfg: cfg.clone(),
             net,
+            label_emb,
             schedule,
             device,
         })
@@ -174,9 +221,50 @@ impl Ddpm {
         &self.schedule
     }
 
+    /// Whether the model takes class labels.
+    pub fn is_conditional(&self) -> bool {
+        self.label_emb.is_some()
+    }
+
+    /// The label meaning "no label" (K), for class-conditional models.
+    pub fn null_label(&self) -> u32 {
+        self.cfg.num_classes as u32
+    }
+
+    /// The class embedding of `labels` (`[B]`, values 0..=K), checked.
+    fn class_embedding(&self, labels: &Tensor) -> Result<Tensor> {
+        let emb = self.label_emb.as_ref().ok_or_else(|| {
+            Error::InvalidInput(
+                "this DDPM was trained without class conditioning; it takes no class".into(),
+            )
+        })?;
+        let k = self.cfg.num_classes as u32;
+        let v: Vec<u32> = labels.to_dtype(DType::U32)?.to_vec1()?;
+        if let Some(bad) = v.iter().find(|&&l| l > k) {
+            return Err(Error::setting(
+                "class",
+                format!("{bad} is outside the model's classes 0..{}", k - 1),
+            ));
+        }
+        Ok(candle_nn::Module::forward(
+            emb,
+            &labels.to_dtype(DType::U32)?.to_device(&self.device)?,
+        )?)
+    }
+
     /// The network's raw output for per-example timesteps `t` (shape [B], fractional allowed),
-    /// with its autograd graph.
+    /// with its autograd graph (a conditional model without labels predicts unconditionally).
     pub(crate) fn forward_t(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        self.forward_labeled(x, t, None)
+    }
+
+    /// [`Ddpm::forward_t`] given class labels (`[B]`; label K is "no label").
+    pub(crate) fn forward_labeled(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        labels: Option<&Tensor>,
+    ) -> Result<Tensor> {
         // The network sees the SDE's own x_t: the VP sample times sqrt(m^2 + s^2) (1 for the
         // VP schedules, where this is skipped).
         let scaled;
@@ -191,9 +279,18 @@ impl Ddpm {
             scaled = x.broadcast_mul(&per_example(&c, x)?)?;
             &scaled
         };
+        let extra = match (labels, self.is_conditional()) {
+            (Some(l), _) => Some(self.class_embedding(l)?),
+            (None, true) => {
+                let null = vec![self.null_label(); x.dim(0)?];
+                let n = null.len();
+                Some(self.class_embedding(&Tensor::from_vec(null, n, x.device())?)?)
+            }
+            (None, false) => None,
+        };
         Ok(match &self.net {
-            Net::Mlp(m) => m.forward(x, t)?,
-            Net::Unet(u) => u.forward(x, t)?,
+            Net::Mlp(m) => m.forward_with(x, t, extra.as_ref())?,
+            Net::Unet(u) => u.forward_with(x, t, extra.as_ref())?,
         })
     }
 
@@ -226,6 +323,18 @@ impl Ddpm {
 
     /// L_simple on a batch `x0` given in data space, shape [B, ...data.shape].
     pub fn loss(&self, x0: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        self.loss_labeled(x0, None, rng)
+    }
+
+    /// [`Ddpm::loss`] with the batch's class labels (`[B]`), required by a class-conditional
+    /// model; each is dropped to "no label" with probability `label_dropout` (drawn after
+    /// the timesteps and the noise).
+    pub fn loss_labeled(
+        &self,
+        x0: &Tensor,
+        labels: Option<&Tensor>,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
         self.cfg.data.check_batch(x0, "the DDPM")?;
         let dims = x0.dims().to_vec();
         let b = dims[0];
@@ -242,7 +351,24 @@ impl Ddpm {
         let eps = rng.normal_tensor(&dims, dev)?;
         let xt = (x0.broadcast_mul(&sa)? + eps.broadcast_mul(&s1a)?)?;
         let t = Tensor::from_vec(t_idx.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, dev)?;
-        let pred = self.forward_t(&xt, &t)?;
+        let labels =
+            match (self.is_conditional(), labels) {
+                (false, _) => None,
+                (true, None) => return Err(Error::InvalidInput(
+                    "a class-conditional DDPM trains on labelled data; this batch has no labels"
+                        .into(),
+                )),
+                (true, Some(l)) => {
+                    let mut v: Vec<u32> = l.to_dtype(DType::U32)?.to_vec1()?;
+                    for l in v.iter_mut() {
+                        if rng.uniform() < self.cfg.label_dropout {
+                            *l = self.null_label();
+                        }
+                    }
+                    Some(Tensor::from_vec(v, b, dev)?)
+                }
+            };
+        let pred = self.forward_labeled(&xt, &t, labels.as_ref())?;
         // The regression target of the parametrisation; the loss is the plain mean squared
         // error on it (L_simple for epsilon).
         let target = match self.cfg.prediction {
@@ -270,6 +396,37 @@ impl Denoiser for Ddpm {
     fn predict_differentiable(&self, x: &Tensor, t: f64) -> Result<Option<Tensor>> {
         let tt = Tensor::full(t as f32, x.dim(0)?, x.device())?;
         Ok(Some(self.forward_t(x, &tt)?))
+    }
+}
+
+impl ConditionalDenoiser for Ddpm {
+    fn predict_cond(&self, x: &Tensor, t: f64, cond: &Condition) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        cond.check_batch(b)?;
+        let tt = Tensor::full(t as f32, b, x.device())?.to_dtype(DType::F32)?;
+        Ok(self.forward_labeled(x, &tt, cond.class.as_ref())?.detach())
+    }
+
+    fn prediction(&self) -> Prediction {
+        self.cfg.prediction
+    }
+
+    fn null_condition(&self, cond: &Condition) -> Result<Condition> {
+        if !self.is_conditional() {
+            return Err(Error::setting(
+                "guidance",
+                "needs a class-conditional model; this one was trained without labels",
+            ));
+        }
+        if self.cfg.label_dropout == 0.0 {
+            return Err(Error::setting(
+                "guidance",
+                "needs a model trained with label dropout (its unconditional mode); this one \
+                 has label_dropout 0",
+            ));
+        }
+        let n = cond.batch_size()?.unwrap_or(0);
+        Condition::class_repeated(self.null_label(), n, &self.device)
     }
 }
 
@@ -405,6 +562,28 @@ impl Sample for Ddpm {
             opts.clip_x0 = Some((-1.0, 1.0));
         }
         let sampler = build_sampler(&req.sampler, &opts)?;
+        let cond = &req.condition;
+        cond.check_batch(req.n)?;
+        if let Some(labels) = cond.class_labels()? {
+            let k = self.cfg.num_classes;
+            if k == 0 {
+                return Err(Error::InvalidInput(
+                    "this DDPM was trained without class conditioning; it takes no class".into(),
+                ));
+            }
+            if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+                return Err(Error::setting(
+                    "class",
+                    format!("{bad} is outside the model's classes 0..{}", k - 1),
+                ));
+            }
+        }
+        if req.guidance.is_some() && cond.class.is_none() {
+            return Err(Error::setting(
+                "guidance",
+                "steers towards a condition; give the class to guide towards",
+            ));
+        }
         let bs = req.batch_size.max(1);
         let n_batches = req.n.div_ceil(bs);
         let per_batch = self.schedule.timesteps(opts.steps, opts.spacing)?.len();
@@ -418,7 +597,24 @@ impl Sample for Ddpm {
             shape.extend_from_slice(&self.cfg.data.shape);
             // Drawn on the host (the same values on every device), created on the model's.
             let x_t = rng.normal_tensor(&shape, &self.device)?;
-            let out = sampler.sample(self, &self.schedule, x_t, rng, &mut |k, _| {
+            let cond = cond.narrow(bi * bs, nb)?.to_device(&self.device)?;
+            let conditioned;
+            let guided;
+            let model: &dyn Denoiser = match (req.guidance, cond.is_none()) {
+                (Some(w), _) => {
+                    guided = ClassifierFree::new(self, &cond, w)?;
+                    &guided
+                }
+                (None, false) => {
+                    conditioned = Conditioned {
+                        model: self,
+                        cond: &cond,
+                    };
+                    &conditioned
+                }
+                (None, true) => self,
+            };
+            let out = sampler.sample(model, &self.schedule, x_t, rng, &mut |k, _| {
                 progress(done + k, total)
             })?;
             // Each batch leaves the device as soon as it is done (bounded device memory).
@@ -430,6 +626,10 @@ impl Sample for Ddpm {
             x: Tensor::cat(&outs, 0)?,
             nfe,
         })
+    }
+
+    fn num_classes(&self) -> usize {
+        self.cfg.num_classes
     }
 
     fn data_space(&self) -> &DataSpace {
@@ -468,7 +668,7 @@ mod tests {
     fn loss_equals_brute_force_mse_for_the_same_draws() {
         for kind in [Prediction::Epsilon, Prediction::X0, Prediction::V] {
             let (_, m) = points_model_predicting(0, kind);
-            assert_eq!(m.prediction(), kind);
+            assert_eq!(Denoiser::prediction(&m), kind);
             let x0 = Tensor::new(&[[1.0f32, -1.0], [0.5, 2.0], [0.0, 0.0]], &Device::Cpu).unwrap();
             let mut rng = Rng::new(9);
             let loss: f32 = m.loss(&x0, &mut rng).unwrap().to_scalar().unwrap();
@@ -597,6 +797,111 @@ mod tests {
     /// x_t directly): relative agreement of the two losses.
     const SDE_INPUT_TOL: f64 = 1e-4;
 
+    fn class_model(dropout: f64) -> (ParamStore, Ddpm) {
+        let ps = ParamStore::new(3, &Device::Cpu);
+        let mut cfg = DdpmConfig::for_data(&DataSpace {
+            shape: vec![2],
+            images: false,
+        });
+        cfg.timesteps = 50;
+        cfg.num_classes = 3;
+        cfg.label_dropout = dropout;
+        let m = Ddpm::new(&cfg, ps.vb()).unwrap();
+        (ps, m)
+    }
+
+    #[test]
+    fn class_conditioning_adds_a_label_embedding_and_checks_its_labels() {
+        let (ps, m) = class_model(0.1);
+        // One embedding row per class plus the null row, as wide as the time embedding.
+        let emb = ps.tensors()["label_emb.weight"].clone();
+        assert_eq!(emb.dims(), &[4, 256]);
+        let x = Tensor::new(&[[0.3f32, -0.2], [1.0, 0.5]], &Device::Cpu).unwrap();
+        // No condition is the null class; a label changes the prediction.
+        let null = Condition::class_repeated(3, 2, &Device::Cpu).unwrap();
+        let a = Denoiser::predict(&m, &x, 10.0).unwrap();
+        let b = m.predict_cond(&x, 10.0, &null).unwrap();
+        let d: f32 = (a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(d, 0.0);
+        let one = Condition::class_repeated(1, 2, &Device::Cpu).unwrap();
+        let c = m.predict_cond(&x, 10.0, &one).unwrap();
+        let d: f32 = (c - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d > 0.0);
+        // Labels beyond the null class, and training without labels, are errors.
+        let bad = Condition::class_repeated(4, 2, &Device::Cpu).unwrap();
+        let e = m.predict_cond(&x, 10.0, &bad).unwrap_err().to_string();
+        assert!(e.contains("class") && e.contains("0..2"), "{e}");
+        let e = m.loss(&x, &mut Rng::new(0)).unwrap_err().to_string();
+        assert!(e.contains("no labels"), "{e}");
+        // A model trained without dropout has no unconditional mode to guide from.
+        let (_, strict) = class_model(0.0);
+        let e = strict.null_condition(&one).unwrap_err().to_string();
+        assert!(e.contains("label dropout"), "{e}");
+        let (_, uncond) = points_model(0);
+        assert!(uncond.null_condition(&one).is_err());
+        assert!(uncond.predict_cond(&x, 1.0, &one).is_err());
+    }
+
+    #[test]
+    fn label_dropout_replaces_labels_with_the_null_class_at_its_rate() {
+        // The loss with dropout equals the loss computed with the dropped labels by hand,
+        // for the same draws: replay the draws (timesteps, noise, then one uniform per
+        // example) and drop the same labels.
+        let (_, m) = class_model(0.5);
+        let x = Rng::new(1).normal_tensor(&[64, 2], &Device::Cpu).unwrap();
+        let labels =
+            Tensor::from_vec((0..64u32).map(|i| i % 3).collect(), 64, &Device::Cpu).unwrap();
+        let got: f32 = m
+            .loss_labeled(&x, Some(&labels), &mut Rng::new(7))
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let mut rng = Rng::new(7);
+        let t: Vec<f64> = (0..64).map(|_| rng.below(50) as f64).collect();
+        let eps = rng.normal_tensor(&[64, 2], &Device::Cpu).unwrap();
+        let dropped: Vec<u32> = (0..64u32)
+            .map(|i| if rng.uniform() < 0.5 { 3 } else { i % 3 })
+            .collect();
+        let n_dropped = dropped.iter().filter(|&&l| l == 3).count();
+        assert!(
+            (20..=44).contains(&n_dropped),
+            "{n_dropped} of 64 dropped at rate 0.5"
+        );
+        let (sa, s1a) = m.signal_noise(&t, &x).unwrap();
+        let xt = (x.broadcast_mul(&sa).unwrap() + eps.broadcast_mul(&s1a).unwrap()).unwrap();
+        let tt = Tensor::from_vec(
+            t.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            64,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let l = Tensor::from_vec(dropped, 64, &Device::Cpu).unwrap();
+        let pred = m.forward_labeled(&xt, &tt, Some(&l)).unwrap();
+        let want: f32 = (pred - eps)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
     #[test]
     fn sampling_is_seeded_and_shaped() {
         let (_, m) = points_model(1);
@@ -610,6 +915,7 @@ mod tests {
                 ..Default::default()
             },
             batch_size: 2,
+            ..Default::default()
         };
         let a = m.sample(&req, &mut Rng::new(3), &mut |_, _| {}).unwrap();
         let b = m.sample(&req, &mut Rng::new(3), &mut |_, _| {}).unwrap();
