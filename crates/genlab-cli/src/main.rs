@@ -8,12 +8,15 @@ mod cmd_compare;
 mod cmd_data;
 mod cmd_distill;
 mod cmd_eval;
+mod cmd_img2img;
+mod cmd_inpaint;
 mod cmd_list;
 mod cmd_nll;
 mod cmd_sample;
 mod cmd_train;
 mod demo;
 mod device;
+mod edit_args;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +62,12 @@ enum Command {
     /// Progressive distillation (Salimans & Ho 2022): halve a diffusion model's sampling
     /// steps round by round (e.g. 256 -> 4) by teaching a student two teacher DDIM steps per step.
     Distill(cmd_distill::DistillArgs),
+    /// Fill the masked part of images with a diffusion model (replacement or RePaint); writes
+    /// original | mask | input | result side by side.
+    Inpaint(cmd_inpaint::InpaintArgs),
+    /// SDEdit: noise images part of the way (--strength) and denoise them with any sampler;
+    /// writes the originals beside the results (one column per strength).
+    Img2img(cmd_img2img::Img2ImgArgs),
     /// List what genlab knows: models (with what they can do), samplers, datasets, metrics,
     /// feature extractors, benchmark workloads, fetchable data (--json: machine-readable).
     List(cmd_list::ListArgs),
@@ -134,6 +143,8 @@ fn main() {
             Command::Eval(a) => cmd_eval::run(a, &dev.open()?),
             Command::Compare(a) => cmd_compare::run(a, &dev.open()?),
             Command::Distill(a) => cmd_distill::run(a, &dev.open()?),
+            Command::Inpaint(a) => cmd_inpaint::run(a, &dev.open()?),
+            Command::Img2img(a) => cmd_img2img::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),

@@ -101,6 +101,10 @@ pub trait Sample {
     fn num_classes(&self) -> usize {
         0
     }
+    /// Image editing (img2img, inpainting), for models that can.
+    fn as_editor(&self) -> Option<&dyn crate::Edit> {
+        None
+    }
 }
 
 /// Errors unless `req` asks for no condition and no guidance: for models that take none.

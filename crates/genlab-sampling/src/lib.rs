@@ -13,6 +13,7 @@ pub mod euler_ancestral;
 pub mod euler_maruyama;
 pub mod guidance;
 pub mod heun;
+pub mod inpaint;
 pub mod ode_likelihood;
 pub mod options;
 pub mod pc;

@@ -23,10 +23,13 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{Condition, Error, Result, Rng};
 use genlab_nn::{MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
 use genlab_sampling::guidance::{ClassifierFree, ConditionalDenoiser, Conditioned};
+use genlab_sampling::inpaint::{inpaint, InpaintOptions, Known};
 use genlab_sampling::ode_likelihood::{ode_log_likelihood, OdeLikelihoodOptions, TraceEstimator};
 use genlab_sampling::sigmas::sigma_at;
+use genlab_sampling::SamplerOptions;
 use genlab_sampling::{build_sampler, BetaSchedule, Denoiser, NoiseSchedule, Prediction};
 
+use crate::edit::Edit;
 use crate::flow::Dequantizer;
 use crate::likelihood::{LikelihoodKind, LikelihoodOptions, LogLikelihood, LogLikelihoodResult};
 use crate::sample::{DataSpace, Sample, SampleRequest, SampleResult};
@@ -430,6 +433,129 @@ impl ConditionalDenoiser for Ddpm {
     }
 }
 
+impl Edit for Ddpm {
+    fn img2img(
+        &self,
+        x: &Tensor,
+        strength: f64,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult> {
+        if !(strength > 0.0 && strength <= 1.0) {
+            return Err(Error::setting(
+                "strength",
+                format!("must lie in (0, 1], got {strength}"),
+            ));
+        }
+        self.cfg.data.check_batch(x, "the DDPM")?;
+        let n = x.dim(0)?;
+        // Start at timestep t0: the first t0 + 1 timesteps form the schedule the sampler runs.
+        let t0 = (strength * (self.cfg.timesteps - 1) as f64).round() as usize;
+        let schedule = self.schedule.truncated(t0 + 1)?;
+        let mut opts = self.options_for(&req.options);
+        opts.steps = opts.steps.min(t0 + 1);
+        let sampler = build_sampler(&req.sampler, &opts)?;
+        let a = self.schedule.alpha_bar(t0 as isize);
+        let per_batch = schedule.timesteps(opts.steps, opts.spacing)?.len();
+        let total = per_batch * n.div_ceil(req.batch_size.max(1));
+        let (mut nfe, mut done) = (0, 0);
+        let out = self.run_batches(
+            n,
+            req.batch_size,
+            &req.condition,
+            req.guidance,
+            |model, start, nb| {
+                let x0 = self.to_model_space(&x.narrow(0, start, nb)?.to_device(&self.device)?)?;
+                // q(x_t0 | x0) (Ho et al. Eq. 4), then the reverse process from t0.
+                let x_t = ((x0 * a.sqrt())? + (self.noise(nb, rng)? * (1.0 - a).sqrt())?)?;
+                let r = sampler.sample(model, &schedule, x_t, rng, &mut |k, _| {
+                    progress(done + k, total)
+                })?;
+                done += per_batch;
+                nfe = r.nfe;
+                Ok(r.x)
+            },
+        )?;
+        Ok(SampleResult { x: out, nfe })
+    }
+
+    fn inpaint(
+        &self,
+        x: &Tensor,
+        known: &Tensor,
+        opts: &InpaintOptions,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult> {
+        self.cfg.data.check_batch(x, "the DDPM")?;
+        let n = x.dim(0)?;
+        let (kd, xd) = (known.dims(), x.dims());
+        let fits =
+            kd.len() == xd.len() && (kd[0] == 1 || kd[0] == n) && kd[1] == 1 && kd[2..] == xd[2..];
+        if !fits {
+            return Err(Error::setting(
+                "mask",
+                format!(
+                    "has shape {kd:?}; expected [1 or {n}, 1, {}] to match the images",
+                    xd[2..]
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let mut o = opts.clone();
+        if self.cfg.data.images && o.clip_x0.is_none() {
+            o.clip_x0 = Some((-1.0, 1.0));
+        }
+        let per_batch = genlab_sampling::inpaint::jump_schedule(
+            self.schedule.timesteps(o.steps, o.spacing)?.len(),
+            o.jump_length,
+            o.resample,
+        )
+        .windows(2)
+        .filter(|w| w[1] < w[0])
+        .count();
+        let total = per_batch * n.div_ceil(req.batch_size.max(1));
+        let (mut nfe, mut done) = (0, 0);
+        let known = known.to_dtype(DType::F32)?.to_device(&self.device)?;
+        let out = self.run_batches(
+            n,
+            req.batch_size,
+            &req.condition,
+            req.guidance,
+            |model, start, nb| {
+                let x0 = self.to_model_space(&x.narrow(0, start, nb)?.to_device(&self.device)?)?;
+                let mask = if known.dim(0)? == 1 {
+                    known.clone()
+                } else {
+                    known.narrow(0, start, nb)?
+                };
+                let k = Known {
+                    x0: &x0,
+                    mask: &mask,
+                };
+                let r = inpaint(
+                    model,
+                    &self.schedule,
+                    self.noise(nb, rng)?,
+                    &k,
+                    &o,
+                    rng,
+                    &mut |j, _| progress(done + j, total),
+                )?;
+                done += per_batch;
+                nfe = r.nfe;
+                Ok(r.x)
+            },
+        )?;
+        Ok(SampleResult { x: out, nfe })
+    }
+}
+
 /// Pixel levels of 8-bit images, for the dequantised likelihood bound.
 const PIXEL_LEVELS: u32 = 256;
 
@@ -544,26 +670,10 @@ impl LogLikelihood for Ddpm {
     }
 }
 
-impl Sample for Ddpm {
-    fn sample(
-        &self,
-        req: &SampleRequest,
-        rng: &mut Rng,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<SampleResult> {
-        crate::sample::require_unit_temperature(req, "diffusion model")?;
-        if req.n == 0 {
-            return Err(Error::InvalidInput(
-                "the number of samples must be at least 1, got 0".into(),
-            ));
-        }
-        let mut opts = req.options.clone();
-        if self.cfg.data.images && opts.clip_x0.is_none() {
-            opts.clip_x0 = Some((-1.0, 1.0));
-        }
-        let sampler = build_sampler(&req.sampler, &opts)?;
-        let cond = &req.condition;
-        cond.check_batch(req.n)?;
+impl Ddpm {
+    /// Checks a request's condition (`n` examples) and guidance against this model.
+    fn check_condition(&self, n: usize, cond: &Condition, guidance: Option<f64>) -> Result<()> {
+        cond.check_batch(n)?;
         if let Some(labels) = cond.class_labels()? {
             let k = self.cfg.num_classes;
             if k == 0 {
@@ -578,29 +688,49 @@ impl Sample for Ddpm {
                 ));
             }
         }
-        if req.guidance.is_some() && cond.class.is_none() {
+        if guidance.is_some() && cond.class.is_none() {
             return Err(Error::setting(
                 "guidance",
                 "steers towards a condition; give the class to guide towards",
             ));
         }
-        let bs = req.batch_size.max(1);
-        let n_batches = req.n.div_ceil(bs);
-        let per_batch = self.schedule.timesteps(opts.steps, opts.spacing)?.len();
-        let total = per_batch * n_batches;
-        let mut outs = Vec::with_capacity(n_batches);
-        let mut nfe = 0;
-        let mut done = 0;
-        for bi in 0..n_batches {
-            let nb = bs.min(req.n - bi * bs);
-            let mut shape = vec![nb];
-            shape.extend_from_slice(&self.cfg.data.shape);
-            // Drawn on the host (the same values on every device), created on the model's.
-            let x_t = rng.normal_tensor(&shape, &self.device)?;
-            let cond = cond.narrow(bi * bs, nb)?.to_device(&self.device)?;
+        Ok(())
+    }
+
+    /// The sampler options of a request, with images' x0 clipped into [-1, 1].
+    fn options_for(&self, opts: &SamplerOptions) -> SamplerOptions {
+        let mut o = opts.clone();
+        if self.cfg.data.images && o.clip_x0.is_none() {
+            o.clip_x0 = Some((-1.0, 1.0));
+        }
+        o
+    }
+
+    /// Runs `run(denoiser, start, len)` on the batches of `n` examples (at most `bs` each),
+    /// the denoiser carrying the batch's condition (plain, conditioned or guided); `run`
+    /// returns the batch in model space. Returns everything in data space, on the CPU.
+    fn run_batches(
+        &self,
+        n: usize,
+        bs: usize,
+        cond: &Condition,
+        guidance: Option<f64>,
+        mut run: impl FnMut(&dyn Denoiser, usize, usize) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        if n == 0 {
+            return Err(Error::InvalidInput(
+                "the number of samples must be at least 1, got 0".into(),
+            ));
+        }
+        self.check_condition(n, cond, guidance)?;
+        let bs = bs.max(1);
+        let mut outs = Vec::with_capacity(n.div_ceil(bs));
+        for start in (0..n).step_by(bs) {
+            let nb = bs.min(n - start);
+            let cond = cond.narrow(start, nb)?.to_device(&self.device)?;
             let conditioned;
             let guided;
-            let model: &dyn Denoiser = match (req.guidance, cond.is_none()) {
+            let model: &dyn Denoiser = match (guidance, cond.is_none()) {
                 (Some(w), _) => {
                     guided = ClassifierFree::new(self, &cond, w)?;
                     &guided
@@ -614,18 +744,55 @@ impl Sample for Ddpm {
                 }
                 (None, true) => self,
             };
-            let out = sampler.sample(model, &self.schedule, x_t, rng, &mut |k, _| {
-                progress(done + k, total)
-            })?;
+            let x = run(model, start, nb)?;
             // Each batch leaves the device as soon as it is done (bounded device memory).
-            outs.push(self.to_data_space(&out.x)?.to_device(&Device::Cpu)?);
-            done += per_batch;
-            nfe = out.nfe; // per sample: every batch takes the same steps
+            outs.push(self.to_data_space(&x)?.to_device(&Device::Cpu)?);
         }
-        Ok(SampleResult {
-            x: Tensor::cat(&outs, 0)?,
-            nfe,
-        })
+        Ok(Tensor::cat(&outs, 0)?)
+    }
+
+    /// The noise-shaped tensor of `n` examples, drawn on the host (the same values on every
+    /// device) and created on the model's device.
+    fn noise(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        let mut shape = vec![n];
+        shape.extend_from_slice(&self.cfg.data.shape);
+        Ok(rng.normal_tensor(&shape, &self.device)?)
+    }
+}
+
+impl Sample for Ddpm {
+    fn sample(
+        &self,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult> {
+        crate::sample::require_unit_temperature(req, "diffusion model")?;
+        let opts = self.options_for(&req.options);
+        let sampler = build_sampler(&req.sampler, &opts)?;
+        let per_batch = self.schedule.timesteps(opts.steps, opts.spacing)?.len();
+        let total = per_batch * req.n.div_ceil(req.batch_size.max(1));
+        let (mut nfe, mut done) = (0, 0);
+        let x = self.run_batches(
+            req.n,
+            req.batch_size,
+            &req.condition,
+            req.guidance,
+            |model, _, nb| {
+                let x_t = self.noise(nb, rng)?;
+                let out = sampler.sample(model, &self.schedule, x_t, rng, &mut |k, _| {
+                    progress(done + k, total)
+                })?;
+                done += per_batch;
+                nfe = out.nfe; // per sample: every batch takes the same steps
+                Ok(out.x)
+            },
+        )?;
+        Ok(SampleResult { x, nfe })
+    }
+
+    fn as_editor(&self) -> Option<&dyn Edit> {
+        Some(self)
     }
 
     fn num_classes(&self) -> usize {

@@ -202,6 +202,10 @@ impl Sample for DistilledDdpm {
         self.model.sample(&req, rng, progress)
     }
 
+    fn as_editor(&self) -> Option<&dyn crate::Edit> {
+        Some(&self.model)
+    }
+
     fn num_classes(&self) -> usize {
         self.model.num_classes()
     }
