@@ -768,6 +768,7 @@ impl Sample for Ddpm {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
         crate::sample::require_unit_temperature(req, "diffusion model")?;
+        self.check_condition(req.n, &req.condition, req.guidance)?;
         let opts = self.options_for(&req.options);
         let sampler = build_sampler(&req.sampler, &opts)?;
         let per_batch = self.schedule.timesteps(opts.steps, opts.spacing)?.len();
