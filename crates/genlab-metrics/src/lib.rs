@@ -14,6 +14,7 @@
 //! | 1-NN two-sample test | [`nn1`] | Lopez-Paz & Oquab 2017; Xu et al. 2018 |
 
 pub mod features;
+pub mod class_accuracy;
 pub mod fid;
 pub mod kernel;
 pub mod linalg;
