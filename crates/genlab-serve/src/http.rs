@@ -106,7 +106,8 @@ struct ErrorNote(String);
 
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let msg = self.to_string();
         let mut r = (status, Json(json!({ "error": msg }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -245,7 +246,10 @@ async fn guard(State(app): St, req: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
@@ -273,11 +277,7 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 
 async fn page(name: &'static str) -> Response {
     let html = SHELL.replace("{{page}}", name);
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
 async fn app_js() -> Response {
@@ -289,7 +289,11 @@ async fn app_js() -> Response {
 }
 
 async fn style_css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        STYLE_CSS,
+    )
+        .into_response()
 }
 
 /// Datasets a page may train or evaluate on: those that read no path of the user's
@@ -359,7 +363,9 @@ fn run_dir(app: &App, id: &str) -> Result<PathBuf> {
         .iter()
         .any(|f| dir.join(f).is_file());
     if !is_run {
-        return Err(ServeError::NotFound(format!("`{id}` is not a run directory")));
+        return Err(ServeError::NotFound(format!(
+            "`{id}` is not a run directory"
+        )));
     }
     Ok(dir)
 }
@@ -559,7 +565,8 @@ fn attached_stream(app: &Arc<App>, job: Arc<Job>) -> Response {
         id,
     };
     let mut r = sse(job_stream(app.jobs.clone(), job, Some(guard)));
-    r.headers_mut().insert("x-genlab-job", HeaderValue::from(id));
+    r.headers_mut()
+        .insert("x-genlab-job", HeaderValue::from(id));
     r
 }
 
@@ -651,13 +658,21 @@ async fn sample(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Respo
     let settings = match m.remove("settings") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(s)) => s,
-        Some(v) => return Err(ServeError::param("settings", format!("must be an object, got {v}"))),
+        Some(v) => {
+            return Err(ServeError::param(
+                "settings",
+                format!("must be an object, got {v}"),
+            ))
+        }
     };
     no_more(&m, "run, settings")?;
     let dir = run_dir(&app, &id)?;
     let f = facts(&app, &dir).await?;
     let plan = params::parse(&f, &settings)?;
-    let title = format!("sample {id}: {} samples, seed {}", plan.request.n, plan.seed);
+    let title = format!(
+        "sample {id}: {} samples, seed {}",
+        plan.request.n, plan.seed
+    );
     let job = app.jobs.submit(
         JobKind::Sample,
         title,
@@ -678,7 +693,10 @@ async fn compare(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Resp
                 .into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(ServeError::param(k, format!("must list strings, got {other}"))),
+                    other => Err(ServeError::param(
+                        k,
+                        format!("must list strings, got {other}"),
+                    )),
                 })
                 .collect(),
             _ => Err(ServeError::param(k, "must be a list")),
@@ -693,7 +711,10 @@ async fn compare(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Resp
                 Some(k) if (1..=params::MAX_STEPS).contains(&k) => Ok(k as usize),
                 _ => Err(ServeError::param(
                     "steps",
-                    format!("must list integers from 1 to {}, got {v}", params::MAX_STEPS),
+                    format!(
+                        "must list integers from 1 to {}, got {v}",
+                        params::MAX_STEPS
+                    ),
                 )),
             })
             .collect::<Result<_>>()?,
@@ -784,7 +805,12 @@ async fn train(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Respon
                 )),
             })
             .collect::<Result<_>>()?,
-        Some(v) => return Err(ServeError::param("overrides", format!("must be a list, got {v}"))),
+        Some(v) => {
+            return Err(ServeError::param(
+                "overrides",
+                format!("must be a list, got {v}"),
+            ))
+        }
     };
     no_more(&m, "name, run, model, data, steps, seed, overrides")?;
     for o in &overrides {
@@ -863,7 +889,11 @@ async fn train(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Respon
         false,
         work::train_work(app.env.clone(), id.clone(), request),
     )?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job": job.id, "run": id }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "job": job.id, "run": id })),
+    )
+        .into_response())
 }
 
 /// Starts a likelihood evaluation: `{"run", "data"?, "n"?, "k"?, "seed"?}`.
@@ -910,7 +940,11 @@ async fn eval(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Respons
             },
         ),
     )?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job": job.id, "run": id }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "job": job.id, "run": id })),
+    )
+        .into_response())
 }
 
 async fn list_jobs(State(app): St) -> Json<Value> {
@@ -922,9 +956,11 @@ async fn list_jobs(State(app): St) -> Json<Value> {
 }
 
 fn job_of(app: &App, id: JobId) -> Result<Arc<Job>> {
-    app.jobs
-        .get(id)
-        .ok_or_else(|| ServeError::NotFound(format!("no job {id} (finished jobs are kept for a while only)")))
+    app.jobs.get(id).ok_or_else(|| {
+        ServeError::NotFound(format!(
+            "no job {id} (finished jobs are kept for a while only)"
+        ))
+    })
 }
 
 async fn job_view(State(app): St, UrlPath(id): UrlPath<JobId>) -> Result<Json<Value>> {
@@ -1008,7 +1044,9 @@ async fn file(State(app): St, UrlPath(rel): UrlPath<String>) -> Result<Response>
     // An SVG opened on its own runs no script.
     r.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+        ),
     );
     Ok(r)
 }

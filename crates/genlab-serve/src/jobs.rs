@@ -410,7 +410,10 @@ impl Jobs {
         };
         if removed {
             job.finish(JobState::Cancelled, None, None);
-            (self.shared.notify)(&format!("job {id} cancelled before it started: {}", job.title));
+            (self.shared.notify)(&format!(
+                "job {id} cancelled before it started: {}",
+                job.title
+            ));
         }
         job.bump();
         Ok(job.state())
@@ -597,7 +600,16 @@ mod tests {
             .submit(JobKind::Sample, "c".into(), None, false, noop())
             .err()
             .unwrap();
-        assert!(matches!(e, ServeError::QueueFull { queued: 2, running: 1 }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ServeError::QueueFull {
+                    queued: 2,
+                    running: 1
+                }
+            ),
+            "{e}"
+        );
         assert_eq!(e.status(), 503);
         assert_eq!(jobs.view(b.id).unwrap().queue_position, Some(1));
         assert_eq!(jobs.stop(a.id).unwrap(), JobState::Cancelled);

@@ -123,7 +123,11 @@ impl Server {
         }
         if opts.queue == 0 || opts.workers == 0 {
             return Err(genlab_core::Error::setting(
-                if opts.workers == 0 { "workers" } else { "queue" },
+                if opts.workers == 0 {
+                    "workers"
+                } else {
+                    "queue"
+                },
                 "must be at least 1, got 0",
             )
             .into());
@@ -161,7 +165,14 @@ impl Server {
             device: opts.device.clone(),
             scratch: scratch.path().to_path_buf(),
         });
-        let app = http::App::new(env, jobs.clone(), opts.token.clone(), addr, opts.notify.clone(), scratch);
+        let app = http::App::new(
+            env,
+            jobs.clone(),
+            opts.token.clone(),
+            addr,
+            opts.notify.clone(),
+            scratch,
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -231,6 +231,9 @@ mod tests {
         assert_eq!(c.records.last().unwrap().step, 100);
         assert!(c.records.len() < 10);
         assert_eq!(read_all(&p).unwrap().records.len(), 100);
-        assert_eq!(read_tail(&dir.path().join("no"), 10).unwrap(), LogChunk::default());
+        assert_eq!(
+            read_tail(&dir.path().join("no"), 10).unwrap(),
+            LogChunk::default()
+        );
     }
 }

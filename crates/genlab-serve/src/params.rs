@@ -472,8 +472,7 @@ pub fn parse(m: &ModelFacts, body: &Map<String, Value>) -> Result<Plan> {
 /// Quotes `s` for a POSIX shell when it needs it.
 pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c));
     if plain {
         s.to_string()
@@ -563,8 +562,7 @@ mod tests {
         assert!(form(&ModelFacts::default()).is_empty());
         // Every registered sampler is offered.
         let f = form(&zoo());
-        let Kind::Choice { choices } = &f.iter().find(|p| p.name == "sampler").unwrap().kind
-        else {
+        let Kind::Choice { choices } = &f.iter().find(|p| p.name == "sampler").unwrap().kind else {
             panic!()
         };
         assert_eq!(choices.len(), SAMPLERS.len());
@@ -574,10 +572,16 @@ mod tests {
     fn out_of_range_and_foreign_settings_are_clear_errors() {
         let body = |j: Value| j.as_object().unwrap().clone();
         let e = parse(&zoo(), &body(serde_json::json!({"steps": 5000}))).unwrap_err();
-        assert_eq!(e.to_string(), "steps must be an integer from 1 to 1000, got 5000");
+        assert_eq!(
+            e.to_string(),
+            "steps must be an integer from 1 to 1000, got 5000"
+        );
         assert_eq!(e.status(), 400);
         let e = parse(&zoo(), &body(serde_json::json!({"eta": "x"}))).unwrap_err();
-        assert!(e.to_string().contains("eta must be a number from 0 to 1"), "{e}");
+        assert!(
+            e.to_string().contains("eta must be a number from 0 to 1"),
+            "{e}"
+        );
         let e = parse(&zoo(), &body(serde_json::json!({"sampler": "nope"}))).unwrap_err();
         assert!(e.to_string().contains("one of ddpm, ddim"), "{e}");
         let e = parse(&zoo(), &body(serde_json::json!({"bogus": 1}))).unwrap_err();
@@ -592,7 +596,10 @@ mod tests {
         let e = parse(&vae, &body(serde_json::json!({"sampler": "ddim"}))).unwrap_err();
         assert!(e.to_string().contains("this model does not take it"), "{e}");
         let e = parse(&vae, &body(serde_json::json!({"n": 0}))).unwrap_err();
-        assert!(e.to_string().starts_with("n must be an integer from 1"), "{e}");
+        assert!(
+            e.to_string().starts_with("n must be an integer from 1"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -620,7 +627,9 @@ mod tests {
         };
         let p = parse(
             &student,
-            serde_json::json!({"spacing": "logsnr"}).as_object().unwrap(),
+            serde_json::json!({"spacing": "logsnr"})
+                .as_object()
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(p.request.options.spacing, Spacing::Trailing);

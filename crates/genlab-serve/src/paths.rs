@@ -58,9 +58,9 @@ impl RunsRoot {
     pub fn resolve(&self, rel: &str) -> Result<PathBuf> {
         check_relative(rel)?;
         let joined = self.root.join(rel);
-        let canonical = joined
-            .canonicalize()
-            .map_err(|_| ServeError::NotFound(format!("`{rel}` does not exist in the runs directory")))?;
+        let canonical = joined.canonicalize().map_err(|_| {
+            ServeError::NotFound(format!("`{rel}` does not exist in the runs directory"))
+        })?;
         if !canonical.starts_with(&self.root) {
             return Err(ServeError::Path(format!(
                 "`{rel}` leads outside the runs directory (a symbolic link); refused"

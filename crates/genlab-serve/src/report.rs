@@ -82,7 +82,9 @@ fn curves(dir: &Path, title: &str) -> Result<Vec<Block>> {
 /// The page about `runs` (each a run directory).
 pub fn render(runs: &[PathBuf]) -> Result<(Page, ReportSummary)> {
     if runs.is_empty() {
-        return Err(genlab_core::Error::setting("runs", "must name at least one run directory").into());
+        return Err(
+            genlab_core::Error::setting("runs", "must name at least one run directory").into(),
+        );
     }
     let mut overview = Vec::new();
     let mut sections = Vec::new();

@@ -252,7 +252,11 @@ pub fn summarize(dir: &Path, id: String) -> RunSummary {
     };
     // The checkpoint's own config wins: config.json is a copy written for people.
     let cfg = checkpoint.as_ref().map(|c| &c.config).or(config.as_ref());
-    let text = |k: &str| cfg.and_then(|c| c.get(k)).and_then(|v| v.as_str()).map(String::from);
+    let text = |k: &str| {
+        cfg.and_then(|c| c.get(k))
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    };
     let model = text("model");
     let data = text("data");
     let seed = cfg.and_then(|c| c.get("seed")).and_then(Value::as_u64);
@@ -359,7 +363,10 @@ pub struct RunDetail {
 /// saved samples.
 pub fn pictures(dir: &Path, id: &str) -> Vec<Picture> {
     let mut out = Vec::new();
-    for (sub, prefix) in [("", String::new()), (SAMPLES_DIR, format!("{SAMPLES_DIR}/"))] {
+    for (sub, prefix) in [
+        ("", String::new()),
+        (SAMPLES_DIR, format!("{SAMPLES_DIR}/")),
+    ] {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
             continue;
         };

@@ -115,7 +115,8 @@ pub fn sample_work(env: Arc<Env>, id: String, dir: PathBuf, plan: Plan) -> Work 
     Box::new(move |ctx| {
         let loaded = genlab_train::load_model(&dir, plan.ema, &env.device)?;
         let images = loaded.model.data_space().images;
-        let Some(d) = sample_streamed(ctx, &env, loaded.model.as_ref(), &plan, &Value::Null)? else {
+        let Some(d) = sample_streamed(ctx, &env, loaded.model.as_ref(), &plan, &Value::Null)?
+        else {
             return Ok(JobEnd::Cancelled);
         };
         let png = env.scratch_png(ctx.id(), "result");
@@ -239,7 +240,9 @@ pub fn compare_work(env: Arc<Env>, spec: CompareSpec) -> Work {
                 }
             }
         }
-        Ok(JobEnd::Done(json!({ "cells": rows, "n": spec.n, "seed": spec.seed })))
+        Ok(JobEnd::Done(
+            json!({ "cells": rows, "n": spec.n, "seed": spec.seed }),
+        ))
     })
 }
 
@@ -312,7 +315,10 @@ pub fn train_work(env: Arc<Env>, id: String, request: RunRequest) -> Work {
         });
         ctx.progress(t.outcome.step, t.run.train.steps, "steps");
         if t.outcome.interrupted {
-            ctx.message(format!("stopped; checkpoint saved at step {}", t.outcome.step));
+            ctx.message(format!(
+                "stopped; checkpoint saved at step {}",
+                t.outcome.step
+            ));
             Ok(JobEnd::Stopped(result))
         } else {
             ctx.message(format!("finished at step {}", t.outcome.step));
@@ -348,12 +354,8 @@ pub fn eval_work(env: Arc<Env>, spec: EvalSpec) -> Work {
             Some(d) => d.clone(),
             None => default_nll_data(&loaded.run.data)?,
         };
-        let ds = genlab_train::open_data(
-            &data,
-            spec.seed,
-            loaded.run.image_size,
-            loaded.run.channels,
-        )?;
+        let ds =
+            genlab_train::open_data(&data, spec.seed, loaded.run.image_size, loaded.run.channels)?;
         let opts = NllOptions {
             n: spec.n,
             samples: spec.k,
