@@ -242,7 +242,9 @@ pub fn summarize(dir: &Path, id: String) -> RunSummary {
         match read_checkpoint(&ckpt_path) {
             Ok(c) => Some(c),
             Err(e) => {
-                problems.push(e.to_string());
+                // The page shows it under the run: name the file, not the whole path.
+                let prefix = format!("{}{}", dir.display(), std::path::MAIN_SEPARATOR);
+                problems.push(e.to_string().replace(&prefix, ""));
                 broken = true;
                 None
             }

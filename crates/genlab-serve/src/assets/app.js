@@ -136,8 +136,30 @@ function niceTicks(lo, hi, n) {
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw) || raw;
   const out = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-12 * step; v += step) out.push(v);
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) out.push(Number(v.toPrecision(12)));
   return out;
+}
+
+// Ticks of a log axis between 10^lo and 10^hi (exponents): decades, or 1-2-5 steps inside
+// them when the range spans less than two decades; values, not exponents.
+function logTicks(lo, hi) {
+  const out = [];
+  const mults = hi - lo < 2 ? [1, 2, 5] : [1];
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
+    for (const m of mults) {
+      const v = m * Math.pow(10, e);
+      const l = Math.log10(v);
+      if (l >= lo && l <= hi) out.push(v);
+    }
+  }
+  if (out.length < 2) return niceTicks(Math.pow(10, lo), Math.pow(10, hi), 4).filter((v) => v > 0);
+  return out;
+}
+
+function tickText(v) {
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential().replace('e+', 'e');
+  return String(Number(v.toPrecision(4)));
 }
 
 // Draws `series` ([{name, points: [[x, y], ...]}]) into `svg`; log y when every value is
@@ -158,22 +180,20 @@ function drawChart(svg, title, series, logY) {
   let x0 = Math.min(...pts.map((p) => p[0])), x1 = Math.max(...pts.map((p) => p[0]));
   let y0 = Math.min(...pts.map((p) => fy(p[1]))), y1 = Math.max(...pts.map((p) => fy(p[1])));
   if (x1 === x0) x1 = x0 + 1;
-  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  if (y1 === y0) { const d = Math.abs(y0) * 0.1 || 0.5; y0 -= d; y1 += d; }
   const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
   const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const Y = (y) => T + (1 - (fy(y) - y0) / (y1 - y0)) * (H - T - B);
-  const Yraw = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
   for (const t of niceTicks(x0, x1, 6)) {
     svg.append(s('line', { x1: X(t), x2: X(t), y1: T, y2: H - B, class: 'gridline' }));
-    svg.append(s('text', { x: X(t), y: H - B + 14, 'text-anchor': 'middle' }, fmt(t)));
+    svg.append(s('text', { x: X(t), y: H - B + 14, 'text-anchor': 'middle' }, tickText(t)));
   }
-  const yt = useLog
-    ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(2, Math.min(6, Math.ceil(y1) - Math.floor(y0)))).filter((v) => Number.isInteger(v))
-    : niceTicks(y0, y1, 5);
+  const yt = useLog ? logTicks(y0, y1) : niceTicks(y0, y1, 5);
   for (const t of yt) {
-    if (t < y0 || t > y1) continue;
-    svg.append(s('line', { x1: L, x2: W - R, y1: Yraw(t), y2: Yraw(t), class: 'gridline' }));
-    svg.append(s('text', { x: L - 6, y: Yraw(t) + 4, 'text-anchor': 'end' }, useLog ? `1e${t}` : fmt(t, 3)));
+    const yy = Y(t);
+    if (yy < T - 0.5 || yy > H - B + 0.5) continue;
+    svg.append(s('line', { x1: L, x2: W - R, y1: yy, y2: yy, class: 'gridline' }));
+    svg.append(s('text', { x: L - 6, y: yy + 4, 'text-anchor': 'end' }, tickText(t)));
   }
   svg.append(s('line', { x1: L, x2: L, y1: T, y2: H - B, class: 'axis' }));
   svg.append(s('line', { x1: L, x2: W - R, y1: H - B, y2: H - B, class: 'axis' }));
@@ -332,10 +352,14 @@ async function runPage() {
     h('h2', {}, 'Checkpoint'), ckpt,
     h('h2', {}, 'Config'), config);
 
-  function renderSummary(sm) {
-    state.replaceChildren(badge(sm.state));
+  function renderSummaryLine(sm) {
     stepLine.textContent = `${sm.model || '?'} on ${sm.data || '?'}, seed ${fmt(sm.seed)}: step ${fmt(sm.step)} of ${fmt(sm.steps)}` +
       (sm.last_loss !== null ? `, last ${sm.loss_name || 'loss'} ${fmt(sm.last_loss)}` : '');
+  }
+
+  function renderSummary(sm) {
+    state.replaceChildren(badge(sm.state));
+    renderSummaryLine(sm);
     problems.replaceChildren();
     if (sm.problems.length) {
       problems.append(h('div', { class: 'problems' }, h('strong', {}, 'Problems: '),
@@ -419,6 +443,13 @@ async function runPage() {
     const series = [...lossKeys].sort().map((k) => ({ name: k, points: records.filter((r) => typeof r[k] === 'number').map((r) => [r.step, r[k]]) }));
     drawChart(lossSvg, 'loss (mean per log interval)', series, true);
     drawChart(lrSvg, 'learning rate', [{ name: 'lr', points: records.filter((r) => typeof r.lr === 'number').map((r) => [r.step, r.lr]) }], false);
+    const last = records[records.length - 1];
+    if (last && detail.summary.state === 'training' && last.step > (detail.summary.step || 0)) {
+      detail.summary.step = last.step;
+      const lk = Object.keys(last).find((k) => k === 'loss') || Object.keys(last).find((k) => k.endsWith('_loss'));
+      if (lk) { detail.summary.last_loss = last[lk]; detail.summary.loss_name = lk; }
+      renderSummaryLine(detail.summary);
+    }
     logNote.textContent = `${records.length} logged step${records.length === 1 ? '' : 's'}` +
       (bad ? `; ${bad} unreadable line${bad === 1 ? '' : 's'} in log.jsonl skipped` : '') +
       (detail.summary.state === 'training' ? ' (following the log live)' : '');
