@@ -60,7 +60,7 @@ pub struct App {
     hosts: Vec<String>,
     notify: Notify,
     /// Model facts by run directory, with the checkpoint's (modified, size) they came from.
-    facts: Mutex<HashMap<PathBuf, ((Option<SystemTime>, u64), ModelFacts)>>,
+    facts: Mutex<HashMap<PathBuf, (CheckpointVersion, ModelFacts)>>,
     loads: tokio::sync::Semaphore,
     /// Removed with the server.
     _scratch: tempfile::TempDir,
@@ -99,6 +99,9 @@ impl App {
 }
 
 type St = State<Arc<App>>;
+
+/// A checkpoint file's modification time and size: cached facts hold while they match.
+type CheckpointVersion = (Option<SystemTime>, u64);
 
 /// The error note a response carries for the terminal line.
 #[derive(Clone)]

@@ -29,8 +29,11 @@ use crate::error::{Result, ServeError};
 /// A job's number, unique within one server.
 pub type JobId = u64;
 
-/// Finished jobs kept for the jobs page (and their results for saving); older ones go.
+/// Finished jobs kept for the jobs page (and their results for saving); older ones go,
+/// with the files they kept.
 const HISTORY: usize = 32;
+/// Finished jobs that keep their events (pictures); older ones keep only their result.
+const KEEP_EVENTS: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,6 +116,8 @@ pub struct Job {
     inner: Mutex<Inner>,
     version: watch::Sender<u64>,
     work: Mutex<Option<Work>>,
+    /// Files the job made that go when the job is forgotten.
+    files: Mutex<Vec<std::path::PathBuf>>,
 }
 
 fn now() -> u64 {
@@ -251,6 +256,15 @@ impl JobCtx {
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.job.stop.clone()
     }
+
+    /// A file of this job's (a picture not saved yet), removed when the job is forgotten.
+    pub fn keep_file(&self, path: std::path::PathBuf) {
+        self.job
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path);
+    }
 }
 
 /// Called with one line for the terminal whenever a job starts, ends or fails.
@@ -338,6 +352,7 @@ impl Jobs {
             }),
             version,
             work: Mutex::new(Some(work)),
+            files: Mutex::new(Vec::new()),
         });
         {
             let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -451,9 +466,23 @@ impl Drop for Jobs {
     }
 }
 
-/// Drops the oldest finished jobs beyond [`HISTORY`] (jobs still queued or running stay).
+/// Drops the oldest finished jobs beyond [`HISTORY`] (jobs still queued or running stay)
+/// and their files, and the events of finished jobs beyond the newest [`KEEP_EVENTS`].
 fn trim_history(jobs: &mut Vec<Arc<Job>>) {
-    let mut over = jobs.iter().filter(|j| j.state().is_over()).count();
+    let finished: Vec<&Arc<Job>> = jobs.iter().filter(|j| j.state().is_over()).collect();
+    let n = finished.len();
+    for (i, j) in finished.iter().enumerate() {
+        let age = n - 1 - i; // 0: the newest
+        if age >= KEEP_EVENTS {
+            j.lock().events = Vec::new();
+        }
+        if age >= HISTORY {
+            for f in j.files.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+    let mut over = n;
     jobs.retain(|j| {
         if over > HISTORY && j.state().is_over() {
             over -= 1;
@@ -618,6 +647,49 @@ mod tests {
         assert_eq!(b.result(), Some(Value::from(1)));
         assert_eq!(first.state(), JobState::Done);
         assert_eq!(a.state(), JobState::Cancelled);
+    }
+
+    #[test]
+    fn old_jobs_are_forgotten_with_their_files_and_pictures() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = Jobs::new(1, 64, quiet());
+        let all: Vec<Arc<Job>> = (0..HISTORY + 8)
+            .map(|i| {
+                let f = dir.path().join(format!("{i}.png"));
+                jobs.submit(
+                    JobKind::Sample,
+                    format!("{i}"),
+                    None,
+                    false,
+                    Box::new(move |ctx| {
+                        std::fs::write(&f, "png").unwrap();
+                        ctx.keep_file(f);
+                        ctx.event("image", Value::from(1));
+                        Ok(JobEnd::Done(Value::Null))
+                    }),
+                )
+                .unwrap()
+            })
+            .collect();
+        wait_for(all.last().unwrap(), JobState::Done);
+        // One more submission trims what the last job's end left over.
+        let last = jobs
+            .submit(
+                JobKind::Sample,
+                "x".into(),
+                None,
+                false,
+                Box::new(|_| Ok(JobEnd::Done(Value::Null))),
+            )
+            .unwrap();
+        wait_for(&last, JobState::Done);
+        assert!(jobs.list().len() <= HISTORY + 1, "{}", jobs.list().len());
+        assert!(jobs.get(all[0].id).is_none());
+        assert!(!dir.path().join("0.png").exists());
+        let newest = all.last().unwrap();
+        assert!(dir.path().join(format!("{}.png", HISTORY + 7)).exists());
+        assert_eq!(newest.events_since(0).len(), 1);
+        assert!(all[HISTORY].events_since(0).is_empty());
     }
 
     #[test]

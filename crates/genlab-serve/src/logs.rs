@@ -204,7 +204,7 @@ mod tests {
         let c = f.poll().unwrap();
         assert_eq!(c.records.len(), 1);
         assert!(!c.reset);
-        write!(w, "\"loss\":0.5}}\n").unwrap();
+        writeln!(w, "\"loss\":0.5}}").unwrap();
         w.flush().unwrap();
         let c = f.poll().unwrap();
         assert_eq!(c.records.iter().map(|r| r.step).collect::<Vec<_>>(), [2]);

@@ -1,7 +1,7 @@
 //! The sampling playground's form: which settings a model takes, their ranges and defaults,
 //! read from the registries and the model's [`Capabilities`], never from its name.
 //!
-//! Every setting is one row of [`ROWS`]: its name, the `genlab sample` flag that sets it,
+//! Every setting is one row of `ROWS`: its name, the `genlab sample` flag that sets it,
 //! the capability that makes it apply, its range and default, and how it sets a
 //! [`SampleRequest`]. The page draws the form from [`form`]; a request is checked against the
 //! same rows ([`parse`]) and turned into the library's request ([`Plan`]) and into the

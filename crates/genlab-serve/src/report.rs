@@ -82,9 +82,10 @@ fn curves(dir: &Path, title: &str) -> Result<Vec<Block>> {
 /// The page about `runs` (each a run directory).
 pub fn render(runs: &[PathBuf]) -> Result<(Page, ReportSummary)> {
     if runs.is_empty() {
-        return Err(
-            genlab_core::Error::setting("runs", "must name at least one run directory").into(),
-        );
+        return Err(genlab_core::Error::InvalidInput(
+            "a report needs at least one run directory".into(),
+        )
+        .into());
     }
     let mut overview = Vec::new();
     let mut sections = Vec::new();
@@ -94,14 +95,11 @@ pub fn render(runs: &[PathBuf]) -> Result<(Page, ReportSummary)> {
             .iter()
             .any(|f| dir.join(f).is_file());
         if !is_run {
-            return Err(genlab_core::Error::setting(
-                "runs",
-                format!(
-                    "{} is not a training run directory (it holds none of {CONFIG_FILE}, \
-                     {CHECKPOINT_FILE}, {LOG_FILE})",
-                    dir.display()
-                ),
-            )
+            return Err(genlab_core::Error::InvalidInput(format!(
+                "{} is not a training run directory (it holds none of {CONFIG_FILE}, \
+                 {CHECKPOINT_FILE}, {LOG_FILE})",
+                dir.display()
+            ))
             .into());
         }
         let name = dir.display().to_string();

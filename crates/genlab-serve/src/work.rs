@@ -121,6 +121,7 @@ pub fn sample_work(env: Arc<Env>, id: String, dir: PathBuf, plan: Plan) -> Work 
         };
         let png = env.scratch_png(ctx.id(), "result");
         save_samples(&d.x, images, &png, None)?;
+        ctx.keep_file(png.clone());
         let coverage = mode_coverage_line(&loaded.run.data, &d.x)?.map(|(line, _)| line);
         let command = plan.command(&dir, "samples.png");
         ctx.event(

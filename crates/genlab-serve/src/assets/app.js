@@ -339,6 +339,9 @@ async function runPage() {
   const actionMsg = h('div');
   const lossSvg = s('svg', { id: 'loss-chart', class: 'chart', 'data-points': '0' });
   const lrSvg = s('svg', { id: 'lr-chart', class: 'chart', 'data-points': '0' });
+  const otherSvg = s('svg', { id: 'other-chart', class: 'chart', 'data-points': '0' });
+  const otherKey = h('select', { id: 'other-key' });
+  const otherBox = h('div', { id: 'other-box', hidden: true }, h('p', {}, 'other logged value ', otherKey), otherSvg);
   const logNote = h('p', { class: 'muted', id: 'log-note' }, 'reading log.jsonl ...');
   const pictures = h('div', { id: 'pictures' });
   const evals = h('div', { id: 'evaluations' });
@@ -346,7 +349,7 @@ async function runPage() {
   const config = h('pre', { id: 'config' });
   root.replaceChildren(
     h('h1', {}, id, ' ', state), stepLine, problems, actions, actionMsg,
-    h('h2', {}, 'Curves'), logNote, h('div', { class: 'grid2' }, lossSvg, lrSvg),
+    h('h2', {}, 'Curves'), logNote, h('div', { class: 'grid2' }, lossSvg, lrSvg), otherBox,
     h('h2', {}, 'Pictures'), pictures,
     h('h2', {}, 'Evaluation'), evals,
     h('h2', {}, 'Checkpoint'), ckpt,
@@ -443,6 +446,19 @@ async function runPage() {
     const series = [...lossKeys].sort().map((k) => ({ name: k, points: records.filter((r) => typeof r[k] === 'number').map((r) => [r.step, r[k]]) }));
     drawChart(lossSvg, 'loss (mean per log interval)', series, true);
     drawChart(lrSvg, 'learning rate', [{ name: 'lr', points: records.filter((r) => typeof r.lr === 'number').map((r) => [r.step, r.lr]) }], false);
+    // Anything else a run logs (a gradient norm, an accuracy, a return): one at a time.
+    const others = new Set();
+    for (const r of records) for (const k of Object.keys(r)) if (!lossKeys.has(k) && !['step', 'lr', 'steps_per_sec', 'elapsed_s'].includes(k)) others.add(k);
+    const names = [...others].sort();
+    otherBox.hidden = !names.length;
+    if (names.join() !== [...otherKey.options].map((o) => o.value).join()) {
+      const keep = otherKey.value;
+      otherKey.replaceChildren(...names.map((k) => h('option', { value: k, selected: k === keep }, k)));
+    }
+    if (names.length) {
+      const k = otherKey.value;
+      drawChart(otherSvg, k, [{ name: k, points: records.filter((r) => typeof r[k] === 'number').map((r) => [r.step, r[k]]) }], false);
+    }
     const last = records[records.length - 1];
     if (last && detail.summary.state === 'training' && last.step > (detail.summary.step || 0)) {
       detail.summary.step = last.step;
@@ -456,6 +472,7 @@ async function runPage() {
   }
   const schedule = () => { if (!pending) { pending = true; requestAnimationFrame(redraw); } };
   redraw();
+  otherKey.addEventListener('change', schedule);
   const es = new EventSource(`/api/run/log?id=${encodeURIComponent(id)}`);
   es.addEventListener('records', (ev) => { records.push(...JSON.parse(ev.data)); schedule(); });
   es.addEventListener('reset', () => { records.length = 0; bad = 0; schedule(); });
