@@ -22,8 +22,8 @@ pub struct ServeArgs {
     /// needs --token.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
-    /// A secret (8+ characters) every request must carry: open the printed address once
-    /// (it sets a cookie) or send `Authorization: Bearer TOKEN`.
+    /// A secret (8+ characters from A-Z a-z 0-9 - _ . ~) every request must carry: open the
+    /// printed address once (it sets a cookie) or send `Authorization: Bearer TOKEN`.
     #[arg(long)]
     pub token: Option<String>,
     /// Jobs (training, sampling, evaluation) that run at the same time.

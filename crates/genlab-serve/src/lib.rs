@@ -101,10 +101,13 @@ impl Server {
     pub fn start(opts: ServeOptions) -> Result<Self> {
         let root = RunsRoot::open(&opts.runs)?;
         if let Some(t) = &opts.token {
-            if t.len() < 8 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            // Characters that travel in an address unencoded (`?token=...`).
+            let url_safe = |b: u8| b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
+            if t.len() < 8 || !t.bytes().all(url_safe) {
                 return Err(genlab_core::Error::setting(
                     "token",
-                    "must be at least 8 printable characters without spaces",
+                    "must be at least 8 characters from A-Z, a-z, 0-9 and - _ . ~ \
+                     (e.g. the output of `openssl rand -hex 16`)",
                 )
                 .into());
             }
