@@ -341,7 +341,7 @@ async function runPage() {
   const lrSvg = s('svg', { id: 'lr-chart', class: 'chart', 'data-points': '0' });
   const otherSvg = s('svg', { id: 'other-chart', class: 'chart', 'data-points': '0' });
   const otherKey = h('select', { id: 'other-key' });
-  const otherBox = h('div', { id: 'other-box', hidden: true }, h('p', {}, 'other logged value ', otherKey), otherSvg);
+  const otherBox = h('div', { id: 'other-box', hidden: true }, h('label', { class: 'muted' }, 'other logged value ', otherKey), otherSvg);
   const logNote = h('p', { class: 'muted', id: 'log-note' }, 'reading log.jsonl ...');
   const pictures = h('div', { id: 'pictures' });
   const evals = h('div', { id: 'evaluations' });
@@ -349,7 +349,7 @@ async function runPage() {
   const config = h('pre', { id: 'config' });
   root.replaceChildren(
     h('h1', {}, id, ' ', state), stepLine, problems, actions, actionMsg,
-    h('h2', {}, 'Curves'), logNote, h('div', { class: 'grid2' }, lossSvg, lrSvg), otherBox,
+    h('h2', {}, 'Curves'), logNote, h('div', { class: 'grid2' }, lossSvg, lrSvg, otherBox),
     h('h2', {}, 'Pictures'), pictures,
     h('h2', {}, 'Evaluation'), evals,
     h('h2', {}, 'Checkpoint'), ckpt,
@@ -608,7 +608,7 @@ async function playgroundPage() {
         } else if (name === 'result') {
           batches.replaceChildren();
           result.replaceChildren(h('figure', {}, h('img', { id: 'result-img', src: d.png, alt: 'samples' }),
-            h('figcaption', {}, `${d.nfe} network evaluations per sample, ${d.seconds.toFixed(2)} s` + (d.coverage ? `; ${d.coverage}` : ''))));
+            h('figcaption', {}, `${d.nfe} network evaluation${d.nfe === 1 ? '' : 's'} per sample, ${d.seconds.toFixed(2)} s` + (d.coverage ? `; ${d.coverage}` : ''))));
           command.textContent = d.command;
         } else if (name === 'end') {
           if (d.state === 'failed') setError(errors, new Error(d.error));
