@@ -20,8 +20,10 @@ use genlab_train::Capabilities;
 
 use crate::error::{Result, ServeError};
 
-/// Most samples one request draws.
+/// Most samples one request draws (points).
 pub const MAX_N: u64 = 4096;
+/// Most images one request draws (a 32 x 32 grid).
+pub const MAX_IMAGES: u64 = 1024;
 /// Most sampling steps one request asks for.
 pub const MAX_STEPS: u64 = 1000;
 /// Largest network batch.
@@ -119,7 +121,7 @@ struct Row {
     /// The `genlab sample` flag that sets it (`--karras` for a boolean that is on).
     flag: &'static str,
     applies: fn(&Capabilities) -> bool,
-    kind: fn() -> Kind,
+    kind: fn(&ModelFacts) -> Kind,
     default: fn(&ModelFacts) -> Value,
     /// The value `genlab sample` takes without the flag; `None`: the flag is always written.
     cli_default: Option<fn() -> Value>,
@@ -159,7 +161,8 @@ const ROWS: &[Row] = &[
         group: "samples",
         flag: "--n",
         applies: always,
-        kind: || int(1, MAX_N),
+        // A picture of more images than this is too large to look at (or to encode fast).
+        kind: |m| int(1, if m.images { MAX_IMAGES } else { MAX_N }),
         default: |m| Value::from(if m.images { 16 } else { 2000 }),
         cli_default: None,
         fixed: never_fixed,
@@ -172,7 +175,7 @@ const ROWS: &[Row] = &[
         group: "samples",
         flag: "--seed",
         applies: always,
-        kind: || int(0, MAX_SEED),
+        kind: |_| int(0, MAX_SEED),
         default: |_| Value::from(0),
         cli_default: None,
         fixed: never_fixed,
@@ -185,7 +188,7 @@ const ROWS: &[Row] = &[
         group: "samples",
         flag: "--batch-size",
         applies: always,
-        kind: || int(1, MAX_BATCH),
+        kind: |_| int(1, MAX_BATCH),
         default: |m| Value::from(if m.images { 16 } else { 500 }),
         cli_default: None,
         fixed: never_fixed,
@@ -198,7 +201,7 @@ const ROWS: &[Row] = &[
         group: "samples",
         flag: "--no-ema",
         applies: always,
-        kind: || Kind::Bool,
+        kind: |_| Kind::Bool,
         default: |_| Value::from(true),
         cli_default: Some(|| Value::from(true)),
         fixed: never_fixed,
@@ -211,7 +214,7 @@ const ROWS: &[Row] = &[
         group: "sampler",
         flag: "--sampler",
         applies: |c| c.sampler_zoo,
-        kind: || Kind::Choice {
+        kind: |_| Kind::Choice {
             choices: SAMPLERS
                 .iter()
                 .map(|s| Choice {
@@ -232,7 +235,7 @@ const ROWS: &[Row] = &[
         group: "sampler",
         flag: "--steps",
         applies: |c| c.sampler_zoo,
-        kind: || int(1, MAX_STEPS),
+        kind: |_| int(1, MAX_STEPS),
         default: |m| Value::from(m.preferred_steps.unwrap_or(SamplerOptions::default().steps)),
         cli_default: None,
         fixed: never_fixed,
@@ -245,7 +248,7 @@ const ROWS: &[Row] = &[
         group: "sampler",
         flag: "--spacing",
         applies: |c| c.sampler_zoo,
-        kind: || Kind::Choice {
+        kind: |_| Kind::Choice {
             choices: spacings()
                 .into_iter()
                 .map(|s| Choice {
@@ -270,7 +273,7 @@ const ROWS: &[Row] = &[
         group: "sampler",
         flag: "--eta",
         applies: |c| c.sampler_zoo,
-        kind: || float(0.0, 1.0),
+        kind: |_| float(0.0, 1.0),
         default: |_| Value::from(SamplerOptions::default().eta),
         cli_default: Some(|| Value::from(SamplerOptions::default().eta)),
         fixed: never_fixed,
@@ -283,7 +286,7 @@ const ROWS: &[Row] = &[
         group: "solver",
         flag: "--order",
         applies: |c| c.sampler_zoo,
-        kind: || int(1, 3),
+        kind: |_| int(1, 3),
         default: |_| Value::from(solver().order),
         cli_default: Some(|| Value::from(solver().order)),
         fixed: never_fixed,
@@ -296,7 +299,7 @@ const ROWS: &[Row] = &[
         group: "solver",
         flag: "--rtol",
         applies: |c| c.sampler_zoo,
-        kind: || float(1e-8, 1.0),
+        kind: |_| float(1e-8, 1.0),
         default: |_| Value::from(solver().rtol),
         cli_default: Some(|| Value::from(solver().rtol)),
         fixed: never_fixed,
@@ -309,7 +312,7 @@ const ROWS: &[Row] = &[
         group: "solver",
         flag: "--atol",
         applies: |c| c.sampler_zoo,
-        kind: || float(1e-8, 1.0),
+        kind: |_| float(1e-8, 1.0),
         default: |_| Value::from(solver().atol),
         cli_default: Some(|| Value::from(solver().atol)),
         fixed: never_fixed,
@@ -322,7 +325,7 @@ const ROWS: &[Row] = &[
         group: "solver",
         flag: "--snr",
         applies: |c| c.sampler_zoo,
-        kind: || float(1e-6, 1.0),
+        kind: |_| float(1e-6, 1.0),
         default: |_| Value::from(solver().snr),
         cli_default: Some(|| Value::from(solver().snr)),
         fixed: never_fixed,
@@ -335,7 +338,7 @@ const ROWS: &[Row] = &[
         group: "solver",
         flag: "--corrector-steps",
         applies: |c| c.sampler_zoo,
-        kind: || int(1, 10),
+        kind: |_| int(1, 10),
         default: |_| Value::from(solver().corrector_steps),
         cli_default: Some(|| Value::from(solver().corrector_steps)),
         fixed: never_fixed,
@@ -348,7 +351,7 @@ const ROWS: &[Row] = &[
         group: "solver",
         flag: "--karras",
         applies: |c| c.sampler_zoo,
-        kind: || Kind::Bool,
+        kind: |_| Kind::Bool,
         default: |_| Value::from(solver().karras_sigmas),
         cli_default: Some(|| Value::from(solver().karras_sigmas)),
         fixed: never_fixed,
@@ -363,7 +366,7 @@ const ROWS: &[Row] = &[
         group: "model",
         flag: "--temperature",
         applies: |c| c.generates,
-        kind: || float(0.01, 2.0),
+        kind: |_| float(0.01, 2.0),
         default: |_| Value::from(SamplerOptions::default().temperature),
         cli_default: Some(|| Value::from(SamplerOptions::default().temperature)),
         fixed: never_fixed,
@@ -386,7 +389,7 @@ pub fn form(m: &ModelFacts) -> Vec<Param> {
             label: r.label,
             help: r.help,
             group: r.group,
-            kind: (r.kind)(),
+            kind: (r.kind)(m),
             default: (r.default)(m),
             fixed: (r.fixed)(m),
         })
@@ -460,7 +463,7 @@ pub fn parse(m: &ModelFacts, body: &Map<String, Value>) -> Result<Plan> {
     };
     for r in rows(&m.caps) {
         let v = match body.get(r.name) {
-            Some(v) if !(r.fixed)(m) => check(r.name, &(r.kind)(), v)?,
+            Some(v) if !(r.fixed)(m) => check(r.name, &(r.kind)(m), v)?,
             _ => (r.default)(m),
         };
         (r.set)(&mut plan, &v);
@@ -577,6 +580,23 @@ mod tests {
             "steps must be an integer from 1 to 1000, got 5000"
         );
         assert_eq!(e.status(), 400);
+        // Images stop at a 32 x 32 grid; points go further.
+        let e = parse(&zoo(), &body(serde_json::json!({"n": 2000}))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "n must be an integer from 1 to 1024, got 2000"
+        );
+        let points = ModelFacts {
+            images: false,
+            ..zoo()
+        };
+        assert_eq!(
+            parse(&points, &body(serde_json::json!({"n": 2000})))
+                .unwrap()
+                .request
+                .n,
+            2000
+        );
         let e = parse(&zoo(), &body(serde_json::json!({"eta": "x"}))).unwrap_err();
         assert!(
             e.to_string().contains("eta must be a number from 0 to 1"),

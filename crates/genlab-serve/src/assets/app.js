@@ -128,6 +128,7 @@ function progressBar(done, total) {
 
 // ---- charts --------------------------------------------------------------------------
 
+const MAX_DRAWN = 3000;
 const PALETTE = ['#3558d4', '#d4553f', '#2a9d55', '#a34fc4', '#c99a16', '#3a9fb5'];
 
 function niceTicks(lo, hi, n) {
@@ -200,7 +201,10 @@ function drawChart(svg, title, series, logY) {
   svg.append(s('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, 'step'));
   series.forEach((sr, i) => {
     if (!sr.points.length) return;
-    const d = sr.points.map((p, j) => `${j ? 'L' : 'M'}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join('');
+    // A long log draws every k-th point (and the last): a path of a few thousand segments.
+    const k = Math.ceil(sr.points.length / MAX_DRAWN);
+    const drawn = k > 1 ? sr.points.filter((_, j) => j % k === 0 || j === sr.points.length - 1) : sr.points;
+    const d = drawn.map((p, j) => `${j ? 'L' : 'M'}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join('');
     const colour = PALETTE[i % PALETTE.length];
     svg.append(s('path', { d, fill: 'none', stroke: colour, 'stroke-width': 1.6, 'data-series': sr.name }));
     svg.append(s('text', { x: W - R - 4, y: T + 12 + 13 * i, 'text-anchor': 'end', fill: colour }, sr.name));
