@@ -12,7 +12,9 @@ mod cmd_img2img;
 mod cmd_inpaint;
 mod cmd_list;
 mod cmd_nll;
+mod cmd_report;
 mod cmd_sample;
+mod cmd_serve;
 mod cmd_train;
 mod demo;
 mod device;
@@ -93,6 +95,11 @@ enum Command {
     /// The main job on embedded data, no network: trains DDPM on a 2-D set and on the 8x8
     /// digits, samples them and writes pictures and an HTML page (a few minutes on 2 cores).
     Demo(demo::DemoArgs),
+    /// A local web UI over a runs directory: runs, live training curves, a sampling
+    /// playground, sampler comparison and jobs (http://127.0.0.1:8000/ by default).
+    Serve(cmd_serve::ServeArgs),
+    /// One self-contained HTML page (pictures inlined) about a set of runs, to share.
+    Report(cmd_report::ReportArgs),
 }
 
 /// Keeps freed memory in the process heap for the next tensor instead of handing it back
@@ -148,6 +155,8 @@ fn main() {
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),
+            Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
+            Command::Report(a) => cmd_report::run(a),
             Command::Bench(a) => {
                 if !dev.is_cpu() {
                     anyhow::bail!(
@@ -161,6 +170,15 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {}", render_error(&e));
         std::process::exit(1);
+    }
+}
+
+/// A genlab-serve error as the binary reports it: a library error stays one (so a bad
+/// setting is named by its flag).
+fn serve_error(e: genlab_serve::ServeError) -> anyhow::Error {
+    match e {
+        genlab_serve::ServeError::Genlab(g) => g.into(),
+        other => other.into(),
     }
 }
 

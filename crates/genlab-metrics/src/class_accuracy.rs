@@ -80,13 +80,8 @@ mod tests {
     #[test]
     fn accuracy_counts_argmax_hits_per_requested_class() {
         // Rows: class 0 right, class 0 wrong, class 1 right, class 1 right.
-        let p = FeatureMatrix::new(
-            4,
-            2,
-            vec![0.9, 0.1, 0.2, 0.8, 0.3, 0.7, 0.4, 0.6],
-            "probs",
-        )
-        .unwrap();
+        let p = FeatureMatrix::new(4, 2, vec![0.9, 0.1, 0.2, 0.8, 0.3, 0.7, 0.4, 0.6], "probs")
+            .unwrap();
         let r = class_accuracy(&p, &[0, 0, 1, 1]).unwrap();
         assert_eq!(r.accuracy, 0.75);
         assert_eq!(r.per_class, vec![(0, 2, 0.5), (1, 2, 1.0)]);
