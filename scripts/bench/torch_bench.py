@@ -9,6 +9,10 @@ Five CPU f32 workloads, built to be identical to genlab's Rust versions:
               eps-MSE + Adam + EMA(0.998)
   ddim50      the same U-Net, eval/inference_mode, one 50-step DDIM (eta 0) run on batch 64
   attention   genlab's AttentionBlock (64 channels, 1 head) on [64,64,14,14], fwd + bwd
+  cfg-step    the U-Net with a class embedding (11 x 64, added to the time embedding before
+              its last SiLU; 280,881 parameters): one classifier-free guided DDIM step
+              (w = 3, a one-step grid t = 999 -> x0) on 64 samples of digit 3, i.e. one
+              network call on the batch of 128 (labels and null label), inference_mode
   flow-train  genlab's MNIST flow preset (165,830 parameters): variational dequantisation,
               2 scales x 8 Glow steps (ActNorm, LU 1x1 conv, affine coupling whose 3x3-1x1-3x3
               64-channel conditioner reads one half of the channels and writes the other),
@@ -37,9 +41,11 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train"]
+WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step"]
 # Parameter count of genlab's U-Net in the MNIST config (what `genlab` reports for it).
 UNET_MNIST_PARAMS = 280177
+# ... and with the class embedding of the 10 digits and the null label (11 x 64).
+UNET_COND_PARAMS = UNET_MNIST_PARAMS + 11 * 64
 # Parameter count of genlab's MNIST flow preset (what `genlab bench` reports for it).
 FLOW_MNIST_PARAMS = 165830
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -178,10 +184,14 @@ def build_modules(torch):
         """unet.rs, module for module (same parameters, same order of operations)."""
 
         def __init__(self, base=16, mult=(1, 2, 2), num_res_blocks=1, attention_at_lowest=True,
-                     heads=1, groups=8, in_channels=1, out_channels=1, sdpa=False):
+                     heads=1, groups=8, in_channels=1, out_channels=1, sdpa=False,
+                     num_classes=0):
             super().__init__()
             self.base = base
             temb_dim = 4 * base
+            # ddpm.rs: the class embedding (K + 1 rows, the last is "no label"), created
+            # after the network.
+            self.num_classes = num_classes
             levels = [base * m for m in mult]
             lowest = len(levels) - 1
 
@@ -236,10 +246,15 @@ def build_modules(torch):
 
             self.out_norm = nn.GroupNorm(groups, ch, eps=GN_EPS)
             self.out_conv = conv3x3(ch, out_channels)
+            if num_classes:
+                self.label_emb = nn.Embedding(num_classes + 1, temb_dim)
 
-        def forward(self, x, t):
+        def forward(self, x, t, y=None):
             temb = timestep_embedding(t, self.base)
-            temb = F.silu(self.time_lin2(F.silu(self.time_lin1(temb))))
+            temb = self.time_lin2(F.silu(self.time_lin1(temb)))
+            if y is not None:
+                temb = temb + self.label_emb(y)  # unet.rs forward_with: added before the SiLU
+            temb = F.silu(temb)
 
             h = self.conv_in(x)
             skips = [h]
@@ -511,6 +526,30 @@ def make_workload(torch, name, sdpa=False):
             return x
 
         return step, n_params(net), 1, 3
+
+    if name == "cfg-step":
+        b, w, T = 64, 3.0, 1000
+        x_t = torch.randn(b, 1, 28, 28)
+        net = init(M["UNet"](sdpa=sdpa, num_classes=10)).eval()
+        count = n_params(net)
+        assert count == UNET_COND_PARAMS, f"the U-Net has {count} parameters, genlab's has {UNET_COND_PARAMS}"
+        betas = [1e-4 + (0.02 - 1e-4) * i / (T - 1) for i in range(T)]
+        a_t = 1.0
+        for beta in betas:
+            a_t *= 1.0 - beta
+        # labels then null labels, one call (guidance.rs ClassifierFree)
+        y = torch.cat([torch.full((b,), 3), torch.full((b,), 10)])
+        t = torch.full((2 * b,), float(T - 1), dtype=torch.float32)
+
+        def step():
+            with torch.inference_mode():
+                out = net(torch.cat([x_t, x_t]), t, y)
+                c, u = out[:b], out[b:]
+                eps = u + w * (c - u)
+                x0 = (x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
+                return x0  # the one-step grid ends at x0 (alpha_bar_prev = 1)
+
+        return step, count, 3, 5
 
     if name == "attention":
         x = torch.randn(64, 64, 14, 14)

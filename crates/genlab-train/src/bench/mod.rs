@@ -14,6 +14,7 @@
 //! in [`WORKLOADS`] (and its twin in the PyTorch script).
 
 mod attention;
+mod cfg_step;
 mod conv;
 mod ddim50;
 mod flow_train;
@@ -105,6 +106,15 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         warmup: 3,
         min_iters: 5,
         build: flow_train::build,
+    },
+    WorkloadEntry {
+        name: "cfg-step",
+        unit: "steps/s",
+        description:
+            "class-conditional U-Net: one guided DDIM step (w = 3) on 64 samples, no gradients",
+        warmup: 3,
+        min_iters: 5,
+        build: cfg_step::build,
     },
 ];
 
