@@ -1,0 +1,16 @@
+//! genlab-rl: deep reinforcement learning on genlab's core.
+//!
+//! - [`env`]: the [`env::Env`] trait (Gymnasium's reset/step with `terminated` and
+//!   `truncated`), the time-limit wrapper and vectorised copies;
+//! - [`envs`]: CartPole, Acrobot, MountainCar (discrete and continuous), Pendulum,
+//!   FrozenLake, CliffWalking, Taxi and the multi-agent simple_spread, with Gymnasium's and
+//!   PettingZoo's exact equations (checked step by step against fixtures recorded from them),
+//!   and their registry;
+//! - [`render`]: pictures of the classic-control tasks and animated GIFs.
+
+pub mod env;
+pub mod envs;
+pub mod render;
+
+pub use env::{Action, Env, Space, Transition};
+pub use envs::{find as find_env, EnvEntry, ENVS};
