@@ -10,6 +10,7 @@ mod cmd_distill;
 mod cmd_eval;
 mod cmd_list;
 mod cmd_nll;
+mod cmd_rl;
 mod cmd_sample;
 mod cmd_train;
 mod demo;
@@ -67,6 +68,9 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Fetch and verify datasets.
     Data(cmd_data::DataArgs),
+    /// Reinforcement learning: train, evaluate and roll out agents on Gymnasium-exact
+    /// environments (`genlab rl list`).
+    Rl(cmd_rl::RlArgs),
     /// Time fixed training and sampling workloads (compare with PyTorch:
     /// scripts/bench/compare.py).
     #[command(
@@ -136,6 +140,7 @@ fn main() {
             Command::Distill(a) => cmd_distill::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
+            Command::Rl(a) => cmd_rl::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Bench(a) => {
                 if !dev.is_cpu() {

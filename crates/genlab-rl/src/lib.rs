@@ -14,3 +14,10 @@ pub mod render;
 
 pub use env::{Action, Env, Space, Transition};
 pub use envs::{find as find_env, EnvEntry, ENVS};
+pub mod agents;
+pub mod dist;
+pub mod nn;
+pub mod optim;
+pub mod replay;
+pub mod saved;
+pub mod train;
