@@ -18,6 +18,7 @@ pub mod agents;
 pub mod dist;
 pub mod nn;
 pub mod optim;
+pub mod policy;
 pub mod replay;
 pub mod saved;
 pub mod train;

@@ -13,7 +13,7 @@
 pub mod dqn;
 // pub mod independent;
 // pub mod maddpg;
-// pub mod ppo;
+pub mod ppo;
 // pub mod q_learning;
 // pub mod reinforce;
 // pub mod sarsa;
@@ -96,7 +96,7 @@ pub const ALGOS: &[&AlgoEntry] = &[
     // &reinforce::ENTRY,
     // &a2c::ENTRY,
     // &a3c::ENTRY,
-    // &ppo::ENTRY,
+    &ppo::ENTRY,
     // &ddpg::ENTRY,
     // &td3::ENTRY,
     // &independent::ENTRY,
