@@ -275,6 +275,18 @@ impl Mlp {
         cache: &mut Cache,
         dout: &[f32],
         grad: &mut [f32],
+        dx: Option<&mut Vec<f32>>,
+    ) {
+        self.backward_opt(cache, dout, Some(grad), dx)
+    }
+
+    /// [`Mlp::backward`] that may skip the parameter gradients (`grad = None`): the input
+    /// gradient alone, as DDPG's actor update needs from the critic.
+    pub fn backward_opt(
+        &self,
+        cache: &mut Cache,
+        dout: &[f32],
+        mut grad: Option<&mut [f32]>,
         mut dx: Option<&mut Vec<f32>>,
     ) {
         let batch = cache.batch;
@@ -288,12 +300,14 @@ impl Mlp {
             let (i, o) = (self.sizes[l], self.sizes[l + 1]);
             let (wo, bo) = self.offsets(l);
             let x = &cache.inputs[l];
-            // dW [o, i] += dz^T [o, B] @ x [B, i]
-            matmul(&mut grad[wo..bo], o, i, batch, (&dz, 1, o), (x, i, 1), true);
-            let db = &mut grad[bo..bo + o];
-            for row in dz.chunks_exact(o) {
-                for (g, d) in db.iter_mut().zip(row) {
-                    *g += d;
+            if let Some(grad) = grad.as_deref_mut() {
+                // dW [o, i] += dz^T [o, B] @ x [B, i]
+                matmul(&mut grad[wo..bo], o, i, batch, (&dz, 1, o), (x, i, 1), true);
+                let db = &mut grad[bo..bo + o];
+                for row in dz.chunks_exact(o) {
+                    for (g, d) in db.iter_mut().zip(row) {
+                        *g += d;
+                    }
                 }
             }
             if l == 0 && dx.is_none() {

@@ -15,9 +15,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Rng, Result};
+use genlab_core::{Result, Rng};
 
-use crate::dist::{argmax, entropy, gaussian_entropy, gaussian_log_prob, sample_categorical, softmax};
+use crate::dist::{
+    argmax, entropy, gaussian_entropy, gaussian_log_prob, sample_categorical, softmax,
+};
 use crate::env::{Action, Episode, Space, VecEnv};
 use crate::nn::{Activation, Cache, Init, Mlp};
 use crate::optim::{Optimizer, OptimizerKind};
@@ -230,7 +232,11 @@ impl ActorCritic {
         } else {
             let h = gaussian_entropy(&self.log_std);
             for (i, row) in out.chunks_exact(k).enumerate() {
-                logp.push(gaussian_log_prob(&actions[i * k..(i + 1) * k], row, &self.log_std));
+                logp.push(gaussian_log_prob(
+                    &actions[i * k..(i + 1) * k],
+                    row,
+                    &self.log_std,
+                ));
                 ent.push(h);
             }
         }
@@ -270,8 +276,10 @@ impl ActorCritic {
                 }
             }
         }
-        self.pi.backward(&mut self.c_pi, &dout, &mut self.g_pi, None);
-        self.vf.backward(&mut self.c_vf, dvalue, &mut self.g_vf, None);
+        self.pi
+            .backward(&mut self.c_pi, &dout, &mut self.g_pi, None);
+        self.vf
+            .backward(&mut self.c_vf, dvalue, &mut self.g_vf, None);
     }
 
     pub fn zero_grad(&mut self) {
@@ -313,7 +321,9 @@ impl ActorCritic {
         s.take_net(&format!("{name}.vf"), &mut self.vf)?;
         let ls = s.take(&format!("{name}.log_std"))?;
         if ls.len() != self.log_std.len() {
-            return Err(genlab_core::Error::Checkpoint("log_std has the wrong size".into()));
+            return Err(genlab_core::Error::Checkpoint(
+                "log_std has the wrong size".into(),
+            ));
         }
         self.log_std = ls;
         s.take_opt(&format!("{name}.opt_pi"), &mut self.opt_pi)?;
@@ -361,7 +371,13 @@ impl Rollout {
 
     /// GAE(gamma, lambda) advantages and returns (advantage + value), given the values of
     /// the observations after the last step and whether they start new episodes.
-    pub fn compute_gae(&mut self, last_values: &[f32], last_starts: &[f32], gamma: f32, lambda: f32) {
+    pub fn compute_gae(
+        &mut self,
+        last_values: &[f32],
+        last_starts: &[f32],
+        gamma: f32,
+        lambda: f32,
+    ) {
         let (t, n) = (self.t, self.n);
         self.advantages = vec![0.0; t * n];
         for e in 0..n {
@@ -370,10 +386,14 @@ impl Rollout {
                 let (next_nonterminal, next_value) = if s == t - 1 {
                     (1.0 - last_starts[e], last_values[e])
                 } else {
-                    (1.0 - self.starts[(s + 1) * n + e], self.values[(s + 1) * n + e])
+                    (
+                        1.0 - self.starts[(s + 1) * n + e],
+                        self.values[(s + 1) * n + e],
+                    )
                 };
                 let i = s * n + e;
-                let delta = self.rewards[i] + gamma * next_value * next_nonterminal - self.values[i];
+                let delta =
+                    self.rewards[i] + gamma * next_value * next_nonterminal - self.values[i];
                 last = delta + gamma * lambda * next_nonterminal * last;
                 self.advantages[i] = last;
             }

@@ -9,7 +9,7 @@
 
 // pub mod a2c;
 // pub mod a3c;
-// pub mod ddpg;
+pub mod ddpg;
 pub mod dqn;
 // pub mod independent;
 // pub mod maddpg;
@@ -17,7 +17,7 @@ pub mod ppo;
 // pub mod q_learning;
 // pub mod reinforce;
 // pub mod sarsa;
-// pub mod td3;
+pub mod td3;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -97,8 +97,8 @@ pub const ALGOS: &[&AlgoEntry] = &[
     // &a2c::ENTRY,
     // &a3c::ENTRY,
     &ppo::ENTRY,
-    // &ddpg::ENTRY,
-    // &td3::ENTRY,
+    &ddpg::ENTRY,
+    &td3::ENTRY,
     // &independent::ENTRY,
     // &maddpg::ENTRY,
 ];

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
 
-use crate::agents::{check_finite, parse_config, AlgoEntry, Agent, Report, Spec, Supports};
+use crate::agents::{check_finite, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
 use crate::env::{EnvCopyState, VecEnv};
 use crate::optim::OptimizerKind;
 use crate::policy::{collect, ActorCritic, NetConfig, Rollout};
@@ -130,10 +130,20 @@ impl Ppo {
             ));
         }
         let entry = spec.env;
-        let envs = VecEnv::new(|| entry.make_single().expect("single"), cfg.n_envs, spec.seed);
+        let envs = VecEnv::new(
+            || entry.make_single().expect("single"),
+            cfg.n_envs,
+            spec.seed,
+        );
         let space = envs.copies[0].env.action_space();
         let mut init = Rng::derive(spec.seed, "init");
-        let ac = ActorCritic::new(envs.obs_len, &space, &cfg.net, OptimizerKind::Adam { eps: 1e-5 }, &mut init);
+        let ac = ActorCritic::new(
+            envs.obs_len,
+            &space,
+            &cfg.net,
+            OptimizerKind::Adam { eps: 1e-5 },
+            &mut init,
+        );
         Ok(Self {
             starts: vec![1.0; cfg.n_envs],
             cfg,
@@ -155,7 +165,17 @@ impl Agent for Ppo {
     fn train_unit(&mut self, report: &mut Report) -> Result<()> {
         let c = &self.cfg;
         let (gamma, lam) = (c.gamma as f32, c.gae_lambda as f32);
-        collect(&mut self.ac, &mut self.envs, &mut self.starts, c.n_steps, gamma, lam, &mut self.rng, &mut self.ro, &mut report.episodes);
+        collect(
+            &mut self.ac,
+            &mut self.envs,
+            &mut self.starts,
+            c.n_steps,
+            gamma,
+            lam,
+            &mut self.rng,
+            &mut self.ro,
+            &mut report.episodes,
+        );
         // SB3 sets the schedules from the progress after this rollout's steps.
         self.steps += (c.n_steps * c.n_envs) as u64;
         let remaining = if c.linear_decay {
@@ -167,7 +187,8 @@ impl Agent for Ppo {
         let total = self.ro.t * self.ro.n;
         let (d, w) = (self.ro.obs_dim, self.ro.act_w);
         let mut idx: Vec<usize> = (0..total).collect();
-        let (mut obs, mut act, mut logp, mut ent, mut val) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut obs, mut act, mut logp, mut ent, mut val) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut pl_sum, mut vl_sum, mut n_mb) = (0.0f64, 0.0f64, 0usize);
         for _ in 0..c.n_epochs {
             self.rng.shuffle(&mut idx);
@@ -188,7 +209,8 @@ impl Agent for Ppo {
                     0.0
                 };
                 let adv: Vec<f32> = adv.iter().map(|a| (a - m) / (sd + 1e-8)).collect();
-                self.ac.evaluate(&obs, &act, b, &mut logp, &mut ent, &mut val);
+                self.ac
+                    .evaluate(&obs, &act, b, &mut logp, &mut ent, &mut val);
                 let mut dlogp = vec![0f32; b];
                 let mut dval = vec![0f32; b];
                 let (mut pl, mut vl) = (0.0f64, 0.0f64);
@@ -210,7 +232,8 @@ impl Agent for Ppo {
                 check_finite("the PPO loss", pl + vl)?;
                 self.ac.zero_grad();
                 // Entropy bonus: loss -= ent_coef * mean(H).
-                self.ac.backward(&dlogp, -(c.ent_coef as f32) / b as f32, &dval);
+                self.ac
+                    .backward(&dlogp, -(c.ent_coef as f32) / b as f32, &dval);
                 let norm = self.ac.step(lr, c.max_grad_norm);
                 check_finite("the PPO gradient norm", norm)?;
                 pl_sum += pl;
@@ -225,7 +248,8 @@ impl Agent for Ppo {
 
     fn act(&mut self, obs: &[f32], action: &mut Vec<f32>) {
         let (mut a, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
-        self.ac.act(obs, 1, false, &mut self.rng, &mut a, &mut l, &mut v);
+        self.ac
+            .act(obs, 1, false, &mut self.rng, &mut a, &mut l, &mut v);
         self.ac.clip_action(&a, action);
     }
 
