@@ -7,16 +7,16 @@
 //! algorithm is one new file here (a type implementing [`Agent`] and a `pub const ENTRY:
 //! AlgoEntry`) plus one line in [`ALGOS`].
 
-// pub mod a2c;
-// pub mod a3c;
+pub mod a2c;
+pub mod a3c;
 pub mod ddpg;
 pub mod dqn;
 // pub mod independent;
 // pub mod maddpg;
 pub mod ppo;
-// pub mod q_learning;
-// pub mod reinforce;
-// pub mod sarsa;
+pub mod q_learning;
+pub mod reinforce;
+pub mod sarsa;
 pub mod td3;
 
 use serde::Serialize;
@@ -90,12 +90,12 @@ pub struct AlgoEntry {
 
 /// Every algorithm.
 pub const ALGOS: &[&AlgoEntry] = &[
-    // &q_learning::ENTRY,
-    // &sarsa::ENTRY,
+    &q_learning::ENTRY,
+    &sarsa::ENTRY,
     &dqn::ENTRY,
-    // &reinforce::ENTRY,
-    // &a2c::ENTRY,
-    // &a3c::ENTRY,
+    &reinforce::ENTRY,
+    &a2c::ENTRY,
+    &a3c::ENTRY,
     &ppo::ENTRY,
     &ddpg::ENTRY,
     &td3::ENTRY,
