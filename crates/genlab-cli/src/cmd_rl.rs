@@ -63,8 +63,11 @@ struct TrainArgs {
 #[derive(Args)]
 struct EvalArgs {
     /// Run directory.
-    #[arg(long)]
-    ckpt: PathBuf,
+    #[arg(long, required_unless_present = "random")]
+    ckpt: Option<PathBuf>,
+    /// Evaluate a uniformly random policy on this environment instead (a baseline).
+    #[arg(long, conflicts_with = "ckpt", value_name = "ENV")]
+    random: Option<String>,
     #[arg(long, default_value_t = 100)]
     episodes: usize,
     /// Seed of the evaluation episodes' start states.
@@ -156,7 +159,11 @@ pub fn run(a: RlArgs) -> anyhow::Result<()> {
             Ok(())
         }
         RlCmd::Eval(e) => {
-            let r = genlab_rl::train::evaluate(&e.ckpt, e.episodes, e.seed)?;
+            let r = match (&e.ckpt, &e.random) {
+                (Some(c), _) => genlab_rl::train::evaluate(c, e.episodes, e.seed)?,
+                (None, Some(env)) => genlab_rl::train::evaluate_random(env, e.episodes, e.seed)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
             println!(
                 "{} on {}: {} episodes, return {:.2} +- {:.2} (min {:.2}, max {:.2}), mean length {:.1}",
                 r.algo, r.env, r.episodes, r.mean, r.std, r.min, r.max, r.mean_length

@@ -69,3 +69,29 @@ impl Saved {
         opt.load(&mut get, t)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regression_f64_state_reads_back_bit_for_bit() {
+        // A return that serde_json's default (not correctly rounded) parser read back one
+        // ulp off, which made a resumed multi-agent run differ from the straight one.
+        let x = -124.811_643_968_880_93_f64;
+        let mut s = Saved::default();
+        s.put_json("x", (x, 3usize));
+        let back: (f64, usize) = s.get_json("x").unwrap();
+        let text = serde_json::to_string(&s.json).unwrap();
+        let parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).unwrap();
+        let again: (f64, usize) = serde_json::from_value(parsed["x"].clone()).unwrap();
+        assert_eq!(back.0.to_bits(), x.to_bits());
+        assert_eq!(again.0.to_bits(), x.to_bits());
+        assert!(s
+            .take("missing")
+            .unwrap_err()
+            .to_string()
+            .contains("no `missing`"));
+    }
+}

@@ -546,6 +546,74 @@ fn each_frame(each: &mut dyn FnMut(StepRecord, Option<Frame>), f: Option<Frame>)
     }
 }
 
+/// A policy that acts uniformly at random (the baseline of a comparison).
+pub struct RandomPolicy {
+    space: Space,
+    n_agents: usize,
+    rng: Rng,
+}
+
+impl Agent for RandomPolicy {
+    fn env_steps(&self) -> u64 {
+        0
+    }
+    fn train_unit(&mut self, _report: &mut Report) -> Result<()> {
+        Err(Error::InvalidInput(
+            "the random policy does not train".into(),
+        ))
+    }
+    fn act(&mut self, _obs: &[f32], action: &mut Vec<f32>) {
+        action.clear();
+        for _ in 0..self.n_agents {
+            match &self.space {
+                Space::Discrete(n) => action.push(self.rng.below(*n as u64) as f32),
+                Space::Box { low, high } => action.extend(
+                    low.iter()
+                        .zip(high)
+                        .map(|(l, h)| l + (h - l) * self.rng.uniform() as f32),
+                ),
+            }
+        }
+    }
+    fn save(&self) -> Saved {
+        Saved::default()
+    }
+    fn load(&mut self, _saved: Saved) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Evaluates a uniformly random policy on `env` (continuous actions for multi-agent tasks).
+pub fn evaluate_random(env: &str, episodes: usize, seed: u64) -> Result<EvalResult> {
+    if episodes == 0 {
+        return Err(Error::setting("episodes", "must be at least 1, got 0"));
+    }
+    let entry = envs::find(env)?;
+    let (space, n_agents) = match entry.make {
+        Maker::Single(f) => (f().action_space(), 1),
+        Maker::Multi(f) => {
+            let e = f(true);
+            (e.action_space(), e.n_agents())
+        }
+    };
+    let mut agent = RandomPolicy {
+        space,
+        n_agents,
+        rng: Rng::derive(seed, "random-policy"),
+    };
+    let eps = run_episodes(&mut agent, entry, episodes, seed, false, &mut |_, _| {})?;
+    let run = RunConfig {
+        algo: "random".into(),
+        env: env.into(),
+        seed,
+        steps: 0,
+        ckpt_every: 1,
+        log_every: 1,
+        config: Value::Null,
+    };
+    Ok(summarise(&run, &eps))
+}
+
 /// Evaluates the deterministic policy of a run directory over `episodes` episodes.
 pub fn evaluate(dir: &Path, episodes: usize, seed: u64) -> Result<EvalResult> {
     if episodes == 0 {

@@ -11,8 +11,8 @@ pub mod a2c;
 pub mod a3c;
 pub mod ddpg;
 pub mod dqn;
-// pub mod independent;
-// pub mod maddpg;
+pub mod independent;
+pub mod maddpg;
 pub mod ppo;
 pub mod q_learning;
 pub mod reinforce;
@@ -99,8 +99,8 @@ pub const ALGOS: &[&AlgoEntry] = &[
     &ppo::ENTRY,
     &ddpg::ENTRY,
     &td3::ENTRY,
-    // &independent::ENTRY,
-    // &maddpg::ENTRY,
+    &independent::ENTRY,
+    &maddpg::ENTRY,
 ];
 
 /// The entry called `name`, or an error listing the known ones.
