@@ -52,7 +52,7 @@ struct TrainArgs {
     /// (repeatable; the run's config.json lists them all).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Environment steps between checkpoints.
+    /// Environment steps between checkpoints (default: a tenth of --steps, at least 1000).
     #[arg(long)]
     ckpt_every: Option<u64>,
     /// No progress bar.

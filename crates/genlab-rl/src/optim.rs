@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result};
 
+/// Optimizer moments below this are flushed to zero (see [`Adam::step`]).
+const TINY: f32 = 1e-30;
+
 /// Adam's moments and step count.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Adam {
@@ -44,15 +47,22 @@ impl Adam {
         let step = (lr / bc1) as f32;
         let sbc2 = bc2.sqrt() as f32;
         let eps = self.eps as f32;
-        for (((p, g), m), v) in params
-            .iter_mut()
-            .zip(grad)
-            .zip(&mut self.m)
-            .zip(&mut self.v)
-        {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= step * *m / (v.sqrt() / sbc2 + eps);
+        let n = params.len();
+        let (m, v) = (&mut self.m[..n], &mut self.v[..n]);
+        let grad = &grad[..n];
+        for i in 0..n {
+            let g = grad[i];
+            // Moments below TINY are flushed to zero: squared small gradients are otherwise
+            // subnormal floats, which cost ~100 cycles per operation on x86 (this loop was
+            // two thirds of a DQN update before the flush); they change no update by more
+            // than lr * 1e-30 / eps.
+            let mi = b1 * m[i] + (1.0 - b1) * g;
+            let vi = b2 * v[i] + (1.0 - b2) * g * g;
+            let mi = if mi.abs() < TINY { 0.0 } else { mi };
+            let vi = if vi < TINY { 0.0 } else { vi };
+            m[i] = mi;
+            v[i] = vi;
+            params[i] -= step * mi / (vi.sqrt() / sbc2 + eps);
         }
     }
 }
@@ -77,7 +87,8 @@ impl RmsProp {
     pub fn step(&mut self, params: &mut [f32], grad: &[f32], lr: f64) {
         let (a, eps, lr) = (self.alpha as f32, self.eps as f32, lr as f32);
         for ((p, g), v) in params.iter_mut().zip(grad).zip(&mut self.v) {
-            *v = a * *v + (1.0 - a) * g * g;
+            let vi = a * *v + (1.0 - a) * g * g;
+            *v = if vi < TINY { 0.0 } else { vi }; // as in Adam::step
             *p -= lr * g / (v.sqrt() + eps);
         }
     }

@@ -284,7 +284,10 @@ pub fn train(
         let env = envs::find(&req.env)?;
         agents::check_fit(algo, env)?;
         let config = resolve_config(algo, env, &req.overrides)?;
-        let ckpt_every = req.ckpt_every.unwrap_or(10_000);
+        // Every tenth of the run by default: a checkpoint holds the whole replay buffer
+        // (hundreds of MB for the multi-agent runs), so writing one every few thousand
+        // steps would dominate a long run.
+        let ckpt_every = req.ckpt_every.unwrap_or((req.steps / 10).max(1000));
         if ckpt_every == 0 {
             return Err(Error::setting("ckpt_every", "must be at least 1, got 0"));
         }
