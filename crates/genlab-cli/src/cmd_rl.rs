@@ -21,6 +21,9 @@ enum RlCmd {
     /// Play a run's deterministic policy: one JSON record per step (episode, t, obs, action,
     /// reward, next_obs, terminated, truncated), and with --gif the rendered frames.
     Rollout(RolloutArgs),
+    /// Learning curves across runs (seeds): mean with a band of one standard deviation per
+    /// algorithm and environment, and the mean and spread of the final returns.
+    Report(ReportArgs),
     /// List the environments and algorithms (with what each supports).
     List {
         /// Machine-readable.
@@ -93,6 +96,19 @@ struct RolloutArgs {
     /// Also write the rendered frames as an animated GIF (classic-control tasks).
     #[arg(long)]
     gif: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Run directories (grouped by algorithm and environment).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// The chart (SVG).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the summaries as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Progress bar with the running return.
@@ -187,6 +203,27 @@ pub fn run(a: RlArgs) -> anyhow::Result<()> {
             if let Some(g) = r.gif {
                 println!("{} frames written to {}", res.frames, g.display());
             }
+            Ok(())
+        }
+        RlCmd::Report(r) => {
+            let groups = genlab_rl::report::seeds_report(&r.runs, &r.out, 50)?;
+            for g in &groups {
+                let v: Vec<String> = g.final_running.iter().map(|x| format!("{x:.1}")).collect();
+                println!(
+                    "{}: {} runs, final return {:.2} +- {:.2} (min {:.2}, max {:.2}; {})",
+                    g.label,
+                    g.runs.len(),
+                    g.mean,
+                    g.std,
+                    g.min,
+                    g.max,
+                    v.join(", ")
+                );
+            }
+            if let Some(p) = r.json {
+                genlab_core::io::write_json(&p, &groups)?;
+            }
+            println!("chart written to {}", r.out.display());
             Ok(())
         }
         RlCmd::List { json } => {
