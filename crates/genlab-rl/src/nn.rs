@@ -104,6 +104,14 @@ pub fn matmul(
         }
         return;
     }
+    // Big products (TD3's 400 x 300 critics at batch 256) use the rayon pool, whose size is
+    // `genlab --threads N` (one thread by default: no split).
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 && m * n * k >= PAR_MATMUL {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the operand views were bounds-checked above for the strides passed; `dst` is
     // [m, n] contiguous, exclusively borrowed and so aliases neither operand. gemm computes
     // dst := alpha * dst + beta * lhs @ rhs, reading dst only when `read_dst` is set.
@@ -127,10 +135,13 @@ pub fn matmul(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            par,
         );
     }
 }
+
+/// Products with at least this many multiply-adds are split over threads.
+const PAR_MATMUL: usize = 4 << 20;
 
 /// Products with at most this many multiply-adds use the plain loop.
 const SMALL_MATMUL: usize = 8 * 1024;

@@ -142,6 +142,7 @@ impl ActorCritic {
 
     /// Acts on `obs` `[n, obs_dim]`: writes actions `[n, act_width]` (sampled, or the mode
     /// when `!sample`), their log-probabilities and the values V(s).
+    #[allow(clippy::too_many_arguments)]
     pub fn act(
         &mut self,
         obs: &[f32],

@@ -206,7 +206,9 @@ pub struct GroupSummary {
 /// and returns the summaries (mean and population std over runs of the final running
 /// return).
 pub fn seeds_report(runs: &[PathBuf], svg: &Path, points: usize) -> Result<Vec<GroupSummary>> {
-    let mut groups: Vec<(String, Vec<PathBuf>, Vec<Vec<(u64, f64)>>)> = Vec::new();
+    // (label, run directories, each run's (step, return) episodes)
+    type Group = (String, Vec<PathBuf>, Vec<Vec<(u64, f64)>>);
+    let mut groups: Vec<Group> = Vec::new();
     for dir in runs {
         let run = read_run(dir)?;
         let label = format!("{} on {}", run.algo, run.env);

@@ -268,7 +268,7 @@ impl Engine {
         }
         check_finite(&format!("the {} critic loss", self.name), loss)?;
         self.updates += 1;
-        if self.updates % self.cfg.policy_delay == 0 {
+        if self.updates.is_multiple_of(self.cfg.policy_delay) {
             // Actor: minimise -mean Q_1(s, mu(s)).
             let mut mu = Vec::new();
             let out_z = self

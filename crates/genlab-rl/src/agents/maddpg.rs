@@ -358,7 +358,7 @@ impl Agent for MultiDdpg {
             self.obs = next;
         }
         self.steps += 1;
-        if self.steps > self.cfg.learning_starts && self.steps % self.cfg.train_freq == 0 {
+        if self.steps > self.cfg.learning_starts && self.steps.is_multiple_of(self.cfg.train_freq) {
             let l = self.update()?;
             report.metrics.push(("critic_loss", l));
         }

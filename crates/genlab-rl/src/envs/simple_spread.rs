@@ -200,11 +200,16 @@ impl MultiEnv for SimpleSpread {
             }
         }
         // Integration: position with the old velocity, then damping and force (mass 1).
-        for i in 0..N {
+        for ((pos, vel), f) in self
+            .agent_pos
+            .iter_mut()
+            .zip(&mut self.agent_vel)
+            .zip(&force)
+        {
             for c in 0..2 {
-                self.agent_pos[i][c] += self.agent_vel[i][c] * DT;
-                self.agent_vel[i][c] *= 1.0 - DAMPING;
-                self.agent_vel[i][c] += force[i][c] / 1.0 * DT;
+                pos[c] += vel[c] * DT;
+                vel[c] *= 1.0 - DAMPING;
+                vel[c] += f[c] / 1.0 * DT;
             }
         }
         let g = self.global_reward();

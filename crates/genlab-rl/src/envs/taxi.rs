@@ -35,6 +35,8 @@ pub fn encode(row: usize, col: usize, pass: usize, dest: usize) -> usize {
 }
 
 impl Taxi {
+    // The loops mirror Gymnasium's over (row, col, passenger, destination).
+    #[allow(clippy::needless_range_loop)]
     pub fn new() -> Self {
         let desc: Vec<&[u8]> = MAP.iter().map(|r| r.as_bytes()).collect();
         let mut t = Table::new(500, 6);
