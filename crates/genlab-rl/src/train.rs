@@ -260,7 +260,7 @@ pub fn train(
         }
         if !req.overrides.is_empty() {
             return Err(Error::setting(
-                "overrides",
+                "set",
                 "cannot change a resumed run's config (only steps may change)",
             ));
         }

@@ -10,9 +10,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Result, Rng};
 
-use crate::agents::{check_finite, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
+use crate::agents::{
+    check_finite, config_error, parse_config, Agent, AlgoEntry, Report, Spec, Supports,
+};
 use crate::env::{EnvCopyState, VecEnv};
 use crate::optim::OptimizerKind;
 use crate::policy::{collect, ActorCritic, NetConfig, Rollout};
@@ -116,10 +118,7 @@ impl A2c {
     pub fn new(spec: &Spec) -> Result<Self> {
         let cfg: Config = parse_config(spec.config)?;
         if cfg.n_envs == 0 || cfg.n_steps == 0 {
-            return Err(Error::setting(
-                "a2c.n_envs and a2c.n_steps",
-                "must be at least 1",
-            ));
+            return Err(config_error("n_envs and a2c.n_steps", "must be at least 1"));
         }
         let entry = spec.env;
         let envs = VecEnv::new(

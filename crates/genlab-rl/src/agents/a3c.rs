@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{Error, Result, Rng};
 
 use crate::agents::a2c::a2c_derivatives;
-use crate::agents::{check_finite, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
+use crate::agents::{
+    check_finite, config_error, parse_config, Agent, AlgoEntry, Report, Spec, Supports,
+};
 use crate::env::{EnvCopyState, Episode, VecEnv};
 use crate::optim::OptimizerKind;
 use crate::policy::{collect, ActorCritic, NetConfig, Rollout};
@@ -101,8 +103,8 @@ impl A3c {
     pub fn new(spec: &Spec) -> Result<Self> {
         let cfg: Config = parse_config(spec.config)?;
         if cfg.n_workers == 0 || cfg.n_steps == 0 || cfg.unit_steps == 0 {
-            return Err(Error::setting(
-                "a3c.n_workers, n_steps and unit_steps",
+            return Err(config_error(
+                "n_workers, n_steps and unit_steps",
                 "must be at least 1",
             ));
         }

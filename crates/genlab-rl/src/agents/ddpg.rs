@@ -17,9 +17,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Result, Rng};
 
-use crate::agents::{check_finite, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
+use crate::agents::{
+    check_finite, config_error, parse_config, Agent, AlgoEntry, Report, Spec, Supports,
+};
 use crate::env::{Action, EnvCopyState, VecEnv};
 use crate::nn::{Activation, Cache, Init, Mlp};
 use crate::optim::{Optimizer, OptimizerKind};
@@ -137,16 +139,16 @@ impl Engine {
             || cfg.n_critics == 0
             || cfg.policy_delay == 0
         {
-            return Err(Error::setting(
-                format!("{name}.batch_size, n_envs, train_freq, n_critics and policy_delay"),
+            return Err(config_error(
+                "batch_size, n_envs, train_freq, n_critics and policy_delay",
                 "must be at least 1",
             ));
         }
         if cfg.buffer_size < cfg.batch_size {
-            return Err(Error::setting(
-                format!("{name}.buffer_size"),
+            return Err(config_error(
+                "buffer_size",
                 format!(
-                    "({}) must hold at least one batch ({name}.batch_size = {})",
+                    "({}) must hold at least one batch (batch_size = {})",
                     cfg.buffer_size, cfg.batch_size
                 ),
             ));

@@ -13,9 +13,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Result, Rng};
 
-use crate::agents::{check_finite, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
+use crate::agents::{
+    check_finite, config_error, parse_config, Agent, AlgoEntry, Report, Spec, Supports,
+};
 use crate::dist::argmax;
 use crate::env::{Action, EnvCopyState, VecEnv};
 use crate::nn::{Activation, Cache, Init, Mlp};
@@ -144,16 +146,16 @@ impl Dqn {
     pub fn new(spec: &Spec) -> Result<Self> {
         let cfg: Config = parse_config(spec.config)?;
         if cfg.batch_size == 0 || cfg.n_envs == 0 || cfg.train_freq == 0 {
-            return Err(Error::setting(
-                "dqn.batch_size, dqn.n_envs and dqn.train_freq",
+            return Err(config_error(
+                "batch_size, dqn.n_envs and dqn.train_freq",
                 "must be at least 1",
             ));
         }
         if cfg.buffer_size < cfg.batch_size {
-            return Err(Error::setting(
-                "dqn.buffer_size",
+            return Err(config_error(
+                "buffer_size",
                 format!(
-                    "({}) must hold at least one batch (dqn.batch_size = {})",
+                    "({}) must hold at least one batch (batch_size = {})",
                     cfg.buffer_size, cfg.batch_size
                 ),
             ));

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
 
-use crate::agents::{check_finite, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
+use crate::agents::{
+    check_finite, config_error, parse_config, Agent, AlgoEntry, Report, Spec, Supports,
+};
 use crate::envs::{Maker, MultiEnv};
 use crate::nn::{Activation, Cache, Init, Mlp};
 use crate::optim::{clip_grad_norm, Optimizer, OptimizerKind};
@@ -112,13 +114,13 @@ impl MultiDdpg {
     pub fn new(spec: &Spec) -> Result<Self> {
         let cfg: Config = parse_config(spec.config)?;
         if cfg.batch_size == 0 || cfg.train_freq == 0 {
-            return Err(Error::setting(
+            return Err(config_error(
                 "batch_size and train_freq",
                 "must be at least 1",
             ));
         }
         if cfg.buffer_size < cfg.batch_size {
-            return Err(Error::setting(
+            return Err(config_error(
                 "buffer_size",
                 format!(
                     "({}) must hold at least one batch (batch_size = {})",

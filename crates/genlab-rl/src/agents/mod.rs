@@ -189,6 +189,12 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(v: &Value) -> Result<
     serde_json::from_value(v.clone()).map_err(|e| Error::Config(format!("invalid value: {e}")))
 }
 
+/// An invalid value of the algorithm's config (a `--set` key for the CLI): `config: KEY
+/// PROBLEM`.
+pub(crate) fn config_error(key: impl AsRef<str>, problem: impl AsRef<str>) -> Error {
+    Error::Config(format!("{} {}", key.as_ref(), problem.as_ref()))
+}
+
 /// An error when a loss is not finite.
 pub(crate) fn check_finite(name: &str, v: f64) -> Result<()> {
     if v.is_finite() {

@@ -11,9 +11,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Result, Rng};
 
-use crate::agents::{check_finite, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
+use crate::agents::{
+    check_finite, config_error, parse_config, Agent, AlgoEntry, Report, Spec, Supports,
+};
 use crate::env::{EnvCopyState, VecEnv};
 use crate::optim::OptimizerKind;
 use crate::policy::{collect, ActorCritic, NetConfig, Rollout};
@@ -124,8 +126,8 @@ impl Ppo {
     pub fn new(spec: &Spec) -> Result<Self> {
         let cfg: Config = parse_config(spec.config)?;
         if cfg.n_envs == 0 || cfg.n_steps == 0 || cfg.batch_size == 0 || cfg.n_epochs == 0 {
-            return Err(Error::setting(
-                "ppo.n_envs, n_steps, batch_size and n_epochs",
+            return Err(config_error(
+                "n_envs, n_steps, batch_size and n_epochs",
                 "must be at least 1",
             ));
         }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
 
-use crate::agents::{parse_config, Agent, AlgoEntry, Report, Spec, Supports};
+use crate::agents::{config_error, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
 use crate::dist::argmax;
 use crate::env::{Action, EnvCopyState, VecEnv};
 use crate::saved::Saved;
@@ -93,7 +93,7 @@ impl TableAgent {
     pub fn new(spec: &Spec, rule: Rule) -> Result<Self> {
         let cfg: Config = parse_config(spec.config)?;
         if !(cfg.lr > 0.0 && cfg.lr <= 1.0) {
-            return Err(Error::setting(
+            return Err(config_error(
                 "lr",
                 format!("must be in (0, 1], got {}", cfg.lr),
             ));

@@ -10,9 +10,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Result, Rng};
 
-use crate::agents::{check_finite, parse_config, Agent, AlgoEntry, Report, Spec, Supports};
+use crate::agents::{
+    check_finite, config_error, parse_config, Agent, AlgoEntry, Report, Spec, Supports,
+};
 use crate::env::{Action, EnvCopyState, VecEnv};
 use crate::optim::OptimizerKind;
 use crate::policy::{ActorCritic, NetConfig};
@@ -73,10 +75,7 @@ impl Reinforce {
     pub fn new(spec: &Spec) -> Result<Self> {
         let cfg: Config = parse_config(spec.config)?;
         if cfg.episodes_per_update == 0 {
-            return Err(Error::setting(
-                "reinforce.episodes_per_update",
-                "must be at least 1",
-            ));
+            return Err(config_error("episodes_per_update", "must be at least 1"));
         }
         let entry = spec.env;
         let envs = VecEnv::new(|| entry.make_single().expect("single"), 1, spec.seed);
