@@ -147,7 +147,7 @@ impl Dqn {
         let cfg: Config = parse_config(spec.config)?;
         if cfg.batch_size == 0 || cfg.n_envs == 0 || cfg.train_freq == 0 {
             return Err(config_error(
-                "batch_size, dqn.n_envs and dqn.train_freq",
+                "batch_size, n_envs and train_freq",
                 "must be at least 1",
             ));
         }
