@@ -1,6 +1,6 @@
 //! genlab-rl: deep reinforcement learning on genlab's core.
 //!
-//! - [`env`]: the [`env::Env`] trait (Gymnasium's reset/step with `terminated` and
+//! - [`env`](mod@env): the [`env::Env`] trait (Gymnasium's reset/step with `terminated` and
 //!   `truncated`), the time-limit wrapper and vectorised copies;
 //! - [`envs`]: CartPole, Acrobot, MountainCar (discrete and continuous), Pendulum,
 //!   FrozenLake, CliffWalking, Taxi and the multi-agent simple_spread, with Gymnasium's and
