@@ -5,8 +5,8 @@ Usage:
   .venv/bin/python scripts/bench/rl_sb3_compare.py --tasks dqn-cartpole,ppo-cartpole,td3-pendulum \
       --seeds 0,1,2 [--genlab target/release/genlab] [--out rl_compare.json]
 
-For every task and seed it trains once with SB3 (torch's default thread count) and once
-with `genlab rl train` (one thread), then evaluates each final policy deterministically on
+For every task and seed it trains once with SB3 (torch's default thread count, or
+--torch-threads) and once with `genlab rl train` (one thread), then evaluates each final policy deterministically on
 20 episodes. It reports, per run: the training wall-clock, the time and step at which the
 running mean of the last 20 training-episode returns first reached the task's threshold
 ("time to the same return"), and the evaluation return. The ratio is SB3 time / genlab
@@ -139,7 +139,11 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--genlab", default="target/release/genlab")
     ap.add_argument("--out", default="rl_compare.json")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch.set_num_threads (0: torch's default, the core count)")
     a = ap.parse_args()
+    if a.torch_threads > 0:
+        torch.set_num_threads(a.torch_threads)
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     for task in a.tasks.split(","):

@@ -290,3 +290,31 @@ fn eval_and_rollout_of_a_trained_run() {
     let r = train::evaluate_random("cartpole", 20, 0).unwrap();
     assert!(r.mean > 8.0 && r.mean < 60.0, "{}", r.mean);
 }
+
+#[test]
+fn double_and_dueling_dqn_train_and_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, mut set) = tiny("dqn");
+    set.extend(["double_q=true", "dueling=true"]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run(&req("dqn", env, 400, &a, &set)).unwrap();
+    let stop = AtomicBool::new(false);
+    train::train(
+        &req("dqn", env, 400, &b, &set),
+        &mut StopAt(200, &stop),
+        &stop,
+    )
+    .unwrap();
+    let mut r = req("dqn", env, 400, &b, &[]);
+    r.resume = true;
+    run(&r).unwrap();
+    assert!(
+        std::fs::read(a.join(CHECKPOINT_FILE)).unwrap()
+            == std::fs::read(b.join(CHECKPOINT_FILE)).unwrap()
+    );
+    let cfg = train::read_run(&a).unwrap().config;
+    assert_eq!(
+        (cfg["double_q"].as_bool(), cfg["dueling"].as_bool()),
+        (Some(true), Some(true))
+    );
+}

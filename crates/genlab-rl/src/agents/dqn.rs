@@ -375,3 +375,25 @@ impl Agent for Dqn {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dueling_q_is_value_plus_centred_advantage() {
+        // One row: V = 1, A = (2, 4) -> Q = 1 + (2, 4) - 3 = (0, 2).
+        let mut q = Vec::new();
+        Dqn::q_values(&[1.0, 2.0, 4.0], 2, true, &mut q);
+        assert_eq!(q, vec![0.0, 2.0]);
+        Dqn::q_values(&[1.0, 2.0], 2, false, &mut q);
+        assert_eq!(q, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn presets_follow_the_zoo_per_task() {
+        assert_eq!(preset("cartpole").train_freq, 256);
+        assert_eq!(preset("acrobot").target_update_interval, 250);
+        assert_eq!(preset("mountain-car").gamma, 0.98);
+    }
+}
