@@ -35,6 +35,11 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // One thread on both sides, as `genlab` runs by default (set before candle starts its
+    // pools; with the default two threads on a busy two-core machine candle's update took
+    // 12 ms instead of 1).
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
     let mut rng = Rng::new(0);
     let net = Mlp::new(&SIZES, Activation::Relu, Init::Torch, &mut rng);
     let x = rng.normal_vec(BATCH * 4);
