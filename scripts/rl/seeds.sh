@@ -23,8 +23,8 @@ declare -A T=(
   [dqn-mountain-car]="dqn mountain-car 120000"
   [q-learning-frozen-lake]="q-learning frozen-lake 300000"
   [sarsa-frozen-lake]="sarsa frozen-lake 300000"
-  [maddpg-simple-spread]="maddpg simple-spread 500000"
-  [independent-simple-spread]="independent simple-spread 500000"
+  [maddpg-simple-spread]="maddpg simple-spread 300000"
+  [independent-simple-spread]="independent simple-spread 300000"
 )
 tasks=("$@")
 [ ${#tasks[@]} -eq 0 ] && tasks=(dqn-cartpole ppo-cartpole a2c-cartpole reinforce-cartpole a3c-cartpole \
@@ -41,7 +41,7 @@ for task in "${tasks[@]}"; do
     # One checkpoint at the end: checkpoints hold the replay buffer.
     $G rl train --algo "$algo" --env "$env" --steps "$steps" --seed "$s" --out "$d" --quiet --ckpt-every "$steps"
     end=$(date +%s.%N)
-    echo "{\"task\": \"$task\", \"seed\": $s, \"train_seconds\": $(echo "$end - $start" | bc)}" > "$d.time.json"
+    echo "{\"task\": \"$task\", \"seed\": $s, \"train_seconds\": $(echo "$end - $start" | bc | sed "s/^\./0./")}" > "$d.time.json"
     # Evaluation episodes from seed 1000 + s: start states the run never trained on.
     eps=100; [ "$env" = frozen-lake ] && eps=1000
     $G rl eval --ckpt "$d" --episodes $eps --seed $((1000 + s)) --json "$d.eval.json"
