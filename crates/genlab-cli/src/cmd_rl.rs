@@ -241,7 +241,7 @@ pub fn run(a: RlArgs) -> anyhow::Result<()> {
             println!("environments:");
             for e in &envs {
                 println!(
-                    "  {:<24} {:<34} obs {:<10} actions {:<11} {}",
+                    "  {:<24} {:<38} obs {:<18} actions {:<12} {}",
                     e.name, e.upstream, e.observation, e.action, e.description
                 );
             }
