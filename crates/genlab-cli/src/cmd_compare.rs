@@ -116,6 +116,7 @@ pub fn run(a: CompareArgs, device: &candle_core::Device) -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 batch_size: a.n,
+                ..Default::default()
             };
             let t0 = Instant::now();
             let out = crate::progress::sample_with_bar(

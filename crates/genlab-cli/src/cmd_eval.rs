@@ -88,6 +88,10 @@ pub struct EvalArgs {
     /// Class probabilities of the real samples (Mode Score's real label marginal).
     #[arg(long)]
     pub real_probs: Option<PathBuf>,
+    /// The class each generated sample was asked for (.npy of N labels), for class-acc;
+    /// default: the .labels.npy that `genlab sample --class` writes beside a .npy --fake.
+    #[arg(long)]
+    pub fake_labels: Option<PathBuf>,
     /// KID: number of subsets.
     #[arg(long, default_value_t = 100)]
     pub kid_subsets: usize,
@@ -261,6 +265,7 @@ fn sample_checkpoint(
             ..Default::default()
         },
         batch_size: 500,
+        ..Default::default()
     };
     let out = crate::progress::sample_with_bar(
         loaded.model.as_ref(),
@@ -359,7 +364,7 @@ fn to_side(
                 Side {
                     features: Some(e.features),
                     probs: e.probs,
-                    stats: None,
+                    ..Default::default()
                 },
                 None,
             )
@@ -451,6 +456,28 @@ pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     }
     if let Some(p) = &a.fake_probs {
         fake_side.probs = Some(read_probs(p, "--fake-probs")?);
+    }
+    let sibling = fake_spec
+        .as_deref()
+        .filter(|s| s.ends_with(".npy"))
+        .map(|s| genlab_train::outputs::labels_path(Path::new(s)))
+        .filter(|p| p.is_file());
+    if let Some(p) = a.fake_labels.clone().or(sibling) {
+        let l = genlab_core::io::read_npy_f64(&p)
+            .with_context(|| format!("reading the labels {}", p.display()))?;
+        if l.shape.len() != 1 || l.data.iter().any(|v| *v < 0.0 || v.fract() != 0.0) {
+            bail!(
+                "{}: labels must be a 1-D array of class numbers, got shape {:?}",
+                p.display(),
+                l.shape
+            );
+        }
+        let n = fake_side.features.as_ref().map(|f| f.rows());
+        let labels: Vec<u32> = l.data.iter().map(|&v| v as u32).collect();
+        fake_side.labels = Some(match n {
+            Some(n) if n <= labels.len() => labels[..n].to_vec(),
+            _ => labels,
+        });
     }
     if let Some(p) = &a.real_probs {
         real_side.probs = Some(read_probs(p, "--real-probs")?);

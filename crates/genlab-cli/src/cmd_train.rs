@@ -41,6 +41,11 @@ pub struct TrainArgs {
     /// Channels of folder:PATH images: 1 (grey) or 3 (RGB, the default); saved with the run.
     #[arg(long)]
     pub channels: Option<usize>,
+    /// Condition the model on the data's class labels (the class count comes from the data;
+    /// labels are dropped with probability <model>.label_dropout so that classifier-free
+    /// guidance works). For models that take a condition (see `genlab list`).
+    #[arg(long)]
+    pub class_conditional: bool,
     /// Continue the run in --out exactly where its checkpoint stopped.
     #[arg(long)]
     pub resume: bool,
@@ -65,6 +70,7 @@ impl TrainArgs {
             image_size: self.image_size,
             channels: self.channels,
             resume: self.resume,
+            class_conditional: self.class_conditional,
         }
     }
 }

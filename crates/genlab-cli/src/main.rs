@@ -8,13 +8,18 @@ mod cmd_compare;
 mod cmd_data;
 mod cmd_distill;
 mod cmd_eval;
+mod cmd_img2img;
+mod cmd_inpaint;
 mod cmd_list;
 mod cmd_nll;
+mod cmd_report;
 mod cmd_rl;
 mod cmd_sample;
+mod cmd_serve;
 mod cmd_train;
 mod demo;
 mod device;
+mod edit_args;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +65,12 @@ enum Command {
     /// Progressive distillation (Salimans & Ho 2022): halve a diffusion model's sampling
     /// steps round by round (e.g. 256 -> 4) by teaching a student two teacher DDIM steps per step.
     Distill(cmd_distill::DistillArgs),
+    /// Fill the masked part of images with a diffusion model (replacement or RePaint); writes
+    /// original | mask | input | result side by side.
+    Inpaint(cmd_inpaint::InpaintArgs),
+    /// SDEdit: noise images part of the way (--strength) and denoise them with any sampler;
+    /// writes the originals beside the results (one column per strength).
+    Img2img(cmd_img2img::Img2ImgArgs),
     /// List what genlab knows: models (with what they can do), samplers, datasets, metrics,
     /// feature extractors, benchmark workloads, fetchable data (--json: machine-readable).
     List(cmd_list::ListArgs),
@@ -88,6 +99,11 @@ enum Command {
     /// The main job on embedded data, no network: trains DDPM on a 2-D set and on the 8x8
     /// digits, samples them and writes pictures and an HTML page (a few minutes on 2 cores).
     Demo(demo::DemoArgs),
+    /// A local web UI over a runs directory: runs, live training curves, a sampling
+    /// playground, sampler comparison and jobs (http://127.0.0.1:8000/ by default).
+    Serve(cmd_serve::ServeArgs),
+    /// One self-contained HTML page (pictures inlined) about a set of runs, to share.
+    Report(cmd_report::ReportArgs),
 }
 
 /// Keeps freed memory in the process heap for the next tensor instead of handing it back
@@ -138,10 +154,14 @@ fn main() {
             Command::Eval(a) => cmd_eval::run(a, &dev.open()?),
             Command::Compare(a) => cmd_compare::run(a, &dev.open()?),
             Command::Distill(a) => cmd_distill::run(a, &dev.open()?),
+            Command::Inpaint(a) => cmd_inpaint::run(a, &dev.open()?),
+            Command::Img2img(a) => cmd_img2img::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
             Command::Rl(a) => cmd_rl::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),
+            Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
+            Command::Report(a) => cmd_report::run(a),
             Command::Bench(a) => {
                 if !dev.is_cpu() {
                     anyhow::bail!(
@@ -155,6 +175,15 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {}", render_error(&e));
         std::process::exit(1);
+    }
+}
+
+/// A genlab-serve error as the binary reports it: a library error stays one (so a bad
+/// setting is named by its flag).
+fn serve_error(e: genlab_serve::ServeError) -> anyhow::Error {
+    match e {
+        genlab_serve::ServeError::Genlab(g) => g.into(),
+        other => other.into(),
     }
 }
 

@@ -721,6 +721,253 @@ fn image_folders_train_at_the_size_and_channels_asked_for() {
     );
 }
 
+/// A tiny class-conditional DDPM on the 8x8 digits (a few steps: the plumbing, not the
+/// quality).
+fn train_tiny_digits(out: &Path, d: &Path, conditional: bool) -> Output {
+    let mut args = vec![
+        "train",
+        "--model",
+        "ddpm",
+        "--data",
+        "digits",
+        "--steps",
+        "3",
+        "--seed",
+        "0",
+        "--no-preview",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "ddpm.timesteps=20",
+        "--set",
+        "ddpm.net.unet.base_channels=8",
+        "--set",
+        "ddpm.net.unet.groups=4",
+        "--set",
+        "train.batch_size=8",
+    ];
+    if conditional {
+        args.push("--class-conditional");
+    }
+    genlab(&args, d)
+}
+
+#[test]
+fn class_conditional_sampling_guidance_inpainting_and_img2img() {
+    let t = Tmp::new();
+    let d = t.0.path();
+    let run = t.p("cond");
+    let o = train_tiny_digits(&run, d, true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["ddpm"]["num_classes"], 10);
+    let ck = run.to_str().unwrap();
+    // Every class, guided: 2 per class, labels beside the samples.
+    let s = t.p("s.npy");
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            ck,
+            "--class",
+            "all",
+            "--n",
+            "2",
+            "--guidance",
+            "2",
+            "--steps",
+            "5",
+            "--out",
+            s.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        genlab_core::io::read_npy(&s).unwrap().shape,
+        vec![20, 1, 8, 8]
+    );
+    let labels = genlab_core::io::read_npy(&t.p("s.labels.npy")).unwrap();
+    assert_eq!(labels.data[..4], [0.0, 0.0, 1.0, 1.0]);
+    let png = t.p("s.png");
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            ck,
+            "--class",
+            "3",
+            "--n",
+            "4",
+            "--steps",
+            "5",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Inpainting and img2img from dataset examples, as pictures.
+    let inp = t.p("inp.png");
+    let o = genlab(
+        &[
+            "inpaint",
+            "--ckpt",
+            ck,
+            "--from",
+            "digits",
+            "--n",
+            "3",
+            "--mask",
+            "right-half",
+            "--steps",
+            "6",
+            "--jump-length",
+            "2",
+            "--resample",
+            "2",
+            "--class",
+            "true",
+            "--guidance",
+            "1.5",
+            "--out",
+            inp.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.p("inp.json")).unwrap()).unwrap();
+    // 6 steps, jumps of 2 at levels 1 and 3 (RePaint's t = 0, 2), once each: 6 + 2 + 2.
+    assert_eq!(side["nfe"], 10);
+    let i2i = t.p("i2i.npy");
+    let o = genlab(
+        &[
+            "img2img",
+            "--ckpt",
+            ck,
+            "--from",
+            "digits",
+            "--n",
+            "2",
+            "--strength",
+            "0.3,1",
+            "--steps",
+            "10",
+            "--out",
+            i2i.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        genlab_core::io::read_npy(&i2i).unwrap().shape,
+        vec![2, 1, 8, 8]
+    );
+    // Bad input: one clear error each.
+    let out = t.p("x.png");
+    let out = out.to_str().unwrap();
+    fails_with(
+        &genlab(&["sample", "--ckpt", ck, "--class", "10", "--out", out], d),
+        &["--class 10", "0..9"],
+    );
+    fails_with(
+        &genlab(
+            &["sample", "--ckpt", ck, "--guidance", "2", "--out", out],
+            d,
+        ),
+        &["--guidance", "class"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "inpaint", "--ckpt", ck, "--from", "digits", "--mask", "left-ish", "--out", out,
+            ],
+            d,
+        ),
+        &["--mask", "right-half"],
+    );
+    std::fs::write(t.p("m.png"), b"").unwrap();
+    image::GrayImage::new(5, 8).save(t.p("m.png")).unwrap();
+    fails_with(
+        &genlab(
+            &[
+                "inpaint",
+                "--ckpt",
+                ck,
+                "--from",
+                "digits",
+                "--mask",
+                t.p("m.png").to_str().unwrap(),
+                "--out",
+                out,
+            ],
+            d,
+        ),
+        &["--mask", "5x8", "8x8"],
+    );
+    for bad in ["0", "1.5"] {
+        fails_with(
+            &genlab(
+                &[
+                    "img2img",
+                    "--ckpt",
+                    ck,
+                    "--from",
+                    "digits",
+                    "--strength",
+                    bad,
+                    "--out",
+                    out,
+                ],
+                d,
+            ),
+            &["--strength"],
+        );
+    }
+    fails_with(
+        &genlab(
+            &[
+                "inpaint",
+                "--ckpt",
+                ck,
+                "--mask",
+                "right-half",
+                "--out",
+                out,
+            ],
+            d,
+        ),
+        &["--image is required"],
+    );
+    // An unconditional model takes neither a class nor guidance.
+    let plain = t.p("plain");
+    assert!(train_tiny_digits(&plain, d, false).status.success());
+    let pk = plain.to_str().unwrap();
+    fails_with(
+        &genlab(&["sample", "--ckpt", pk, "--class", "1", "--out", out], d),
+        &["--class", "trained without labels"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "train",
+                "--model",
+                "ddpm",
+                "--data",
+                "swiss-roll",
+                "--class-conditional",
+                "--out",
+                t.p("roll").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["--class-conditional", "no class labels"],
+    );
+}
+
 #[test]
 fn bench_rejects_bad_input_and_times_one_workload() {
     let t = Tmp::new();

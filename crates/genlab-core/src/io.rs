@@ -183,6 +183,11 @@ pub fn read_npy_f64(path: &Path) -> Result<NpyArrayF64> {
     parse_npy(&bytes).map_err(|msg| Error::Data(format!("{}: {msg}", path.display())))
 }
 
+/// [`read_npy_f64`] on bytes already in memory.
+pub fn parse_npy_f64(bytes: &[u8]) -> Result<NpyArrayF64> {
+    parse_npy(bytes).map_err(Error::Data)
+}
+
 fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArrayF64, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (missing \\x93NUMPY magic)".into());
@@ -236,12 +241,14 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArrayF64, String> {
                 .map_err(|_| format!("bad dimension `{s}`"))
         })
         .collect::<std::result::Result<_, _>>()?;
-    let n: usize = shape.iter().product();
     let body = &bytes[hstart + hlen..];
-    if body.len() != n * width {
+    let need = shape
+        .iter()
+        .try_fold(width as usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} has more elements than fit in memory"))?;
+    if body.len() != need {
         return Err(format!(
-            "shape {shape:?} needs {} bytes of data but the file has {}",
-            n * width,
+            "shape {shape:?} needs {need} bytes of data but the file has {}",
             body.len()
         ));
     }
@@ -302,6 +309,19 @@ mod tests {
         let err = parse_npy(&bytes[..bytes.len() - 4]).unwrap_err();
         assert!(err.contains("needs 16 bytes"), "{err}");
         assert!(write_npy(&p, &[3], &[1.0]).is_err());
+    }
+
+    #[test]
+    fn npy_shape_product_overflow_is_an_error() {
+        // (2^62, 4) f4 values: the byte count wrapped to 0 in release builds and an empty
+        // file body was accepted as holding them.
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let header =
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }\n";
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        let err = parse_npy(&bytes).unwrap_err();
+        assert!(err.contains("more elements than fit"), "{err}");
     }
 
     #[test]

@@ -105,28 +105,44 @@ pub fn read_idx_header(bytes: &[u8]) -> Result<Vec<usize>> {
     parse_raw_header(bytes)
 }
 
-/// Parses a whole IDX file of unsigned bytes (raw or gzipped).
+/// Parses a whole IDX file of unsigned bytes (raw or gzipped). A gzip stream is inflated
+/// only as far as its header says the data goes (plus one byte, to notice trailing data),
+/// so a small file cannot inflate into gigabytes before it is found to be wrong.
 pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray> {
     if is_gzip(bytes) {
+        let dims = read_idx_header(bytes)?;
+        let expected = data_len(&dims)?;
+        let limit = (header_len(dims.len()) as u64).saturating_add(expected as u64);
         let mut raw = Vec::new();
         GzDecoder::new(bytes)
+            .take(limit.saturating_add(1))
             .read_to_end(&mut raw)
             .map_err(|e| Error::Data(format!("IDX gzip stream is corrupt or truncated: {e}")))?;
+        if raw.len() as u64 > limit {
+            return Err(Error::Data(format!(
+                "IDX data has trailing bytes: dimensions {dims:?} need {expected} data bytes, \
+                 the gzip stream holds more"
+            )));
+        }
         return parse_raw(raw);
     }
     parse_raw(bytes.to_vec())
 }
 
-fn parse_raw(mut bytes: Vec<u8>) -> Result<IdxArray> {
-    let dims = parse_raw_header(&bytes)?;
-    let expected = dims
-        .iter()
+/// Number of data bytes `dims` describe.
+fn data_len(dims: &[usize]) -> Result<usize> {
+    dims.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| {
             Error::Data(format!(
                 "IDX dimensions {dims:?} overflow the address space"
             ))
-        })?;
+        })
+}
+
+fn parse_raw(mut bytes: Vec<u8>) -> Result<IdxArray> {
+    let dims = parse_raw_header(&bytes)?;
+    let expected = data_len(&dims)?;
     let found = bytes.len() - header_len(dims.len());
     if found != expected {
         let what = if found < expected {

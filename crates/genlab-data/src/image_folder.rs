@@ -22,6 +22,17 @@ use crate::{DataKind, Dataset};
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 /// Largest accepted output side (a guard against typos such as 25600).
 const MAX_SIZE: usize = 4096;
+/// Widest or tallest image decoded.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// Most pixels decoded (32 MP: larger than a 24 MP camera photo).
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 25;
+/// Most pixels a file may declare per byte it holds. A PNG's deflate stream expands at
+/// most 1032x (8 pixels per byte at 1 bit per pixel: about 8300 pixels per byte) and a
+/// JPEG needs at least one bit per 8x8 block (512 pixels per byte), so a header claiming
+/// more is lying: refused before the decoder allocates its buffer.
+pub const MAX_PIXELS_PER_FILE_BYTE: u64 = 16384;
+/// Largest decoded buffer (bytes) before conversion to f32.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 /// BT.601 luma weights for R, G, B.
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
@@ -92,18 +103,56 @@ fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Decodes the image at `path`, detecting the format from its content.
+/// Decodes the image at `path`, detecting the format from its content. The size its
+/// header declares is checked first (at most [`MAX_IMAGE_SIDE`] a side,
+/// [`MAX_IMAGE_PIXELS`] pixels, [`MAX_PIXELS_PER_FILE_BYTE`] pixels per byte of the file,
+/// [`MAX_DECODE_BYTES`] decoded), so a corrupt or hostile file cannot make the decoder
+/// allocate what it claims.
 pub fn decode_image(path: &Path) -> Result<DynamicImage> {
-    let reader = image::ImageReader::open(path)
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io("opening image", path, e))?
+        .len();
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| Error::io("opening image", path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io("reading image", path, e))?;
-    reader.decode().map_err(|e| {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let undecodable = |e: image::ImageError| {
         Error::Data(format!(
             "{}: cannot decode as PNG or JPEG: {e}",
             path.display()
         ))
-    })
+    };
+    let decoder = reader.into_decoder().map_err(undecodable)?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    let pixels = w as u64 * h as u64;
+    let decoded = image::ImageDecoder::total_bytes(&decoder);
+    if pixels > MAX_IMAGE_PIXELS {
+        return Err(Error::Data(format!(
+            "{}: image declares {w}x{h} = {pixels} pixels, more than the {MAX_IMAGE_PIXELS} \
+             accepted; resize it first",
+            path.display()
+        )));
+    }
+    if pixels > file_len.saturating_mul(MAX_PIXELS_PER_FILE_BYTE) {
+        return Err(Error::Data(format!(
+            "{}: image declares {w}x{h} pixels but the file has only {file_len} bytes, fewer \
+             than any real image of that size (corrupt or truncated header)",
+            path.display()
+        )));
+    }
+    if decoded > MAX_DECODE_BYTES {
+        return Err(Error::Data(format!(
+            "{}: image declares {w}x{h} pixels, {decoded} bytes decoded, more than the \
+             {MAX_DECODE_BYTES} accepted",
+            path.display()
+        )));
+    }
+    DynamicImage::from_decoder(decoder).map_err(undecodable)
 }
 
 /// Composites on white, resizes the shorter side to `size`, centre-crops, converts to

@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod idx;
 pub mod idx_folder;
 pub mod image_folder;
+pub mod masks;
 pub mod mnist;
 pub mod progress;
 pub mod registry;

@@ -74,6 +74,9 @@ pub struct DatasetInfo {
     /// How samples cover the distribution's modes (a mode-collapse measure), where it has
     /// isolated modes.
     pub mode_coverage: Option<CoverageFn>,
+    /// Whether class `k` is the data of mode `k` of [`DatasetInfo::mode_coverage`] (eight
+    /// gaussians), so that class-conditional samples can be checked against their mode.
+    pub labels_are_modes: bool,
 }
 
 impl DatasetInfo {
@@ -86,6 +89,7 @@ impl DatasetInfo {
             held_out: None,
             log_density: None,
             mode_coverage: None,
+            labels_are_modes: false,
         }
     }
 
@@ -98,6 +102,7 @@ impl DatasetInfo {
             held_out: None,
             log_density: None,
             mode_coverage: None,
+            labels_are_modes: false,
         }
     }
 }
@@ -141,9 +146,12 @@ fn no_arg(name: &str, arg: Option<&str>) -> Result<()> {
 /// A toy 2-D set's info: plain points, plus the references eight gaussians has.
 fn toy_info(kind: Toy2dKind) -> DatasetInfo {
     let mut info = DatasetInfo::points();
+    info.labels = Some(kind.num_classes().is_some());
+    info.num_classes = kind.num_classes();
     if kind == Toy2dKind::EightGaussians {
         info.log_density = Some(crate::eight_gaussians_log_density);
         info.mode_coverage = Some(crate::mode_coverage);
+        info.labels_are_modes = true; // the label is the mode's index
     }
     info
 }

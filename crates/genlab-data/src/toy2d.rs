@@ -98,39 +98,65 @@ impl Toy2dKind {
 
     /// Draws one point of this distribution.
     pub fn sample(self, rng: &mut Rng) -> [f64; 2] {
+        self.sample_labeled(rng).0
+    }
+
+    /// The number of classes of [`Toy2dKind::sample_labeled`]'s labels, `None` for the
+    /// swiss roll (one continuous arm).
+    pub const fn num_classes(self) -> Option<usize> {
+        match self {
+            Toy2dKind::TwoMoons => Some(2),
+            Toy2dKind::Rings => Some(RING_RADII.len()),
+            Toy2dKind::SwissRoll => None,
+            Toy2dKind::EightGaussians => Some(8),
+            Toy2dKind::Checkerboard => Some(8),
+            Toy2dKind::Pinwheel => Some(PINWHEEL_ARMS),
+        }
+    }
+
+    /// Draws one point and the part of the distribution it came from: the moon (0 outer, 1
+    /// inner), the ring (inner to outer), the mode (counter-clockwise from angle 0), the dark
+    /// square (row by row from the bottom left), the arm; `None` for the swiss roll. The
+    /// point is the one [`Toy2dKind::sample`] draws from the same generator.
+    pub fn sample_labeled(self, rng: &mut Rng) -> ([f64; 2], Option<u32>) {
         match self {
             Toy2dKind::TwoMoons => {
                 let t = PI * rng.uniform();
                 // Outer arc (cos t, sin t); inner arc (1 - cos t, 1/2 - sin t).
-                let p = if rng.below(2) == 0 {
+                let moon = rng.below(2);
+                let p = if moon == 0 {
                     [t.cos(), t.sin()]
                 } else {
                     [1.0 - t.cos(), 0.5 - t.sin()]
                 };
-                [
+                let x = [
                     MOONS_SCALE * (p[0] - MOONS_CENTER[0]) + MOONS_NOISE * rng.normal(),
                     MOONS_SCALE * (p[1] - MOONS_CENTER[1]) + MOONS_NOISE * rng.normal(),
-                ]
+                ];
+                (x, Some(moon as u32))
             }
             Toy2dKind::Rings => {
-                let r = RING_RADII[rng.below(RING_RADII.len() as u64) as usize]
-                    + RINGS_NOISE * rng.normal();
+                let ring = rng.below(RING_RADII.len() as u64) as usize;
+                let r = RING_RADII[ring] + RINGS_NOISE * rng.normal();
                 let a = 2.0 * PI * rng.uniform();
-                [r * a.cos(), r * a.sin()]
+                ([r * a.cos(), r * a.sin()], Some(ring as u32))
             }
             Toy2dKind::SwissRoll => {
                 let t = 1.5 * PI * (1.0 + 2.0 * rng.uniform());
-                [
+                let x = [
                     t * t.cos() / SWISS_ROLL_DIVISOR + SWISS_ROLL_NOISE * rng.normal(),
                     t * t.sin() / SWISS_ROLL_DIVISOR + SWISS_ROLL_NOISE * rng.normal(),
-                ]
+                ];
+                (x, None)
             }
             Toy2dKind::EightGaussians => {
-                let m = eight_gaussians_modes()[rng.below(8) as usize];
-                [
+                let k = rng.below(8) as usize;
+                let m = eight_gaussians_modes()[k];
+                let x = [
                     m[0] + EIGHT_GAUSSIANS_STD * rng.normal(),
                     m[1] + EIGHT_GAUSSIANS_STD * rng.normal(),
-                ]
+                ];
+                (x, Some(k as u32))
             }
             Toy2dKind::Checkerboard => {
                 // 8 dark cells: row j in 0..4, column i in {j%2, j%2 + 2}.
@@ -138,21 +164,23 @@ impl Toy2dKind {
                 let j = k / 2;
                 let i = 2 * (k % 2) + j % 2;
                 let half = 2.0 * CHECKER_CELL;
-                [
+                let x = [
                     -half + CHECKER_CELL * (i as f64 + rng.uniform()),
                     -half + CHECKER_CELL * (j as f64 + rng.uniform()),
-                ]
+                ];
+                (x, Some(k as u32))
             }
             Toy2dKind::Pinwheel => {
-                let arm = rng.below(PINWHEEL_ARMS as u64) as f64;
+                let arm = rng.below(PINWHEEL_ARMS as u64);
                 let radial = 1.0 + PINWHEEL_RADIAL_STD * rng.normal();
                 let tangential = PINWHEEL_TANGENTIAL_STD * rng.normal();
-                let a = 2.0 * PI * arm / PINWHEEL_ARMS as f64 + PINWHEEL_RATE * radial.exp();
+                let a = 2.0 * PI * arm as f64 / PINWHEEL_ARMS as f64 + PINWHEEL_RATE * radial.exp();
                 let (s, c) = a.sin_cos();
-                [
+                let x = [
                     PINWHEEL_SCALE * (radial * c - tangential * s),
                     PINWHEEL_SCALE * (radial * s + tangential * c),
-                ]
+                ];
+                (x, Some(arm as u32))
             }
         }
     }
@@ -213,10 +241,15 @@ impl Toy2d {
 
     /// Point `i` (any `i`, also beyond `len`: the stream is unbounded).
     pub fn point(&self, i: usize) -> [f32; 2] {
+        let p = self.labeled_point(i).0;
+        [p[0] as f32, p[1] as f32]
+    }
+
+    /// Point `i` and its label (see [`Toy2dKind::sample_labeled`]).
+    fn labeled_point(&self, i: usize) -> ([f64; 2], Option<u32>) {
         // Distinct i give distinct seeds (xor with a key after a bijective multiply).
         let mut rng = Rng::new(self.key ^ (i as u64).wrapping_mul(INDEX_MIX));
-        let p = self.kind.sample(&mut rng);
-        [p[0] as f32, p[1] as f32]
+        self.kind.sample_labeled(&mut rng)
     }
 
     /// All `len` points.
@@ -240,6 +273,14 @@ impl Dataset for Toy2d {
 
     fn write_example(&self, i: usize, out: &mut [f32]) {
         out.copy_from_slice(&self.point(i));
+    }
+
+    fn label(&self, i: usize) -> Option<u32> {
+        self.labeled_point(i).1
+    }
+
+    fn num_classes(&self) -> Option<usize> {
+        self.kind.num_classes()
     }
 
     fn kind(&self) -> DataKind {
@@ -300,7 +341,8 @@ mod tests {
             assert_eq!(a.len(), 100);
             assert_eq!(a.example_shape(), vec![2]);
             assert_eq!(a.kind(), DataKind::Points);
-            assert_eq!(a.label(0), None);
+            // Labelled where the kind has parts (issue 20), never for the swiss roll.
+            assert_eq!(a.label(0).is_some(), k.num_classes().is_some());
             let b = Toy2d::new(k, 100, 7);
             let c = Toy2d::new(k, 100, 8);
             assert_eq!(a.points(), b.points());
@@ -424,5 +466,71 @@ mod tests {
             .sum::<f64>()
             / 2.0;
         assert!(tv_uniform > 0.2, "{tv_uniform}");
+    }
+
+    /// Share of labelled points whose label matches the part of the plane they lie in
+    /// (noise carries a few over a boundary: 2% at most here).
+    const LABEL_GEOMETRY_AGREEMENT: f64 = 0.98;
+
+    #[test]
+    fn labels_name_the_part_of_the_distribution_a_point_came_from() {
+        let agree = |kind: Toy2dKind, part: &dyn Fn([f32; 2]) -> u32| {
+            let d = Toy2d::new(kind, 4000, 3);
+            assert_eq!(d.num_classes(), kind.num_classes());
+            let ok = (0..d.len())
+                .filter(|&i| d.label(i) == Some(part(d.point(i))))
+                .count();
+            let frac = ok as f64 / d.len() as f64;
+            assert!(frac >= LABEL_GEOMETRY_AGREEMENT, "{kind}: {frac}");
+        };
+        let modes = eight_gaussians_modes();
+        agree(Toy2dKind::EightGaussians, &|p| {
+            let d = |m: [f64; 2]| (p[0] as f64 - m[0]).powi(2) + (p[1] as f64 - m[1]).powi(2);
+            (0..8)
+                .min_by(|&a, &b| d(modes[a]).total_cmp(&d(modes[b])))
+                .unwrap() as u32
+        });
+        agree(Toy2dKind::Rings, &|p| {
+            let r = (p[0] as f64).hypot(p[1] as f64);
+            (0..4)
+                .min_by(|&a, &b| {
+                    (r - RING_RADII[a])
+                        .abs()
+                        .total_cmp(&(r - RING_RADII[b]).abs())
+                })
+                .unwrap() as u32
+        });
+        agree(Toy2dKind::Checkerboard, &|p| {
+            let cell = |v: f32| ((v as f64 + 2.0 * CHECKER_CELL) / CHECKER_CELL).floor() as u32;
+            let (i, j) = (cell(p[0]), cell(p[1]));
+            2 * j + (i - j % 2) / 2
+        });
+        // Moons and arms overlap near their ends under the noise: their labels are checked
+        // by the counts (each part equally likely).
+        for kind in [Toy2dKind::TwoMoons, Toy2dKind::Pinwheel] {
+            let d = Toy2d::new(kind, 10_000, 5);
+            let k = kind.num_classes().unwrap();
+            let mut counts = vec![0usize; k];
+            for i in 0..d.len() {
+                counts[d.label(i).unwrap() as usize] += 1;
+            }
+            for c in counts {
+                let share = c as f64 * k as f64 / d.len() as f64;
+                assert!((share - 1.0).abs() < 0.1, "{kind}: {share}");
+            }
+        }
+        let roll = Toy2d::new(Toy2dKind::SwissRoll, 3, 0);
+        assert_eq!((roll.label(0), roll.num_classes()), (None, None));
+    }
+
+    #[test]
+    fn labelled_draws_are_the_unlabelled_points() {
+        for kind in Toy2dKind::ALL {
+            let mut a = Rng::new(9);
+            let mut b = Rng::new(9);
+            for _ in 0..50 {
+                assert_eq!(kind.sample(&mut a), kind.sample_labeled(&mut b).0);
+            }
+        }
     }
 }

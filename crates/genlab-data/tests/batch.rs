@@ -25,13 +25,20 @@ fn digits_batch_has_images_and_labels() {
 }
 
 #[test]
-fn toy_batch_has_no_labels_and_bad_indices_are_errors() {
+fn toy_batches_carry_labels_where_the_kind_has_parts_and_bad_indices_are_errors() {
     let t = Toy2d::new(Toy2dKind::Rings, 50, 1);
     let mut s = EpochSampler::new(t.len(), 4);
     let idx = s.next_indices(16);
     let b = make_batch(&t, &idx, &Device::Cpu).unwrap();
     assert_eq!(b.x.dims(), &[16, 2]);
-    assert!(b.labels.is_none());
+    let labels: Vec<u32> = b.labels.unwrap().to_vec1().unwrap();
+    let want: Vec<u32> = idx.iter().map(|&i| t.label(i).unwrap()).collect();
+    assert_eq!(labels, want);
+    let roll = Toy2d::new(Toy2dKind::SwissRoll, 8, 1);
+    assert!(make_batch(&roll, &[0, 1], &Device::Cpu)
+        .unwrap()
+        .labels
+        .is_none());
     let e = make_batch(&t, &[3, 50], &Device::Cpu)
         .unwrap_err()
         .to_string();

@@ -13,6 +13,7 @@
 //! | Wasserstein (exact, Sinkhorn, sliced) | [`wasserstein`] | Bonneel et al. 2011; Cuturi 2013 |
 //! | 1-NN two-sample test | [`nn1`] | Lopez-Paz & Oquab 2017; Xu et al. 2018 |
 
+pub mod class_accuracy;
 pub mod features;
 pub mod fid;
 pub mod kernel;

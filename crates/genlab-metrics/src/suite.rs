@@ -23,6 +23,8 @@ pub enum Needs {
     FakeProbs,
     /// Class probabilities of both sides (Mode Score).
     BothProbs,
+    /// Class probabilities and requested labels of the generated samples.
+    FakeProbsAndLabels,
 }
 
 impl Needs {
@@ -167,6 +169,13 @@ pub const METRICS: &[MetricEntry] = &[
         compute: crate::wasserstein::compute,
     },
     MetricEntry {
+        name: "class-acc",
+        description: "share of class-conditional samples the classifier assigns to the class \
+                      they were generated as (needs their labels)",
+        needs: Needs::FakeProbsAndLabels,
+        compute: crate::class_accuracy::compute,
+    },
+    MetricEntry {
         name: "1nn",
         description: "leave-one-out 1-NN two-sample accuracy (0.5 = indistinguishable)",
         needs: Needs::Features,
@@ -210,6 +219,8 @@ pub struct Side {
     pub probs: Option<FeatureMatrix>,
     /// Cached Gaussian statistics (used by FID when there are no features).
     pub stats: Option<GaussianStats>,
+    /// The class each sample was generated as (class-conditional samples).
+    pub labels: Option<Vec<u32>>,
 }
 
 impl Side {

@@ -5,6 +5,7 @@
 //! (or a bound on it) also implement [`LogLikelihood`].
 
 pub mod diffusion;
+pub mod edit;
 pub mod figure;
 pub mod flow;
 pub mod gan;
@@ -12,6 +13,7 @@ pub mod likelihood;
 pub mod sample;
 pub mod vae;
 
+pub use edit::Edit;
 pub use figure::Figure;
 pub use flow::bits_per_dim;
 pub use likelihood::{LikelihoodKind, LikelihoodOptions, LogLikelihood, LogLikelihoodResult};

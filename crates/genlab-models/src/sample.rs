@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Condition, Error, Result, Rng};
 use genlab_sampling::SamplerOptions;
 
 use crate::LogLikelihood;
@@ -44,6 +44,24 @@ pub struct SampleRequest {
     pub options: SamplerOptions,
     /// At most this many samples go through the network at once (memory bound).
     pub batch_size: usize,
+    /// What to generate: one condition per sample (`n` of them), or none.
+    pub condition: Condition,
+    /// Classifier-free guidance scale towards the condition (0: unconditional, 1:
+    /// conditional); `None` samples the conditional model as it is.
+    pub guidance: Option<f64>,
+}
+
+impl Default for SampleRequest {
+    fn default() -> Self {
+        Self {
+            n: 64,
+            sampler: "ddim".into(),
+            options: SamplerOptions::default(),
+            batch_size: 500, // ~bounded activation memory for the image models
+            condition: Condition::none(),
+            guidance: None,
+        }
+    }
 }
 
 /// Samples in data space (images NCHW in [0, 1]), on the CPU whatever device the model runs
@@ -78,6 +96,32 @@ pub trait Sample {
     fn fixed_spacing(&self) -> Option<genlab_sampling::Spacing> {
         None
     }
+    /// The number of classes a request's class condition may name (0: the model takes no
+    /// class).
+    fn num_classes(&self) -> usize {
+        0
+    }
+    /// Image editing (img2img, inpainting), for models that can.
+    fn as_editor(&self) -> Option<&dyn crate::Edit> {
+        None
+    }
+}
+
+/// Errors unless `req` asks for no condition and no guidance: for models that take none.
+pub fn require_no_condition(req: &SampleRequest, family: &str) -> Result<()> {
+    if !req.condition.is_none() {
+        return Err(Error::InvalidInput(format!(
+            "a {family} takes no condition, got {}",
+            req.condition.describe()
+        )));
+    }
+    if req.guidance.is_some() {
+        return Err(Error::setting(
+            "guidance",
+            format!("applies to conditional diffusion models; a {family} takes none"),
+        ));
+    }
+    Ok(())
 }
 
 /// Errors unless `req` samples at temperature 1: only flows scale their base noise.

@@ -457,9 +457,23 @@ impl Vae {
             .collect())
     }
 
-    fn sample_batch(&self, n: usize, offset: usize, rng: &mut Rng) -> Result<Tensor> {
+    /// `n` samples; class-conditional models draw `labels` (`[n]`), or the classes in turn
+    /// from `offset` when none are given.
+    fn sample_batch(
+        &self,
+        n: usize,
+        offset: usize,
+        labels: Option<&Tensor>,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
         let z = rng.normal_tensor(&[n, self.cfg.latent], &self.device)?;
-        let y = self.cycle_labels(n, offset)?;
+        let y = match labels {
+            Some(l) => {
+                self.check_labels(l)?;
+                self.one_hot(Some(&l.to_device(&self.device)?), n)?
+            }
+            None => self.cycle_labels(n, offset)?,
+        };
         let p = self.decode(&z, &y)?.detach();
         let first = p.narrow(1, 0, 1)?.squeeze(1)?;
         let x = match self.cfg.likelihood {
@@ -476,6 +490,22 @@ impl Vae {
         let mut shape = vec![n];
         shape.extend(&self.cfg.data.shape);
         Ok(x.reshape(shape)?)
+    }
+
+    /// Errors unless every label names one of the model's classes.
+    fn check_labels(&self, labels: &Tensor) -> Result<()> {
+        let nc = self.cfg.num_classes as u32;
+        let v: Vec<u32> = labels.to_dtype(candle_core::DType::U32)?.to_vec1()?;
+        match v.iter().find(|&&l| l >= nc) {
+            Some(bad) => Err(Error::setting(
+                "class",
+                format!(
+                    "{bad} is outside the model's classes 0..{}",
+                    nc.saturating_sub(1)
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Labels 0, 1, ..., C-1, 0, ... starting at `offset` (class-conditional sampling).
@@ -581,10 +611,30 @@ impl Sample for Vae {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
         crate::sample::require_unit_temperature(req, "VAE")?;
+        if req.guidance.is_some() {
+            return Err(Error::setting(
+                "guidance",
+                "applies to conditional diffusion models; a VAE samples its class as it is",
+            ));
+        }
+        req.condition.check_batch(req.n)?;
+        if req.condition.class.is_some() && self.cfg.num_classes == 0 {
+            return Err(Error::InvalidInput(
+                "this VAE was trained without class conditioning; it takes no class".into(),
+            ));
+        }
         let x = crate::sample::sample_in_batches(req, rng, progress, |nb, done, rng| {
-            self.sample_batch(nb, done, rng)
+            let labels = match &req.condition.class {
+                Some(l) => Some(l.narrow(0, done, nb)?),
+                None => None,
+            };
+            self.sample_batch(nb, done, labels.as_ref(), rng)
         })?;
         Ok(SampleResult { x, nfe: 1 })
+    }
+
+    fn num_classes(&self) -> usize {
+        self.cfg.num_classes
     }
 
     fn data_space(&self) -> &DataSpace {
@@ -861,6 +911,7 @@ mod tests {
             sampler: String::new(),
             options: Default::default(),
             batch_size: 2,
+            ..Default::default()
         };
         let s = m.sample(&req, &mut Rng::new(0), &mut |_, _| {}).unwrap().x;
         assert_eq!(s.dims(), &[3, 1, 8, 8]);

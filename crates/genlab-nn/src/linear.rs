@@ -63,6 +63,11 @@ impl Linear {
         genlab_kernels::linear(x, &self.weight, &self.bias)
     }
 
+    /// Output features (`c_out`).
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }

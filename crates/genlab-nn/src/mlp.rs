@@ -123,6 +123,23 @@ impl MlpDenoiser {
 
     /// `x` `[B, D]`, `t` `[B]` f32 (diffusion timestep as a float, e.g. 0..999) -> `[B, D]`.
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(x, t, None)
+    }
+
+    /// Width of the time embedding, which a condition embedding added to it must have.
+    pub fn temb_dim(&self) -> usize {
+        self.time_lin2.out_features()
+    }
+
+    /// [`MlpDenoiser::forward`] with `extra` (`[B, temb_dim]`, e.g. a class embedding) added
+    /// to the time embedding before its last activation (as diffusers adds its class
+    /// embedding).
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        extra: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let (b, d) = x.dims2()?;
         if d != self.data_dim {
             candle_core::bail!(
@@ -136,7 +153,11 @@ impl MlpDenoiser {
         // [B] -> [B, time_dim] -> [B, hidden]
         let temb = timestep_embedding(t, self.time_dim, DEFAULT_MAX_PERIOD)?;
         let temb = silu(&self.time_lin1.forward(&temb)?)?;
-        let temb = silu(&self.time_lin2.forward(&temb)?)?;
+        let temb = self.time_lin2.forward(&temb)?;
+        let temb = match extra {
+            Some(e) => silu(&(temb + e)?)?,
+            None => silu(&temb)?,
+        };
         // [B, D] -> [B, hidden]
         let mut h = silu(&(self.input.forward(x)? + self.temb_proj[0].forward(&temb)?)?)?;
         for (lin, proj) in self.hidden.iter().zip(&self.temb_proj[1..]) {

@@ -396,6 +396,28 @@ impl UNet {
     /// `x` `[B, C, H, W]`, `t` `[B]` f32 (diffusion timestep as a float) ->
     /// `[B, out_channels, H, W]`.
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(x, t, None)
+    }
+
+    /// Width of the time embedding (4 x base channels), which a condition embedding added
+    /// to it must have.
+    pub fn temb_dim(&self) -> usize {
+        4 * self.base_channels
+    }
+
+    /// Input channels the network takes (data channels plus any concatenated condition map).
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+
+    /// [`UNet::forward`] with `extra` (`[B, 4·base]`, e.g. a class embedding) added to the
+    /// time embedding before its activation (as diffusers adds its class embedding).
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        extra: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let (b, c, _, _) = x.dims4()?;
         if c != self.in_channels {
             candle_core::bail!(
@@ -411,7 +433,10 @@ impl UNet {
         let temb = self
             .time_lin2
             .forward(&silu(&self.time_lin1.forward(&temb)?)?)?;
-        let temb = silu(&temb)?;
+        let temb = match extra {
+            Some(e) => silu(&(temb + e)?)?,
+            None => silu(&temb)?,
+        };
 
         let mut h = self.conv_in.forward(x)?;
         let mut skips = vec![h.clone()];

@@ -226,6 +226,23 @@ impl NoiseSchedule {
         }
     }
 
+    /// The first `len` timesteps of this schedule (the same alpha_bar at each of them): a
+    /// run over it starts at timestep `len - 1` instead of T - 1, which is how img2img
+    /// (SDEdit) denoises from part of the way. Errors unless 1 <= len <= T.
+    pub fn truncated(&self, len: usize) -> Result<NoiseSchedule> {
+        if len == 0 || len > self.len() {
+            return Err(Error::InvalidInput(format!(
+                "a truncated schedule keeps 1 to {} timesteps, got {len}",
+                self.len()
+            )));
+        }
+        Ok(NoiseSchedule {
+            betas: self.betas[..len].to_vec(),
+            alphas_cumprod: self.alphas_cumprod[..len].to_vec(),
+            input_scales: self.input_scales[..len].to_vec(),
+        })
+    }
+
     /// Whether the network sees the VP sample unchanged (every input scale is 1).
     pub fn is_vp(&self) -> bool {
         self.input_scales.iter().all(|&c| c == 1.0)

@@ -375,6 +375,14 @@ impl AdamW {
 
     /// Restores moments saved by [`AdamW::state`] and the step count `t`.
     pub fn load_state(&mut self, map: &HashMap<String, Tensor>, t: u64) -> Result<()> {
+        // The bias corrections raise the betas to the power t as an i32.
+        if t >= i32::MAX as u64 {
+            return Err(Error::Checkpoint(format!(
+                "optimizer step count {t} is out of range (expected below {}); the checkpoint \
+                 is corrupt",
+                i32::MAX
+            )));
+        }
         for (i, (name, var)) in self.vars.iter().enumerate() {
             let get = |kind: &str| -> Result<&Tensor> {
                 let key = format!("{kind}.{name}");

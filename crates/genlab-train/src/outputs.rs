@@ -107,6 +107,44 @@ pub fn save_samples(
     Ok(())
 }
 
+/// Saves class-labelled samples (`labels[i]` for row i): a `.npy` with the labels in a
+/// `.labels.npy` beside it, or a picture: a grid of images with one row of `per_row` samples
+/// per class, or a scatter of points coloured by class.
+pub fn save_labeled_samples(
+    x: &Tensor,
+    images: bool,
+    labels: &[u32],
+    per_row: usize,
+    path: &Path,
+) -> Result<()> {
+    match out_kind(path)? {
+        OutKind::Npy => {
+            save_samples(x, images, path, None)?;
+            let l: Vec<f32> = labels.iter().map(|&v| v as f32).collect();
+            genlab_core::io::write_npy(&labels_path(path), &[l.len()], &l)?;
+        }
+        OutKind::Png if images => {
+            let (n, c, h, w) = x.dims4()?;
+            let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let scale = (96 / h.max(1)).clamp(1, 8);
+            let img = genlab_report::image_grid(&flat, n, c, h, w, per_row.max(1), scale, 2)
+                .map_err(report_error)?;
+            genlab_report::save_png(&img, path).map_err(report_error)?;
+        }
+        OutKind::Png => {
+            let img = genlab_report::scatter_labeled_png(&to_points(x)?, labels, 640)
+                .map_err(report_error)?;
+            genlab_report::save_png(&img, path).map_err(report_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where [`save_labeled_samples`] writes the labels of `samples.npy`: `samples.labels.npy`.
+pub fn labels_path(path: &Path) -> PathBuf {
+    path.with_extension("labels.npy")
+}
+
 /// Every loss series of a run's log.jsonl (`loss`, or a GAN's `d_loss` and `g_loss`), as
 /// `(name, [(step, value)])`.
 pub fn read_losses(log: &Path) -> Vec<(String, Vec<(f64, f64)>)> {

@@ -41,6 +41,9 @@ pub struct RunRequest {
     pub channels: Option<usize>,
     /// Continue the run in `out` from its checkpoint.
     pub resume: bool,
+    /// Condition the model on the data's class labels (sets the model's `num_classes` to
+    /// the dataset's class count; the model family must take a condition).
+    pub class_conditional: bool,
 }
 
 impl RunRequest {
@@ -67,6 +70,14 @@ impl RunRequest {
     pub fn seed(self, seed: u64) -> Self {
         Self {
             seed: Some(seed),
+            ..self
+        }
+    }
+
+    /// Conditions the model on the data's class labels.
+    pub fn class_conditional(self) -> Self {
+        Self {
+            class_conditional: true,
             ..self
         }
     }
@@ -229,6 +240,21 @@ fn resolve_fresh(req: &RunRequest) -> Result<ResolvedRun> {
     if let Some(steps) = req.steps {
         tree["train"]["steps"] = steps.into();
     }
+    if req.class_conditional {
+        if !entry.caps.conditional {
+            return Err(Error::setting(
+                "class_conditional",
+                format!("does not apply: `{model}` models take no condition"),
+            ));
+        }
+        let classes = ds.num_classes().ok_or_else(|| {
+            Error::setting(
+                "class_conditional",
+                format!("needs labelled data; `{data}` has no class labels"),
+            )
+        })?;
+        tree[&model]["num_classes"] = classes.into();
+    }
     let run = RunConfig::from_tree(&tree)?;
     if run.model_config.get("data") != defaults.model_config.get("data") {
         return Err(Error::Config(format!(
@@ -261,6 +287,7 @@ fn resolve_resume(req: &RunRequest) -> Result<ResolvedRun> {
         ("config", req.config_file.is_some()),
         ("image_size", req.image_size.is_some()),
         ("channels", req.channels.is_some()),
+        ("class_conditional", req.class_conditional),
     ];
     if let Some((name, _)) = fixed.iter().find(|(_, given)| *given) {
         return Err(Error::setting(
@@ -364,6 +391,29 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(e.contains("describe the dataset"), "{e}");
+    }
+
+    #[test]
+    fn class_conditioning_takes_the_class_count_from_the_data() {
+        let r = resolve_run(&req("ddpm", "eight-gaussians").class_conditional()).unwrap();
+        assert_eq!(r.run.model_config["num_classes"], 8);
+        assert_eq!(
+            resolve_run(&req("ddpm", "rings")).unwrap().run.model_config["num_classes"],
+            0
+        );
+        let e = resolve_run(&req("ddpm", "swiss-roll").class_conditional())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, Error::Setting { setting, .. } if setting == "class_conditional"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("no class labels"), "{e}");
+        let e = resolve_run(&req("flow", "rings").class_conditional())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("take no condition"), "{e}");
     }
 
     #[test]

@@ -9,12 +9,12 @@ use std::sync::atomic::AtomicBool;
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
-use genlab_core::{Result, Rng};
+use genlab_core::{Condition, Result, Rng};
 use genlab_data::{dataset_info, make_batch, Dataset, ModeCoverage};
 use genlab_models::{Sample, SampleRequest};
 use genlab_sampling::SamplerOptions;
 
-use crate::outputs::{save_figures, save_samples, to_points, write_loss_svg};
+use crate::outputs::{save_figures, save_labeled_samples, save_samples, to_points, write_loss_svg};
 use crate::registry::find_model;
 use crate::resolve::open_data;
 use crate::run::RunConfig;
@@ -195,6 +195,42 @@ pub fn mode_coverage_line(data: &str, samples: &Tensor) -> Result<Option<(String
     Ok(Some((line, cov)))
 }
 
+/// For class-conditional samples (`labels[i]` of row i) of data whose classes are their
+/// modes (eight gaussians): per class, the share of its samples within 3 std of its own
+/// mode; `None` for other data.
+pub fn class_mode_coverage(
+    data: &str,
+    samples: &Tensor,
+    labels: &[u32],
+) -> Result<Option<Vec<(u32, f64)>>> {
+    let info = dataset_info(data)?;
+    let (Some(coverage), true) = (info.mode_coverage, info.labels_are_modes) else {
+        return Ok(None);
+    };
+    let points = to_points(samples)?;
+    let mut classes: Vec<u32> = labels.to_vec();
+    classes.sort_unstable();
+    classes.dedup();
+    let mut rows = Vec::new();
+    for k in classes {
+        let mine: Vec<[f32; 2]> = points
+            .iter()
+            .zip(labels)
+            .filter(|(_, &l)| l == k)
+            .map(|(p, _)| *p)
+            .collect();
+        let cov = coverage(&mine);
+        rows.push((
+            k,
+            cov.per_mode_fraction
+                .get(k as usize)
+                .copied()
+                .unwrap_or(0.0),
+        ));
+    }
+    Ok(Some(rows))
+}
+
 /// Steps of the preview's DDIM run for models without steps of their own.
 const PREVIEW_STEPS: usize = 50;
 
@@ -207,9 +243,26 @@ fn draw_preview(
     model: &dyn Sample,
 ) -> Result<Preview> {
     let images = model.data_space().images;
-    let n = if images { 64 } else { 2000 };
+    let classes = model.num_classes();
+    // Class-conditional models: every class in turn (a row of 8 images per class).
+    let per_class = if images { 8 } else { 2000 / classes.max(1) };
+    let labels: Option<Vec<u32>> = (classes > 0).then(|| {
+        (0..classes as u32)
+            .flat_map(|k| std::iter::repeat_n(k, per_class))
+            .collect()
+    });
+    let n = match &labels {
+        Some(l) => l.len(),
+        None if images => 64,
+        None => 2000,
+    };
+    let condition = match &labels {
+        Some(l) => Condition::class(Tensor::from_vec(l.clone(), l.len(), &Device::Cpu)?),
+        None => Condition::none(),
+    };
     let req = SampleRequest {
         n,
+        condition,
         sampler: "ddim".into(),
         options: SamplerOptions {
             steps: model.preferred_steps().unwrap_or(PREVIEW_STEPS),
@@ -218,6 +271,7 @@ fn draw_preview(
             ..Default::default()
         },
         batch_size: 500,
+        ..Default::default()
     };
     let out = model.sample(&req, &mut Rng::derive(run.seed, "preview"), &mut |_, _| {})?;
     let samples_png = dir.join("samples.png");
@@ -233,7 +287,10 @@ fn draw_preview(
         let m = n.min(ds.len());
         let idx: Vec<usize> = (0..m).map(|i| i * ds.len() / m).collect();
         let real = make_batch(ds, &idx, &Device::Cpu)?.x;
-        save_samples(&out.x, true, &samples_png, None)?;
+        match &labels {
+            Some(l) => save_labeled_samples(&out.x, true, l, per_class, &samples_png)?,
+            None => save_samples(&out.x, true, &samples_png, None)?,
+        }
         let p = dir.join("real.png");
         save_samples(&real, true, &p, None)?;
         Some(p)
@@ -242,11 +299,26 @@ fn draw_preview(
         let idx: Vec<usize> = (0..m).collect();
         let real = make_batch(ds, &idx, &Device::Cpu)?.x;
         let reference = to_points(&real)?;
-        save_samples(&out.x, false, &samples_png, Some(&reference))?;
+        match &labels {
+            Some(l) => save_labeled_samples(&out.x, false, l, per_class, &samples_png)?,
+            None => save_samples(&out.x, false, &samples_png, Some(&reference))?,
+        }
         summary.push_str(&point_metrics(&real, &out.x)?);
         if let Some((line, _)) = mode_coverage_line(&run.data, &out.x)? {
             summary.push('\n');
             summary.push_str(&line);
+        }
+        if let Some(rows) = labels
+            .as_ref()
+            .map(|l| class_mode_coverage(&run.data, &out.x, l))
+            .transpose()?
+            .flatten()
+        {
+            let worst = rows.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+            summary.push_str(&format!(
+                "\nclass-conditional: the worst class has {:.1}% of its samples within 3 std of its own mode",
+                100.0 * worst
+            ));
         }
         None
     };

@@ -77,9 +77,19 @@ pub fn parse_metadata(
             serde_json::from_str(s).map_err(bad)?,
         ),
         _ => {
-            let mut both: serde_json::Value = serde_json::from_str(get(META_KEY)?).map_err(bad)?;
-            let state = serde_json::from_value(both["state"].take()).map_err(bad)?;
-            (both["config"].take(), state)
+            let both: serde_json::Value = serde_json::from_str(get(META_KEY)?).map_err(bad)?;
+            let serde_json::Value::Object(mut both) = both else {
+                return Err(Error::Checkpoint(format!(
+                    "{}: corrupt metadata: `{META_KEY}` is not a JSON object (expected one with \
+                     `config` and `state`)",
+                    file.display()
+                )));
+            };
+            let take = |both: &mut serde_json::Map<String, serde_json::Value>, k: &str| {
+                both.remove(k).unwrap_or(serde_json::Value::Null)
+            };
+            let state = serde_json::from_value(take(&mut both, "state")).map_err(bad)?;
+            (take(&mut both, "config"), state)
         }
     };
     if state.format != FORMAT_VERSION {
@@ -221,6 +231,15 @@ pub fn train_locked(
     let mut state = if resume {
         let (tensors, meta) = io::load_tensors_with_metadata(&ckpt, step.device())?;
         let (saved, state) = parse_metadata(&meta, &ckpt)?;
+        // The data order must be one for this dataset: its length sizes the permutation
+        // drawn at every batch, so a corrupt one could ask for any amount of memory.
+        state
+            .data_order
+            .check_len(data.len())
+            .map_err(|e| match e {
+                Error::Data(m) => Error::Checkpoint(format!("{}: {m}", ckpt.display())),
+                other => other,
+            })?;
         if saved.model != run.model
             || saved.model_config != run.model_config
             || saved.data != run.data

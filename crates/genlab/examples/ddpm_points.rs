@@ -29,6 +29,7 @@ fn main() -> genlab::Result<()> {
                 ..Default::default()
             },
             batch_size: 1000,
+            ..Default::default()
         };
         let s = run.model.sample(&req, &mut Rng::new(1), &mut |_, _| {})?;
         let fake = FeatureMatrix::from_f32(1000, 2, &s.x.flatten_all()?.to_vec1()?, "samples")?;

@@ -17,6 +17,7 @@ fn main() -> genlab::Result<()> {
         sampler: String::new(),
         options: Default::default(),
         batch_size: 2000,
+        ..Default::default()
     };
     let s = run.model.sample(&req, &mut Rng::new(1), &mut |_, _| {})?;
     let coverage = genlab::data::dataset_info("eight-gaussians")?

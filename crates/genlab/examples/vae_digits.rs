@@ -33,6 +33,7 @@ fn main() -> genlab::Result<()> {
         sampler: String::new(),
         options: Default::default(),
         batch_size: 64,
+        ..Default::default()
     };
     let s = run.model.sample(&req, &mut Rng::new(1), &mut |_, _| {})?;
     let png = std::path::Path::new(&out).join("example-samples.png");

@@ -36,6 +36,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use genlab_core::pth::{self, PthFormat};
 use genlab_core::{Error, Result};
 
 use super::{Extracted, FeatureExtractor};
@@ -544,45 +545,30 @@ impl InceptionV3 {
             })?
         } else {
             let mut magic = [0u8; 4];
-            let is_zip = std::fs::File::open(path)
+            std::fs::File::open(path)
                 .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-                .map(|_| &magic == b"PK\x03\x04")
                 .map_err(|e| Error::io("read", path, e))?;
-            if !is_zip {
-                // Pre-1.6 torch files (what older pytorch-fid releases saved) are read by our
-                // own legacy-pickle reader.
-                let tensors = super::torch_legacy::read_legacy_pth(path).map_err(|e| {
+            // Zip-format (torch >= 1.6) and legacy files (what older pytorch-fid releases
+            // saved) are both read by genlab's own reader.
+            let tensors = match pth::detect_format(&magic) {
+                PthFormat::Zip => pth::read_zip_pth(path).map_err(|e| {
+                    Error::Checkpoint(format!(
+                        "{source}: cannot read as a PyTorch state_dict: {e}; expected \
+                         pytorch-fid's {WEIGHTS_FILE} or a .safetensors with the same keys"
+                    ))
+                })?,
+                PthFormat::Legacy => pth::read_legacy_pth(path).map_err(|e| {
                     Error::Checkpoint(format!(
                         "{source}: not a zip-format PyTorch file (torch >= 1.6 `torch.save`), \
                          and not a legacy one either ({e}); expected pytorch-fid's \
                          {WEIGHTS_FILE} or a .safetensors with the same keys"
                     ))
-                })?;
-                let mut map = HashMap::new();
-                for t in tensors {
-                    if t.dtype != safetensors::Dtype::F32 {
-                        return Err(Error::Checkpoint(format!(
-                            "{source}: tensor {} is {:?}, expected F32",
-                            t.name, t.dtype
-                        )));
-                    }
-                    let v: Vec<f32> = t
-                        .data
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                    map.insert(t.name, Tensor::from_vec(v, t.shape, &Device::Cpu)?);
-                }
-                return Self::from_tensors(map, &source, device);
-            }
-            candle_core::pickle::read_all(path)
-                .map_err(|e| {
-                    Error::Checkpoint(format!(
-                        "{source}: cannot read as a PyTorch state_dict: {e}"
-                    ))
-                })?
-                .into_iter()
-                .collect()
+                })?,
+            };
+            tensors
+                .iter()
+                .map(|t| Ok((t.name.clone(), t.to_tensor(&Device::Cpu)?)))
+                .collect::<Result<_>>()?
         };
         Self::from_tensors(map, &source, device)
     }

@@ -9,17 +9,27 @@
 //! Images are mapped from [0, 1] to [-1, 1] (Sec. 4: "scaled linearly to [-1, 1]"), and
 //! sampling clips the predicted x0 back into that range. Sampling is delegated to any
 //! `genlab_sampling` sampler through the `Denoiser` interface.
+//!
+//! Class conditioning (`num_classes > 0`): a learned embedding of the label is added to the
+//! time embedding, with one extra row for "no label"; training replaces each label by "no
+//! label" with probability `label_dropout`, so that one network is both conditional and
+//! unconditional and classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598, Alg. 1)
+//! can combine the two.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use genlab_core::{Error, Result, Rng};
+use genlab_core::{Condition, Error, Result, Rng};
 use genlab_nn::{MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
+use genlab_sampling::guidance::{ClassifierFree, ConditionalDenoiser, Conditioned};
+use genlab_sampling::inpaint::{inpaint, InpaintOptions, Known};
 use genlab_sampling::ode_likelihood::{ode_log_likelihood, OdeLikelihoodOptions, TraceEstimator};
 use genlab_sampling::sigmas::sigma_at;
+use genlab_sampling::SamplerOptions;
 use genlab_sampling::{build_sampler, BetaSchedule, Denoiser, NoiseSchedule, Prediction};
 
+use crate::edit::Edit;
 use crate::flow::Dequantizer;
 use crate::likelihood::{LikelihoodKind, LikelihoodOptions, LogLikelihood, LogLikelihoodResult};
 use crate::sample::{DataSpace, Sample, SampleRequest, SampleResult};
@@ -65,6 +75,20 @@ pub struct DdpmConfig {
     pub prediction: Prediction,
     pub net: NetConfig,
     pub data: DataSpace,
+    /// Class conditioning: the number of classes (0: unconditional). Labels 0..K-1 steer the
+    /// model; label K means "no label".
+    #[serde(default)]
+    pub num_classes: usize,
+    /// Probability that training replaces a label by "no label" (Ho & Salimans 2022 use
+    /// 0.1-0.2): what lets one network guide itself. 0 trains a purely conditional model.
+    #[serde(default = "default_label_dropout")]
+    pub label_dropout: f64,
+}
+
+/// Ho & Salimans' p_uncond = 0.1: enough unconditional steps to guide from, few enough that
+/// the conditional model hardly suffers.
+fn default_label_dropout() -> f64 {
+    0.1
 }
 
 impl DdpmConfig {
@@ -90,10 +114,18 @@ impl DdpmConfig {
             prediction: Prediction::Epsilon,
             net,
             data: data.clone(),
+            num_classes: 0, // unconditional; a labelled dataset can switch it on
+            label_dropout: default_label_dropout(),
         }
     }
 
     pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.label_dropout) {
+            return Err(Error::Config(format!(
+                "ddpm.label_dropout must be in [0, 1), got {}",
+                self.label_dropout
+            )));
+        }
         match (&self.net, self.data.images, self.data.shape.len()) {
             (NetConfig::Mlp(_), false, 1) => Ok(()),
             (NetConfig::Unet(u), true, 3) => {
@@ -135,6 +167,8 @@ enum Net {
 pub struct Ddpm {
     cfg: DdpmConfig,
     net: Net,
+    /// The class embedding `[K + 1, temb]` (row K: no label), for class-conditional models.
+    label_emb: Option<candle_nn::Embedding>,
     schedule: NoiseSchedule,
     /// Where the weights live (the `VarBuilder`'s device): sampling noise is drawn there.
     device: Device,
@@ -153,9 +187,25 @@ impl Ddpm {
                 Net::Unet(Box::new(UNet::new(u, c, c, vb.pp("net"))?))
             }
         };
+        // Created after the network, so that an unconditional model's weights are those of
+        // a store that never had it.
+        let label_emb = if cfg.num_classes > 0 {
+            let temb = match &net {
+                Net::Mlp(m) => m.temb_dim(),
+                Net::Unet(u) => u.temb_dim(),
+            };
+            Some(candle_nn::embedding(
+                cfg.num_classes + 1,
+                temb,
+                vb.pp("label_emb"),
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             cfg: cfg.clone(),
             net,
+            label_emb,
             schedule,
             device,
         })
@@ -174,9 +224,50 @@ impl Ddpm {
         &self.schedule
     }
 
+    /// Whether the model takes class labels.
+    pub fn is_conditional(&self) -> bool {
+        self.label_emb.is_some()
+    }
+
+    /// The label meaning "no label" (K), for class-conditional models.
+    pub fn null_label(&self) -> u32 {
+        self.cfg.num_classes as u32
+    }
+
+    /// The class embedding of `labels` (`[B]`, values 0..=K), checked.
+    fn class_embedding(&self, labels: &Tensor) -> Result<Tensor> {
+        let emb = self.label_emb.as_ref().ok_or_else(|| {
+            Error::InvalidInput(
+                "this DDPM was trained without class conditioning; it takes no class".into(),
+            )
+        })?;
+        let k = self.cfg.num_classes as u32;
+        let v: Vec<u32> = labels.to_dtype(DType::U32)?.to_vec1()?;
+        if let Some(bad) = v.iter().find(|&&l| l > k) {
+            return Err(Error::setting(
+                "class",
+                format!("{bad} is outside the model's classes 0..{}", k - 1),
+            ));
+        }
+        Ok(candle_nn::Module::forward(
+            emb,
+            &labels.to_dtype(DType::U32)?.to_device(&self.device)?,
+        )?)
+    }
+
     /// The network's raw output for per-example timesteps `t` (shape [B], fractional allowed),
-    /// with its autograd graph.
+    /// with its autograd graph (a conditional model without labels predicts unconditionally).
     pub(crate) fn forward_t(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        self.forward_labeled(x, t, None)
+    }
+
+    /// [`Ddpm::forward_t`] given class labels (`[B]`; label K is "no label").
+    pub(crate) fn forward_labeled(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        labels: Option<&Tensor>,
+    ) -> Result<Tensor> {
         // The network sees the SDE's own x_t: the VP sample times sqrt(m^2 + s^2) (1 for the
         // VP schedules, where this is skipped).
         let scaled;
@@ -191,9 +282,18 @@ impl Ddpm {
             scaled = x.broadcast_mul(&per_example(&c, x)?)?;
             &scaled
         };
+        let extra = match (labels, self.is_conditional()) {
+            (Some(l), _) => Some(self.class_embedding(l)?),
+            (None, true) => {
+                let null = vec![self.null_label(); x.dim(0)?];
+                let n = null.len();
+                Some(self.class_embedding(&Tensor::from_vec(null, n, x.device())?)?)
+            }
+            (None, false) => None,
+        };
         Ok(match &self.net {
-            Net::Mlp(m) => m.forward(x, t)?,
-            Net::Unet(u) => u.forward(x, t)?,
+            Net::Mlp(m) => m.forward_with(x, t, extra.as_ref())?,
+            Net::Unet(u) => u.forward_with(x, t, extra.as_ref())?,
         })
     }
 
@@ -226,6 +326,18 @@ impl Ddpm {
 
     /// L_simple on a batch `x0` given in data space, shape [B, ...data.shape].
     pub fn loss(&self, x0: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        self.loss_labeled(x0, None, rng)
+    }
+
+    /// [`Ddpm::loss`] with the batch's class labels (`[B]`), required by a class-conditional
+    /// model; each is dropped to "no label" with probability `label_dropout` (drawn after
+    /// the timesteps and the noise).
+    pub fn loss_labeled(
+        &self,
+        x0: &Tensor,
+        labels: Option<&Tensor>,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
         self.cfg.data.check_batch(x0, "the DDPM")?;
         let dims = x0.dims().to_vec();
         let b = dims[0];
@@ -242,7 +354,24 @@ impl Ddpm {
         let eps = rng.normal_tensor(&dims, dev)?;
         let xt = (x0.broadcast_mul(&sa)? + eps.broadcast_mul(&s1a)?)?;
         let t = Tensor::from_vec(t_idx.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, dev)?;
-        let pred = self.forward_t(&xt, &t)?;
+        let labels =
+            match (self.is_conditional(), labels) {
+                (false, _) => None,
+                (true, None) => return Err(Error::InvalidInput(
+                    "a class-conditional DDPM trains on labelled data; this batch has no labels"
+                        .into(),
+                )),
+                (true, Some(l)) => {
+                    let mut v: Vec<u32> = l.to_dtype(DType::U32)?.to_vec1()?;
+                    for l in v.iter_mut() {
+                        if rng.uniform() < self.cfg.label_dropout {
+                            *l = self.null_label();
+                        }
+                    }
+                    Some(Tensor::from_vec(v, b, dev)?)
+                }
+            };
+        let pred = self.forward_labeled(&xt, &t, labels.as_ref())?;
         // The regression target of the parametrisation; the loss is the plain mean squared
         // error on it (L_simple for epsilon).
         let target = match self.cfg.prediction {
@@ -270,6 +399,160 @@ impl Denoiser for Ddpm {
     fn predict_differentiable(&self, x: &Tensor, t: f64) -> Result<Option<Tensor>> {
         let tt = Tensor::full(t as f32, x.dim(0)?, x.device())?;
         Ok(Some(self.forward_t(x, &tt)?))
+    }
+}
+
+impl ConditionalDenoiser for Ddpm {
+    fn predict_cond(&self, x: &Tensor, t: f64, cond: &Condition) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        cond.check_batch(b)?;
+        let tt = Tensor::full(t as f32, b, x.device())?.to_dtype(DType::F32)?;
+        Ok(self.forward_labeled(x, &tt, cond.class.as_ref())?.detach())
+    }
+
+    fn prediction(&self) -> Prediction {
+        self.cfg.prediction
+    }
+
+    fn null_condition(&self, cond: &Condition) -> Result<Condition> {
+        if !self.is_conditional() {
+            return Err(Error::setting(
+                "guidance",
+                "needs a class-conditional model; this one was trained without labels",
+            ));
+        }
+        if self.cfg.label_dropout == 0.0 {
+            return Err(Error::setting(
+                "guidance",
+                "needs a model trained with label dropout (its unconditional mode); this one \
+                 has label_dropout 0",
+            ));
+        }
+        let n = cond.batch_size()?.unwrap_or(0);
+        Condition::class_repeated(self.null_label(), n, &self.device)
+    }
+}
+
+impl Edit for Ddpm {
+    fn img2img(
+        &self,
+        x: &Tensor,
+        strength: f64,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult> {
+        if !(strength > 0.0 && strength <= 1.0) {
+            return Err(Error::setting(
+                "strength",
+                format!("must lie in (0, 1], got {strength}"),
+            ));
+        }
+        self.cfg.data.check_batch(x, "the DDPM")?;
+        let n = x.dim(0)?;
+        // Start at timestep t0: the first t0 + 1 timesteps form the schedule the sampler runs.
+        let t0 = (strength * (self.cfg.timesteps - 1) as f64).round() as usize;
+        let schedule = self.schedule.truncated(t0 + 1)?;
+        let mut opts = self.options_for(&req.options);
+        opts.steps = opts.steps.min(t0 + 1);
+        let sampler = build_sampler(&req.sampler, &opts)?;
+        let a = self.schedule.alpha_bar(t0 as isize);
+        let per_batch = schedule.timesteps(opts.steps, opts.spacing)?.len();
+        let total = per_batch * n.div_ceil(req.batch_size.max(1));
+        let (mut nfe, mut done) = (0, 0);
+        let out = self.run_batches(
+            n,
+            req.batch_size,
+            &req.condition,
+            req.guidance,
+            |model, start, nb| {
+                let x0 = self.to_model_space(&x.narrow(0, start, nb)?.to_device(&self.device)?)?;
+                // q(x_t0 | x0) (Ho et al. Eq. 4), then the reverse process from t0.
+                let x_t = ((x0 * a.sqrt())? + (self.noise(nb, rng)? * (1.0 - a).sqrt())?)?;
+                let r = sampler.sample(model, &schedule, x_t, rng, &mut |k, _| {
+                    progress(done + k, total)
+                })?;
+                done += per_batch;
+                nfe = r.nfe;
+                Ok(r.x)
+            },
+        )?;
+        Ok(SampleResult { x: out, nfe })
+    }
+
+    fn inpaint(
+        &self,
+        x: &Tensor,
+        known: &Tensor,
+        opts: &InpaintOptions,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult> {
+        self.cfg.data.check_batch(x, "the DDPM")?;
+        let n = x.dim(0)?;
+        let (kd, xd) = (known.dims(), x.dims());
+        let fits =
+            kd.len() == xd.len() && (kd[0] == 1 || kd[0] == n) && kd[1] == 1 && kd[2..] == xd[2..];
+        if !fits {
+            return Err(Error::setting(
+                "mask",
+                format!(
+                    "has shape {kd:?}; expected [1 or {n}, 1, {}] to match the images",
+                    xd[2..]
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let mut o = opts.clone();
+        if self.cfg.data.images && o.clip_x0.is_none() {
+            o.clip_x0 = Some((-1.0, 1.0));
+        }
+        let per_batch = genlab_sampling::inpaint::jump_schedule(
+            self.schedule.timesteps(o.steps, o.spacing)?.len(),
+            o.jump_length,
+            o.resample,
+        )
+        .windows(2)
+        .filter(|w| w[1] < w[0])
+        .count();
+        let total = per_batch * n.div_ceil(req.batch_size.max(1));
+        let (mut nfe, mut done) = (0, 0);
+        let known = known.to_dtype(DType::F32)?.to_device(&self.device)?;
+        let out = self.run_batches(
+            n,
+            req.batch_size,
+            &req.condition,
+            req.guidance,
+            |model, start, nb| {
+                let x0 = self.to_model_space(&x.narrow(0, start, nb)?.to_device(&self.device)?)?;
+                let mask = if known.dim(0)? == 1 {
+                    known.clone()
+                } else {
+                    known.narrow(0, start, nb)?
+                };
+                let k = Known {
+                    x0: &x0,
+                    mask: &mask,
+                };
+                let r = inpaint(
+                    model,
+                    &self.schedule,
+                    self.noise(nb, rng)?,
+                    &k,
+                    &o,
+                    rng,
+                    &mut |j, _| progress(done + j, total),
+                )?;
+                done += per_batch;
+                nfe = r.nfe;
+                Ok(r.x)
+            },
+        )?;
+        Ok(SampleResult { x: out, nfe })
     }
 }
 
@@ -387,6 +670,96 @@ impl LogLikelihood for Ddpm {
     }
 }
 
+impl Ddpm {
+    /// Checks a request's condition (`n` examples) and guidance against this model.
+    fn check_condition(&self, n: usize, cond: &Condition, guidance: Option<f64>) -> Result<()> {
+        cond.check_batch(n)?;
+        if let Some(labels) = cond.class_labels()? {
+            let k = self.cfg.num_classes;
+            if k == 0 {
+                return Err(Error::InvalidInput(
+                    "this DDPM was trained without class conditioning; it takes no class".into(),
+                ));
+            }
+            if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+                return Err(Error::setting(
+                    "class",
+                    format!("{bad} is outside the model's classes 0..{}", k - 1),
+                ));
+            }
+        }
+        if guidance.is_some() && cond.class.is_none() {
+            return Err(Error::setting(
+                "guidance",
+                "steers towards a condition; give the class to guide towards",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sampler options of a request, with images' x0 clipped into [-1, 1].
+    fn options_for(&self, opts: &SamplerOptions) -> SamplerOptions {
+        let mut o = opts.clone();
+        if self.cfg.data.images && o.clip_x0.is_none() {
+            o.clip_x0 = Some((-1.0, 1.0));
+        }
+        o
+    }
+
+    /// Runs `run(denoiser, start, len)` on the batches of `n` examples (at most `bs` each),
+    /// the denoiser carrying the batch's condition (plain, conditioned or guided); `run`
+    /// returns the batch in model space. Returns everything in data space, on the CPU.
+    fn run_batches(
+        &self,
+        n: usize,
+        bs: usize,
+        cond: &Condition,
+        guidance: Option<f64>,
+        mut run: impl FnMut(&dyn Denoiser, usize, usize) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        if n == 0 {
+            return Err(Error::InvalidInput(
+                "the number of samples must be at least 1, got 0".into(),
+            ));
+        }
+        self.check_condition(n, cond, guidance)?;
+        let bs = bs.max(1);
+        let mut outs = Vec::with_capacity(n.div_ceil(bs));
+        for start in (0..n).step_by(bs) {
+            let nb = bs.min(n - start);
+            let cond = cond.narrow(start, nb)?.to_device(&self.device)?;
+            let conditioned;
+            let guided;
+            let model: &dyn Denoiser = match (guidance, cond.is_none()) {
+                (Some(w), _) => {
+                    guided = ClassifierFree::new(self, &cond, w)?;
+                    &guided
+                }
+                (None, false) => {
+                    conditioned = Conditioned {
+                        model: self,
+                        cond: &cond,
+                    };
+                    &conditioned
+                }
+                (None, true) => self,
+            };
+            let x = run(model, start, nb)?;
+            // Each batch leaves the device as soon as it is done (bounded device memory).
+            outs.push(self.to_data_space(&x)?.to_device(&Device::Cpu)?);
+        }
+        Ok(Tensor::cat(&outs, 0)?)
+    }
+
+    /// The noise-shaped tensor of `n` examples, drawn on the host (the same values on every
+    /// device) and created on the model's device.
+    fn noise(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        let mut shape = vec![n];
+        shape.extend_from_slice(&self.cfg.data.shape);
+        Ok(rng.normal_tensor(&shape, &self.device)?)
+    }
+}
+
 impl Sample for Ddpm {
     fn sample(
         &self,
@@ -395,41 +768,36 @@ impl Sample for Ddpm {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
         crate::sample::require_unit_temperature(req, "diffusion model")?;
-        if req.n == 0 {
-            return Err(Error::InvalidInput(
-                "the number of samples must be at least 1, got 0".into(),
-            ));
-        }
-        let mut opts = req.options.clone();
-        if self.cfg.data.images && opts.clip_x0.is_none() {
-            opts.clip_x0 = Some((-1.0, 1.0));
-        }
+        self.check_condition(req.n, &req.condition, req.guidance)?;
+        let opts = self.options_for(&req.options);
         let sampler = build_sampler(&req.sampler, &opts)?;
-        let bs = req.batch_size.max(1);
-        let n_batches = req.n.div_ceil(bs);
         let per_batch = self.schedule.timesteps(opts.steps, opts.spacing)?.len();
-        let total = per_batch * n_batches;
-        let mut outs = Vec::with_capacity(n_batches);
-        let mut nfe = 0;
-        let mut done = 0;
-        for bi in 0..n_batches {
-            let nb = bs.min(req.n - bi * bs);
-            let mut shape = vec![nb];
-            shape.extend_from_slice(&self.cfg.data.shape);
-            // Drawn on the host (the same values on every device), created on the model's.
-            let x_t = rng.normal_tensor(&shape, &self.device)?;
-            let out = sampler.sample(self, &self.schedule, x_t, rng, &mut |k, _| {
-                progress(done + k, total)
-            })?;
-            // Each batch leaves the device as soon as it is done (bounded device memory).
-            outs.push(self.to_data_space(&out.x)?.to_device(&Device::Cpu)?);
-            done += per_batch;
-            nfe = out.nfe; // per sample: every batch takes the same steps
-        }
-        Ok(SampleResult {
-            x: Tensor::cat(&outs, 0)?,
-            nfe,
-        })
+        let total = per_batch * req.n.div_ceil(req.batch_size.max(1));
+        let (mut nfe, mut done) = (0, 0);
+        let x = self.run_batches(
+            req.n,
+            req.batch_size,
+            &req.condition,
+            req.guidance,
+            |model, _, nb| {
+                let x_t = self.noise(nb, rng)?;
+                let out = sampler.sample(model, &self.schedule, x_t, rng, &mut |k, _| {
+                    progress(done + k, total)
+                })?;
+                done += per_batch;
+                nfe = out.nfe; // per sample: every batch takes the same steps
+                Ok(out.x)
+            },
+        )?;
+        Ok(SampleResult { x, nfe })
+    }
+
+    fn as_editor(&self) -> Option<&dyn Edit> {
+        Some(self)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.cfg.num_classes
     }
 
     fn data_space(&self) -> &DataSpace {
@@ -468,7 +836,7 @@ mod tests {
     fn loss_equals_brute_force_mse_for_the_same_draws() {
         for kind in [Prediction::Epsilon, Prediction::X0, Prediction::V] {
             let (_, m) = points_model_predicting(0, kind);
-            assert_eq!(m.prediction(), kind);
+            assert_eq!(Denoiser::prediction(&m), kind);
             let x0 = Tensor::new(&[[1.0f32, -1.0], [0.5, 2.0], [0.0, 0.0]], &Device::Cpu).unwrap();
             let mut rng = Rng::new(9);
             let loss: f32 = m.loss(&x0, &mut rng).unwrap().to_scalar().unwrap();
@@ -597,6 +965,111 @@ mod tests {
     /// x_t directly): relative agreement of the two losses.
     const SDE_INPUT_TOL: f64 = 1e-4;
 
+    fn class_model(dropout: f64) -> (ParamStore, Ddpm) {
+        let ps = ParamStore::new(3, &Device::Cpu);
+        let mut cfg = DdpmConfig::for_data(&DataSpace {
+            shape: vec![2],
+            images: false,
+        });
+        cfg.timesteps = 50;
+        cfg.num_classes = 3;
+        cfg.label_dropout = dropout;
+        let m = Ddpm::new(&cfg, ps.vb()).unwrap();
+        (ps, m)
+    }
+
+    #[test]
+    fn class_conditioning_adds_a_label_embedding_and_checks_its_labels() {
+        let (ps, m) = class_model(0.1);
+        // One embedding row per class plus the null row, as wide as the time embedding.
+        let emb = ps.tensors()["label_emb.weight"].clone();
+        assert_eq!(emb.dims(), &[4, 256]);
+        let x = Tensor::new(&[[0.3f32, -0.2], [1.0, 0.5]], &Device::Cpu).unwrap();
+        // No condition is the null class; a label changes the prediction.
+        let null = Condition::class_repeated(3, 2, &Device::Cpu).unwrap();
+        let a = Denoiser::predict(&m, &x, 10.0).unwrap();
+        let b = m.predict_cond(&x, 10.0, &null).unwrap();
+        let d: f32 = (a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(d, 0.0);
+        let one = Condition::class_repeated(1, 2, &Device::Cpu).unwrap();
+        let c = m.predict_cond(&x, 10.0, &one).unwrap();
+        let d: f32 = (c - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d > 0.0);
+        // Labels beyond the null class, and training without labels, are errors.
+        let bad = Condition::class_repeated(4, 2, &Device::Cpu).unwrap();
+        let e = m.predict_cond(&x, 10.0, &bad).unwrap_err().to_string();
+        assert!(e.contains("class") && e.contains("0..2"), "{e}");
+        let e = m.loss(&x, &mut Rng::new(0)).unwrap_err().to_string();
+        assert!(e.contains("no labels"), "{e}");
+        // A model trained without dropout has no unconditional mode to guide from.
+        let (_, strict) = class_model(0.0);
+        let e = strict.null_condition(&one).unwrap_err().to_string();
+        assert!(e.contains("label dropout"), "{e}");
+        let (_, uncond) = points_model(0);
+        assert!(uncond.null_condition(&one).is_err());
+        assert!(uncond.predict_cond(&x, 1.0, &one).is_err());
+    }
+
+    #[test]
+    fn label_dropout_replaces_labels_with_the_null_class_at_its_rate() {
+        // The loss with dropout equals the loss computed with the dropped labels by hand,
+        // for the same draws: replay the draws (timesteps, noise, then one uniform per
+        // example) and drop the same labels.
+        let (_, m) = class_model(0.5);
+        let x = Rng::new(1).normal_tensor(&[64, 2], &Device::Cpu).unwrap();
+        let labels =
+            Tensor::from_vec((0..64u32).map(|i| i % 3).collect(), 64, &Device::Cpu).unwrap();
+        let got: f32 = m
+            .loss_labeled(&x, Some(&labels), &mut Rng::new(7))
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let mut rng = Rng::new(7);
+        let t: Vec<f64> = (0..64).map(|_| rng.below(50) as f64).collect();
+        let eps = rng.normal_tensor(&[64, 2], &Device::Cpu).unwrap();
+        let dropped: Vec<u32> = (0..64u32)
+            .map(|i| if rng.uniform() < 0.5 { 3 } else { i % 3 })
+            .collect();
+        let n_dropped = dropped.iter().filter(|&&l| l == 3).count();
+        assert!(
+            (20..=44).contains(&n_dropped),
+            "{n_dropped} of 64 dropped at rate 0.5"
+        );
+        let (sa, s1a) = m.signal_noise(&t, &x).unwrap();
+        let xt = (x.broadcast_mul(&sa).unwrap() + eps.broadcast_mul(&s1a).unwrap()).unwrap();
+        let tt = Tensor::from_vec(
+            t.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            64,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let l = Tensor::from_vec(dropped, 64, &Device::Cpu).unwrap();
+        let pred = m.forward_labeled(&xt, &tt, Some(&l)).unwrap();
+        let want: f32 = (pred - eps)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
     #[test]
     fn sampling_is_seeded_and_shaped() {
         let (_, m) = points_model(1);
@@ -610,6 +1083,7 @@ mod tests {
                 ..Default::default()
             },
             batch_size: 2,
+            ..Default::default()
         };
         let a = m.sample(&req, &mut Rng::new(3), &mut |_, _| {}).unwrap();
         let b = m.sample(&req, &mut Rng::new(3), &mut |_, _| {}).unwrap();

@@ -202,6 +202,14 @@ impl Sample for DistilledDdpm {
         self.model.sample(&req, rng, progress)
     }
 
+    fn as_editor(&self) -> Option<&dyn crate::Edit> {
+        Some(&self.model)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.model.num_classes()
+    }
+
     fn data_space(&self) -> &DataSpace {
         self.model.data_space()
     }
@@ -437,6 +445,7 @@ mod tests {
                 ..Default::default()
             },
             batch_size: 8,
+            ..Default::default()
         };
         let got = s.sample(&req, &mut Rng::new(2), &mut |_, _| {}).unwrap();
         let mut trailing = req.clone();

@@ -558,6 +558,7 @@ impl Sample for Flow {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
+        crate::sample::require_no_condition(req, "flow")?;
         let t = req.options.temperature;
         if !(t > 0.0 && t.is_finite()) {
             return Err(Error::InvalidInput(format!(
@@ -958,6 +959,7 @@ mod tests {
             sampler: String::new(),
             options: Default::default(),
             batch_size: 2,
+            ..Default::default()
         };
         let s = f.sample(&req, &mut Rng::new(1), &mut |_, _| {}).unwrap();
         assert_eq!(s.x.dims(), [5, 1, 4, 4]);
@@ -994,6 +996,7 @@ mod tests {
             sampler: String::new(),
             options: Default::default(),
             batch_size: 4,
+            ..Default::default()
         };
         req.options.temperature = 0.7;
         let got = f.sample(&req, &mut Rng::new(3), &mut |_, _| {}).unwrap().x;
@@ -1101,6 +1104,7 @@ mod tests {
                     sampler: String::new(),
                     options: Default::default(),
                     batch_size: 2,
+                    ..Default::default()
                 },
                 &mut Rng::new(0),
                 &mut |_, _| {},

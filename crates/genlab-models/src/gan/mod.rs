@@ -326,6 +326,7 @@ impl Sample for Gan {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
         crate::sample::require_unit_temperature(req, "GAN")?;
+        crate::sample::require_no_condition(req, "GAN")?;
         let x = crate::sample::sample_in_batches(req, rng, progress, |nb, _, rng| {
             let x = self.generate(&self.noise(nb, rng)?)?.detach();
             Ok(if self.cfg.data.images {

@@ -42,7 +42,9 @@ impl TrainStep for DiffusionStep {
     }
 
     fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)> {
-        let loss = self.model.loss(&batch.x, rng)?;
+        let loss = self
+            .model
+            .loss_labeled(&batch.x, batch.labels.as_ref(), rng)?;
         let loss_v = loss.to_scalar::<f32>()? as f64;
         if !loss_v.is_finite() {
             return Err(Error::Numeric(format!("the loss is {loss_v}")));
@@ -97,6 +99,7 @@ pub const ENTRY: ModelEntry = ModelEntry {
         generates: true,
         sampler_zoo: true,
         likelihood: true,
+        conditional: true,
         distillable: true,
         ..NONE
     },
