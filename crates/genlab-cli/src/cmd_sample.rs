@@ -75,6 +75,14 @@ pub struct SampleArgs {
     /// model, above 1 stronger (Ho & Salimans 2022). Needs a model trained with label dropout.
     #[arg(long, value_name = "W")]
     pub guidance: Option<f64>,
+    /// Classifier guidance (Dhariwal & Nichol 2021): a `noisy-classifier` run trained on the
+    /// model's data and noise schedule (`genlab train --model noisy-classifier --data D`);
+    /// its gradient steers every step towards --class. Works on unconditional models too.
+    #[arg(long, value_name = "RUN")]
+    pub classifier: Option<PathBuf>,
+    /// Classifier guidance scale s (the gradient's weight; Dhariwal & Nichol use 1-10).
+    #[arg(long, value_name = "S", default_value_t = 1.0, requires = "classifier")]
+    pub classifier_scale: f64,
     /// Output: .npy (N x D for points, N x C x H x W in [0,1] for images) or .png (grid or
     /// scatter). A .json beside it records the resolved config.
     #[arg(long)]
@@ -92,7 +100,27 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
     let steps = a.steps.or(loaded.model.preferred_steps()).unwrap_or(50);
     let spacing = loaded.model.fixed_spacing().unwrap_or(a.spacing);
-    let labels = class_labels(a.class.as_deref(), loaded.model.num_classes(), a.n)?;
+    let classifier = match &a.classifier {
+        Some(path) => {
+            let c = genlab_train::steps::noisy_classifier::load_noisy_classifier(path, device)
+                .with_context(|| format!("loading the classifier {}", path.display()))?;
+            c.check_data(&loaded.run.data)?;
+            if a.class.is_none() {
+                bail!("--classifier steers towards a class: give --class K or --class all");
+            }
+            Some(genlab_sampling::guidance::ClassifierGuidance {
+                classifier: c.model,
+                scale: a.classifier_scale,
+            })
+        }
+        None => None,
+    };
+    // The classes to draw: the model's, or (an unconditional model) the classifier's.
+    let classes = match (&classifier, loaded.model.num_classes()) {
+        (Some(c), 0) => c.classifier.num_classes(),
+        (_, k) => k,
+    };
+    let labels = class_labels(a.class.as_deref(), classes, a.n)?;
     let n = labels.as_ref().map_or(a.n, Vec::len);
     let condition = match &labels {
         Some(l) => Condition::class(candle_core::Tensor::from_vec(
@@ -123,7 +151,7 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             },
         },
         batch_size: a.batch_size,
-        ..Default::default()
+        classifier,
     };
     let t0 = Instant::now();
     let out = crate::progress::sample_with_bar(
@@ -142,7 +170,9 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         "checkpoint_step": loaded.step,
         "run_config": loaded.run.to_tree(),
         "sampling": { "n": n, "seed": a.seed, "sampler": a.sampler, "steps": steps, "spacing": spacing, "eta": a.eta, "temperature": a.temperature,
-                      "ema": !a.no_ema, "batch_size": a.batch_size, "class": a.class, "guidance": a.guidance },
+                      "ema": !a.no_ema, "batch_size": a.batch_size, "class": a.class, "guidance": a.guidance,
+                      "classifier": a.classifier.as_ref().map(|p| p.display().to_string()),
+                      "classifier_scale": a.classifier.as_ref().map(|_| a.classifier_scale) },
         "nfe": out.nfe,
         "shape": out.x.dims(),
         "seconds": secs,

@@ -968,6 +968,170 @@ fn class_conditional_sampling_guidance_inpainting_and_img2img() {
     );
 }
 
+/// A tiny noisy classifier on the 8x8 digits, on the tiny DDPM's 20-step schedule.
+fn train_tiny_classifier(out: &Path, d: &Path, data: &str, timesteps: &str) -> Output {
+    genlab(
+        &[
+            "train",
+            "--model",
+            "noisy-classifier",
+            "--data",
+            data,
+            "--steps",
+            "3",
+            "--seed",
+            "0",
+            "--no-preview",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            &format!("noisy-classifier.timesteps={timesteps}"),
+            "--set",
+            "train.batch_size=8",
+        ],
+        d,
+    )
+}
+
+#[test]
+fn classifier_guidance_steers_conditional_and_unconditional_models() {
+    let t = Tmp::new();
+    let d = t.0.path();
+    let (plain, cond, clf) = (t.p("plain"), t.p("cond"), t.p("clf"));
+    for (run, c) in [(&plain, false), (&cond, true)] {
+        let o = train_tiny_digits(run, d, c);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = train_tiny_classifier(&clf, d, "digits", "20");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = clf.to_str().unwrap();
+    // An unconditional model takes its classes from the classifier; a conditional one
+    // combines it with classifier-free guidance.
+    for (run, extra) in [(&plain, vec![]), (&cond, vec!["--guidance", "2"])] {
+        let s = t.p("s.npy");
+        let mut args = vec![
+            "sample",
+            "--ckpt",
+            run.to_str().unwrap(),
+            "--classifier",
+            ck,
+            "--classifier-scale",
+            "3",
+            "--class",
+            "all",
+            "--n",
+            "1",
+            "--steps",
+            "4",
+            "--out",
+            s.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let o = genlab(&args, d);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            genlab_core::io::read_npy(&s).unwrap().shape,
+            vec![10, 1, 8, 8]
+        );
+        let side: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(t.p("s.json")).unwrap()).unwrap();
+        assert_eq!(side["sampling"]["classifier_scale"], 3.0);
+    }
+    // Bad input: one clear error each.
+    let out = t.p("x.png");
+    let (out, pk) = (out.to_str().unwrap(), plain.to_str().unwrap());
+    fails_with(
+        &genlab(
+            &["sample", "--ckpt", pk, "--classifier", ck, "--out", out],
+            d,
+        ),
+        &["--classifier", "--class"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                pk,
+                "--classifier",
+                ck,
+                "--class",
+                "10",
+                "--out",
+                out,
+            ],
+            d,
+        ),
+        &["--class 10", "0..9"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                pk,
+                "--classifier",
+                ck,
+                "--classifier-scale=-1",
+                "--class",
+                "1",
+                "--out",
+                out,
+            ],
+            d,
+        ),
+        &["--classifier-scale", ">= 0"],
+    );
+    // Another schedule, other data, a model of another family: refused.
+    let other = t.p("clf50");
+    assert!(train_tiny_classifier(&other, d, "digits", "50")
+        .status
+        .success());
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                pk,
+                "--classifier",
+                other.to_str().unwrap(),
+                "--class",
+                "1",
+                "--out",
+                out,
+            ],
+            d,
+        ),
+        &["--classifier", "noise schedule"],
+    );
+    let moons = t.p("moons");
+    assert!(train_tiny_classifier(&moons, d, "two-moons", "20")
+        .status
+        .success());
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                pk,
+                "--classifier",
+                moons.to_str().unwrap(),
+                "--class",
+                "1",
+                "--out",
+                out,
+            ],
+            d,
+        ),
+        &["--classifier", "two-moons", "digits"],
+    );
+    fails_with(
+        &genlab(&["sample", "--ckpt", ck, "--out", out], d),
+        &["guide"],
+    );
+}
+
 #[test]
 fn bench_rejects_bad_input_and_times_one_workload() {
     let t = Tmp::new();

@@ -49,6 +49,8 @@ pub struct SampleRequest {
     /// Classifier-free guidance scale towards the condition (0: unconditional, 1:
     /// conditional); `None` samples the conditional model as it is.
     pub guidance: Option<f64>,
+    /// Classifier guidance towards the condition's classes by a noisy classifier.
+    pub classifier: Option<genlab_sampling::guidance::ClassifierGuidance>,
 }
 
 impl Default for SampleRequest {
@@ -60,6 +62,7 @@ impl Default for SampleRequest {
             batch_size: 500, // ~bounded activation memory for the image models
             condition: Condition::none(),
             guidance: None,
+            classifier: None,
         }
     }
 }
@@ -119,6 +122,12 @@ pub fn require_no_condition(req: &SampleRequest, family: &str) -> Result<()> {
         return Err(Error::setting(
             "guidance",
             format!("applies to conditional diffusion models; a {family} takes none"),
+        ));
+    }
+    if req.classifier.is_some() {
+        return Err(Error::setting(
+            "classifier",
+            format!("guidance applies to diffusion models; a {family} takes none"),
         ));
     }
     Ok(())

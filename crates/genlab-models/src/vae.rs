@@ -617,6 +617,12 @@ impl Sample for Vae {
                 "applies to conditional diffusion models; a VAE samples its class as it is",
             ));
         }
+        if req.classifier.is_some() {
+            return Err(Error::setting(
+                "classifier",
+                "guidance applies to diffusion models; a VAE samples its class as it is",
+            ));
+        }
         req.condition.check_batch(req.n)?;
         if req.condition.class.is_some() && self.cfg.num_classes == 0 {
             return Err(Error::InvalidInput(

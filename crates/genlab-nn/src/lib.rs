@@ -35,6 +35,7 @@ pub mod norm;
 pub mod resample;
 pub mod resblock;
 pub mod stack;
+pub mod time_classifier;
 pub mod unet;
 
 pub use activation::{leaky_relu, softplus};
@@ -48,4 +49,5 @@ pub use norm::GroupNorm;
 pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};
 pub use resblock::ResBlock;
 pub use stack::{Act, Mlp};
+pub use time_classifier::{TimeClassifier, TimeClassifierConfig};
 pub use unet::{UNet, UNetConfig};

@@ -108,7 +108,75 @@ impl Denoiser for ClassifierFree<'_> {
 pub trait NoisyClassifier {
     /// grad_x log p(labels | x, t), per example (same shape as `x`, model space).
     fn log_prob_grad(&self, x: &Tensor, t: f64, labels: &Tensor) -> Result<Tensor>;
+    /// The alpha_bar of each timestep it was trained on (checked against the model it
+    /// guides: the same t must mean the same noise).
+    fn alphas_cumprod(&self) -> &[f64];
+    /// The shape of one example it classifies.
+    fn example_shape(&self) -> &[usize];
+    /// Its number of classes.
+    fn num_classes(&self) -> usize;
 }
+
+/// Classifier guidance as a sampling request carries it.
+#[derive(Clone)]
+pub struct ClassifierGuidance {
+    pub classifier: std::sync::Arc<dyn NoisyClassifier + Send + Sync>,
+    /// The gradient scale s (Dhariwal & Nichol's Eq. 14; they use 1-10).
+    pub scale: f64,
+}
+
+impl std::fmt::Debug for ClassifierGuidance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClassifierGuidance {{ {} classes, scale {} }}",
+            self.classifier.num_classes(),
+            self.scale
+        )
+    }
+}
+
+impl ClassifierGuidance {
+    /// Errors unless the classifier was trained on `schedule` (the same alpha_bar at every
+    /// timestep, to 1e-9) and on examples of `shape`.
+    pub fn check_against(&self, schedule: &NoiseSchedule, shape: &[usize]) -> Result<()> {
+        let c = self.classifier.alphas_cumprod();
+        let same = c.len() == schedule.len()
+            && c.iter()
+                .zip(&schedule.alphas_cumprod)
+                .all(|(a, b)| (a - b).abs() <= SCHEDULE_MATCH_TOL);
+        if !same {
+            return Err(Error::setting(
+                "classifier",
+                format!(
+                    "was trained on another noise schedule ({} timesteps) than the model's ({}); \
+                     train it on the model's schedule",
+                    c.len(),
+                    schedule.len()
+                ),
+            ));
+        }
+        if self.classifier.example_shape() != shape {
+            return Err(Error::setting(
+                "classifier",
+                format!(
+                    "classifies examples of shape {:?}, the model makes {shape:?}",
+                    self.classifier.example_shape()
+                ),
+            ));
+        }
+        if !(self.scale.is_finite() && self.scale >= 0.0) {
+            return Err(Error::setting(
+                "classifier_scale",
+                format!("must be a number >= 0, got {}", self.scale),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Two schedules are the same when their alpha_bar agree to this at every timestep.
+const SCHEDULE_MATCH_TOL: f64 = 1e-9;
 
 /// Classifier guidance of `model` by `classifier` towards `labels` at scale `scale`: an
 /// epsilon predictor.
@@ -232,6 +300,15 @@ mod tests {
         fn log_prob_grad(&self, x: &Tensor, _t: f64, labels: &Tensor) -> Result<Tensor> {
             let y = labels.to_dtype(DType::F32)?.unsqueeze(1)?;
             Ok(x.ones_like()?.broadcast_mul(&y)?)
+        }
+        fn alphas_cumprod(&self) -> &[f64] {
+            &[]
+        }
+        fn example_shape(&self) -> &[usize] {
+            &[2]
+        }
+        fn num_classes(&self) -> usize {
+            3
         }
     }
 

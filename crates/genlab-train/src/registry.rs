@@ -47,6 +47,8 @@ pub struct Capabilities {
     pub distillable: bool,
     /// Its checkpoints serve as a feature extractor for the sample metrics.
     pub feature_extractor: bool,
+    /// It trains on class labels: its `num_classes` comes from the data.
+    pub needs_labels: bool,
 }
 
 pub struct ModelEntry {
@@ -103,6 +105,7 @@ pub const NONE: Capabilities = Capabilities {
     conditional: false,
     distillable: false,
     feature_extractor: false,
+    needs_labels: false,
 };
 
 /// Every trainable model family, in the order `genlab list` shows them.
@@ -113,6 +116,7 @@ pub const MODELS: &[ModelEntry] = &[
     steps::vae::ENTRY,
     steps::gan::ENTRY,
     steps::flow::ENTRY,
+    steps::noisy_classifier::ENTRY,
 ];
 
 pub fn model_names() -> Vec<(&'static str, &'static str)> {

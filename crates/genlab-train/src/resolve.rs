@@ -240,6 +240,14 @@ fn resolve_fresh(req: &RunRequest) -> Result<ResolvedRun> {
     if let Some(steps) = req.steps {
         tree["train"]["steps"] = steps.into();
     }
+    if entry.caps.needs_labels {
+        let classes = ds.num_classes().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "`{model}` trains on class labels; `{data}` has none"
+            ))
+        })?;
+        tree[&model]["num_classes"] = classes.into();
+    }
     if req.class_conditional {
         if !entry.caps.conditional {
             return Err(Error::setting(

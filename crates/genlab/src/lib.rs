@@ -34,6 +34,7 @@
 //!     sampler: "ddim".into(),
 //!     options: SamplerOptions { steps: 20, ..Default::default() },
 //!     batch_size: 500,
+//!     ..Default::default() // no condition, no guidance
 //! };
 //! let samples = run.model.sample(&request, &mut Rng::new(1), &mut |_, _| {})?;
 //! assert_eq!(samples.x.dims(), &[1000, 2]);

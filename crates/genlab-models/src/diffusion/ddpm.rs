@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Condition, Error, Result, Rng};
 use genlab_nn::{MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
-use genlab_sampling::guidance::{ClassifierFree, ConditionalDenoiser, Conditioned};
+use genlab_sampling::guidance::{
+    ClassifierFree, ClassifierGuidance, ClassifierGuided, ConditionalDenoiser, Conditioned,
+};
 use genlab_sampling::inpaint::{inpaint, InpaintOptions, Known};
 use genlab_sampling::ode_likelihood::{ode_log_likelihood, OdeLikelihoodOptions, TraceEstimator};
 use genlab_sampling::sigmas::sigma_at;
@@ -460,23 +462,17 @@ impl Edit for Ddpm {
         let per_batch = schedule.timesteps(opts.steps, opts.spacing)?.len();
         let total = per_batch * n.div_ceil(req.batch_size.max(1));
         let (mut nfe, mut done) = (0, 0);
-        let out = self.run_batches(
-            n,
-            req.batch_size,
-            &req.condition,
-            req.guidance,
-            |model, start, nb| {
-                let x0 = self.to_model_space(&x.narrow(0, start, nb)?.to_device(&self.device)?)?;
-                // q(x_t0 | x0) (Ho et al. Eq. 4), then the reverse process from t0.
-                let x_t = ((x0 * a.sqrt())? + (self.noise(nb, rng)? * (1.0 - a).sqrt())?)?;
-                let r = sampler.sample(model, &schedule, x_t, rng, &mut |k, _| {
-                    progress(done + k, total)
-                })?;
-                done += per_batch;
-                nfe = r.nfe;
-                Ok(r.x)
-            },
-        )?;
+        let out = self.run_batches(n, req, |model, start, nb| {
+            let x0 = self.to_model_space(&x.narrow(0, start, nb)?.to_device(&self.device)?)?;
+            // q(x_t0 | x0) (Ho et al. Eq. 4), then the reverse process from t0.
+            let x_t = ((x0 * a.sqrt())? + (self.noise(nb, rng)? * (1.0 - a).sqrt())?)?;
+            let r = sampler.sample(model, &schedule, x_t, rng, &mut |k, _| {
+                progress(done + k, total)
+            })?;
+            done += per_batch;
+            nfe = r.nfe;
+            Ok(r.x)
+        })?;
         Ok(SampleResult { x: out, nfe })
     }
 
@@ -522,36 +518,30 @@ impl Edit for Ddpm {
         let total = per_batch * n.div_ceil(req.batch_size.max(1));
         let (mut nfe, mut done) = (0, 0);
         let known = known.to_dtype(DType::F32)?.to_device(&self.device)?;
-        let out = self.run_batches(
-            n,
-            req.batch_size,
-            &req.condition,
-            req.guidance,
-            |model, start, nb| {
-                let x0 = self.to_model_space(&x.narrow(0, start, nb)?.to_device(&self.device)?)?;
-                let mask = if known.dim(0)? == 1 {
-                    known.clone()
-                } else {
-                    known.narrow(0, start, nb)?
-                };
-                let k = Known {
-                    x0: &x0,
-                    mask: &mask,
-                };
-                let r = inpaint(
-                    model,
-                    &self.schedule,
-                    self.noise(nb, rng)?,
-                    &k,
-                    &o,
-                    rng,
-                    &mut |j, _| progress(done + j, total),
-                )?;
-                done += per_batch;
-                nfe = r.nfe;
-                Ok(r.x)
-            },
-        )?;
+        let out = self.run_batches(n, req, |model, start, nb| {
+            let x0 = self.to_model_space(&x.narrow(0, start, nb)?.to_device(&self.device)?)?;
+            let mask = if known.dim(0)? == 1 {
+                known.clone()
+            } else {
+                known.narrow(0, start, nb)?
+            };
+            let k = Known {
+                x0: &x0,
+                mask: &mask,
+            };
+            let r = inpaint(
+                model,
+                &self.schedule,
+                self.noise(nb, rng)?,
+                &k,
+                &o,
+                rng,
+                &mut |j, _| progress(done + j, total),
+            )?;
+            done += per_batch;
+            nfe = r.nfe;
+            Ok(r.x)
+        })?;
         Ok(SampleResult { x: out, nfe })
     }
 }
@@ -672,8 +662,40 @@ impl LogLikelihood for Ddpm {
 
 impl Ddpm {
     /// Checks a request's condition (`n` examples) and guidance against this model.
-    fn check_condition(&self, n: usize, cond: &Condition, guidance: Option<f64>) -> Result<()> {
+    fn check_condition(
+        &self,
+        n: usize,
+        cond: &Condition,
+        guidance: Option<f64>,
+        classifier: Option<&ClassifierGuidance>,
+    ) -> Result<()> {
         cond.check_batch(n)?;
+        if let Some(c) = classifier {
+            c.check_against(&self.schedule, &self.cfg.data.shape)?;
+            let labels = cond.class_labels()?.ok_or_else(|| {
+                Error::setting(
+                    "classifier",
+                    "guidance steers towards a class; give the class to guide towards",
+                )
+            })?;
+            let k = c.classifier.num_classes();
+            if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+                return Err(Error::setting(
+                    "class",
+                    format!("{bad} is outside the classifier's classes 0..{}", k - 1),
+                ));
+            }
+            if self.cfg.num_classes == 0 {
+                // An unconditional model: the class is the classifier's alone.
+                return match guidance {
+                    Some(_) => Err(Error::setting(
+                        "guidance",
+                        "needs a class-conditional model; this one was trained without labels",
+                    )),
+                    None => Ok(()),
+                };
+            }
+        }
         if let Some(labels) = cond.class_labels()? {
             let k = self.cfg.num_classes;
             if k == 0 {
@@ -712,9 +734,7 @@ impl Ddpm {
     fn run_batches(
         &self,
         n: usize,
-        bs: usize,
-        cond: &Condition,
-        guidance: Option<f64>,
+        req: &SampleRequest,
         mut run: impl FnMut(&dyn Denoiser, usize, usize) -> Result<Tensor>,
     ) -> Result<Tensor> {
         if n == 0 {
@@ -722,12 +742,22 @@ impl Ddpm {
                 "the number of samples must be at least 1, got 0".into(),
             ));
         }
-        self.check_condition(n, cond, guidance)?;
+        let (bs, cond, guidance) = (req.batch_size, &req.condition, req.guidance);
+        let classifier = req.classifier.as_ref();
+        self.check_condition(n, cond, guidance, classifier)?;
         let bs = bs.max(1);
         let mut outs = Vec::with_capacity(n.div_ceil(bs));
         for start in (0..n).step_by(bs) {
             let nb = bs.min(n - start);
-            let cond = cond.narrow(start, nb)?.to_device(&self.device)?;
+            let batch_cond = cond.narrow(start, nb)?.to_device(&self.device)?;
+            // An unconditional model guided by a classifier: the class is the classifier's.
+            let cond = match classifier {
+                Some(_) if !self.is_conditional() => Condition {
+                    class: None,
+                    ..batch_cond.clone()
+                },
+                _ => batch_cond.clone(),
+            };
             let conditioned;
             let guided;
             let model: &dyn Denoiser = match (guidance, cond.is_none()) {
@@ -743,6 +773,25 @@ impl Ddpm {
                     &conditioned
                 }
                 (None, true) => self,
+            };
+            let labels;
+            let by_classifier;
+            let model: &dyn Denoiser = match classifier {
+                Some(c) => {
+                    labels = batch_cond
+                        .class
+                        .clone()
+                        .expect("checked: classifier guidance has labels");
+                    by_classifier = ClassifierGuided {
+                        model,
+                        classifier: c.classifier.as_ref(),
+                        labels: &labels,
+                        schedule: &self.schedule,
+                        scale: c.scale,
+                    };
+                    &by_classifier
+                }
+                None => model,
             };
             let x = run(model, start, nb)?;
             // Each batch leaves the device as soon as it is done (bounded device memory).
@@ -768,27 +817,21 @@ impl Sample for Ddpm {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
         crate::sample::require_unit_temperature(req, "diffusion model")?;
-        self.check_condition(req.n, &req.condition, req.guidance)?;
+        self.check_condition(req.n, &req.condition, req.guidance, req.classifier.as_ref())?;
         let opts = self.options_for(&req.options);
         let sampler = build_sampler(&req.sampler, &opts)?;
         let per_batch = self.schedule.timesteps(opts.steps, opts.spacing)?.len();
         let total = per_batch * req.n.div_ceil(req.batch_size.max(1));
         let (mut nfe, mut done) = (0, 0);
-        let x = self.run_batches(
-            req.n,
-            req.batch_size,
-            &req.condition,
-            req.guidance,
-            |model, _, nb| {
-                let x_t = self.noise(nb, rng)?;
-                let out = sampler.sample(model, &self.schedule, x_t, rng, &mut |k, _| {
-                    progress(done + k, total)
-                })?;
-                done += per_batch;
-                nfe = out.nfe; // per sample: every batch takes the same steps
-                Ok(out.x)
-            },
-        )?;
+        let x = self.run_batches(req.n, req, |model, _, nb| {
+            let x_t = self.noise(nb, rng)?;
+            let out = sampler.sample(model, &self.schedule, x_t, rng, &mut |k, _| {
+                progress(done + k, total)
+            })?;
+            done += per_batch;
+            nfe = out.nfe; // per sample: every batch takes the same steps
+            Ok(out.x)
+        })?;
         Ok(SampleResult { x, nfe })
     }
 

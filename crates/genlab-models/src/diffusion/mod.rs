@@ -1,5 +1,7 @@
 //! Diffusion models.
 pub mod ddpm;
 pub mod distill;
+pub mod noisy_classifier;
 pub use ddpm::{Ddpm, DdpmConfig, NetConfig, TimeSampling};
 pub use distill::{DistillConfig, DistilledDdpm};
+pub use noisy_classifier::{NoisyClassifierConfig, NoisyClassifierModel};

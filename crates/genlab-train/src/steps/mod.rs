@@ -4,5 +4,6 @@ pub mod diffusion;
 pub mod distill;
 pub mod flow;
 pub mod gan;
+pub mod noisy_classifier;
 pub mod vae;
 pub mod weights;
