@@ -13,6 +13,7 @@ mod cmd_inpaint;
 mod cmd_list;
 mod cmd_nll;
 mod cmd_report;
+mod cmd_rl;
 mod cmd_sample;
 mod cmd_serve;
 mod cmd_train;
@@ -78,6 +79,9 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Fetch and verify datasets.
     Data(cmd_data::DataArgs),
+    /// Reinforcement learning: train, evaluate and roll out agents on Gymnasium-exact
+    /// environments (`genlab rl list`).
+    Rl(cmd_rl::RlArgs),
     /// Time fixed training and sampling workloads (compare with PyTorch:
     /// scripts/bench/compare.py).
     #[command(
@@ -154,6 +158,7 @@ fn main() {
             Command::Img2img(a) => cmd_img2img::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
+            Command::Rl(a) => cmd_rl::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
             Command::Report(a) => cmd_report::run(a),
