@@ -176,22 +176,58 @@ pub fn confident_fraction(p: &FeatureMatrix) -> f64 {
     k as f64 / p.rows().max(1) as f64
 }
 
+/// The rows of `p` dealt round-robin into `splits` consecutive blocks: row i goes to block
+/// i mod `splits`. Class-conditional samples come ordered by class (`--class all`: n of
+/// class 0, then of class 1, ...), and consecutive splits of them would each hold one or
+/// two classes, so that each split's marginal equals its conditionals and the score
+/// collapses towards 1; dealt, every split sees every class as an unordered sample would.
+pub fn deal_rows(p: &FeatureMatrix, splits: usize) -> Result<FeatureMatrix> {
+    let (n, d) = (p.rows(), p.cols());
+    let splits = splits.max(1);
+    let mut data = Vec::with_capacity(n * d);
+    for k in 0..splits {
+        for i in (k..n).step_by(splits) {
+            data.extend_from_slice(p.row(i));
+        }
+    }
+    FeatureMatrix::new(n, d, data, "class probabilities")
+}
+
+/// The generated probabilities as the split scores take them: dealt across the splits when
+/// the samples carry their generation labels (ordered by class), as they are otherwise.
+fn split_ready<'a>(
+    x: &Inputs,
+    p: &'a FeatureMatrix,
+    splits: usize,
+) -> Result<std::borrow::Cow<'a, FeatureMatrix>> {
+    Ok(if x.fake.labels.is_some() {
+        std::borrow::Cow::Owned(deal_rows(p, splits)?)
+    } else {
+        std::borrow::Cow::Borrowed(p)
+    })
+}
+
 /// `genlab eval`'s Inception Score, with the share of confidently classified samples and
 /// the spread over predicted classes in its detail.
 pub fn compute_is(x: &Inputs) -> Result<Computed> {
     let p = x.fake_probs("is")?;
-    let r = inception_score(p, x.opts.splits.min(p.rows()))?;
+    let splits = x.opts.splits.min(p.rows());
+    let r = inception_score(&*split_ready(x, p, splits)?, splits)?;
     let mut c = Computed::new(r.mean, Some(r.std), &r);
     c.detail["confident_fraction"] = confident_fraction(p).into();
     c.detail["class_fractions"] = class_fractions(p).into();
+    c.detail["rows_dealt_across_splits"] = x.fake.labels.is_some().into();
     Ok(c)
 }
 
 /// `genlab eval`'s Mode Score.
 pub fn compute_mode(x: &Inputs) -> Result<Computed> {
     let (p, q) = (x.fake_probs("mode")?, x.real_probs("mode")?);
-    let r = mode_score(p, q, x.opts.splits.min(p.rows()))?;
-    Ok(Computed::new(r.mean, Some(r.std), &r))
+    let splits = x.opts.splits.min(p.rows());
+    let r = mode_score(&*split_ready(x, p, splits)?, q, splits)?;
+    let mut c = Computed::new(r.mean, Some(r.std), &r);
+    c.detail["rows_dealt_across_splits"] = x.fake.labels.is_some().into();
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -204,6 +240,32 @@ mod tests {
             d[i * k + class(i)] = 1.0;
         }
         FeatureMatrix::new(n, k, d, "p").unwrap()
+    }
+
+    #[test]
+    fn samples_ordered_by_class_are_dealt_across_the_splits() {
+        // 10 confident samples of each of 10 classes, in class order: consecutive splits
+        // each hold one class (IS 1, closed form exp(0)); dealt, each split holds one of
+        // every class (IS = K = 10, closed form exp(ln K)).
+        let p = one_hot(100, 10, |i| i / 10);
+        let plain = inception_score(&p, 10).unwrap();
+        assert!((plain.mean - 1.0).abs() < 1e-9, "{}", plain.mean);
+        let dealt = deal_rows(&p, 10).unwrap();
+        assert_eq!(dealt.rows(), 100);
+        // Block 0 is rows 0, 10, 20, ...: classes 0..9.
+        for j in 0..10 {
+            assert_eq!(dealt.row(j), p.row(10 * j));
+        }
+        let r = inception_score(&dealt, 10).unwrap();
+        assert!((r.mean - 10.0).abs() < 1e-9 && r.std < 1e-9, "{r:?}");
+        // Uneven: 7 rows in 3 splits keep every row once.
+        let q = one_hot(7, 3, |i| i % 3);
+        let d = deal_rows(&q, 3).unwrap();
+        let mut seen: Vec<Vec<f64>> = (0..7).map(|i| d.row(i).to_vec()).collect();
+        let mut want: Vec<Vec<f64>> = (0..7).map(|i| q.row(i).to_vec()).collect();
+        seen.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(seen, want);
     }
 
     #[test]
