@@ -66,7 +66,7 @@ fn explicit_input_gradient_equals_autograd() {
         let (_, c, shape) = critic(images);
         let x =
             Var::from_tensor(&Rng::new(7).normal_tensor(&shape, &Device::Cpu).unwrap()).unwrap();
-        let (out, trace) = c.forward_trace(x.as_tensor()).unwrap();
+        let (out, trace) = c.forward_trace(x.as_tensor(), None).unwrap();
         let explicit = c.input_grad(&trace).unwrap();
         let auto = out.sum_all().unwrap().backward().unwrap();
         let auto = auto.get(x.as_tensor()).unwrap();
@@ -93,7 +93,7 @@ fn gradient_penalty_and_r1_weight_gradients_equal_finite_differences() {
         let (ps, c, shape) = critic(images);
         let x = Rng::new(11).normal_tensor(&shape, &Device::Cpu).unwrap();
         let penalty = |c: &genlab_models::gan::nets::Critic| -> Tensor {
-            let (_, t) = c.forward_trace(&x).unwrap();
+            let (_, t) = c.forward_trace(&x, None).unwrap();
             pen(&c.input_grad(&t).unwrap()).unwrap()
         };
         let grads = penalty(&c).backward().unwrap();
@@ -200,7 +200,7 @@ fn minibatch_std_feature_is_the_mean_per_feature_batch_std_and_ties_the_batch_to
         let mut b_rows = vec![a.narrow(0, 0, 1).unwrap()];
         b_rows.push((a.narrow(0, 1, 2).unwrap() * 3.0).unwrap());
         let b = Tensor::cat(&b_rows, 0).unwrap();
-        let first = |x: &Tensor| c.forward(x).unwrap().to_vec1::<f32>().unwrap()[0];
+        let first = |x: &Tensor| c.forward(x, None).unwrap().to_vec1::<f32>().unwrap()[0];
         let changed = (first(&a) - first(&b)).abs() > 1e-6;
         assert_eq!(changed, mbstd, "minibatch_std = {mbstd}");
     }
