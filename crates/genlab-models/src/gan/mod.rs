@@ -459,3 +459,110 @@ impl Sample for Gan {
         &self.cfg.data
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genlab_core::{Condition, ParamStore};
+
+    fn gan(classes: usize) -> Gan {
+        let data = DataSpace {
+            shape: vec![2],
+            images: false,
+        };
+        let mut cfg = GanConfig::for_data(&data);
+        cfg.net = GanNet::Mlp { hidden: vec![8] };
+        cfg.num_classes = classes;
+        Gan::new(&cfg, ParamStore::new(0, &Device::Cpu).vb()).unwrap()
+    }
+
+    fn req(n: usize, condition: Condition) -> SampleRequest {
+        SampleRequest {
+            n,
+            condition,
+            batch_size: 2,
+            ..Default::default()
+        }
+    }
+
+    fn draw(g: &Gan, r: &SampleRequest) -> Result<Vec<Vec<f32>>> {
+        Ok(g.sample(r, &mut Rng::new(4), &mut |_, _| {})?.x.to_vec2()?)
+    }
+
+    fn labels(v: &[u32]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn class_labels_are_checked_for_training_and_sampling() {
+        let g = gan(3);
+        // Training batches: labels must be there, one per example, each of the 3 classes.
+        let e = g.labels(None, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("class-conditional (3 classes)") && e.contains("no labels"),
+            "{e}"
+        );
+        let e = g.labels(Some(&labels(&[0, 3])), 2).unwrap_err().to_string();
+        assert!(e.contains("label 3") && e.contains("3 classes"), "{e}");
+        assert!(g.labels(Some(&labels(&[0])), 2).is_err());
+        assert_eq!(
+            g.labels(Some(&labels(&[2, 0])), 2)
+                .unwrap()
+                .unwrap()
+                .to_vec1::<u32>()
+                .unwrap(),
+            [2, 0]
+        );
+        // An unconditional GAN ignores the data's labels.
+        assert!(gan(0).labels(Some(&labels(&[7])), 1).unwrap().is_none());
+
+        // Sampling: a class outside the label set, a class for an unconditional GAN,
+        // guidance, and conditions a GAN cannot take are one clear error each.
+        let e = draw(&g, &req(2, Condition::class(labels(&[1, 3])))).unwrap_err();
+        assert!(
+            matches!(&e, Error::Setting { setting, problem } if setting == "class" && problem.contains("3 is outside the model's classes 0..2")),
+            "{e}"
+        );
+        let e = draw(&gan(0), &req(1, Condition::class(labels(&[0]))))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without class conditioning"), "{e}");
+        let mut r = req(2, Condition::class(labels(&[1, 1])));
+        r.guidance = Some(2.0);
+        let e = draw(&g, &r).unwrap_err();
+        assert!(
+            matches!(&e, Error::Setting { setting, .. } if setting == "guidance"),
+            "{e}"
+        );
+        let img = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+        let e = draw(&g, &req(2, Condition::image(img, None)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("class label only"), "{e}");
+        assert!(draw(&g, &req(3, Condition::class(labels(&[1, 1])))).is_err());
+    }
+
+    #[test]
+    fn without_a_class_a_conditional_gan_cycles_the_classes_like_the_vae() {
+        let g = gan(3);
+        // 5 samples in batches of 2: classes 0 1 2 0 1, the same draws as asking for them.
+        let cycled = draw(&g, &req(5, Condition::none())).unwrap();
+        let asked = draw(&g, &req(5, Condition::class(labels(&[0, 1, 2, 0, 1])))).unwrap();
+        assert_eq!(cycled, asked);
+        let other = draw(&g, &req(5, Condition::class(labels(&[1, 1, 1, 1, 1])))).unwrap();
+        assert_ne!(cycled[0], other[0]);
+        assert_eq!(cycled[1], other[1]);
+        assert_eq!(g.num_classes(), 3);
+        assert_eq!(gan(0).num_classes(), 0);
+    }
+
+    #[test]
+    fn ebgan_cannot_be_class_conditional() {
+        let mut cfg = gan(2).config().clone();
+        cfg.loss = GanLoss::Ebgan;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("num_classes") && e.contains("EBGAN"), "{e}");
+        cfg.num_classes = 0;
+        cfg.validate().unwrap();
+    }
+}

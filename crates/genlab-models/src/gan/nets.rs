@@ -504,3 +504,162 @@ impl Discriminator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DataSpace;
+    use candle_core::Device;
+    use genlab_core::{ParamStore, Rng};
+
+    /// f32 sums of a few hundred products against the f64 brute force.
+    const PROJ_TOL: f64 = 1e-4;
+
+    fn conditional_cfg(images: bool, classes: usize) -> GanConfig {
+        let data = if images {
+            DataSpace {
+                shape: vec![1, 8, 8],
+                images: true,
+            }
+        } else {
+            DataSpace {
+                shape: vec![3],
+                images: false,
+            }
+        };
+        let mut c = GanConfig::for_data(&data);
+        c.net = if images {
+            GanNet::Dcgan {
+                channels: 8,
+                minibatch_std: false,
+            }
+        } else {
+            GanNet::Mlp {
+                hidden: vec![16, 8],
+            }
+        };
+        c.num_classes = classes;
+        c.validate().unwrap();
+        c
+    }
+
+    fn vec2(t: &Tensor) -> Vec<Vec<f64>> {
+        t.to_dtype(DType::F64).unwrap().to_vec2().unwrap()
+    }
+
+    #[test]
+    fn projection_discriminator_equals_psi_of_phi_plus_the_brute_force_inner_product() {
+        for images in [false, true] {
+            let cfg = conditional_cfg(images, 3);
+            let ps = ParamStore::new(4, &Device::Cpu);
+            let Discriminator::Critic(critic) = Discriminator::new(&cfg, ps.vb()).unwrap() else {
+                panic!("non-saturating builds a logit discriminator")
+            };
+            let mut shape = vec![4];
+            shape.extend(&cfg.data.shape);
+            let x = Rng::new(1).normal_tensor(&shape, &Device::Cpu).unwrap();
+            let labels = Tensor::new(&[2u32, 0, 1, 2], &Device::Cpu).unwrap();
+            let out: Vec<f32> = critic
+                .forward(&x, Some(&labels))
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            // phi(x) and psi's weights, read off the network; the score assembled in f64.
+            let (phi, w, bias) = match &critic.net {
+                CriticNet::Mlp(m) => {
+                    let (_, pre) = m.forward_trace(&x).unwrap();
+                    let last = m.layers().last().unwrap();
+                    let phi: Vec<Vec<f64>> = vec2(pre.last().unwrap())
+                        .into_iter()
+                        .map(|r| {
+                            r.into_iter()
+                                .map(|v| if v > 0.0 { v } else { 0.2 * v })
+                                .collect()
+                        })
+                        .collect();
+                    (
+                        phi,
+                        vec2(last.weight()),
+                        last.bias().to_vec1::<f32>().unwrap()[0],
+                    )
+                }
+                CriticNet::Dcgan { c1, c2, fc, .. } => {
+                    let h = lrelu(
+                        &c2.forward(&lrelu(&c1.forward(&x).unwrap()).unwrap())
+                            .unwrap(),
+                    )
+                    .unwrap();
+                    let phi = vec2(&h.reshape((4, ())).unwrap());
+                    (
+                        phi,
+                        vec2(fc.weight()),
+                        fc.bias().to_vec1::<f32>().unwrap()[0],
+                    )
+                }
+            };
+            let emb = vec2(critic.proj.as_ref().unwrap());
+            for (i, y) in [2usize, 0, 1, 2].into_iter().enumerate() {
+                let mut want = bias as f64;
+                for f in 0..phi[i].len() {
+                    want += w[0][f] * phi[i][f] + emb[y][f] * phi[i][f];
+                }
+                let got = out[i] as f64;
+                assert!(
+                    (got - want).abs() < PROJ_TOL * (1.0 + want.abs()),
+                    "images={images} example {i}: {got} vs {want}"
+                );
+            }
+            // The same examples as another class differ by exactly the projection term.
+            let other = Tensor::new(&[0u32, 0, 0, 0], &Device::Cpu).unwrap();
+            let out0: Vec<f32> = critic.forward(&x, Some(&other)).unwrap().to_vec1().unwrap();
+            for (i, y) in [2usize, 0, 1, 2].into_iter().enumerate() {
+                let d: f64 = (0..phi[i].len())
+                    .map(|f| (emb[y][f] - emb[0][f]) * phi[i][f])
+                    .sum();
+                let got = (out[i] - out0[i]) as f64;
+                assert!((got - d).abs() < PROJ_TOL * (1.0 + d.abs()), "{got} vs {d}");
+            }
+            // A conditional critic needs labels; an unconditional one refuses them.
+            assert!(critic.forward(&x, None).is_err());
+            let mut plain = cfg.clone();
+            plain.num_classes = 0;
+            let Discriminator::Critic(u) =
+                Discriminator::new(&plain, ParamStore::new(4, &Device::Cpu).vb()).unwrap()
+            else {
+                panic!()
+            };
+            assert!(!u.is_conditional() && critic.is_conditional());
+            assert!(u.forward(&x, Some(&labels)).is_err());
+        }
+    }
+
+    #[test]
+    fn conditional_generator_reads_its_label_and_keeps_the_unconditional_weights_apart() {
+        for images in [false, true] {
+            let cfg = conditional_cfg(images, 4);
+            let ps = ParamStore::new(2, &Device::Cpu);
+            let g = Generator::new(&cfg, ps.vb()).unwrap();
+            let z = Rng::new(3)
+                .normal_tensor(&[2, cfg.latent], &Device::Cpu)
+                .unwrap();
+            let a = g
+                .forward(&z, Some(&Tensor::new(&[0u32, 1], &Device::Cpu).unwrap()))
+                .unwrap();
+            let b = g
+                .forward(&z, Some(&Tensor::new(&[3u32, 1], &Device::Cpu).unwrap()))
+                .unwrap();
+            let row = |t: &Tensor, i| -> Vec<f32> {
+                t.get(i).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+            };
+            assert_ne!(row(&a, 0), row(&b, 0), "the label changes the sample");
+            assert_eq!(
+                row(&a, 1),
+                row(&b, 1),
+                "the same label and z give the same sample"
+            );
+            assert!(g.forward(&z, None).is_err());
+            let names: Vec<String> = ps.vars().into_iter().map(|(n, _)| n).collect();
+            assert!(names.iter().any(|n| n == "label_emb.weight"), "{names:?}");
+        }
+    }
+}
