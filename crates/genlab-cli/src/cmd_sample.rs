@@ -123,7 +123,6 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             },
         },
         batch_size: a.batch_size,
-        ..Default::default()
     };
     let t0 = Instant::now();
     let out = crate::progress::sample_with_bar(

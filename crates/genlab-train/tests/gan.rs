@@ -80,10 +80,19 @@ fn fingerprint(data: &str, batch: usize, steps: usize, edits: &[(&str, serde_jso
     h
 }
 
+/// data, batch size, steps, config edits, expected fingerprint.
+type Case = (
+    &'static str,
+    usize,
+    usize,
+    Vec<(&'static str, serde_json::Value)>,
+    u64,
+);
+
 #[test]
 fn unconditional_gans_train_and_sample_bit_identically_to_before_class_conditioning() {
     use serde_json::json;
-    let cases: Vec<(&str, usize, usize, Vec<(&str, serde_json::Value)>, u64)> = vec![
+    let cases: Vec<Case> = vec![
         ("eight-gaussians", 16, 3, vec![], 0x1ed2_f966_468a_1c51),
         (
             "eight-gaussians",
