@@ -1569,3 +1569,197 @@ fn a_second_train_in_a_busy_run_directory_fails_at_once() {
     let next = train_tiny(&out, t.0.path(), "0", "10");
     assert!(next.status.success(), "{}", stderr(&next));
 }
+
+#[test]
+fn class_conditional_gan_trains_and_samples_each_class() {
+    let t = Tmp::new();
+    let d = t.0.path();
+    let run = t.p("cgan");
+    let ck = run.to_str().unwrap();
+    let tiny = [
+        "--set",
+        "gan.net.dcgan.channels=8",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "gan.r1_weight=10",
+    ];
+    let mut args = vec![
+        "train",
+        "--model",
+        "gan",
+        "--data",
+        "digits",
+        "--steps",
+        "3",
+        "--seed",
+        "0",
+        "--quiet",
+        "--class-conditional",
+        "--out",
+        ck,
+    ];
+    args.extend(tiny);
+    let o = genlab(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["gan"]["num_classes"], 10);
+    assert!(run.join("samples.png").exists());
+    // Every class, 2 each, labels beside the samples; one class; one class as a picture.
+    let s = t.p("s.npy");
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            ck,
+            "--class",
+            "all",
+            "--n",
+            "2",
+            "--out",
+            s.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        genlab_core::io::read_npy(&s).unwrap().shape,
+        vec![20, 1, 8, 8]
+    );
+    let labels = genlab_core::io::read_npy(&t.p("s.labels.npy")).unwrap();
+    assert_eq!(labels.data[..4], [0.0, 0.0, 1.0, 1.0]);
+    let s7 = t.p("s7.npy");
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            ck,
+            "--class",
+            "7",
+            "--n",
+            "3",
+            "--out",
+            s7.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = t.p("all.png");
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            ck,
+            "--class",
+            "all",
+            "--n",
+            "4",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success() && png.exists(), "{}", stderr(&o));
+    // Class 7 of `all` and of `--class 7` come from the same generator: different noise,
+    // same class; the samples differ between classes 0 and 7 of the same run.
+    let all = genlab_core::io::read_npy(&s).unwrap();
+    let seven = genlab_core::io::read_npy(&s7).unwrap();
+    assert_eq!(seven.shape, vec![3, 1, 8, 8]);
+    assert_ne!(all.data[..64], all.data[14 * 64..15 * 64]);
+    // Bad input: a class outside the label set, guidance, a class for an unconditional
+    // GAN, a conditional GAN on unlabelled data, and EBGAN (no projection discriminator).
+    let out = t.p("x.npy");
+    let out = out.to_str().unwrap();
+    fails_with(
+        &genlab(&["sample", "--ckpt", ck, "--class", "10", "--out", out], d),
+        &["--class 10", "0..9"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                ck,
+                "--class",
+                "3",
+                "--guidance",
+                "2",
+                "--out",
+                out,
+            ],
+            d,
+        ),
+        &["--guidance", "GAN"],
+    );
+    let plain = t.p("gan");
+    let mut args = vec![
+        "train",
+        "--model",
+        "gan",
+        "--data",
+        "digits",
+        "--steps",
+        "2",
+        "--quiet",
+        "--no-preview",
+        "--out",
+        plain.to_str().unwrap(),
+    ];
+    args.extend(tiny);
+    let o = genlab(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails_with(
+        &genlab(
+            &[
+                "sample",
+                "--ckpt",
+                plain.to_str().unwrap(),
+                "--class",
+                "1",
+                "--out",
+                out,
+            ],
+            d,
+        ),
+        &["--class", "trained without labels"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "train",
+                "--model",
+                "gan",
+                "--data",
+                "swiss-roll",
+                "--steps",
+                "2",
+                "--class-conditional",
+                "--out",
+                t.p("sw").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["--class-conditional", "no class labels"],
+    );
+    fails_with(
+        &genlab(
+            &[
+                "train",
+                "--model",
+                "gan",
+                "--data",
+                "digits",
+                "--steps",
+                "2",
+                "--class-conditional",
+                "--set",
+                "gan.loss=ebgan",
+                "--out",
+                t.p("eb").to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["num_classes", "EBGAN"],
+    );
+}

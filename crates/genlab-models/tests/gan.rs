@@ -40,8 +40,13 @@ fn critic_cfg(images: bool) -> GanConfig {
     c
 }
 
-fn critic(images: bool) -> (ParamStore, genlab_models::gan::nets::Critic, Vec<usize>) {
-    let cfg = critic_cfg(images);
+/// A critic, class-conditional (a projection discriminator) when `classes > 0`.
+fn critic_with_classes(
+    images: bool,
+    classes: usize,
+) -> (ParamStore, genlab_models::gan::nets::Critic, Vec<usize>) {
+    let mut cfg = critic_cfg(images);
+    cfg.num_classes = classes;
     let ps = ParamStore::new(3, &Device::Cpu);
     let Discriminator::Critic(c) = Discriminator::new(&cfg, ps.vb()).unwrap() else {
         panic!("wgan-gp builds a critic")
@@ -62,17 +67,24 @@ const INPUT_GRAD_TOL: f32 = 1e-5;
 
 #[test]
 fn explicit_input_gradient_equals_autograd() {
-    for images in [false, true] {
-        let (_, c, shape) = critic(images);
+    // Unconditional critics and projection discriminators (whose input gradient gains
+    // embed(y) at phi), labels 2, 0, 1, 2, 0.
+    for (images, classes) in [(false, 0), (true, 0), (false, 3), (true, 3)] {
+        let (_, c, shape) = critic_with_classes(images, classes);
         let x =
             Var::from_tensor(&Rng::new(7).normal_tensor(&shape, &Device::Cpu).unwrap()).unwrap();
-        let (out, trace) = c.forward_trace(x.as_tensor()).unwrap();
+        let y = Tensor::new(&[2u32, 0, 1, 2, 0], &Device::Cpu).unwrap();
+        let y = (classes > 0).then_some(&y);
+        let (out, trace) = c.forward_trace(x.as_tensor(), y).unwrap();
         let explicit = c.input_grad(&trace).unwrap();
         let auto = out.sum_all().unwrap().backward().unwrap();
         let auto = auto.get(x.as_tensor()).unwrap();
         assert_eq!(explicit.dims(), auto.dims());
         let e = max_rel(&explicit, auto);
-        assert!(e < INPUT_GRAD_TOL, "images={images}: relative error {e}");
+        assert!(
+            e < INPUT_GRAD_TOL,
+            "images={images} classes={classes}: relative error {e}"
+        );
     }
 }
 
@@ -86,14 +98,18 @@ type Penalty = fn(&Tensor) -> genlab_core::Result<Tensor>;
 #[test]
 fn gradient_penalty_and_r1_weight_gradients_equal_finite_differences() {
     let kinds: [(&str, Penalty); 2] = [("gp", gradient_penalty), ("r1", r1_penalty)];
-    for (images, (kind, pen)) in [false, true]
+    // Unconditional critics and projection discriminators (whose class embeddings the
+    // penalties reach through the input gradient).
+    for ((images, classes), (kind, pen)) in [(false, 0), (true, 0), (false, 3), (true, 3)]
         .into_iter()
         .flat_map(|i| kinds.into_iter().map(move |k| (i, k)))
     {
-        let (ps, c, shape) = critic(images);
+        let (ps, c, shape) = critic_with_classes(images, classes);
         let x = Rng::new(11).normal_tensor(&shape, &Device::Cpu).unwrap();
+        let y = Tensor::new(&[2u32, 0, 1, 2, 0], &Device::Cpu).unwrap();
+        let y = (classes > 0).then_some(&y);
         let penalty = |c: &genlab_models::gan::nets::Critic| -> Tensor {
-            let (_, t) = c.forward_trace(&x).unwrap();
+            let (_, t) = c.forward_trace(&x, y).unwrap();
             pen(&c.input_grad(&t).unwrap()).unwrap()
         };
         let grads = penalty(&c).backward().unwrap();
@@ -105,7 +121,9 @@ fn gradient_penalty_and_r1_weight_gradients_equal_finite_differences() {
             let flat: Vec<f32> = match grads.get(var.as_tensor()) {
                 Some(g) => g.flatten_all().unwrap().to_vec1().unwrap(),
                 None if name.ends_with("bias") => vec![0.0; var.elem_count()],
-                None => panic!("images={images} {kind}: no penalty gradient for {name}"),
+                None => panic!(
+                    "images={images} classes={classes} {kind}: no penalty gradient for {name}"
+                ),
             };
             let mut values: Vec<f32> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
             let mut done = 0;
@@ -200,7 +218,7 @@ fn minibatch_std_feature_is_the_mean_per_feature_batch_std_and_ties_the_batch_to
         let mut b_rows = vec![a.narrow(0, 0, 1).unwrap()];
         b_rows.push((a.narrow(0, 1, 2).unwrap() * 3.0).unwrap());
         let b = Tensor::cat(&b_rows, 0).unwrap();
-        let first = |x: &Tensor| c.forward(x).unwrap().to_vec1::<f32>().unwrap()[0];
+        let first = |x: &Tensor| c.forward(x, None).unwrap().to_vec1::<f32>().unwrap()[0];
         let changed = (first(&a) - first(&b)).abs() > 1e-6;
         assert_eq!(changed, mbstd, "minibatch_std = {mbstd}");
     }

@@ -6,6 +6,7 @@
 //! the layers behind it, and nothing fails. This test builds each model's training step
 //! as the trainer does (the registry's default config and trainer settings for the data)
 //! and checks the gradients [`TrainStep::loss_and_grads`] returns, naming the offenders.
+//! Models that take a condition are checked class-conditional too, on the labelled data.
 
 use genlab_core::Rng;
 use genlab_data::{make_batch, open_dataset, DataKind, Dataset, OpenOptions};
@@ -164,28 +165,38 @@ fn every_trainable_variable_of_every_model_gets_a_gradient() {
             let Some(config) = config_for(entry, &space, ds.as_ref(), dir.path()) else {
                 continue;
             };
-            let train = (entry.default_train)(&space);
-            let step = (entry.build_step)(&config, &train, 7, &candle_core::Device::Cpu)
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{} on {}: cannot build the step: {e}",
+            // Models that take a condition are also tried class-conditional on labelled
+            // data, as `--class-conditional` builds them (their label embeddings must learn).
+            let mut variants = vec![("", config.clone())];
+            if let (true, Some(k)) = (entry.caps.conditional, ds.num_classes()) {
+                let mut c = config.clone();
+                c["num_classes"] = k.into();
+                variants.push((" class-conditional", c));
+            }
+            for (variant, config) in variants {
+                let train = (entry.default_train)(&space);
+                let step = (entry.build_step)(&config, &train, 7, &candle_core::Device::Cpu)
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "{}{variant} on {}: cannot build the step: {e}",
+                            entry.name,
+                            ds.name()
+                        )
+                    });
+                let idx: Vec<usize> = (0..*batch_size).collect();
+                let batch = make_batch(ds.as_ref(), &idx, &candle_core::Device::Cpu).unwrap();
+                let bad = bad_gradients(step.as_ref(), &batch, 3);
+                if !bad.is_empty() {
+                    failures.push(format!(
+                        "{}{variant} on {} {:?} ({} of {} variables):\n    {}",
                         entry.name,
-                        ds.name()
-                    )
-                });
-            let idx: Vec<usize> = (0..*batch_size).collect();
-            let batch = make_batch(ds.as_ref(), &idx, &candle_core::Device::Cpu).unwrap();
-            let bad = bad_gradients(step.as_ref(), &batch, 3);
-            if !bad.is_empty() {
-                failures.push(format!(
-                    "{} on {} {:?} ({} of {} variables):\n    {}",
-                    entry.name,
-                    ds.name(),
-                    space.shape,
-                    bad.len(),
-                    step.trainable_vars().len(),
-                    bad.join("\n    ")
-                ));
+                        ds.name(),
+                        space.shape,
+                        bad.len(),
+                        step.trainable_vars().len(),
+                        bad.join("\n    ")
+                    ));
+                }
             }
             tried.push(ds.name().to_string());
         }

@@ -188,6 +188,16 @@ fn vae_and_gan_resume_equals_straight() {
         ),
         ("gan", vec![("loss", "wgan".into()), ("n_critic", 3.into())]),
         ("gan", vec![("loss", "ebgan".into())]),
+        // Class-conditional (the eight gaussians' modes as classes) with R1 through the
+        // projection discriminator.
+        (
+            "gan",
+            vec![
+                ("num_classes", 8.into()),
+                ("r1_weight", 10.0.into()),
+                ("net", serde_json::json!({"mlp": {"hidden": [16]}})),
+            ],
+        ),
         // ActNorm's data-dependent init happens at step 1 and must not rerun on resume;
         // spline couplings and MAF exercise the other conditioners.
         (

@@ -8,12 +8,18 @@
 //!   al. 2017), WGAN with clipping (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017)
 //!   and EBGAN (Zhao et al. 2017).
 //!
+//! - Class conditioning (`num_classes > 0`): the label's learned embedding is concatenated to
+//!   the generator's z (Mirza & Osindero 2014, arXiv:1411.1784), and the discriminator is the
+//!   projection discriminator of Miyato & Koyama 2018 (arXiv:1802.05637, Eq. 3),
+//!   f(x, y) = psi(phi(x)) + <embed(y), phi(x)>. Fakes are generated for the labels of the
+//!   real batch they are set against, so both players see the data's class frequencies.
+//!
 //! Images are mapped from [0, 1] to [-1, 1] for the networks (the generator ends in tanh).
 
 pub mod loss;
 pub mod nets;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +108,10 @@ pub struct GanConfig {
     pub margin: Option<f64>,
     /// EBGAN pull-away term weight; `null` = 0.1 (Zhao et al., Sec. 2.4).
     pub pt_weight: Option<f64>,
+    /// Number of classes for a class-conditional GAN (label embedding in the generator,
+    /// projection discriminator); 0 = unconditional. Saved configs without the key load as 0.
+    #[serde(default)]
+    pub num_classes: usize,
     pub data: DataSpace,
 }
 
@@ -129,6 +139,7 @@ impl GanConfig {
             r1_weight: None,
             margin: None,
             pt_weight: None,
+            num_classes: 0, // unconditional; `--class-conditional` sets it from the data
             data: data.clone(),
         }
     }
@@ -204,6 +215,13 @@ impl GanConfig {
                     return bad(format!("gan.{name} must be positive, got {v}"));
                 }
             }
+        }
+        if self.num_classes > 0 && self.loss == GanLoss::Ebgan {
+            return bad(
+                "gan.num_classes (a class-conditional GAN) needs a projection discriminator, \
+                 which EBGAN's autoencoder discriminator is not; use another gan.loss"
+                    .into(),
+            );
         }
         if self.data.shape.is_empty() || self.data.shape.contains(&0) {
             return bad(format!("gan: empty data shape {:?}", self.data.shape));
@@ -297,14 +315,106 @@ impl Gan {
         &self.cfg
     }
 
-    /// G(z) in model space (`[-1, 1]` for images).
-    pub fn generate(&self, z: &Tensor) -> Result<Tensor> {
-        self.gen.forward(z)
+    /// G(z, y) in model space (`[-1, 1]` for images); `labels` (`[B]` u32, checked with
+    /// [`Gan::labels`]) for a class-conditional GAN, `None` otherwise.
+    pub fn generate(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        self.gen.forward(z, labels)
     }
 
     /// Noise for `n` samples.
     pub fn noise(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
         Ok(rng.normal_tensor(&[n, self.cfg.latent], &self.device)?)
+    }
+
+    /// Whether the GAN is class-conditional.
+    pub fn is_conditional(&self) -> bool {
+        self.cfg.num_classes > 0
+    }
+
+    /// The labels a training batch of `n` examples gives the two players: `None` for an
+    /// unconditional GAN (whatever the data carry); for a class-conditional one the data's
+    /// labels `[n]` u32 on the model's device, each checked to be one of its classes.
+    pub fn labels(&self, labels: Option<&Tensor>, n: usize) -> Result<Option<Tensor>> {
+        let nc = self.cfg.num_classes;
+        if nc == 0 {
+            return Ok(None);
+        }
+        let labels = labels.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "this GAN is class-conditional ({nc} classes) but the data have no labels"
+            ))
+        })?;
+        let y = labels.to_dtype(DType::U32)?;
+        let v: Vec<u32> = y.to_vec1()?;
+        if v.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "{} labels for {n} examples",
+                v.len()
+            )));
+        }
+        if let Some(bad) = v.iter().find(|&&c| c as usize >= nc) {
+            return Err(Error::InvalidInput(format!(
+                "label {bad} is outside the model's {nc} classes"
+            )));
+        }
+        Ok(Some(y.to_device(&self.device)?))
+    }
+
+    /// Checks a request's condition against this GAN: a class (of one of its classes) for a
+    /// class-conditional GAN, or nothing; never guidance.
+    fn check_request(&self, req: &SampleRequest) -> Result<()> {
+        if req.guidance.is_some() {
+            return Err(Error::setting(
+                "guidance",
+                "applies to conditional diffusion models; a GAN samples its class as it is",
+            ));
+        }
+        let c = &req.condition;
+        c.check_batch(req.n)?;
+        if c.tokens.is_some() || c.token_mask.is_some() || c.image.is_some() || c.mask.is_some() {
+            return Err(Error::InvalidInput(format!(
+                "a GAN takes a class label only, got {}",
+                c.describe()
+            )));
+        }
+        if let Some(labels) = c.class_labels()? {
+            let nc = self.cfg.num_classes;
+            if nc == 0 {
+                return Err(Error::InvalidInput(
+                    "this GAN was trained without class conditioning; it takes no class".into(),
+                ));
+            }
+            if let Some(bad) = labels.iter().find(|&&l| l as usize >= nc) {
+                return Err(Error::setting(
+                    "class",
+                    format!("{bad} is outside the model's classes 0..{}", nc - 1),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The labels of samples `offset..offset + n` of a request: the request's own, or for a
+    /// class-conditional GAN asked for no class the classes in turn (0, 1, ..., K-1, 0, ...
+    /// counted from the request's first sample, as the VAE does); `None` when unconditional.
+    fn request_labels(
+        &self,
+        req: &SampleRequest,
+        offset: usize,
+        n: usize,
+    ) -> Result<Option<Tensor>> {
+        let nc = self.cfg.num_classes;
+        if nc == 0 {
+            return Ok(None);
+        }
+        let y = match &req.condition.class {
+            Some(l) => l.narrow(0, offset, n)?.to_dtype(DType::U32)?,
+            None => {
+                let l: Vec<u32> = (0..n).map(|i| ((offset + i) % nc) as u32).collect();
+                Tensor::new(l, &Device::Cpu)?
+            }
+        };
+        Ok(Some(y.to_device(&self.device)?))
     }
 
     /// Data space -> model space.
@@ -326,9 +436,12 @@ impl Sample for Gan {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleResult> {
         crate::sample::require_unit_temperature(req, "GAN")?;
-        crate::sample::require_no_condition(req, "GAN")?;
-        let x = crate::sample::sample_in_batches(req, rng, progress, |nb, _, rng| {
-            let x = self.generate(&self.noise(nb, rng)?)?.detach();
+        self.check_request(req)?;
+        let x = crate::sample::sample_in_batches(req, rng, progress, |nb, done, rng| {
+            let labels = self.request_labels(req, done, nb)?;
+            let x = self
+                .generate(&self.noise(nb, rng)?, labels.as_ref())?
+                .detach();
             Ok(if self.cfg.data.images {
                 x.affine(0.5, 0.5)?.clamp(0f32, 1f32)?
             } else {
@@ -338,7 +451,118 @@ impl Sample for Gan {
         Ok(SampleResult { x, nfe: 1 })
     }
 
+    fn num_classes(&self) -> usize {
+        self.cfg.num_classes
+    }
+
     fn data_space(&self) -> &DataSpace {
         &self.cfg.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genlab_core::{Condition, ParamStore};
+
+    fn gan(classes: usize) -> Gan {
+        let data = DataSpace {
+            shape: vec![2],
+            images: false,
+        };
+        let mut cfg = GanConfig::for_data(&data);
+        cfg.net = GanNet::Mlp { hidden: vec![8] };
+        cfg.num_classes = classes;
+        Gan::new(&cfg, ParamStore::new(0, &Device::Cpu).vb()).unwrap()
+    }
+
+    fn req(n: usize, condition: Condition) -> SampleRequest {
+        SampleRequest {
+            n,
+            condition,
+            batch_size: 2,
+            ..Default::default()
+        }
+    }
+
+    fn draw(g: &Gan, r: &SampleRequest) -> Result<Vec<Vec<f32>>> {
+        Ok(g.sample(r, &mut Rng::new(4), &mut |_, _| {})?.x.to_vec2()?)
+    }
+
+    fn labels(v: &[u32]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn class_labels_are_checked_for_training_and_sampling() {
+        let g = gan(3);
+        // Training batches: labels must be there, one per example, each of the 3 classes.
+        let e = g.labels(None, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("class-conditional (3 classes)") && e.contains("no labels"),
+            "{e}"
+        );
+        let e = g.labels(Some(&labels(&[0, 3])), 2).unwrap_err().to_string();
+        assert!(e.contains("label 3") && e.contains("3 classes"), "{e}");
+        assert!(g.labels(Some(&labels(&[0])), 2).is_err());
+        assert_eq!(
+            g.labels(Some(&labels(&[2, 0])), 2)
+                .unwrap()
+                .unwrap()
+                .to_vec1::<u32>()
+                .unwrap(),
+            [2, 0]
+        );
+        // An unconditional GAN ignores the data's labels.
+        assert!(gan(0).labels(Some(&labels(&[7])), 1).unwrap().is_none());
+
+        // Sampling: a class outside the label set, a class for an unconditional GAN,
+        // guidance, and conditions a GAN cannot take are one clear error each.
+        let e = draw(&g, &req(2, Condition::class(labels(&[1, 3])))).unwrap_err();
+        assert!(
+            matches!(&e, Error::Setting { setting, problem } if setting == "class" && problem.contains("3 is outside the model's classes 0..2")),
+            "{e}"
+        );
+        let e = draw(&gan(0), &req(1, Condition::class(labels(&[0]))))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without class conditioning"), "{e}");
+        let mut r = req(2, Condition::class(labels(&[1, 1])));
+        r.guidance = Some(2.0);
+        let e = draw(&g, &r).unwrap_err();
+        assert!(
+            matches!(&e, Error::Setting { setting, .. } if setting == "guidance"),
+            "{e}"
+        );
+        let img = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+        let e = draw(&g, &req(2, Condition::image(img, None)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("class label only"), "{e}");
+        assert!(draw(&g, &req(3, Condition::class(labels(&[1, 1])))).is_err());
+    }
+
+    #[test]
+    fn without_a_class_a_conditional_gan_cycles_the_classes_like_the_vae() {
+        let g = gan(3);
+        // 5 samples in batches of 2: classes 0 1 2 0 1, the same draws as asking for them.
+        let cycled = draw(&g, &req(5, Condition::none())).unwrap();
+        let asked = draw(&g, &req(5, Condition::class(labels(&[0, 1, 2, 0, 1])))).unwrap();
+        assert_eq!(cycled, asked);
+        let other = draw(&g, &req(5, Condition::class(labels(&[1, 1, 1, 1, 1])))).unwrap();
+        assert_ne!(cycled[0], other[0]);
+        assert_eq!(cycled[1], other[1]);
+        assert_eq!(g.num_classes(), 3);
+        assert_eq!(gan(0).num_classes(), 0);
+    }
+
+    #[test]
+    fn ebgan_cannot_be_class_conditional() {
+        let mut cfg = gan(2).config().clone();
+        cfg.loss = GanLoss::Ebgan;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("num_classes") && e.contains("EBGAN"), "{e}");
+        cfg.num_classes = 0;
+        cfg.validate().unwrap();
     }
 }

@@ -6,6 +6,12 @@
 //! rate is `gan.d_lr` scaled by the trainer's warm-up; WGAN clips the critic's weights after
 //! each update; the generator keeps an EMA copy that samples.
 //!
+//! Class-conditional GANs (`gan.num_classes > 0`) take the batch's labels: the discriminator
+//! scores the real examples with their labels and the fakes with the same labels (the
+//! generator draws one fake per real example, of its class), and so does the generator's
+//! update (Miyato & Koyama 2018, arXiv:1802.05637: labels of fakes from the data's class
+//! distribution).
+//!
 //! Checkpoint layout: the generator's weights as every single-network step writes them
 //! (`model.gen.*`, `ema.gen.*`, `opt.*`), the discriminator's under `d.` (`d.model.disc.*`,
 //! `d.opt.*`...), optimizer step counts under `g` and `d` in the JSON state.
@@ -80,14 +86,14 @@ impl GanStep {
         })
     }
 
-    fn d_forward(&self, x: &Tensor, rng: &mut Rng) -> Result<DOut> {
+    fn d_forward(&self, x: &Tensor, y: Option<&Tensor>, rng: &mut Rng) -> Result<DOut> {
         let b = x.dim(0)?;
-        let fake = self.gen.generate(&self.gen.noise(b, rng)?)?.detach();
+        let fake = self.gen.generate(&self.gen.noise(b, rng)?, y)?.detach();
         let c = &self.cfg;
         match &self.disc {
             Discriminator::Critic(critic) => {
-                let (real, trace) = critic.forward_trace(&x.detach())?;
-                let fk = critic.forward(&fake)?;
+                let (real, trace) = critic.forward_trace(&x.detach(), y)?;
+                let fk = critic.forward(&fake, y)?;
                 let mut loss = d_loss(c.loss, &real, &fk, c.lsgan_targets, c.margin())?;
                 let mut metrics = vec![
                     ("d_real".into(), scalar(&real.mean_all()?)?),
@@ -104,7 +110,7 @@ impl GanStep {
                     eshape[0] = b;
                     let e = rng.uniform_tensor(0.0, 1.0, &eshape, x.device())?;
                     let xhat = (x.broadcast_mul(&e)? + fake.broadcast_mul(&(1.0 - &e)?)?)?;
-                    let (_, trace) = critic.forward_trace(&xhat.detach())?;
+                    let (_, trace) = critic.forward_trace(&xhat.detach(), y)?;
                     let gp = gradient_penalty(&critic.input_grad(&trace)?)?;
                     metrics.push(("gp".into(), scalar(&gp)?));
                     loss = (loss + (gp * lambda)?)?;
@@ -126,12 +132,12 @@ impl GanStep {
         }
     }
 
-    fn g_forward(&self, b: usize, rng: &mut Rng) -> Result<Tensor> {
-        let fake = self.gen.generate(&self.gen.noise(b, rng)?)?;
+    fn g_forward(&self, b: usize, y: Option<&Tensor>, rng: &mut Rng) -> Result<Tensor> {
+        let fake = self.gen.generate(&self.gen.noise(b, rng)?, y)?;
         let c = &self.cfg;
         match &self.disc {
             Discriminator::Critic(critic) => {
-                g_loss(c.loss, &critic.forward(&fake)?, c.lsgan_targets)
+                g_loss(c.loss, &critic.forward(&fake, y)?, c.lsgan_targets)
             }
             Discriminator::Energy(net) => {
                 let (ef, code) = net.forward(&fake)?;
@@ -154,7 +160,8 @@ impl GanStep {
 impl TrainStep for GanStep {
     fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
         let x = self.gen.to_model_space(&batch.x)?;
-        let d = self.d_forward(&x, rng)?;
+        let y = self.gen.labels(batch.labels.as_ref(), x.dim(0)?)?;
+        let d = self.d_forward(&x, y.as_ref(), rng)?;
         let dl = finite(scalar(&d.loss)?, "discriminator loss")?;
         let d_lr = lr * self.cfg.d_lr.unwrap_or(self.base_lr) / self.base_lr;
         self.d.apply(&d.loss.backward()?, d_lr)?;
@@ -162,7 +169,7 @@ impl TrainStep for GanStep {
         // `is_multiple_of` is newer (1.87) than the workspace's rust-version (1.85).
         #[allow(clippy::manual_is_multiple_of)]
         if self.d.opt_steps() % self.cfg.n_critic() as u64 == 0 {
-            let gl = self.g_forward(x.dim(0)?, rng)?;
+            let gl = self.g_forward(x.dim(0)?, y.as_ref(), rng)?;
             self.last_g = finite(scalar(&gl)?, "generator loss")?;
             self.g.apply(&gl.backward()?, lr)?;
         }
@@ -174,9 +181,10 @@ impl TrainStep for GanStep {
     /// The discriminator's loss; the gradients of each player's loss for its own variables.
     fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)> {
         let x = self.gen.to_model_space(&batch.x)?;
-        let d = self.d_forward(&x, rng)?;
+        let y = self.gen.labels(batch.labels.as_ref(), x.dim(0)?)?;
+        let d = self.d_forward(&x, y.as_ref(), rng)?;
         let d_grads = d.loss.backward()?;
-        let mut grads = self.g_forward(x.dim(0)?, rng)?.backward()?;
+        let mut grads = self.g_forward(x.dim(0)?, y.as_ref(), rng)?.backward()?;
         for (_, v) in self.d.store.vars() {
             grads.remove(v.as_tensor());
             if let Some(g) = d_grads.get(v.as_tensor()) {
@@ -252,10 +260,11 @@ fn gan_train(d: &DataSpace) -> TrainConfig {
 /// The `gan` registry entry.
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "gan",
-    description: "GANs: gan.loss = minimax | non-saturating | lsgan | wgan | wgan-gp | ebgan; MLP or DCGAN nets",
+    description: "GANs: gan.loss = minimax | non-saturating | lsgan | wgan | wgan-gp | ebgan; MLP or DCGAN nets; optionally class-conditional (projection discriminator)",
     caps: Capabilities {
         trains_fresh: true,
         generates: true,
+        conditional: true,
         ..NONE
     },
     default_config: |d| config_value(&GanConfig::for_data(d)),
