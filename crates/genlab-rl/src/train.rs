@@ -32,7 +32,12 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const LOG_FILE: &str = "log.jsonl";
 pub const CONFIG_FILE: &str = "config.json";
 pub const CURVE_FILE: &str = "returns.svg";
-const META_KEY: &str = "genlab-rl";
+/// The safetensors metadata key of a genlab-rl checkpoint (the run config and counters, as
+/// JSON); its presence is what tells an RL checkpoint from another kind.
+pub const META_KEY: &str = "genlab-rl";
+/// The field of an episode line of the log that holds its return (the others are `step`,
+/// `episode`, `length` and `elapsed_s`; loss lines hold `step` and the mean losses).
+pub const RETURN_FIELD: &str = "return";
 /// Bumped when the checkpoint layout changes incompatibly.
 const FORMAT_VERSION: u32 = 1;
 /// Episodes averaged in the running return.
@@ -140,10 +145,8 @@ fn save(dir: &Path, meta: &Meta, saved: Saved) -> Result<()> {
     )
 }
 
-/// A checkpoint's run config, metadata and agent state.
-fn load(dir: &Path) -> Result<(Meta, Saved)> {
-    let path = dir.join(CHECKPOINT_FILE);
-    let (tensors, meta) = io::load_tensors_with_metadata(&path, &Device::Cpu)?;
+/// The checkpoint metadata of `path` (its safetensors metadata map), checked.
+fn parse_meta(meta: &HashMap<String, String>, path: &Path) -> Result<Meta> {
     let text = meta.get(META_KEY).ok_or_else(|| {
         Error::Checkpoint(format!(
             "{} is not a genlab-rl checkpoint (no `{META_KEY}` metadata)",
@@ -159,6 +162,55 @@ fn load(dir: &Path) -> Result<(Meta, Saved)> {
             meta.format
         )));
     }
+    Ok(meta)
+}
+
+/// What a checkpoint says about its run, read from its metadata alone (no tensors, no
+/// agent built): for tools that list runs (`genlab serve`, `genlab report`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointState {
+    pub run: RunConfig,
+    /// Environment steps trained when it was saved.
+    pub step: u64,
+    /// Training episodes finished.
+    pub episodes: u64,
+    /// Mean return of the last [`RUNNING_EPISODES`] training episodes, if any ended.
+    pub running_return: Option<f64>,
+}
+
+/// Whether a checkpoint's safetensors metadata is a genlab-rl checkpoint's (parse it with
+/// [`parse_metadata`]).
+pub fn is_rl_metadata(meta: &HashMap<String, String>) -> bool {
+    meta.contains_key(META_KEY)
+}
+
+/// Parses a genlab-rl checkpoint's safetensors metadata (`path` names the file in errors).
+pub fn parse_metadata(meta: &HashMap<String, String>, path: &Path) -> Result<CheckpointState> {
+    let meta = parse_meta(meta, path)?;
+    // Every agent saves its environment steps as `steps` (checked for each in the tests).
+    let step = meta
+        .agent
+        .get("steps")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| {
+            Error::Checkpoint(format!(
+                "{}: corrupt metadata: the agent state has no `steps` count",
+                path.display()
+            ))
+        })?;
+    Ok(CheckpointState {
+        step,
+        episodes: meta.episodes,
+        running_return: mean(&meta.recent),
+        run: meta.run,
+    })
+}
+
+/// A checkpoint's run config, metadata and agent state.
+fn load(dir: &Path) -> Result<(Meta, Saved)> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let (tensors, meta) = io::load_tensors_with_metadata(&path, &Device::Cpu)?;
+    let meta = parse_meta(&meta, &path)?;
     let mut saved = Saved {
         json: meta.agent.clone(),
         ..Default::default()
@@ -209,7 +261,7 @@ pub fn read_returns(dir: &Path) -> Result<Vec<(u64, f64)>> {
     for line in std::io::BufReader::new(f).lines() {
         let line = line.map_err(|e| Error::io("read", &path, e))?;
         if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if let (Some(s), Some(r)) = (v["step"].as_u64(), v["return"].as_f64()) {
+            if let (Some(s), Some(r)) = (v["step"].as_u64(), v[RETURN_FIELD].as_f64()) {
                 out.push((s, r));
             }
         }
@@ -349,10 +401,13 @@ pub fn train(
             if meta.recent.len() > RUNNING_EPISODES {
                 meta.recent.remove(0);
             }
-            let line = serde_json::json!({
-                "step": step, "episode": meta.episodes, "return": ep.ret, "length": ep.len,
-                "elapsed_s": started.elapsed().as_secs_f64(),
-            });
+            let mut line = serde_json::Map::new();
+            line.insert("step".into(), step.into());
+            line.insert("episode".into(), meta.episodes.into());
+            line.insert(RETURN_FIELD.into(), ep.ret.into());
+            line.insert("length".into(), ep.len.into());
+            line.insert("elapsed_s".into(), started.elapsed().as_secs_f64().into());
+            let line = Value::Object(line);
             writeln!(log, "{line}").map_err(|e| Error::io("write log", &log_path, e))?;
         }
         for (k, v) in &report.metrics {
@@ -404,8 +459,9 @@ pub fn train(
     })
 }
 
-/// Summary of evaluation episodes.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Summary of evaluation episodes (`genlab rl eval --json FILE` writes it; `genlab serve`
+/// shows it as a run's evaluation when it is the run's `eval.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalResult {
     pub algo: String,
     pub env: String,

@@ -32,6 +32,16 @@ impl train::Observer for StopAt<'_> {
     }
 }
 
+/// The checkpoint of `dir` as its metadata alone describes it (what `genlab serve` reads).
+fn checkpoint_state(dir: &Path) -> train::CheckpointState {
+    let path = dir.join(CHECKPOINT_FILE);
+    let (_, meta) =
+        genlab_core::io::load_tensors_with_metadata(&path, &genlab_core::candle::Device::Cpu)
+            .unwrap();
+    assert!(train::is_rl_metadata(&meta));
+    train::parse_metadata(&meta, &path).unwrap()
+}
+
 fn run(r: &TrainRequest) -> genlab_core::Result<train::TrainOutcome> {
     train::train(r, &mut Quiet, &AtomicBool::new(false))
 }
@@ -95,7 +105,20 @@ fn resuming_gives_the_same_bytes_as_training_straight_through() {
         let (env, set) = tiny(algo.name);
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        run(&req(algo.name, env, 600, &a, &set)).unwrap();
+        let straight = run(&req(algo.name, env, 600, &a, &set)).unwrap();
+        // The metadata alone tells the step, target and running return.
+        let st = checkpoint_state(&a);
+        assert_eq!(
+            (st.step, st.run.steps, st.episodes, st.running_return),
+            (
+                straight.steps,
+                600,
+                straight.episodes,
+                straight.running_return
+            ),
+            "{}",
+            algo.name
+        );
         // Interrupted at 300 (as by Ctrl-C), then resumed: the schedules (epsilon, linear
         // decays) span the run's 600 steps in both.
         let stop = AtomicBool::new(false);
@@ -106,6 +129,7 @@ fn resuming_gives_the_same_bytes_as_training_straight_through() {
         )
         .unwrap();
         assert!(out.interrupted && out.steps < 600, "{}: {out:?}", algo.name);
+        assert_eq!(checkpoint_state(&b).step, out.steps, "{}", algo.name);
         let mut r = req(algo.name, env, 600, &b, &[]);
         r.resume = true;
         run(&r).unwrap();
@@ -129,6 +153,7 @@ fn a3c_trains_with_its_threads_and_resumes() {
     let (env, set) = tiny("a3c");
     let out = run(&req("a3c", env, 400, dir.path(), &set)).unwrap();
     assert!(out.steps >= 400 && out.episodes > 0);
+    assert_eq!(checkpoint_state(dir.path()).step, out.steps);
     let mut r = req("a3c", env, 800, dir.path(), &[]);
     r.resume = true;
     assert!(run(&r).unwrap().steps >= 800);

@@ -373,6 +373,22 @@ fn run_dir(app: &App, id: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Refuses to `what` an RL run (sample, compare, continue or evaluate it from a page): an
+/// agent draws no samples, and its training and evaluation are `genlab rl`'s.
+fn not_rl(dir: &std::path::Path, id: &str, what: &str) -> Result<()> {
+    let s = runs::summarize(dir, id.to_string());
+    if s.family != runs::Family::Rl {
+        return Ok(());
+    }
+    let algo = s.model.as_deref().unwrap_or("?");
+    let env = s.data.as_deref().unwrap_or("?");
+    Err(ServeError::Conflict(format!(
+        "`{id}` is a reinforcement-learning run ({algo} on {env}): it cannot {what} from \
+             this page; use `genlab rl train --resume`, `genlab rl eval` or `genlab rl rollout` \
+             on it"
+    )))
+}
+
 async fn run_detail(State(app): St, Query(q): Query<IdQuery>) -> Result<Json<Value>> {
     let dir = run_dir(&app, &q.id)?;
     let d = blocking(move || Ok(runs::detail(&dir, q.id))).await?;
@@ -493,6 +509,7 @@ async fn facts(app: &Arc<App>, dir: &std::path::Path) -> Result<ModelFacts> {
 
 async fn run_form(State(app): St, Query(q): Query<IdQuery>) -> Result<Json<Value>> {
     let dir = run_dir(&app, &q.id)?;
+    not_rl(&dir, &q.id, "be sampled")?;
     let f = facts(&app, &dir).await?;
     if !f.caps.generates {
         return Err(ServeError::Conflict(format!(
@@ -670,6 +687,7 @@ async fn sample(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Respo
     };
     no_more(&m, "run, settings")?;
     let dir = run_dir(&app, &id)?;
+    not_rl(&dir, &id, "be sampled")?;
     let f = facts(&app, &dir).await?;
     let plan = params::parse(&f, &settings)?;
     let title = format!(
@@ -754,6 +772,7 @@ async fn compare(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Resp
     let mut runs = Vec::new();
     for id in &ids {
         let dir = run_dir(&app, id)?;
+        not_rl(&dir, id, "be compared")?;
         let f = facts(&app, &dir).await?;
         if !f.caps.sampler_zoo {
             return Err(ServeError::param(
@@ -834,6 +853,7 @@ async fn train(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Respon
                 ));
             }
             let dir = run_dir(&app, &id)?;
+            not_rl(&dir, &id, "be continued")?;
             if !dir.join(genlab_train::trainer::CHECKPOINT_FILE).is_file() {
                 return Err(ServeError::Conflict(format!(
                     "`{id}` has no checkpoint to continue from"
@@ -912,6 +932,7 @@ async fn eval(State(app): St, headers: HeaderMap, body: Bytes) -> Result<Respons
         web_dataset(d)?;
     }
     let dir = run_dir(&app, &id)?;
+    not_rl(&dir, &id, "be evaluated")?;
     let summary = runs::summarize(&dir, id.clone());
     if summary.state == RunState::Broken {
         return Err(ServeError::Conflict(format!(

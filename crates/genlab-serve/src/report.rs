@@ -1,7 +1,8 @@
 //! `genlab report RUN... --out report.html`: one self-contained HTML page about a set of
 //! runs, to share: an overview table, then per run its state and metrics, loss and
-//! learning-rate curves (inline SVG drawn from its log), every picture (inlined as `data:`
-//! URLs, so the file needs nothing beside it) and its config.
+//! learning-rate curves (inline SVG drawn from its log; for an RL run its episode returns
+//! first), every picture (inlined as `data:` URLs, so the file needs nothing beside it) and
+//! its config.
 //!
 //! The page is a [`genlab_report::Page`]; the runs are read as the runs page reads them
 //! ([`crate::runs`]).
@@ -15,7 +16,7 @@ use genlab_train::trainer::{CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE};
 
 use crate::error::{Result, ServeError};
 use crate::logs;
-use crate::runs::{self, RunSummary};
+use crate::runs::{self, Family, RunSummary};
 
 /// Pictures larger than this are left out of the page (with a note).
 const MAX_PICTURE: u64 = 16 << 20;
@@ -39,10 +40,50 @@ fn state_text(s: &RunSummary) -> String {
         .unwrap_or_default()
 }
 
-/// Loss curves and the learning rate of a run, as inline SVG charts.
-fn curves(dir: &Path, title: &str) -> Result<Vec<Block>> {
+fn fmt_num(v: Option<f64>) -> String {
+    v.map_or("-".into(), |l| format!("{l:.4}"))
+}
+
+/// An RL run's episode returns against environment steps, with their running mean (as
+/// `genlab rl report` averages them).
+fn return_curve(records: &[logs::LogRecord], title: &str) -> Result<Option<Block>> {
+    let returns = runs::log_returns(records);
+    if returns.is_empty() {
+        return Ok(None);
+    }
+    let steps: Vec<f64> = returns.iter().map(|p| p.0 as f64).collect();
+    let running = genlab_rl::report::running_curve(&returns, &steps);
+    let series = [
+        Series {
+            name: "episode return".into(),
+            points: returns.iter().map(|&(s, r)| (s as f64, r)).collect(),
+        },
+        Series {
+            name: format!(
+                "mean of the last {} episodes",
+                genlab_rl::train::RUNNING_EPISODES
+            ),
+            points: steps.into_iter().zip(running).collect(),
+        },
+    ];
+    Ok(Some(Block::Svg(genlab_report::line_chart_svg(
+        &format!("{title}: episode return"),
+        "environment steps",
+        "return",
+        &series,
+        false,
+    )?)))
+}
+
+/// Loss curves and the learning rate of a run (an RL run's returns first), as inline SVG
+/// charts.
+fn curves(dir: &Path, title: &str, family: Family) -> Result<Vec<Block>> {
     let log = dir.join(LOG_FILE);
     let mut blocks = Vec::new();
+    let records = logs::read_all(&log).map_err(|e| ServeError::io("read", &log, e))?;
+    if family == Family::Rl {
+        blocks.extend(return_curve(&records.records, title)?);
+    }
     let losses = genlab_train::outputs::read_losses(&log);
     if !losses.is_empty() {
         let positive = losses.iter().all(|(_, p)| p.iter().all(|&(_, y)| y > 0.0));
@@ -52,13 +93,16 @@ fn curves(dir: &Path, title: &str) -> Result<Vec<Block>> {
             .collect();
         blocks.push(Block::Svg(genlab_report::line_chart_svg(
             &format!("{title}: loss"),
-            "step",
+            if family == Family::Rl {
+                "environment steps"
+            } else {
+                "step"
+            },
             "loss (mean per log interval)",
             &series,
             positive,
         )?));
     }
-    let records = logs::read_all(&log).map_err(|e| ServeError::io("read", &log, e))?;
     let lr: Vec<(f64, f64)> = records
         .records
         .iter()
@@ -111,19 +155,36 @@ pub fn render(runs: &[PathBuf]) -> Result<(Page, ReportSummary)> {
             fmt_opt(s.data.as_deref()),
             state_text(s),
             format!("{} / {}", fmt_opt(s.step), fmt_opt(s.steps)),
-            s.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            fmt_num(s.last_loss),
+            fmt_num(s.last_return),
         ]);
-        let mut blocks = vec![Block::Text(format!(
-            "{} on {}, seed {}: {} at step {} of {}; last {} {}.",
+        let mut line = format!(
+            "{} on {}, seed {}: {} at step {} of {}",
             fmt_opt(s.model.as_deref()),
             fmt_opt(s.data.as_deref()),
             fmt_opt(s.seed),
             state_text(s),
             fmt_opt(s.step),
             fmt_opt(s.steps),
-            s.loss_name.as_deref().unwrap_or("loss"),
-            s.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
-        ))];
+        );
+        if s.family == Family::Rl {
+            line = format!(
+                "Reinforcement learning: {line} environment steps, {} episodes; last episode \
+                 return {} (mean of the last {}: {})",
+                fmt_opt(s.episodes),
+                fmt_num(s.last_return),
+                genlab_rl::train::RUNNING_EPISODES,
+                fmt_num(s.running_return),
+            );
+        }
+        if s.family == Family::Generative || s.last_loss.is_some() {
+            line += &format!(
+                "; last {} {}",
+                s.loss_name.as_deref().unwrap_or("loss"),
+                fmt_num(s.last_loss)
+            );
+        }
+        let mut blocks = vec![Block::Text(format!("{line}."))];
         if !s.problems.is_empty() {
             blocks.push(Block::Text(format!("Problems: {}", s.problems.join("; "))));
         }
@@ -137,8 +198,12 @@ pub fn render(runs: &[PathBuf]) -> Result<(Page, ReportSummary)> {
                     .collect(),
             });
         }
-        blocks.extend(curves(dir, &name)?);
+        blocks.extend(curves(dir, &name, s.family)?);
         for p in &d.pictures {
+            // The return chart above is drawn from the same log as the run's own curve.
+            if s.family == Family::Rl && p.name == genlab_rl::train::CURVE_FILE {
+                continue;
+            }
             let path = dir.join(&p.name);
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if size > MAX_PICTURE {
@@ -149,9 +214,14 @@ pub fn render(runs: &[PathBuf]) -> Result<(Page, ReportSummary)> {
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|e| ServeError::io("read", &path, e))?;
+            let mime = match Path::new(&p.name).extension().and_then(|e| e.to_str()) {
+                Some(e) if e.eq_ignore_ascii_case("gif") => "image/gif",
+                Some(e) if e.eq_ignore_ascii_case("svg") => "image/svg+xml",
+                _ => "image/png",
+            };
             blocks.push(Block::Image {
                 src: format!(
-                    "data:image/png;base64,{}",
+                    "data:{mime};base64,{}",
                     base64::engine::general_purpose::STANDARD.encode(bytes)
                 ),
                 caption: p.name.clone(),
@@ -171,9 +241,17 @@ pub fn render(runs: &[PathBuf]) -> Result<(Page, ReportSummary)> {
     let mut all = vec![Section {
         heading: "Runs".into(),
         blocks: vec![Block::Table {
-            header: ["run", "model", "data", "state", "step", "last loss"]
-                .map(String::from)
-                .to_vec(),
+            header: [
+                "run",
+                "model",
+                "data",
+                "state",
+                "step",
+                "last loss",
+                "last return",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows: overview,
         }],
     }];

@@ -2,6 +2,14 @@
 //! last loss and metrics, read from the files the trainer writes (`config.json`,
 //! `checkpoint.safetensors`, `log.jsonl`, `eval.json`, `run.lock`).
 //!
+//! Two trainers write runs: `genlab train` (generative models and classifiers on a data set)
+//! and `genlab rl train` (an agent of an algorithm on an environment). They share the file
+//! names and the run lock; the checkpoint's metadata tells them apart, and each is parsed
+//! by its own crate (`genlab_train::trainer::parse_metadata`,
+//! `genlab_rl::train::parse_metadata`). An RL run shows its algorithm as the model, its
+//! environment as the data, environment steps as steps, and its episode returns beside the
+//! last loss.
+//!
 //! A run is any directory holding one of `config.json`, `checkpoint.safetensors` or
 //! `log.jsonl`, at any depth (a distillation ladder keeps its rounds inside its own run).
 //! Reading a run never writes to it and never loads its weights: the checkpoint's state
@@ -22,6 +30,17 @@ use genlab_train::Capabilities;
 
 use crate::logs;
 use crate::paths::RunsRoot;
+
+/// Which trainer wrote a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// `genlab train`: a model trained on a data set.
+    Generative,
+    /// `genlab rl train`: an agent (`model` is its algorithm) on an environment (`data`);
+    /// its steps are environment steps.
+    Rl,
+}
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -45,7 +64,10 @@ pub enum RunState {
 pub struct RunSummary {
     /// The run's path relative to the runs directory, `/`-separated.
     pub id: String,
+    pub family: Family,
+    /// The model, or an RL run's algorithm.
     pub model: Option<String>,
+    /// The data set, or an RL run's environment.
     pub data: Option<String>,
     pub seed: Option<u64>,
     pub state: RunState,
@@ -54,29 +76,41 @@ pub struct RunSummary {
     /// The run's target steps (`train.steps`).
     pub steps: Option<u64>,
     pub checkpoint_step: Option<u64>,
-    /// The main loss of the last log line (`loss`, or a GAN's first `*_loss`).
+    /// The main loss of the last log line that has one (`loss`, or a GAN's first `*_loss`;
+    /// an RL run's loss lines come every `log_every` steps, between its episode lines).
     pub last_loss: Option<f64>,
     pub loss_name: Option<String>,
-    /// Evaluation results: `eval.json` (held-out metrics after training) and `nll.json`
-    /// (a likelihood evaluation).
+    /// RL: the return of the last training episode in the log.
+    pub last_return: Option<f64>,
+    /// RL: the mean return of the last `genlab_rl::train::RUNNING_EPISODES` training
+    /// episodes in the log.
+    pub running_return: Option<f64>,
+    /// RL: training episodes finished.
+    pub episodes: Option<u64>,
+    /// Evaluation results: `eval.json` (held-out metrics after training; for an RL run what
+    /// `genlab rl eval RUN --json RUN/eval.json` writes, as `eval_return`, ...) and
+    /// `nll.json` (a likelihood evaluation).
     pub metrics: BTreeMap<String, f64>,
     /// Newest modification time of its files, seconds since the Unix epoch.
     pub modified: Option<u64>,
     /// What could not be read, one line each.
     pub problems: Vec<String>,
     /// What the run's model family can do (from the model registry); `None` for a model
-    /// this genlab does not know.
+    /// this genlab does not know; nothing (every capability false) for an RL run.
     pub capabilities: Option<Capabilities>,
 }
 
 /// The checkpoint as its header describes it.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckpointInfo {
+    pub family: Family,
     pub step: u64,
     pub bytes: u64,
     pub modified: Option<u64>,
     /// The run config saved inside it.
     pub config: Value,
+    /// RL: training episodes finished when it was saved.
+    pub episodes: Option<u64>,
 }
 
 /// A held-out evaluation's file written after training.
@@ -133,12 +167,25 @@ pub fn read_checkpoint(path: &Path) -> genlab_core::Result<CheckpointInfo> {
         )));
     }
     let metadata = parsed.metadata().clone().unwrap_or_default();
+    if genlab_rl::train::is_rl_metadata(&metadata) {
+        let st = genlab_rl::train::parse_metadata(&metadata, path)?;
+        return Ok(CheckpointInfo {
+            family: Family::Rl,
+            step: st.step,
+            bytes: len,
+            modified: modified_secs(&meta),
+            config: serde_json::to_value(&st.run).unwrap_or_default(),
+            episodes: Some(st.episodes),
+        });
+    }
     let (run, state) = genlab_train::trainer::parse_metadata(&metadata, path)?;
     Ok(CheckpointInfo {
+        family: Family::Generative,
         step: state.step,
         bytes: len,
         modified: modified_secs(&meta),
         config: run.to_tree(),
+        episodes: None,
     })
 }
 
@@ -254,17 +301,29 @@ pub fn summarize(dir: &Path, id: String) -> RunSummary {
     };
     // The checkpoint's own config wins: config.json is a copy written for people.
     let cfg = checkpoint.as_ref().map(|c| &c.config).or(config.as_ref());
+    let rl_run = cfg.and_then(rl_config);
+    // A broken checkpoint leaves the config to say which trainer wrote the run.
+    let family = match (&checkpoint, &rl_run) {
+        (Some(c), _) => c.family,
+        (None, Some(_)) => Family::Rl,
+        (None, None) => Family::Generative,
+    };
     let text = |k: &str| {
         cfg.and_then(|c| c.get(k))
             .and_then(|v| v.as_str())
             .map(String::from)
     };
-    let model = text("model");
-    let data = text("data");
-    let seed = cfg.and_then(|c| c.get("seed")).and_then(Value::as_u64);
-    let steps = cfg
-        .and_then(|c| c.pointer("/train/steps"))
-        .and_then(Value::as_u64);
+    let (model, data, seed, steps) = match (family, rl_run) {
+        (Family::Rl, Some(r)) => (Some(r.algo), Some(r.env), Some(r.seed), Some(r.steps)),
+        (Family::Rl, None) => (None, None, None, None),
+        (Family::Generative, _) => (
+            text("model"),
+            text("data"),
+            cfg.and_then(|c| c.get("seed")).and_then(Value::as_u64),
+            cfg.and_then(|c| c.pointer("/train/steps"))
+                .and_then(Value::as_u64),
+        ),
+    };
 
     let log = match logs::read_tail(&log_path, TAIL_BYTES) {
         Ok(l) => l,
@@ -281,14 +340,41 @@ pub fn summarize(dir: &Path, id: String) -> RunSummary {
         ));
     }
     let last = log.records.last();
-    let (loss_name, last_loss) = match last.and_then(|r| r.main_loss()) {
+    let (loss_name, last_loss) = match log.records.iter().rev().find_map(|r| r.main_loss()) {
         Some((k, v)) => (Some(k.to_string()), Some(v)),
         None => (None, None),
     };
+    let (mut last_return, mut running_return, mut episodes) = (None, None, None);
+    if family == Family::Rl {
+        let returns = log_returns(&log.records);
+        last_return = returns.last().map(|p| p.1);
+        let recent = &returns[returns
+            .len()
+            .saturating_sub(genlab_rl::train::RUNNING_EPISODES)..];
+        running_return = (!recent.is_empty())
+            .then(|| recent.iter().map(|p| p.1).sum::<f64>() / recent.len() as f64);
+        episodes = log
+            .records
+            .iter()
+            .rev()
+            .find_map(|r| r.values.get("episode"))
+            .map(|&e| e as u64)
+            .or(checkpoint.as_ref().and_then(|c| c.episodes));
+    }
 
     let mut metrics = BTreeMap::new();
     for file in [EVAL_FILE, NLL_FILE] {
-        if let Some(Value::Object(m)) = read_json(&dir.join(file), &mut problems) {
+        let value = read_json(&dir.join(file), &mut problems);
+        if family == Family::Rl && file == EVAL_FILE {
+            if let Some(e) = value
+                .as_ref()
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+            {
+                rl_eval_metrics(&e, &mut metrics);
+                continue;
+            }
+        }
+        if let Some(Value::Object(m)) = value {
             for (k, v) in m {
                 if k != "step" && k != "seed" && k != "n" && k != "dims" && k != "seconds" {
                     if let Some(x) = v.as_f64() {
@@ -317,12 +403,17 @@ pub fn summarize(dir: &Path, id: String) -> RunSummary {
         RunState::Training => last.map(|r| r.step).or(checkpoint_step),
         _ => checkpoint_step.or(last.map(|r| r.step)),
     };
-    let capabilities = model
-        .as_deref()
-        .and_then(|m| genlab_train::find_model(m).ok())
-        .map(|e| e.caps);
+    let capabilities = match family {
+        // An agent draws no samples and has no likelihood: nothing the pages can start.
+        Family::Rl => Some(Capabilities::default()),
+        Family::Generative => model
+            .as_deref()
+            .and_then(|m| genlab_train::find_model(m).ok())
+            .map(|e| e.caps),
+    };
     RunSummary {
         id,
+        family,
         model,
         data,
         seed,
@@ -332,11 +423,35 @@ pub fn summarize(dir: &Path, id: String) -> RunSummary {
         checkpoint_step,
         last_loss,
         loss_name,
+        last_return,
+        running_return,
+        episodes,
         metrics,
         modified,
         problems,
         capabilities,
     }
+}
+
+/// The config of an RL run (`config.json`, or the one inside its checkpoint), if `cfg` is one.
+fn rl_config(cfg: &Value) -> Option<genlab_rl::train::RunConfig> {
+    serde_json::from_value(cfg.clone()).ok()
+}
+
+/// (step, return) of the episode lines among `records`.
+pub fn log_returns(records: &[logs::LogRecord]) -> Vec<(u64, f64)> {
+    records
+        .iter()
+        .filter_map(|r| Some((r.step, *r.values.get(genlab_rl::train::RETURN_FIELD)?)))
+        .collect()
+}
+
+/// An RL evaluation's summary as metrics.
+fn rl_eval_metrics(e: &genlab_rl::train::EvalResult, metrics: &mut BTreeMap<String, f64>) {
+    metrics.insert("eval_return".into(), e.mean);
+    metrics.insert("eval_return_std".into(), e.std);
+    metrics.insert("eval_episodes".into(), e.episodes as f64);
+    metrics.insert("eval_length".into(), e.mean_length);
 }
 
 /// A picture in a run directory.
@@ -361,9 +476,10 @@ pub struct RunDetail {
     pub evaluations: BTreeMap<String, Value>,
 }
 
-/// Picture files of a run: top-level PNGs (the loss chart is drawn live instead), then
-/// saved samples.
-pub fn pictures(dir: &Path, id: &str) -> Vec<Picture> {
+/// Picture files of a run: top-level PNGs and GIFs (an RL rollout's), an RL run's learning
+/// curve (`returns.svg`; a generative run's `loss.svg` is drawn live instead), then saved
+/// samples.
+pub fn pictures(dir: &Path, id: &str, family: Family) -> Vec<Picture> {
     let mut out = Vec::new();
     for (sub, prefix) in [
         ("", String::new()),
@@ -376,10 +492,21 @@ pub fn pictures(dir: &Path, id: &str) -> Vec<Picture> {
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter_map(|e| e.file_name().to_str().map(String::from))
-            .filter(|n| n.to_ascii_lowercase().ends_with(".png"))
+            .filter(|n| {
+                let lower = n.to_ascii_lowercase();
+                lower.ends_with(".png")
+                    || lower.ends_with(".gif")
+                    || (family == Family::Rl && sub.is_empty() && n == genlab_rl::train::CURVE_FILE)
+            })
             .collect();
-        // The preview first, then the rest by name.
-        names.sort_by_key(|n| (n != "samples.png", n != "real.png", n.clone()));
+        // The preview (or the learning curve) first, then the rest by name.
+        names.sort_by_key(|n| {
+            (
+                n != "samples.png" && n != genlab_rl::train::CURVE_FILE,
+                n != "real.png",
+                n.clone(),
+            )
+        });
         for n in names {
             let name = format!("{prefix}{n}");
             out.push(Picture {
@@ -405,7 +532,7 @@ pub fn detail(dir: &Path, id: String) -> RunDetail {
         }
     }
     RunDetail {
-        pictures: pictures(dir, &id),
+        pictures: pictures(dir, &id, summary.family),
         summary,
         config,
         checkpoint,

@@ -95,6 +95,120 @@ fn the_runs_page_lists_every_run_with_its_state_and_broken_runs_say_why() {
 }
 
 #[test]
+fn a_reinforcement_learning_run_shows_its_algorithm_environment_returns_and_is_not_sampled() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = copy_of_fixture(dir.path());
+    let (server, _) = serve(&runs, 1, 4);
+    let url = |p: &str| format!("{}{p}", base(&server));
+    let r = runs_by_id(&server).remove("rl-dqn").unwrap();
+    assert_eq!(r["family"], "rl", "{r}");
+    assert_eq!(
+        (r["model"].as_str(), r["data"].as_str()),
+        (Some("dqn"), Some("cartpole"))
+    );
+    assert_eq!(
+        (r["state"].as_str(), r["seed"].as_u64()),
+        (Some("finished"), Some(0)),
+        "{r}"
+    );
+    assert_eq!(
+        (
+            r["step"].as_u64(),
+            r["steps"].as_u64(),
+            r["checkpoint_step"].as_u64()
+        ),
+        (Some(RL_STEPS), Some(RL_STEPS), Some(RL_STEPS))
+    );
+    assert_eq!(r["problems"], json!([]), "{r}");
+    // CartPole pays 1 per step: every return is positive.
+    assert!(r["last_return"].as_f64().unwrap() >= 1.0, "{r}");
+    assert!(r["running_return"].as_f64().unwrap() >= 1.0, "{r}");
+    assert!(r["episodes"].as_u64().unwrap() >= 2, "{r}");
+    // DQN logs its loss (a line at the end of the run, between the episode lines).
+    assert_eq!(r["loss_name"], "loss", "{r}");
+    assert!(r["last_loss"].as_f64().unwrap().is_finite(), "{r}");
+    // `genlab rl eval --json RUN/eval.json`'s summary, as metrics.
+    assert_eq!(r["metrics"]["eval_episodes"], 3.0, "{r}");
+    assert!(r["metrics"]["eval_return"].as_f64().unwrap() >= 1.0, "{r}");
+    // Nothing the pages start applies to an agent.
+    let caps = r["capabilities"].as_object().unwrap();
+    assert!(caps.values().all(|v| v == false), "{r}");
+
+    // Its page: the checkpoint as its metadata says, the config, the learning curve and the
+    // rollout's GIF as pictures.
+    let (status, d) = get(&url("/api/run?id=rl-dqn"));
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["checkpoint"]["family"], "rl");
+    assert_eq!(d["checkpoint"]["step"].as_u64(), Some(RL_STEPS));
+    assert_eq!(d["config"]["algo"], "dqn");
+    let pics: Vec<&str> = d["pictures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(pics, ["returns.svg", "rollout.gif"]);
+    assert_eq!(d["evaluations"]["eval.json"]["algo"], "dqn");
+    for f in ["returns.svg", "rollout.gif"] {
+        assert_eq!(get(&url(&format!("/files/rl-dqn/{f}"))).0, 200, "{f}");
+    }
+    // Its log, as the page's live curves read it: every episode's return, and the loss.
+    let mut log = RawStream::get(&server, "/api/run/log?id=rl-dqn");
+    assert_eq!(log.status, 200, "{}", log.headers);
+    let mut records = Vec::new();
+    while let Some((name, data)) = log.next_event() {
+        match name.as_str() {
+            "records" => records.extend(data.as_array().unwrap().clone()),
+            "summary" => {
+                assert_eq!(data["state"], "finished");
+                break;
+            }
+            _ => {}
+        }
+    }
+    drop(log);
+    let returns: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["return"].as_f64())
+        .collect();
+    assert_eq!(returns.len() as u64, r["episodes"].as_u64().unwrap());
+    assert_eq!(returns.last().copied(), r["last_return"].as_f64());
+    assert!(records.iter().any(|r| r["loss"].is_number()));
+
+    // Sampling, comparing, continuing or evaluating it from a page: a clear refusal.
+    let refusals = [
+        ("/api/sample", json!({"run": "rl-dqn"})),
+        (
+            "/api/compare",
+            json!({"runs": ["8g", "rl-dqn"], "samplers": ["ddim"], "steps": [2], "n": 4}),
+        ),
+        ("/api/train", json!({"run": "rl-dqn", "steps": 800})),
+        ("/api/eval", json!({"run": "rl-dqn"})),
+    ];
+    for (path, body) in refusals {
+        let (status, v) = post(&url(path), &body);
+        assert_eq!(status, 409, "{path}: {v}");
+        let e = v["error"].as_str().unwrap();
+        assert!(
+            e.contains("`rl-dqn` is a reinforcement-learning run (dqn on cartpole)")
+                && e.contains("genlab rl"),
+            "{path}: {e}"
+        );
+    }
+    let (status, v) = get(&url("/api/run/form?id=rl-dqn"));
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(get(&url("/api/jobs")).1["jobs"], json!([]));
+
+    // While a process holds its run lock (as `genlab rl train` does), it is training.
+    let lock = genlab_train::lock::RunLock::acquire(&runs.join("rl-dqn")).unwrap();
+    let r = runs_by_id(&server).remove("rl-dqn").unwrap();
+    assert_eq!(r["state"], "training", "{r}");
+    drop(lock);
+    let r = runs_by_id(&server).remove("rl-dqn").unwrap();
+    assert_eq!(r["state"], "finished", "{r}");
+}
+
+#[test]
 fn paths_outside_the_runs_directory_are_refused_in_every_spelling() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
@@ -713,22 +827,25 @@ fn a_report_is_one_self_contained_page() {
     let dir = tempfile::tempdir().unwrap();
     let runs = fixture_runs();
     let out = dir.path().join("share/report.html");
-    let ids = ["8g", "nested/vae-digits", "broken"];
+    let ids = ["8g", "nested/vae-digits", "broken", "rl-dqn"];
     let paths: Vec<_> = ids.iter().map(|i| runs.join(i)).collect();
     let s = genlab_serve::report::write_report(&paths, &out).unwrap();
     let html = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(s.runs, 3);
+    assert_eq!(s.runs, 4);
     assert_eq!(html.len(), s.bytes);
     // Every picture inlined, nothing linked.
-    assert_eq!(
-        html.matches("src=\"data:image/png;base64,").count(),
-        s.pictures
-    );
+    assert_eq!(html.matches("src=\"data:image/").count(), s.pictures);
     assert_eq!(html.matches("src=\"").count(), s.pictures);
     assert!(s.pictures >= 3, "{}", s.pictures);
     assert!(!html.contains("href=\"http") && !html.contains("<script"));
     assert!(html.contains("<svg") && html.contains("learning rate"));
     assert!(html.contains("Problems:") && html.contains("corrupt"));
+    // The RL run: its algorithm and environment, its return curve drawn from its log (the
+    // run's own returns.svg is not inlined beside it), its rollout's GIF.
+    assert!(html.contains("Reinforcement learning: dqn on cartpole"));
+    assert!(html.contains("episode return") && html.contains("mean of the last 20 episodes"));
+    assert_eq!(html.matches("src=\"data:image/gif;base64,").count(), 1);
+    assert_eq!(html.matches("src=\"data:image/svg+xml;").count(), 0);
     let e = genlab_serve::report::write_report(&[dir.path().to_path_buf()], &out).unwrap_err();
     assert!(
         e.to_string().contains("is not a training run directory"),

@@ -313,6 +313,30 @@ fn the_pages_work_in_a_real_browser() {
     assert!(config.as_str().unwrap().contains("\"ddpm\""), "{config}");
     b.screenshot("run-broken");
 
+    // An RL run's page draws its episode returns (every episode and their running mean),
+    // shows its learning curve and GIF, and offers no sampling.
+    b.go(&format!("{site}/run?id=rl-dqn"));
+    let points = b.wait(
+        30,
+        "the RL run's return curve",
+        "const c = document.querySelector('#return-chart'); return c && Number(c.dataset.points) > 0 && Number(c.dataset.points)",
+    );
+    assert!(points.as_u64().unwrap() >= 4, "{points}");
+    let page = b.js(
+        "return [document.querySelector('#run-step').textContent, \
+         [...document.querySelectorAll('#pictures figcaption')].map(f => f.textContent).join(','), \
+         document.querySelectorAll('#actions a, #resume, #eval-nll').length]",
+        json!([]),
+    );
+    let step_line = page[0].as_str().unwrap();
+    assert!(
+        step_line.contains("dqn on cartpole") && step_line.contains("last episode return"),
+        "{page}"
+    );
+    assert_eq!(page[1], "returns.svg,rollout.gif", "{page}");
+    assert_eq!(page[2], 0, "{page}");
+    b.screenshot("run-rl");
+
     // A run page's curve gains points while a training run writes its log.
     let (status, v) = post(
         &format!("{site}/api/train"),

@@ -164,8 +164,9 @@ function tickText(v) {
 }
 
 // Draws `series` ([{name, points: [[x, y], ...]}]) into `svg`; log y when every value is
-// positive and `logY` asks for it. The total point count goes to svg.dataset.points.
-function drawChart(svg, title, series, logY) {
+// positive and `logY` asks for it; `xLabel` names the x axis ('step' unless given). The
+// total point count goes to svg.dataset.points.
+function drawChart(svg, title, series, logY, xLabel) {
   const W = 640, H = 260, L = 62, R = 12, T = 26, B = 34;
   svg.replaceChildren();
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
@@ -198,7 +199,7 @@ function drawChart(svg, title, series, logY) {
   }
   svg.append(s('line', { x1: L, x2: L, y1: T, y2: H - B, class: 'axis' }));
   svg.append(s('line', { x1: L, x2: W - R, y1: H - B, y2: H - B, class: 'axis' }));
-  svg.append(s('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, 'step'));
+  svg.append(s('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, xLabel || 'step'));
   series.forEach((sr, i) => {
     if (!sr.points.length) return;
     // A long log draws every k-th point (and the last): a path of a few thousand segments.
@@ -215,8 +216,19 @@ function drawChart(svg, title, series, logY) {
 
 const RUN_COLUMNS = [
   ['id', 'run'], ['model', 'model'], ['data', 'data'], ['state', 'state'],
-  ['step', 'step'], ['last_loss', 'last loss'], ['metrics', 'metrics'], ['modified', 'updated'],
+  ['step', 'step'], ['last_loss', 'last loss / return'], ['metrics', 'metrics'], ['modified', 'updated'],
 ];
+
+// An RL run's episodes averaged in its running return (genlab-rl's RUNNING_EPISODES).
+const RUNNING_EPISODES = 20;
+const isRl = (r) => r.family === 'rl';
+
+// The runs table's "last loss / return" cell: an RL run's last episode return (and its
+// last loss if it logs one), else the last loss.
+function lossOrReturnText(r) {
+  if (!isRl(r)) return fmt(r.last_loss);
+  return `return ${fmt(r.last_return)}` + (r.last_loss !== null && r.last_loss !== undefined ? `, ${r.loss_name || 'loss'} ${fmt(r.last_loss)}` : '');
+}
 
 function metricsText(m) {
   return Object.entries(m || {}).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
@@ -248,6 +260,7 @@ async function runsPage() {
 
   function key(r, k) {
     if (k === 'metrics') return metricsText(r.metrics);
+    if (k === 'last_loss' && isRl(r)) return r.last_return ?? -Infinity;
     const v = r[k];
     return v === null || v === undefined ? (typeof runs[0]?.[k] === 'number' ? -Infinity : '') : v;
   }
@@ -259,18 +272,18 @@ async function runsPage() {
     const shown = runs.filter((r) => {
       if (view.state && r.state !== view.state) return false;
       if (!view.filter) return true;
-      return [r.id, r.model, r.data, r.state].some((v) => (v || '').toLowerCase().includes(view.filter));
+      return [r.id, r.model, r.data, r.state, isRl(r) ? 'rl' : ''].some((v) => (v || '').toLowerCase().includes(view.filter));
     }).sort((a, b) => {
       const x = key(a, view.sort), y = key(b, view.sort);
       return (x < y ? -1 : x > y ? 1 : 0) * view.dir;
     });
     body.replaceChildren(...shown.map((r) => h('tr', { 'data-id': r.id },
       h('td', {}, runLink(r.id)),
-      h('td', {}, r.model || '-'),
+      h('td', {}, r.model || '-', isRl(r) ? h('span', { class: 'muted', title: 'reinforcement learning: the algorithm; data is the environment, steps are environment steps' }, ' (RL)') : null),
       h('td', {}, r.data || '-'),
       h('td', {}, badge(r.state), r.problems.length ? h('span', { class: 'muted', title: r.problems.join('\n') }, ' (!)') : null),
       h('td', { class: 'num' }, `${fmt(r.step)} / ${fmt(r.steps)}`),
-      h('td', { class: 'num' }, fmt(r.last_loss)),
+      h('td', { class: 'num' }, lossOrReturnText(r)),
       h('td', {}, metricsText(r.metrics)),
       h('td', {}, ago(r.modified)))));
     summary.textContent = `${runs.length} run${runs.length === 1 ? '' : 's'} in ${rootDir}` +
@@ -343,6 +356,7 @@ async function runPage() {
   const actionMsg = h('div');
   const lossSvg = s('svg', { id: 'loss-chart', class: 'chart', 'data-points': '0' });
   const lrSvg = s('svg', { id: 'lr-chart', class: 'chart', 'data-points': '0' });
+  const returnSvg = s('svg', { id: 'return-chart', class: 'chart', 'data-points': '0' });
   const otherSvg = s('svg', { id: 'other-chart', class: 'chart', 'data-points': '0' });
   const otherKey = h('select', { id: 'other-key' });
   const otherBox = h('div', { id: 'other-box', hidden: true }, h('label', { class: 'muted' }, 'other logged value ', otherKey), otherSvg);
@@ -353,13 +367,20 @@ async function runPage() {
   const config = h('pre', { id: 'config' });
   root.replaceChildren(
     h('h1', {}, id, ' ', state), stepLine, problems, actions, actionMsg,
-    h('h2', {}, 'Curves'), logNote, h('div', { class: 'grid2' }, lossSvg, lrSvg, otherBox),
+    h('h2', {}, 'Curves'), logNote, h('div', { class: 'grid2' }, returnSvg, lossSvg, lrSvg, otherBox),
     h('h2', {}, 'Pictures'), pictures,
     h('h2', {}, 'Evaluation'), evals,
     h('h2', {}, 'Checkpoint'), ckpt,
     h('h2', {}, 'Config'), config);
 
   function renderSummaryLine(sm) {
+    if (isRl(sm)) {
+      stepLine.textContent = `reinforcement learning: ${sm.model || '?'} on ${sm.data || '?'}, seed ${fmt(sm.seed)}: ` +
+        `environment step ${fmt(sm.step)} of ${fmt(sm.steps)}, ${fmt(sm.episodes)} episodes` +
+        (sm.last_return !== null ? `, last episode return ${fmt(sm.last_return)} (mean of the last ${RUNNING_EPISODES}: ${fmt(sm.running_return)})` : '') +
+        (sm.last_loss !== null ? `, last ${sm.loss_name || 'loss'} ${fmt(sm.last_loss)}` : '');
+      return;
+    }
     stepLine.textContent = `${sm.model || '?'} on ${sm.data || '?'}, seed ${fmt(sm.seed)}: step ${fmt(sm.step)} of ${fmt(sm.steps)}` +
       (sm.last_loss !== null ? `, last ${sm.loss_name || 'loss'} ${fmt(sm.last_loss)}` : '');
   }
@@ -399,6 +420,14 @@ async function runPage() {
     const caps = sm.capabilities || {};
     const hasCkpt = sm.checkpoint_step !== null;
     actions.replaceChildren();
+    if (isRl(sm)) {
+      // Nothing to sample; training and evaluation stay with `genlab rl`.
+      actions.append(h('span', { class: 'muted', id: 'rl-note' },
+        'An RL run: continue it with `genlab rl train --algo ', sm.model || 'ALGO', ' --env ', sm.data || 'ENV',
+        ' --steps N --out RUN --resume`; evaluate it with `genlab rl eval RUN --json RUN/eval.json` (shown here), ',
+        'record it with `genlab rl rollout RUN --out steps.jsonl --gif RUN/rollout.gif`.'));
+      return;
+    }
     if (caps.generates && hasCkpt) {
       actions.append(h('a', { href: `/playground?run=${encodeURIComponent(id)}` }, 'Sample in the playground'));
     }
@@ -448,11 +477,32 @@ async function runPage() {
     const lossKeys = new Set();
     for (const r of records) for (const k of Object.keys(r)) if (k === 'loss' || k.endsWith('_loss')) lossKeys.add(k);
     const series = [...lossKeys].sort().map((k) => ({ name: k, points: records.filter((r) => typeof r[k] === 'number').map((r) => [r.step, r[k]]) }));
-    drawChart(lossSvg, 'loss (mean per log interval)', series, true);
-    drawChart(lrSvg, 'learning rate', [{ name: 'lr', points: records.filter((r) => typeof r.lr === 'number').map((r) => [r.step, r.lr]) }], false);
-    // Anything else a run logs (a gradient norm, an accuracy, a return): one at a time.
+    const rl = isRl(detail.summary);
+    const xLabel = rl ? 'environment steps' : 'step';
+    returnSvg.style.display = rl ? '' : 'none';
+    lrSvg.style.display = rl ? 'none' : '';
+    if (rl) {
+      // Every episode's return, and the mean of the last RUNNING_EPISODES of them.
+      const eps = records.filter((r) => typeof r.return === 'number');
+      const mean = [];
+      let sum = 0;
+      eps.forEach((r, i) => {
+        sum += r.return;
+        if (i >= RUNNING_EPISODES) sum -= eps[i - RUNNING_EPISODES].return;
+        mean.push([r.step, sum / Math.min(i + 1, RUNNING_EPISODES)]);
+      });
+      drawChart(returnSvg, 'episode return', [
+        { name: 'episode return', points: eps.map((r) => [r.step, r.return]) },
+        { name: `mean of the last ${RUNNING_EPISODES}`, points: mean },
+      ], false, xLabel);
+    }
+    drawChart(lossSvg, 'loss (mean per log interval)', series, true, xLabel);
+    if (!rl) drawChart(lrSvg, 'learning rate', [{ name: 'lr', points: records.filter((r) => typeof r.lr === 'number').map((r) => [r.step, r.lr]) }], false);
+    // Anything else a run logs (a gradient norm, an accuracy, an episode's length): one at
+    // a time.
     const others = new Set();
-    for (const r of records) for (const k of Object.keys(r)) if (!lossKeys.has(k) && !['step', 'lr', 'steps_per_sec', 'elapsed_s'].includes(k)) others.add(k);
+    const drawn = rl ? ['step', 'lr', 'steps_per_sec', 'elapsed_s', 'return', 'episode'] : ['step', 'lr', 'steps_per_sec', 'elapsed_s'];
+    for (const r of records) for (const k of Object.keys(r)) if (!lossKeys.has(k) && !drawn.includes(k)) others.add(k);
     const names = [...others].sort();
     otherBox.hidden = !names.length;
     if (names.join() !== [...otherKey.options].map((o) => o.value).join()) {
@@ -461,16 +511,22 @@ async function runPage() {
     }
     if (names.length) {
       const k = otherKey.value;
-      drawChart(otherSvg, k, [{ name: k, points: records.filter((r) => typeof r[k] === 'number').map((r) => [r.step, r[k]]) }], false);
+      drawChart(otherSvg, k, [{ name: k, points: records.filter((r) => typeof r[k] === 'number').map((r) => [r.step, r[k]]) }], false, xLabel);
     }
     const last = records[records.length - 1];
     if (last && detail.summary.state === 'training' && last.step > (detail.summary.step || 0)) {
       detail.summary.step = last.step;
       const lk = Object.keys(last).find((k) => k === 'loss') || Object.keys(last).find((k) => k.endsWith('_loss'));
       if (lk) { detail.summary.last_loss = last[lk]; detail.summary.loss_name = lk; }
+      if (rl && typeof last.return === 'number') {
+        const eps = records.filter((r) => typeof r.return === 'number').slice(-RUNNING_EPISODES);
+        detail.summary.last_return = last.return;
+        detail.summary.running_return = eps.reduce((a, r) => a + r.return, 0) / eps.length;
+        if (typeof last.episode === 'number') detail.summary.episodes = last.episode;
+      }
       renderSummaryLine(detail.summary);
     }
-    logNote.textContent = `${records.length} logged step${records.length === 1 ? '' : 's'}` +
+    logNote.textContent = `${records.length} logged ${rl ? 'line' : 'step'}${records.length === 1 ? '' : 's'}` +
       (bad ? `; ${bad} unreadable line${bad === 1 ? '' : 's'} in log.jsonl skipped` : '') +
       (detail.summary.state === 'training' ? ' (following the log live)' : '');
   }

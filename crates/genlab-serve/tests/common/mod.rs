@@ -38,13 +38,55 @@ pub const FIXTURE_RUNS: &[(&str, &str)] = &[
     ("broken", "broken"),
     ("moons-stopped", "interrupted"),
     ("nested/vae-digits", "finished"),
+    ("rl-dqn", "finished"),
     ("truncated", "broken"),
 ];
 
+/// The fixture's RL run: DQN on CartPole for this many environment steps.
+pub const RL_STEPS: u64 = 400;
+
+/// Trains the fixture's RL run in `dir` with genlab-rl (a tiny DQN on CartPole, well under
+/// a second), evaluates it into its `eval.json` and records one episode as `rollout.gif`.
+pub fn train_rl(dir: &Path) {
+    let req = genlab_rl::train::TrainRequest {
+        algo: "dqn".into(),
+        env: "cartpole".into(),
+        steps: RL_STEPS,
+        seed: 0,
+        overrides: [
+            "hidden=[16]",
+            "learning_starts=50",
+            "train_freq=4",
+            "gradient_steps=1",
+            "batch_size=8",
+            "buffer_size=500",
+        ]
+        .map(String::from)
+        .to_vec(),
+        out: dir.to_path_buf(),
+        resume: false,
+        ckpt_every: None,
+    };
+    genlab_rl::train::train(&req, &mut genlab_rl::train::Quiet, &AtomicBool::new(false)).unwrap();
+    let eval = genlab_rl::train::evaluate(dir, 3, 0).unwrap();
+    genlab_core::io::write_json(&dir.join("eval.json"), &eval).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    genlab_rl::train::rollout(
+        dir,
+        1,
+        0,
+        &scratch.path().join("rollout.jsonl"),
+        Some(&dir.join("rollout.gif")),
+    )
+    .unwrap();
+}
+
 /// Writes the fixture runs under `root`: two finished runs of two families (one nested a
-/// level deeper), a run stopped before its target, a run whose checkpoint is garbage and
-/// whose log has an unreadable line, and a run whose checkpoint was cut short.
+/// level deeper), a finished reinforcement-learning run, a run stopped before its target, a
+/// run whose checkpoint is garbage and whose log has an unreadable line, and a run whose
+/// checkpoint was cut short.
 pub fn write_fixture(root: &Path) {
+    train_rl(&root.join("rl-dqn"));
     let p8 = root.join("8g");
     train(
         &RunRequest::new("ddpm", "eight-gaussians", &p8)
@@ -269,11 +311,19 @@ pub struct RawStream {
 
 impl RawStream {
     pub fn post(server: &Server, path: &str, body: &Value) -> RawStream {
+        Self::open(server, "POST", path, &body.to_string())
+    }
+
+    /// A GET event stream (a run's log).
+    pub fn get(server: &Server, path: &str) -> RawStream {
+        Self::open(server, "GET", path, "")
+    }
+
+    fn open(server: &Server, method: &str, path: &str, body: &str) -> RawStream {
         let s = TcpStream::connect(server.addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let body = body.to_string();
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             server.addr().port(),
             body.len()
         );
