@@ -22,31 +22,40 @@ genlab=${GENLAB:-genlab}
 mkdir -p "$out"
 
 for w in 0 0.5 1 2 3 5; do
-  j="$out/guidance-$w.json"
-  [ -f "$j" ] && continue
-  echo "$(date +%T) guidance $w"
-  "$genlab" sample --ckpt "$run" --class all --n "$per_class" --guidance "$w" --seed 1 \
-    --out "$out/guidance-$w.npy" > "$out/guidance-$w.log" 2>&1
-  "$genlab" eval --real mnist:test --fake "$out/guidance-$w.npy" --features "$clf" \
-    --metrics fid,is,class-acc --seed 0 --json "$j.part" >> "$out/guidance-$w.log" 2>&1
-  mv "$j.part" "$j"
+  # samples-wW.npy (+ .labels.npy, + the sampling sidecar .json), eval-wW.json
+  s="$out/samples-w$w.npy" j="$out/eval-w$w.json"
+  if [ ! -f "$s" ]; then
+    echo "$(date +%T) guidance $w: sampling"
+    "$genlab" sample --ckpt "$run" --class all --n "$per_class" --guidance "$w" --seed 1 \
+      --out "$s.part.npy" > "$out/samples-w$w.log" 2>&1
+    mv "$s.part.labels.npy" "$out/samples-w$w.labels.npy"
+    mv "$s.part.json" "$out/samples-w$w.json"
+    mv "$s.part.npy" "$s"
+  fi
+  if [ ! -f "$j" ]; then
+    echo "$(date +%T) guidance $w: evaluating"
+    "$genlab" eval --real mnist:test --fake "$s" --features "$clf" \
+      --metrics fid,is,class-acc --seed 0 --json "$j.part" > "$out/eval-w$w.log" 2>&1
+    mv "$j.part" "$j"
+  fi
 done
 # One picture per scale with a row per digit (10 of each).
 for w in 1 3; do
-  png="$out/guidance-$w.png"
+  png="$out/grid-w$w.png"
   [ -f "$png" ] || "$genlab" sample --ckpt "$run" --class all --n 10 --guidance "$w" --seed 2 \
     --out "$png" > /dev/null
 done
 
 for method in replace repaint; do
   j="$out/inpaint-$method.json"
+  png="$out/inpaint-$method-picture.png"
+  [ -f "$png" ] || "$genlab" inpaint --ckpt "$run" --from mnist:test --n 8 --mask right-half \
+    --method "$method" --steps 100 --seed 0 --out "$png" > /dev/null
   [ -f "$j" ] && continue
   echo "$(date +%T) inpaint $method"
   "$genlab" inpaint --ckpt "$run" --from mnist:test --n "$n_inpaint" --mask right-half \
     --method "$method" --steps 100 --classifier "$clf" --seed 0 --out "$out/inpaint-$method.npy" \
     > "$out/inpaint-$method.log" 2>&1   # writes $j beside the .npy
-  "$genlab" inpaint --ckpt "$run" --from mnist:test --n 8 --mask right-half --method "$method" \
-    --steps 100 --seed 0 --out "$out/inpaint-$method-picture.png" > /dev/null
 done
 "$genlab" img2img --ckpt "$run" --from mnist:test --n 8 --strength 0.2,0.4,0.6,0.8,1 --seed 0 \
   --out "$out/img2img-sweep.png" > /dev/null
@@ -55,7 +64,7 @@ done
   echo "| guidance w | class-acc | FID | IS |"
   echo "|---:|---:|---:|---:|"
   for w in 0 0.5 1 2 3 5; do
-    python3 - "$out/guidance-$w.json" "$w" <<'PY'
+    python3 - "$out/eval-w$w.json" "$w" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 v = {m["metric"]: m["value"] for m in j["metrics"]}
