@@ -161,9 +161,12 @@ impl Browser {
     }
 
     /// Waits until `script` returns something other than null/false/0; returns it.
+    /// Polls `script` until it returns something truthy. A script that throws (the element
+    /// it reads is not on the page yet: a slow machine renders later) counts as not yet.
     fn wait(&self, secs: u64, what: &str, script: &str) -> Value {
+        let guarded = format!("try {{ {script} }} catch (e) {{ return null; }}");
         wait_for(secs, what, || {
-            let v = self.js(script, json!([]));
+            let v = self.js(&guarded, json!([]));
             match &v {
                 Value::Null | Value::Bool(false) => None,
                 Value::Number(n) if n.as_f64() == Some(0.0) => None,

@@ -24,7 +24,13 @@ fn config_for(
     dir: &Path,
 ) -> Option<serde_json::Value> {
     if entry.name != "distill" {
-        return (entry.default_config)(space).ok();
+        let mut cfg = (entry.default_config)(space).ok()?;
+        // A model that trains on labels takes its class count from the data, as
+        // `genlab train` fills it; data without labels is not for it.
+        if entry.caps.needs_labels {
+            cfg["num_classes"] = ds.num_classes()?.into();
+        }
+        return Some(cfg);
     }
     let ddpm = find_model("ddpm").unwrap();
     let cfg = (ddpm.default_config)(space).ok()?;
