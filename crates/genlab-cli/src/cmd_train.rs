@@ -46,6 +46,12 @@ pub struct TrainArgs {
     /// guidance works). For models that take a condition (see `genlab list`).
     #[arg(long)]
     pub class_conditional: bool,
+    /// Condition a ddpm on an image map of each example, concatenated to its input (SR3):
+    /// low-res:SIZE (the image at SIZE x SIZE, bicubic-upsampled: super-resolution, e.g.
+    /// low-res:7 for MNIST) or edges[:THRESHOLD] (its Sobel edge map). Sample it with
+    /// `genlab translate --ckpt RUN --from mnist:test`.
+    #[arg(long, value_name = "MAP")]
+    pub image_condition: Option<String>,
     /// Continue the run in --out exactly where its checkpoint stopped.
     #[arg(long)]
     pub resume: bool,
@@ -71,6 +77,7 @@ impl TrainArgs {
             channels: self.channels,
             resume: self.resume,
             class_conditional: self.class_conditional,
+            image_condition: self.image_condition.clone(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod cmd_rl;
 mod cmd_sample;
 mod cmd_serve;
 mod cmd_train;
+mod cmd_translate;
 mod demo;
 mod device;
 mod edit_args;
@@ -71,6 +72,11 @@ enum Command {
     /// SDEdit: noise images part of the way (--strength) and denoise them with any sampler;
     /// writes the originals beside the results (one column per strength).
     Img2img(cmd_img2img::Img2ImgArgs),
+    /// Generate images from image maps with an image-conditioned diffusion model (`train
+    /// --image-condition`): super-resolution from a low-res copy, a digit from its edges;
+    /// writes original | map | result(s) and the PSNR against the originals and bicubic.
+    #[command(alias = "superres")]
+    Translate(cmd_translate::TranslateArgs),
     /// List what genlab knows: models (with what they can do), samplers, datasets, metrics,
     /// feature extractors, benchmark workloads, fetchable data (--json: machine-readable).
     List(cmd_list::ListArgs),
@@ -156,6 +162,7 @@ fn main() {
             Command::Distill(a) => cmd_distill::run(a, &dev.open()?),
             Command::Inpaint(a) => cmd_inpaint::run(a, &dev.open()?),
             Command::Img2img(a) => cmd_img2img::run(a, &dev.open()?),
+            Command::Translate(a) => cmd_translate::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
             Command::Rl(a) => cmd_rl::run(a),

@@ -754,6 +754,163 @@ fn train_tiny_digits(out: &Path, d: &Path, conditional: bool) -> Output {
 }
 
 #[test]
+fn image_map_models_train_with_a_preview_and_translate_with_psnr() {
+    let t = Tmp::new();
+    let d = t.0.path();
+    let run = t.p("sr");
+    let ck = run.to_str().unwrap();
+    // Super-resolution of the 8x8 digits from 2x2, with the preview (example | map | sample).
+    let o = genlab(
+        &[
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "digits",
+            "--steps",
+            "2",
+            "--seed",
+            "0",
+            "--quiet",
+            "--out",
+            ck,
+            "--image-condition",
+            "low-res:2",
+            "--set",
+            "ddpm.timesteps=50",
+            "--set",
+            "ddpm.net.unet.base_channels=8",
+            "--set",
+            "ddpm.net.unet.groups=4",
+            "--set",
+            "train.batch_size=8",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(run.join("samples.png").exists());
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["ddpm"]["image_condition"]["kind"], "low-res");
+    assert_eq!(cfg["ddpm"]["image_condition"]["size"], 2);
+    let png = t.p("sr.png");
+    let o = genlab(
+        &[
+            "superres",
+            "--ckpt",
+            ck,
+            "--from",
+            "digits",
+            "--n",
+            "3",
+            "--samples",
+            "2",
+            "--steps",
+            "4",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("PSNR of bicubic") && out.contains("mean of 2 samples"),
+        "{out}"
+    );
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.p("sr.json")).unwrap()).unwrap();
+    assert_eq!(side["image_map"], "low-res:2");
+    for k in ["psnr_db", "psnr_bicubic_db", "psnr_mean_of_samples_db"] {
+        assert!(side[k].as_f64().is_some_and(f64::is_finite), "{k}: {side}");
+    }
+    // original | map | 2 samples | their mean: 5 columns of 8 pixels (and separators).
+    let img = image::open(&png).unwrap();
+    assert!(img.width() >= 5 * 8 && img.height() >= 3 * 8);
+    // Plain sampling cannot feed the map; a model without a map cannot translate; a bad
+    // map, a map for a model family that takes none: clear errors.
+    let o = genlab(
+        &[
+            "sample",
+            "--ckpt",
+            ck,
+            "--n",
+            "2",
+            "--out",
+            t.p("x.npy").to_str().unwrap(),
+        ],
+        d,
+    );
+    fails_with(&o, &["image map", "genlab translate"]);
+    let plain = t.p("plain");
+    assert!(train_tiny_digits(&plain, d, false).status.success());
+    let o = genlab(
+        &[
+            "translate",
+            "--ckpt",
+            plain.to_str().unwrap(),
+            "--from",
+            "digits",
+            "--out",
+            t.p("y.png").to_str().unwrap(),
+        ],
+        d,
+    );
+    fails_with(&o, &["without an image condition", "--image-condition"]);
+    let o = genlab(
+        &[
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "digits",
+            "--steps",
+            "1",
+            "--out",
+            t.p("bad").to_str().unwrap(),
+            "--image-condition",
+            "blur",
+        ],
+        d,
+    );
+    fails_with(&o, &["--image-condition", "low-res:SIZE"]);
+    let o = genlab(
+        &[
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "digits",
+            "--steps",
+            "1",
+            "--out",
+            t.p("bad3").to_str().unwrap(),
+            "--image-condition",
+            "low-res:3",
+        ],
+        d,
+    );
+    fails_with(&o, &["low-res:3", "divides"]);
+    let o = genlab(
+        &[
+            "train",
+            "--model",
+            "flow",
+            "--data",
+            "digits",
+            "--steps",
+            "1",
+            "--out",
+            t.p("bad2").to_str().unwrap(),
+            "--image-condition",
+            "edges",
+        ],
+        d,
+    );
+    fails_with(&o, &["image", "does not apply"]);
+}
+
+#[test]
 fn class_conditional_sampling_guidance_inpainting_and_img2img() {
     let t = Tmp::new();
     let d = t.0.path();

@@ -12,6 +12,7 @@
 //! | Inception Score, Mode Score | [`score`] | Salimans et al. 2016; Che et al. 2017 |
 //! | Wasserstein (exact, Sinkhorn, sliced) | [`wasserstein`] | Bonneel et al. 2011; Cuturi 2013 |
 //! | 1-NN two-sample test | [`nn1`] | Lopez-Paz & Oquab 2017; Xu et al. 2018 |
+//! | PSNR of paired images (reconstructions) | [`psnr`] | closed form |
 
 pub mod class_accuracy;
 pub mod features;
@@ -20,6 +21,7 @@ pub mod kernel;
 pub mod linalg;
 pub mod matrix;
 pub mod nn1;
+pub mod psnr;
 pub mod score;
 pub mod stats;
 pub mod suite;

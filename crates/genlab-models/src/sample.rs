@@ -108,6 +108,17 @@ pub trait Sample {
     fn as_editor(&self) -> Option<&dyn crate::Edit> {
         None
     }
+    /// The image map this model is conditioned on (SR3's upsampled low-resolution image, an
+    /// edge map), computed from images `x` (`[B, C, H, W]` in [0, 1]) and ready to go into a
+    /// request's `condition.image`; `None` for models without one.
+    fn image_map(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let _ = x;
+        Ok(None)
+    }
+    /// What [`Sample::image_map`] is, in words (e.g. "low-res:7"); `None` without one.
+    fn image_map_name(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Errors unless `req` asks for no condition and no guidance: for models that take none.

@@ -5,6 +5,7 @@
 //! - [`MlpDenoiser`]: a time-conditioned MLP noise predictor for 2-D toy data;
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
 //!   [`Downsample`] and [`Upsample`] parts;
+//! - [`resize`]: bicubic (Keys 1981) and area resizing of image batches as matrices;
 //! - [`Mlp`] with [`Act`]: plain perceptrons for the VAE and GAN networks on vectors;
 //! - [`Conv`], [`ConvTranspose`], [`GroupNorm`], [`Linear`], [`silu`], [`upsample_nearest`]:
 //!   the layers under the networks. This crate holds only the layers (parameters, checks); on CPU f32 they run
@@ -34,6 +35,7 @@ pub mod mlp;
 pub mod norm;
 pub mod resample;
 pub mod resblock;
+pub mod resize;
 pub mod stack;
 pub mod time_classifier;
 pub mod unet;

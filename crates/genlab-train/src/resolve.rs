@@ -44,6 +44,9 @@ pub struct RunRequest {
     /// Condition the model on the data's class labels (sets the model's `num_classes` to
     /// the dataset's class count; the model family must take a condition).
     pub class_conditional: bool,
+    /// Condition the model on an image map of each example (`low-res:7`, `edges`; sets the
+    /// model's `image_condition`; the model family must take one).
+    pub image_condition: Option<String>,
 }
 
 impl RunRequest {
@@ -263,6 +266,17 @@ fn resolve_fresh(req: &RunRequest) -> Result<ResolvedRun> {
         })?;
         tree[&model]["num_classes"] = classes.into();
     }
+    if let Some(spec) = &req.image_condition {
+        let map: genlab_models::diffusion::ImageMap = spec.parse()?;
+        if defaults.model_config.get("image_condition").is_none() {
+            return Err(Error::setting(
+                "image_condition",
+                format!("does not apply: `{model}` models take no image map (ddpm does)"),
+            ));
+        }
+        tree[&model]["image_condition"] = serde_json::to_value(&map)
+            .map_err(|e| Error::Config(format!("image_condition: {e}")))?;
+    }
     let run = RunConfig::from_tree(&tree)?;
     if run.model_config.get("data") != defaults.model_config.get("data") {
         return Err(Error::Config(format!(
@@ -296,6 +310,7 @@ fn resolve_resume(req: &RunRequest) -> Result<ResolvedRun> {
         ("image_size", req.image_size.is_some()),
         ("channels", req.channels.is_some()),
         ("class_conditional", req.class_conditional),
+        ("image_condition", req.image_condition.is_some()),
     ];
     if let Some((name, _)) = fixed.iter().find(|(_, given)| *given) {
         return Err(Error::setting(

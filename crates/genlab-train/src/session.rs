@@ -256,10 +256,28 @@ fn draw_preview(
         None if images => 64,
         None => 2000,
     };
-    let condition = match &labels {
+    let mut condition = match &labels {
         Some(l) => Condition::class(Tensor::from_vec(l.clone(), l.len(), &Device::Cpu)?),
         None => Condition::none(),
     };
+    // An image-conditioned model: the maps of the first `n` training examples (the preview
+    // shows each example, its map and the sample drawn from it).
+    let mut mapped = None;
+    if images && model.image_map_name().is_some() {
+        let m = n.min(ds.len());
+        let batch = make_batch(ds, &(0..m).collect::<Vec<_>>(), &Device::Cpu)?;
+        let map = model
+            .image_map(&batch.x)?
+            .expect("the model has an image map");
+        condition = Condition {
+            image: Some(map.clone()),
+            // A model that also takes classes gets each example's own.
+            class: if labels.is_some() { batch.labels } else { None },
+            ..Condition::none()
+        };
+        mapped = Some((batch.x, map));
+    }
+    let n = mapped.as_ref().map_or(n, |(x, _)| x.dim(0).unwrap_or(n));
     let req = SampleRequest {
         n,
         condition,
@@ -287,9 +305,13 @@ fn draw_preview(
         let m = n.min(ds.len());
         let idx: Vec<usize> = (0..m).map(|i| i * ds.len() / m).collect();
         let real = make_batch(ds, &idx, &Device::Cpu)?.x;
-        match &labels {
-            Some(l) => save_labeled_samples(&out.x, true, l, per_class, &samples_png)?,
-            None => save_samples(&out.x, true, &samples_png, None)?,
+        match (&mapped, &labels) {
+            (Some((x, map)), _) => {
+                crate::edit::save_columns(&[x, map, &out.x], &samples_png)?;
+                summary.push_str(" (columns: the example, its map, the sample)");
+            }
+            (None, Some(l)) => save_labeled_samples(&out.x, true, l, per_class, &samples_png)?,
+            (None, None) => save_samples(&out.x, true, &samples_png, None)?,
         }
         let p = dir.join("real.png");
         save_samples(&real, true, &p, None)?;

@@ -15,6 +15,12 @@
 //! label" with probability `label_dropout`, so that one network is both conditional and
 //! unconditional and classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598, Alg. 1)
 //! can combine the two.
+//!
+//! Image-map conditioning (`image_condition`, U-Net only): a map computed from the image (a
+//! bicubic-upsampled low-resolution copy, an edge map; `image_map.rs`) is concatenated to
+//! x_t along the channels at every step, as in SR3 (Saharia et al. 2021, arXiv:2104.07636,
+//! Sec. 2.4). Training computes the map from each x0; sampling takes it as the request
+//! condition's `image`.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -31,6 +37,7 @@ use genlab_sampling::sigmas::sigma_at;
 use genlab_sampling::SamplerOptions;
 use genlab_sampling::{build_sampler, BetaSchedule, Denoiser, NoiseSchedule, Prediction};
 
+use super::image_map::ImageMap;
 use crate::edit::Edit;
 use crate::flow::Dequantizer;
 use crate::likelihood::{LikelihoodKind, LikelihoodOptions, LogLikelihood, LogLikelihoodResult};
@@ -85,6 +92,10 @@ pub struct DdpmConfig {
     /// 0.1-0.2): what lets one network guide itself. 0 trains a purely conditional model.
     #[serde(default = "default_label_dropout")]
     pub label_dropout: f64,
+    /// An image map concatenated to the network input (`low-res:7`: SR3 super-resolution
+    /// from 7x7; `edges`: a digit from its edge map). None: no image condition.
+    #[serde(default)]
+    pub image_condition: Option<ImageMap>,
 }
 
 /// Ho & Salimans' p_uncond = 0.1: enough unconditional steps to guide from, few enough that
@@ -118,10 +129,21 @@ impl DdpmConfig {
             data: data.clone(),
             num_classes: 0, // unconditional; a labelled dataset can switch it on
             label_dropout: default_label_dropout(),
+            image_condition: None, // no image map unless asked for
         }
     }
 
     pub fn validate(&self) -> Result<()> {
+        if let Some(m) = &self.image_condition {
+            match (&self.net, self.data.images, self.data.shape.as_slice()) {
+                (NetConfig::Unet(_), true, [_, h, _]) => m.validate(*h)?,
+                _ => {
+                    return Err(Error::Config(
+                        "ddpm.image_condition needs images and the U-Net (net = unet)".into(),
+                    ))
+                }
+            }
+        }
         if !(0.0..1.0).contains(&self.label_dropout) {
             return Err(Error::Config(format!(
                 "ddpm.label_dropout must be in [0, 1), got {}",
@@ -186,7 +208,13 @@ impl Ddpm {
             NetConfig::Mlp(m) => Net::Mlp(MlpDenoiser::new(m, cfg.data.shape[0], vb.pp("net"))?),
             NetConfig::Unet(u) => {
                 let c = cfg.data.shape[0];
-                Net::Unet(Box::new(UNet::new(u, c, c, vb.pp("net"))?))
+                // The image map (as many channels as the image) rides along x_t.
+                let c_in = if cfg.image_condition.is_some() {
+                    2 * c
+                } else {
+                    c
+                };
+                Net::Unet(Box::new(UNet::new(u, c_in, c, vb.pp("net"))?))
             }
         };
         // Created after the network, so that an unconditional model's weights are those of
@@ -270,6 +298,44 @@ impl Ddpm {
         t: &Tensor,
         labels: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.forward_cond(x, t, labels, None)
+    }
+
+    /// The image map of a batch `[B, C, H, W]` in data space, checked against this model
+    /// and `x`, in model space; `None` for a model without one.
+    fn model_space_map(&self, map: Option<&Tensor>, x: &Tensor) -> Result<Option<Tensor>> {
+        match (&self.cfg.image_condition, map) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(Error::InvalidInput(
+                "this DDPM was trained without an image condition; it takes no image map".into(),
+            )),
+            (Some(m), None) => Err(Error::InvalidInput(format!(
+                "this DDPM is conditioned on an image map ({m}: {}); give the images it is                  computed from (`genlab translate --ckpt RUN --from mnist:test` or --image)",
+                m.describe()
+            ))),
+            (Some(_), Some(map)) => {
+                if map.dims() != x.dims() {
+                    return Err(Error::InvalidInput(format!(
+                        "the image map has shape {:?}, the batch {:?}",
+                        map.dims(),
+                        x.dims()
+                    )));
+                }
+                Ok(Some(self.to_model_space(&map.to_dtype(x.dtype())?.to_device(x.device())?)?))
+            }
+        }
+    }
+
+    /// [`Ddpm::forward_labeled`] with the image map (data space) of an image-conditioned
+    /// model, concatenated to x_t's channels.
+    pub(crate) fn forward_cond(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        labels: Option<&Tensor>,
+        map: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let map = self.model_space_map(map, x)?;
         // The network sees the SDE's own x_t: the VP sample times sqrt(m^2 + s^2) (1 for the
         // VP schedules, where this is skipped).
         let scaled;
@@ -292,6 +358,15 @@ impl Ddpm {
                 Some(self.class_embedding(&Tensor::from_vec(null, n, x.device())?)?)
             }
             (None, false) => None,
+        };
+        let with_map;
+        let x = match &map {
+            // [B, C, H, W] ++ [B, C, H, W] -> [B, 2C, H, W]
+            Some(m) => {
+                with_map = Tensor::cat(&[x, m], 1)?;
+                &with_map
+            }
+            None => x,
         };
         Ok(match &self.net {
             Net::Mlp(m) => m.forward_with(x, t, extra.as_ref())?,
@@ -343,6 +418,11 @@ impl Ddpm {
         self.cfg.data.check_batch(x0, "the DDPM")?;
         let dims = x0.dims().to_vec();
         let b = dims[0];
+        // An image-conditioned model learns from each example's own map.
+        let map = match &self.cfg.image_condition {
+            Some(m) => Some(m.apply(x0)?),
+            None => None,
+        };
         let x0 = self.to_model_space(x0)?;
         let last = (self.cfg.timesteps - 1) as f64;
         let t_idx: Vec<f64> = (0..b)
@@ -373,7 +453,7 @@ impl Ddpm {
                     Some(Tensor::from_vec(v, b, dev)?)
                 }
             };
-        let pred = self.forward_labeled(&xt, &t, labels.as_ref())?;
+        let pred = self.forward_cond(&xt, &t, labels.as_ref(), map.as_ref())?;
         // The regression target of the parametrisation; the loss is the plain mean squared
         // error on it (L_simple for epsilon).
         let target = match self.cfg.prediction {
@@ -409,7 +489,9 @@ impl ConditionalDenoiser for Ddpm {
         let b = x.dim(0)?;
         cond.check_batch(b)?;
         let tt = Tensor::full(t as f32, b, x.device())?.to_dtype(DType::F32)?;
-        Ok(self.forward_labeled(x, &tt, cond.class.as_ref())?.detach())
+        Ok(self
+            .forward_cond(x, &tt, cond.class.as_ref(), cond.image.as_ref())?
+            .detach())
     }
 
     fn prediction(&self) -> Prediction {
@@ -431,7 +513,11 @@ impl ConditionalDenoiser for Ddpm {
             ));
         }
         let n = cond.batch_size()?.unwrap_or(0);
-        Condition::class_repeated(self.null_label(), n, &self.device)
+        // Only the label is dropped: an image-conditioned model keeps its map.
+        Ok(Condition {
+            image: cond.image.clone(),
+            ..Condition::class_repeated(self.null_label(), n, &self.device)?
+        })
     }
 }
 
@@ -710,6 +796,23 @@ impl Ddpm {
                 ));
             }
         }
+        match (&self.cfg.image_condition, &cond.image) {
+            (Some(m), None) => {
+                return Err(Error::InvalidInput(format!(
+                    "this DDPM is conditioned on an image map ({m}: {}); give the images it \
+                     is computed from (`genlab translate --ckpt RUN --from mnist:test` or \
+                     --image)",
+                    m.describe()
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(Error::InvalidInput(
+                    "this DDPM was trained without an image condition; it takes no image map"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
         if guidance.is_some() && cond.class.is_none() {
             return Err(Error::setting(
                 "guidance",
@@ -841,6 +944,20 @@ impl Sample for Ddpm {
 
     fn num_classes(&self) -> usize {
         self.cfg.num_classes
+    }
+
+    fn image_map(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        match &self.cfg.image_condition {
+            Some(m) => {
+                self.cfg.data.check_batch(x, "the DDPM")?;
+                Ok(Some(m.apply(x)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn image_map_name(&self) -> Option<String> {
+        self.cfg.image_condition.as_ref().map(|m| m.to_string())
     }
 
     fn data_space(&self) -> &DataSpace {
@@ -1065,6 +1182,118 @@ mod tests {
         let (_, uncond) = points_model(0);
         assert!(uncond.null_condition(&one).is_err());
         assert!(uncond.predict_cond(&x, 1.0, &one).is_err());
+    }
+
+    fn map_model(image_condition: Option<ImageMap>) -> (ParamStore, Ddpm) {
+        let ps = ParamStore::new(5, &Device::Cpu);
+        let mut cfg = DdpmConfig::for_data(&DataSpace {
+            shape: vec![1, 8, 8],
+            images: true,
+        });
+        cfg.timesteps = 50;
+        if let NetConfig::Unet(u) = &mut cfg.net {
+            u.base_channels = 8;
+            u.groups = 4;
+        }
+        cfg.image_condition = image_condition;
+        let m = Ddpm::new(&cfg, ps.vb()).unwrap();
+        (ps, m)
+    }
+
+    #[test]
+    fn an_image_map_is_concatenated_to_the_input_and_required() {
+        let (ps, m) = map_model(Some(ImageMap::LowRes { size: 4 }));
+        // The first convolution reads 2 channels: x_t and the map.
+        let first = ps
+            .tensors()
+            .iter()
+            .find(|(k, t)| k.starts_with("net.") && t.dims().len() == 4 && t.dims()[1] == 2)
+            .map(|(k, _)| k.clone());
+        assert!(first.is_some(), "no 2-channel input convolution");
+        let imgs = Rng::new(2)
+            .uniform_tensor(0.0, 1.0, &[2, 1, 8, 8], &Device::Cpu)
+            .unwrap();
+        let x = Rng::new(3)
+            .normal_tensor(&[2, 1, 8, 8], &Device::Cpu)
+            .unwrap();
+        let map = m.image_map(&imgs).unwrap().unwrap();
+        let cond = Condition::image(map.clone(), None);
+        let a = m.predict_cond(&x, 10.0, &cond).unwrap();
+        // The prediction equals the raw network on [x_t, 2 map - 1] (model space).
+        let xin = Tensor::cat(&[&x, &map.affine(2.0, -1.0).unwrap()], 1).unwrap();
+        let tt = Tensor::full(10f32, 2, &Device::Cpu).unwrap();
+        let Net::Unet(u) = &m.net else {
+            panic!("a U-Net")
+        };
+        let b = u.forward_with(&xin, &tt, None).unwrap();
+        let d: f32 = (&a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(d, 0.0);
+        // Another map changes the prediction.
+        let other = Condition::image(map.affine(0.0, 0.5).unwrap(), None);
+        let c = m.predict_cond(&x, 10.0, &other).unwrap();
+        let d: f32 = (&a - &c)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d > 0.0);
+        // Without a map, or with one of another shape: clear errors.
+        let e = Denoiser::predict(&m, &x, 10.0).unwrap_err().to_string();
+        assert!(e.contains("image map") && e.contains("low-res:4"), "{e}");
+        let small = Condition::image(map.narrow(2, 0, 4).unwrap(), None);
+        let e = m.predict_cond(&x, 10.0, &small).unwrap_err().to_string();
+        assert!(e.contains("shape"), "{e}");
+        let req = SampleRequest {
+            n: 2,
+            ..Default::default()
+        };
+        let e = m
+            .sample(&req, &mut Rng::new(0), &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("genlab translate"), "{e}");
+        // The loss draws each example's own map, and sampling with maps runs.
+        let l: f32 = m
+            .loss(&imgs, &mut Rng::new(1))
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(l.is_finite() && l > 0.0);
+        let req = SampleRequest {
+            n: 2,
+            condition: cond,
+            options: SamplerOptions {
+                steps: 3,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let out = m.sample(&req, &mut Rng::new(0), &mut |_, _| {}).unwrap();
+        assert_eq!(out.x.dims(), &[2, 1, 8, 8]);
+        // A model without a map refuses one; the MLP cannot take one.
+        let (_, plain) = map_model(None);
+        assert!(plain.image_map(&imgs).unwrap().is_none());
+        let e = plain
+            .predict_cond(&x, 10.0, &other)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("takes no image map"), "{e}");
+        let mut cfg = DdpmConfig::for_data(&DataSpace {
+            shape: vec![2],
+            images: false,
+        });
+        cfg.image_condition = Some(ImageMap::Edges { threshold: 0.5 });
+        assert!(cfg.validate().unwrap_err().to_string().contains("U-Net"));
     }
 
     #[test]
