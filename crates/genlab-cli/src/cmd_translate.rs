@@ -113,6 +113,14 @@ pub fn run(a: TranslateArgs, device: &candle_core::Device) -> anyhow::Result<()>
         lines.push(format!(
             "PSNR of bicubic upsampling (the model's input) vs the originals: {pb:.2} dB"
         ));
+        if let (Some(clf), Some(labels)) = (&a.edit.classifier, &src.labels) {
+            let acc = genlab_train::edit::classifier_accuracy(clf, &map, labels)?;
+            sidecar["classifier_accuracy_bicubic"] = acc.into();
+            lines.push(format!(
+                "the classifier assigns {:.1}% of the bicubic upsamplings to their true class",
+                100.0 * acc
+            ));
+        }
     }
     let mut columns = vec![&src.images, &map];
     columns.extend(results.iter());
