@@ -298,6 +298,24 @@ pub const DATASETS: &[DatasetEntry] = &[
             check_fixed_shape(Box::new(IdxFolder::open_spec(&spec)?), o)
         },
     },
+    DatasetEntry {
+        name: "glyphs",
+        arg: None,
+        arg_required: false,
+        description: "characters of many scripts rendered from installed fonts by 20 seeded \
+                      \"drawers\", 28x28, alphabets recorded (genlab data make glyphs)",
+        info: |arg| {
+            no_arg("glyphs", arg)?;
+            let mut info = DatasetInfo::images(Some(vec![1, 28, 28]), None);
+            info.labels = Some(true); // the character classes; their count depends on the fonts
+            Ok(info)
+        },
+        open: |arg, o| {
+            no_arg("glyphs", arg)?;
+            let dir = crate::glyphs::glyphs_dir(&data_dir());
+            check_fixed_shape(Box::new(crate::Glyphs::load(&dir)?), o)
+        },
+    },
 ];
 
 /// Splits a spec into its registry entry and argument; an unknown name lists the known
