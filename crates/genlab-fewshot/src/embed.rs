@@ -103,13 +103,20 @@ impl Conv4 {
         self.out_dim
     }
 
-    /// `[B, C, H, W]` -> `[B, out_dim]`.
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `[B, C, H, W]` -> the last block's feature maps `[B, channels, H', W']`.
+    pub fn forward_map(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         for (conv, norm) in self.convs.iter().zip(&self.norms) {
             h = max_pool2(&genlab_nn::relu(&norm.forward(&conv.forward(&h)?)?)?)?;
         }
+        Ok(h)
+    }
+
+    /// `[B, C, H, W]` -> `[B, out_dim]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let h = self.forward_map(x)?;
         let b = h.dim(0)?;
+        // [B, channels, H', W'] -> [B, channels * H' * W'].
         h.reshape((b, ()))
     }
 }

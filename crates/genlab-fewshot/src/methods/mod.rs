@@ -7,8 +7,12 @@
 //! line in [`METHODS`].
 
 pub mod maml;
+pub mod matching;
 pub mod pretrain;
 pub mod protonet;
+pub mod relation;
+pub mod reptile;
+pub mod siamese;
 
 use candle_core::{Device, Tensor};
 use serde::Serialize;
@@ -81,7 +85,15 @@ pub struct MethodEntry {
 }
 
 /// Every method.
-pub const METHODS: &[&MethodEntry] = &[&protonet::ENTRY, &maml::ENTRY, &pretrain::ENTRY];
+pub const METHODS: &[&MethodEntry] = &[
+    &siamese::ENTRY,
+    &protonet::ENTRY,
+    &matching::ENTRY,
+    &relation::ENTRY,
+    &maml::ENTRY,
+    &reptile::ENTRY,
+    &pretrain::ENTRY,
+];
 
 /// The entry called `name`, or an error listing the known ones.
 pub fn find(name: &str) -> Result<&'static MethodEntry> {
@@ -134,6 +146,16 @@ pub(crate) fn cross_entropy_and_accuracy(
         .mean_all()?
         .to_scalar::<f32>()?;
     Ok((loss, correct as f64))
+}
+
+/// Accuracy of the argmax of `scores` `[B, N]` against u32 `labels` `[B]`.
+pub(crate) fn accuracy(scores: &Tensor, labels: &Tensor) -> Result<f64> {
+    let pred = scores.argmax(1)?;
+    Ok(pred
+        .eq(labels)?
+        .to_dtype(candle_core::DType::F32)?
+        .mean_all()?
+        .to_scalar::<f32>()? as f64)
 }
 
 /// An error when a task of the wrong kind reaches a method.
