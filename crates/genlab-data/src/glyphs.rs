@@ -627,7 +627,8 @@ mod tests {
         let img = vec![
             1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
         ];
-        assert_eq!(box_down(&img, 4), vec![128, 128, 0, 0]);
+        // Top-left block 1, 0, 1, 1 -> 0.75; top-right 0, 0, 1, 1 -> 0.5; u8 by rounding.
+        assert_eq!(box_down(&img, 4), vec![191, 128, 0, 0]);
     }
 
     #[test]

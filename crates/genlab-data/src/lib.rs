@@ -22,6 +22,7 @@ pub mod idx_folder;
 pub mod image_folder;
 pub mod masks;
 pub mod mnist;
+pub mod omniglot;
 pub mod progress;
 pub mod registry;
 pub mod sampler;

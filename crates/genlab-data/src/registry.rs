@@ -316,6 +316,22 @@ pub const DATASETS: &[DatasetEntry] = &[
             check_fixed_shape(Box::new(crate::Glyphs::load(&dir)?), o)
         },
     },
+    DatasetEntry {
+        name: "omniglot",
+        arg: None,
+        arg_required: false,
+        description: "Omniglot, 1623 characters of 50 alphabets, 20 drawings each, 28x28 \
+                      (genlab data fetch omniglot)",
+        info: |arg| {
+            no_arg("omniglot", arg)?;
+            Ok(DatasetInfo::images(Some(vec![1, 28, 28]), Some(1623)))
+        },
+        open: |arg, o| {
+            no_arg("omniglot", arg)?;
+            let dir = data_dir().join(crate::omniglot::OMNIGLOT_SUBDIR);
+            check_fixed_shape(Box::new(crate::omniglot::Omniglot::load(&dir)?), o)
+        },
+    },
 ];
 
 /// Splits a spec into its registry entry and argument; an unknown name lists the known

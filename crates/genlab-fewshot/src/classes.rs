@@ -24,8 +24,8 @@ pub struct ClassSet {
     pub name: String,
     /// `[C, H, W]` of one example.
     pub shape: Vec<usize>,
-    /// All examples, row-major, `dim()` floats each.
-    pub data: Vec<f32>,
+    /// All examples, row-major, `dim()` floats each (shared by the splits of one source).
+    pub data: std::sync::Arc<Vec<f32>>,
     pub classes: Vec<ClassInfo>,
 }
 
@@ -81,7 +81,7 @@ impl ClassSet {
         Ok(Self {
             name: ds.name().to_string(),
             shape,
-            data,
+            data: data.into(),
             classes,
         })
     }
@@ -112,7 +112,7 @@ impl ClassSet {
         }
         let d = self.dim();
         let n0 = self.data.len() / d;
-        let mut data = self.data.clone();
+        let mut data: Vec<f32> = self.data.to_vec();
         let mut classes = self.classes.clone();
         for quarter in 1..4 {
             let offset = data.len() / d;
@@ -145,7 +145,7 @@ impl ClassSet {
         Ok(Self {
             name: self.name.clone(),
             shape: self.shape.clone(),
-            data,
+            data: data.into(),
             classes,
         })
     }
@@ -260,7 +260,7 @@ mod tests {
         ClassSet {
             name: "toy".into(),
             shape: vec![1, 2, 2],
-            data,
+            data: data.into(),
             classes,
         }
     }

@@ -166,7 +166,7 @@ mod tests {
         ClassSet {
             name: "meta-test".into(),
             shape: vec![1, 1, 1],
-            data,
+            data: data.into(),
             classes,
         }
     }

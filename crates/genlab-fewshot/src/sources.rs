@@ -3,6 +3,7 @@
 //! | name | classes | split |
 //! |---|---|---|
 //! | `glyphs` | the glyph set's characters (`genlab data make glyphs`) | by alphabet, like Omniglot's background / evaluation alphabets: 35% of the alphabets meta-test, 10% meta-val, the rest meta-train (fixed split seed) |
+//! | `omniglot` | Omniglot's characters (`genlab data fetch omniglot`) | its own: the 20 evaluation alphabets meta-test; of the 30 background alphabets, 5 (fixed seed) meta-val, 25 meta-train |
 //! | `mnist` | MNIST digits | meta-train 0-4 (training images), meta-test 5-9 (test images); meta-val: 0-4 of the test images (ten classes leave no third disjoint five, so validation watches unseen *images*, not unseen classes) |
 //! | `digits` | the 8x8 digits (embedded) | as `mnist`, images split 70/30 by a fixed seed |
 //! | `synthetic` | 30 classes of 6x6 noisy templates (no files; tests and smoke runs) | by group of 5 classes |
@@ -17,6 +18,8 @@ use crate::classes::{ClassInfo, ClassSet, Splits};
 const TEST_FRAC: f64 = 0.35;
 /// Fraction of the groups for meta-validation.
 const VAL_FRAC: f64 = 0.10;
+/// Fraction of Omniglot's 30 background alphabets for meta-validation (5 of 30).
+const OMNIGLOT_VAL_ALPHABETS: f64 = 5.0 / 30.0;
 /// The split seed: fixed, so that every run of a source shares one split.
 const SPLIT_SEED: u64 = 0;
 
@@ -33,6 +36,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "glyphs",
         "characters of many scripts rendered from fonts, split by alphabet",
+    ),
+    (
+        "omniglot",
+        "Omniglot, background alphabets for meta-training, evaluation alphabets for meta-test",
     ),
     ("mnist", "MNIST, meta-train on digits 0-4, meta-test on 5-9"),
     (
@@ -72,6 +79,48 @@ pub fn open(name: &str, rotations: bool) -> Result<Source> {
                 |l| classes[l as usize].alphabet.clone(),
             )?;
             Splits::by_group(&all, VAL_FRAC, TEST_FRAC, SPLIT_SEED)?
+        }
+        "omniglot" => {
+            let dir = genlab_data::data_dir().join(genlab_data::omniglot::OMNIGLOT_SUBDIR);
+            let o = genlab_data::omniglot::Omniglot::load(&dir)?;
+            let classes = o.classes().to_vec();
+            let all = ClassSet::from_dataset(
+                &o,
+                |_| true,
+                |l| {
+                    format!(
+                        "{}/{}",
+                        classes[l as usize].alphabet, classes[l as usize].character
+                    )
+                },
+                |l| classes[l as usize].alphabet.clone(),
+            )?;
+            let background = all.select("background", |c| {
+                classes
+                    .iter()
+                    .any(|k| k.background && k.alphabet == c.group)
+            });
+            let mut bg = Splits::by_group(&background, OMNIGLOT_VAL_ALPHABETS, 0.0, SPLIT_SEED)?;
+            // by_group holds out at least one group for test: fold it back into meta-train.
+            let mut train = bg.train.clone();
+            train.classes.extend(bg.test.classes.drain(..));
+            train.name = "meta-train".into();
+            let mut test = all.select("meta-test", |c| {
+                classes
+                    .iter()
+                    .any(|k| !k.background && k.alphabet == c.group)
+            });
+            test.name = "meta-test".into();
+            let s = Splits {
+                train,
+                val: bg.val,
+                test,
+                note: "Omniglot's split: evaluation alphabets meta-test, background alphabets meta-train \
+                       (5 of them meta-val)"
+                    .into(),
+            };
+            s.check_disjoint()?;
+            s
         }
         "mnist" => {
             let dir = genlab_data::data_dir().join(genlab_data::fetch::MNIST_SUBDIR);
@@ -205,7 +254,7 @@ pub fn synthetic(n_classes: usize, per: usize, side: usize, group: usize) -> Cla
     ClassSet {
         name: "synthetic".into(),
         shape: vec![1, side, side],
-        data,
+        data: data.into(),
         classes,
     }
 }
