@@ -59,7 +59,8 @@ struct TrainArgs {
     /// Halve the learning rate every this many steps (0: never).
     #[arg(long, default_value_t = 0)]
     lr_halve_every: u64,
-    /// Add each class turned by 90/180/270 degrees as new classes.
+    /// Add each meta-train class turned by 90/180/270 degrees as new classes (training
+    /// augmentation; test classes stay as they are).
     #[arg(long)]
     rotations: bool,
     /// Steps between meta-validations (each a log line).

@@ -229,7 +229,7 @@ fn bad_input_gets_one_clear_error() {
         a.extend(extra);
         genlab(&a, d)
     };
-    // Ways larger than the classes available (synthetic: 10 meta-test classes, 14 meta-train).
+    // Ways larger than the classes available (synthetic: 15 meta-train classes).
     fails_with(
         &train(&[
             "--method",
@@ -239,7 +239,7 @@ fn bad_input_gets_one_clear_error() {
             "--ways",
             "40",
         ]),
-        &["40 ways", "classes"],
+        &["--ways is 40", "only 15 classes"],
     );
     // Shots + queries larger than a class's examples (20 each).
     fails_with(
@@ -253,7 +253,10 @@ fn bad_input_gets_one_clear_error() {
             "--queries",
             "15",
         ]),
-        &["25 examples per class", "only 20"],
+        &[
+            "--shots is 10 and queries 15: 25 examples per class",
+            "only 20",
+        ],
     );
     // An unknown method, naming the known ones.
     fails_with(

@@ -29,7 +29,8 @@ use ab_glyph::{Font, FontVec, PxScale};
 use genlab_core::{Error, Result, Rng};
 use serde::{Deserialize, Serialize};
 
-use crate::{DataKind, Dataset, Progress};
+use crate::class_images::ClassImages;
+use crate::Progress;
 
 /// Side of the stored images.
 pub const GLYPH_SIZE: usize = 28;
@@ -179,7 +180,7 @@ pub struct GlyphsIndex {
 /// The rendered glyph set.
 pub struct Glyphs {
     index: GlyphsIndex,
-    pixels: Vec<u8>,
+    images: ClassImages,
 }
 
 /// A loaded font and its file name.
@@ -514,21 +515,14 @@ impl Glyphs {
             )));
         }
         let index: GlyphsIndex = genlab_core::io::read_json(&index_path)?;
-        let bin = dir.join(BIN_FILE);
-        let pixels = std::fs::read(&bin).map_err(|e| Error::io("read", &bin, e))?;
-        let want = index.classes.len() * index.per_class * index.size * index.size;
-        if pixels.len() != want {
-            return Err(Error::Data(format!(
-                "{}: {} bytes, expected {want} ({} classes x {} drawers x {}x{})",
-                bin.display(),
-                pixels.len(),
-                index.classes.len(),
-                index.per_class,
-                index.size,
-                index.size
-            )));
-        }
-        Ok(Self { index, pixels })
+        let images = ClassImages::read(
+            "glyphs",
+            &dir.join(BIN_FILE),
+            index.size,
+            index.per_class,
+            index.classes.len(),
+        )?;
+        Ok(Self { index, images })
     }
 
     pub fn index(&self) -> &GlyphsIndex {
@@ -539,32 +533,14 @@ impl Glyphs {
     pub fn classes(&self) -> &[GlyphClass] {
         &self.index.classes
     }
-}
 
-impl Dataset for Glyphs {
-    fn name(&self) -> &str {
-        "glyphs"
+    /// The images as a data set (labels: the classes' indices).
+    pub fn images(&self) -> &ClassImages {
+        &self.images
     }
-    fn len(&self) -> usize {
-        self.index.classes.len() * self.index.per_class
-    }
-    fn example_shape(&self) -> Vec<usize> {
-        vec![1, self.index.size, self.index.size]
-    }
-    fn write_example(&self, i: usize, out: &mut [f32]) {
-        let d = self.index.size * self.index.size;
-        for (o, &p) in out.iter_mut().zip(&self.pixels[i * d..(i + 1) * d]) {
-            *o = p as f32 / 255.0;
-        }
-    }
-    fn label(&self, i: usize) -> Option<u32> {
-        Some((i / self.index.per_class) as u32)
-    }
-    fn num_classes(&self) -> Option<usize> {
-        Some(self.index.classes.len())
-    }
-    fn kind(&self) -> DataKind {
-        DataKind::Image
+
+    pub fn into_images(self) -> ClassImages {
+        self.images
     }
 }
 
@@ -576,6 +552,7 @@ pub fn glyphs_dir(root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Dataset;
 
     /// Tolerance of the warp's identity check (bilinear at integer points is exact).
     const WARP_TOL: f32 = 1e-5;
@@ -640,8 +617,7 @@ mod tests {
             ..Default::default()
         };
         let err = make_glyphs(&cfg, &dir.path().join("out"), &mut crate::NoProgress)
-            .err()
-            .expect("no usable font must be an error")
+            .expect_err("no usable font must be an error")
             .to_string();
         assert!(err.contains("no usable font"), "{err}");
     }
@@ -679,7 +655,7 @@ mod tests {
         make_glyphs(&cfg, &dir.path().join("b"), &mut crate::NoProgress).unwrap();
         let bytes = |s: &str| std::fs::read(dir.path().join(s).join(BIN_FILE)).unwrap();
         assert_eq!(bytes("a"), bytes("b"), "same seed, same bytes");
-        let g = Glyphs::load(&dir.path().join("a")).unwrap();
+        let g = Glyphs::load(&dir.path().join("a")).unwrap().into_images();
         assert_eq!(g.len(), a.classes.len() * 2);
         assert!(a.fonts.len() >= 2, "at least two scripts: {:?}", a.fonts);
         // Every image has ink, and two drawers of one character differ.

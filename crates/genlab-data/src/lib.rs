@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod checksum;
+pub mod class_images;
 pub mod dataset;
 pub mod digits;
 pub mod eight_gaussians;

@@ -19,7 +19,8 @@ use genlab_core::{Error, Result};
 use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 
-use crate::{DataKind, Dataset, Progress};
+use crate::class_images::ClassImages;
+use crate::Progress;
 
 /// Drawings per character.
 pub const DRAWERS: usize = 20;
@@ -57,8 +58,11 @@ pub struct OmniglotIndex {
 /// The converted data set.
 pub struct Omniglot {
     index: OmniglotIndex,
-    pixels: Vec<u8>,
+    images: ClassImages,
 }
+
+/// One drawing in a zip: its file name and PNG bytes.
+type Drawing = (String, Vec<u8>);
 
 /// Reads one Omniglot zip: its characters (sorted) with their 20 drawings as 28x28 u8.
 pub fn read_omniglot_zip(path: &Path, background: bool) -> Result<Vec<(OmniglotClass, Vec<u8>)>> {
@@ -66,8 +70,7 @@ pub fn read_omniglot_zip(path: &Path, background: bool) -> Result<Vec<(OmniglotC
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| Error::Data(format!("{}: not a zip archive: {e}", path.display())))?;
     // (alphabet, character) -> [(file name, png bytes)]
-    let mut chars: std::collections::BTreeMap<(String, String), Vec<(String, Vec<u8>)>> =
-        Default::default();
+    let mut chars: std::collections::BTreeMap<(String, String), Vec<Drawing>> = Default::default();
     for i in 0..zip.len() {
         let mut f = zip
             .by_index(i)
@@ -213,54 +216,34 @@ impl Omniglot {
             )));
         }
         let index: OmniglotIndex = genlab_core::io::read_json(&index_path)?;
-        let bin = dir.join(BIN_FILE);
-        let pixels = std::fs::read(&bin).map_err(|e| Error::io("read", &bin, e))?;
-        let want = index.classes.len() * index.per_class * index.size * index.size;
-        if pixels.len() != want {
-            return Err(Error::Data(format!(
-                "{}: {} bytes, expected {want}",
-                bin.display(),
-                pixels.len()
-            )));
-        }
-        Ok(Self { index, pixels })
+        let images = ClassImages::read(
+            "omniglot",
+            &dir.join(BIN_FILE),
+            index.size,
+            index.per_class,
+            index.classes.len(),
+        )?;
+        Ok(Self { index, images })
     }
 
     pub fn classes(&self) -> &[OmniglotClass] {
         &self.index.classes
     }
-}
 
-impl Dataset for Omniglot {
-    fn name(&self) -> &str {
-        "omniglot"
+    /// The images as a data set (labels: the classes' indices).
+    pub fn images(&self) -> &ClassImages {
+        &self.images
     }
-    fn len(&self) -> usize {
-        self.index.classes.len() * self.index.per_class
-    }
-    fn example_shape(&self) -> Vec<usize> {
-        vec![1, self.index.size, self.index.size]
-    }
-    fn write_example(&self, i: usize, out: &mut [f32]) {
-        let d = self.index.size * self.index.size;
-        for (o, &p) in out.iter_mut().zip(&self.pixels[i * d..(i + 1) * d]) {
-            *o = p as f32 / 255.0;
-        }
-    }
-    fn label(&self, i: usize) -> Option<u32> {
-        Some((i / self.index.per_class) as u32)
-    }
-    fn num_classes(&self) -> Option<usize> {
-        Some(self.index.classes.len())
-    }
-    fn kind(&self) -> DataKind {
-        DataKind::Image
+
+    pub fn into_images(self) -> ClassImages {
+        self.images
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Dataset;
     use std::io::Write;
 
     /// A zip in Omniglot's layout: `alphabets` x `chars` characters of `drawers` 105x105
@@ -316,7 +299,7 @@ mod tests {
         let index = convert_omniglot(t.path()).unwrap();
         assert_eq!(index.classes.len(), 6);
         assert_eq!(index.classes.iter().filter(|c| c.background).count(), 4);
-        let o = Omniglot::load(t.path()).unwrap();
+        let o = Omniglot::load(t.path()).unwrap().into_images();
         assert_eq!(o.len(), 6 * DRAWERS);
         let mut x = vec![0f32; 28 * 28];
         // Character 1: a 20-pixel black square of 105 -> ink in the top-left ~5x5 of 28.

@@ -313,7 +313,7 @@ pub const DATASETS: &[DatasetEntry] = &[
         open: |arg, o| {
             no_arg("glyphs", arg)?;
             let dir = crate::glyphs::glyphs_dir(&data_dir());
-            check_fixed_shape(Box::new(crate::Glyphs::load(&dir)?), o)
+            check_fixed_shape(Box::new(crate::Glyphs::load(&dir)?.into_images()), o)
         },
     },
     DatasetEntry {
@@ -329,7 +329,10 @@ pub const DATASETS: &[DatasetEntry] = &[
         open: |arg, o| {
             no_arg("omniglot", arg)?;
             let dir = data_dir().join(crate::omniglot::OMNIGLOT_SUBDIR);
-            check_fixed_shape(Box::new(crate::omniglot::Omniglot::load(&dir)?), o)
+            check_fixed_shape(
+                Box::new(crate::omniglot::Omniglot::load(&dir)?.into_images()),
+                o,
+            )
         },
     },
 ];

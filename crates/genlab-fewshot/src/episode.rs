@@ -39,7 +39,7 @@ impl EpisodeShape {
             return Err(Error::setting(
                 "ways",
                 format!(
-                    "{} ways but the {} split has only {} classes (at most {} ways)",
+                    "is {} but the {} split has only {} classes (at most {} ways)",
                     self.ways,
                     set.name,
                     set.classes.len(),
@@ -52,8 +52,8 @@ impl EpisodeShape {
             return Err(Error::setting(
                 "shots",
                 format!(
-                    "{} shots + {} queries = {need} examples per class, but class `{}` of the \
-                     {} split has only {} (at most {} queries with {} shots)",
+                    "is {} and queries {}: {need} examples per class, but class `{}` of the {} \
+                     split has only {} (at most {} queries with {} shots)",
                     self.shots,
                     self.queries,
                     c.name,
@@ -213,10 +213,7 @@ mod tests {
         .check(&set())
         .unwrap_err();
         let m = e.to_string();
-        assert!(
-            m.contains("11 ways") && m.contains("only 10 classes"),
-            "{m}"
-        );
+        assert!(m.contains("is 11") && m.contains("only 10 classes"), "{m}");
     }
 
     #[test]
@@ -230,7 +227,7 @@ mod tests {
         .unwrap_err();
         let m = e.to_string();
         assert!(
-            m.contains("= 7 examples per class") && m.contains("has only 6"),
+            m.contains("7 examples per class") && m.contains("has only 6"),
             "{m}"
         );
     }

@@ -131,6 +131,22 @@ pub fn mlp_params(store: &genlab_core::ParamStore, sizes: &[usize]) -> Result<Ve
     Ok(out)
 }
 
+/// The regression network of a method: a store seeded by `seed` and the weights of an MLP
+/// `input -> hidden... -> 1` in it ([`mlp_params`]).
+pub fn regression_mlp(
+    input: &[usize],
+    hidden: &[usize],
+    seed: u64,
+    device: &Device,
+) -> Result<(genlab_core::ParamStore, Vec<Tensor>)> {
+    let store = genlab_core::ParamStore::new(seed, device);
+    let mut sizes = vec![input.iter().product()];
+    sizes.extend(hidden);
+    sizes.push(1);
+    let params = mlp_params(&store, &sizes)?;
+    Ok((store, params))
+}
+
 /// The query MSE of `params` after `steps` first-order gradient steps on the support set
 /// (the test-time adaptation of MAML and of the fine-tuned baseline).
 pub fn adapted_query_mse(

@@ -61,7 +61,8 @@ pub fn is_regression(name: &str) -> bool {
     name == "sinusoid"
 }
 
-/// Opens `name` (`rotations`: add the 90/180/270° turns of every class as new classes).
+/// Opens `name` (`rotations`: add the 90/180/270° turns of every meta-train class as new
+/// classes).
 pub fn open(name: &str, rotations: bool) -> Result<Source> {
     let splits = match name {
         "sinusoid" => return Ok(Source::Sinusoid),
@@ -70,7 +71,7 @@ pub fn open(name: &str, rotations: bool) -> Result<Source> {
             let g = Glyphs::load(&dir)?;
             let classes = g.classes().to_vec();
             let all = ClassSet::from_dataset(
-                &g,
+                g.images(),
                 |_| true,
                 |l| {
                     let c = &classes[l as usize];
@@ -85,7 +86,7 @@ pub fn open(name: &str, rotations: bool) -> Result<Source> {
             let o = genlab_data::omniglot::Omniglot::load(&dir)?;
             let classes = o.classes().to_vec();
             let all = ClassSet::from_dataset(
-                &o,
+                o.images(),
                 |_| true,
                 |l| {
                     format!(
@@ -146,14 +147,15 @@ pub fn open(name: &str, rotations: bool) -> Result<Source> {
         }
     };
     Ok(Source::Classes(if rotations {
+        // Training augmentation: the test and validation classes stay as they are, so the
+        // evaluation task is the same with and without it.
         Splits {
             train: splits.train.with_rotations()?,
-            val: splits.val.with_rotations()?,
-            test: splits.test.with_rotations()?,
             note: format!(
-                "{}; each class also turned 90/180/270° as new classes",
+                "{}; each meta-train class also turned 90/180/270° as new classes",
                 splits.note
             ),
+            ..splits
         }
     } else {
         splits

@@ -43,7 +43,7 @@ pub struct TrainConfig {
     pub method: String,
     /// Few-shot source ([`sources::SOURCES`]).
     pub data: String,
-    /// Add every class turned by 90/180/270° as new classes.
+    /// Add every meta-train class turned by 90/180/270° as new classes.
     pub rotations: bool,
     /// Training episodes' N, K and Q (for regression: K support and Q query points).
     pub ways: usize,
@@ -345,7 +345,16 @@ pub fn train(
         queries: cfg.queries,
     };
     check_shape(&data, "train", shape)?;
-    check_shape(&data, "val", shape)?;
+    // Meta-validation episodes have the training shape, with at most as many ways as the
+    // validation split has classes (MNIST's has 5).
+    let val_shape = match &data {
+        Data::Classes(s) => EpisodeShape {
+            ways: shape.ways.min(s.val.classes.len()),
+            ..shape
+        },
+        Data::Sinusoid => shape,
+    };
+    check_shape(&data, "val", val_shape)?;
     let mut method = build(&cfg, entry, &data, device)?;
     let vars = method.params().vars();
     let mut opt = AdamW::new(vars, AdamWConfig::default())?;
@@ -406,7 +415,7 @@ pub fn train(
                 method.as_ref(),
                 &data,
                 "val",
-                shape,
+                val_shape,
                 cfg.val_episodes,
                 cfg.seed,
                 "val",

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, ParamStore, Result};
 
-use super::{parse_config, wrong_task, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
-use crate::sinusoid::{adapted_query_mse, mlp_forward, mlp_params, mse, sgd_adapt};
+use super::{parse_config, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
+use crate::sinusoid::{adapted_query_mse, mlp_forward, mse, regression_mlp, sgd_adapt};
 
 /// Settings of [`Maml`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -96,11 +96,7 @@ impl Maml {
     pub fn new(spec: &Spec) -> Result<Self> {
         let cfg: Config = parse_config(spec.config)?;
         cfg.validate()?;
-        let store = ParamStore::new(spec.seed, &spec.device);
-        let mut sizes = vec![spec.input.iter().product()];
-        sizes.extend(&cfg.hidden);
-        sizes.push(1);
-        let params = mlp_params(&store, &sizes)?;
+        let (store, params) = regression_mlp(&spec.input, &cfg.hidden, spec.seed, &spec.device)?;
         Ok(Self { cfg, store, params })
     }
 }
@@ -109,9 +105,7 @@ impl Method for Maml {
     fn meta_loss(&mut self, tasks: &[Task]) -> Result<MetaLoss> {
         let mut total: Option<candle_core::Tensor> = None;
         for t in tasks {
-            let Task::Regress(task) = t else {
-                return Err(wrong_task("maml", TaskKind::Regression));
-            };
+            let task = super::regression(t, "maml")?;
             // Eq. 1, keeping the inner gradients in the graph unless first order.
             let fast = sgd_adapt(
                 &self.params,
@@ -136,9 +130,7 @@ impl Method for Maml {
     }
 
     fn evaluate(&self, task: &Task) -> Result<f64> {
-        let Task::Regress(task) = task else {
-            return Err(wrong_task("maml", TaskKind::Regression));
-        };
+        let task = super::regression(task, "maml")?;
         adapted_query_mse(&self.params, task, self.cfg.inner_lr, self.cfg.eval_steps)
     }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{ParamStore, Result};
 
-use super::{parse_config, wrong_task, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
+use super::{parse_config, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
 use crate::embed::{Conv4, Conv4Config};
 
 /// Settings of [`Matching`].
@@ -93,27 +93,17 @@ pub(crate) fn one_hot(labels: &Tensor, n: usize) -> candle_core::Result<Tensor> 
 
 impl Method for Matching {
     fn meta_loss(&mut self, tasks: &[Task]) -> Result<MetaLoss> {
-        let mut losses = Vec::new();
-        let mut acc = 0.0;
-        for t in tasks {
-            let Task::Classify(ep) = t else {
-                return Err(wrong_task("matching", TaskKind::Classification));
-            };
+        super::mean_over_episodes(tasks, "matching", |ep| {
             let lp = self.log_probs(ep)?;
-            losses.push(candle_nn::loss::nll(&lp, &ep.query_labels)?);
-            acc += super::accuracy(&lp, &ep.query_labels)?;
-        }
-        let loss = Tensor::stack(&losses, 0)?.mean_all()?;
-        Ok(MetaLoss {
-            loss,
-            accuracy: Some(acc / tasks.len() as f64),
+            Ok((
+                candle_nn::loss::nll(&lp, &ep.query_labels)?,
+                super::accuracy(&lp, &ep.query_labels)?,
+            ))
         })
     }
 
     fn evaluate(&self, task: &Task) -> Result<f64> {
-        let Task::Classify(ep) = task else {
-            return Err(wrong_task("matching", TaskKind::Classification));
-        };
+        let ep = super::episode(task, "matching")?;
         super::accuracy(&self.log_probs(ep)?.detach(), &ep.query_labels)
     }
 

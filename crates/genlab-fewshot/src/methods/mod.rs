@@ -6,6 +6,7 @@
 //! file here (a type implementing [`Method`] and a `pub const ENTRY: MethodEntry`) plus one
 //! line in [`METHODS`].
 
+pub mod generative;
 pub mod maml;
 pub mod matching;
 pub mod pretrain;
@@ -90,6 +91,7 @@ pub const METHODS: &[&MethodEntry] = &[
     &protonet::ENTRY,
     &matching::ENTRY,
     &relation::ENTRY,
+    &generative::ENTRY,
     &maml::ENTRY,
     &reptile::ENTRY,
     &pretrain::ENTRY,
@@ -156,6 +158,48 @@ pub(crate) fn accuracy(scores: &Tensor, labels: &Tensor) -> Result<f64> {
         .to_dtype(candle_core::DType::F32)?
         .mean_all()?
         .to_scalar::<f32>()? as f64)
+}
+
+/// The episode of a classification task, or the error of a method given another kind.
+pub(crate) fn episode<'a>(task: &'a Task, method: &str) -> Result<&'a Episode> {
+    match task {
+        Task::Classify(ep) => Ok(ep),
+        Task::Regress(_) => Err(wrong_task(method, TaskKind::Classification)),
+    }
+}
+
+/// The regression task of `task`, or the error of a method given another kind.
+pub(crate) fn regression<'a>(task: &'a Task, method: &str) -> Result<&'a RegressionTask> {
+    match task {
+        Task::Regress(t) => Ok(t),
+        Task::Classify(_) => Err(wrong_task(method, TaskKind::Regression)),
+    }
+}
+
+/// The meta-loss of a classification method: the mean over the batch's episodes of
+/// `per_episode`'s loss, and the mean of its query accuracy.
+pub(crate) fn mean_over_episodes(
+    tasks: &[Task],
+    method: &str,
+    mut per_episode: impl FnMut(&Episode) -> Result<(Tensor, f64)>,
+) -> Result<MetaLoss> {
+    let mut losses = Vec::with_capacity(tasks.len());
+    let mut acc = 0.0;
+    for t in tasks {
+        let (l, a) = per_episode(episode(t, method)?)?;
+        losses.push(l);
+        acc += a;
+    }
+    if losses.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{method}: an empty meta-batch"
+        )));
+    }
+    let loss = Tensor::stack(&losses, 0)?.mean_all()?;
+    Ok(MetaLoss {
+        loss,
+        accuracy: Some(acc / tasks.len() as f64),
+    })
 }
 
 /// An error when a task of the wrong kind reaches a method.

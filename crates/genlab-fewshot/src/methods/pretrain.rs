@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, ParamStore, Result};
 
-use super::{parse_config, wrong_task, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
-use crate::sinusoid::{adapted_query_mse, mlp_forward, mlp_params, mse};
+use super::{parse_config, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
+use crate::sinusoid::{adapted_query_mse, mlp_forward, mse, regression_mlp};
 
 /// Settings of [`Pretrain`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -66,11 +66,7 @@ impl Pretrain {
                 format!("must be a positive number, got {}", cfg.finetune_lr),
             ));
         }
-        let store = ParamStore::new(spec.seed, &spec.device);
-        let mut sizes = vec![spec.input.iter().product()];
-        sizes.extend(&cfg.hidden);
-        sizes.push(1);
-        let params = mlp_params(&store, &sizes)?;
+        let (store, params) = regression_mlp(&spec.input, &cfg.hidden, spec.seed, &spec.device)?;
         Ok(Self { cfg, store, params })
     }
 }
@@ -79,9 +75,7 @@ impl Method for Pretrain {
     fn meta_loss(&mut self, tasks: &[Task]) -> Result<MetaLoss> {
         let mut losses = Vec::new();
         for t in tasks {
-            let Task::Regress(task) = t else {
-                return Err(wrong_task("pretrain", TaskKind::Regression));
-            };
+            let task = super::regression(t, "pretrain")?;
             let x = candle_core::Tensor::cat(&[&task.x_support, &task.x_query], 0)?;
             let y = candle_core::Tensor::cat(&[&task.y_support, &task.y_query], 0)?;
             losses.push(mse(&mlp_forward(&self.params, &x)?, &y)?);
@@ -94,9 +88,7 @@ impl Method for Pretrain {
     }
 
     fn evaluate(&self, task: &Task) -> Result<f64> {
-        let Task::Regress(task) = task else {
-            return Err(wrong_task("pretrain", TaskKind::Regression));
-        };
+        let task = super::regression(task, "pretrain")?;
         adapted_query_mse(
             &self.params,
             task,

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{ParamStore, Result};
 
 use super::{
-    cross_entropy_and_accuracy, parse_config, wrong_task, MetaLoss, Method, MethodEntry, Spec,
-    Task, TaskKind,
+    cross_entropy_and_accuracy, parse_config, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind,
 };
 use crate::embed::{Conv4, Conv4Config};
 
@@ -74,28 +73,14 @@ pub fn neg_sq_distances(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 
 impl Method for ProtoNet {
     fn meta_loss(&mut self, tasks: &[Task]) -> Result<MetaLoss> {
-        let mut losses = Vec::new();
-        let mut acc = 0.0;
-        for t in tasks {
-            let Task::Classify(ep) = t else {
-                return Err(wrong_task("protonet", TaskKind::Classification));
-            };
+        super::mean_over_episodes(tasks, "protonet", |ep| {
             let logits = self.logits(&ep.support, ep.shape.ways, &ep.query)?;
-            let (l, a) = cross_entropy_and_accuracy(&logits, &ep.query_labels)?;
-            losses.push(l);
-            acc += a;
-        }
-        let loss = Tensor::stack(&losses, 0)?.mean_all()?;
-        Ok(MetaLoss {
-            loss,
-            accuracy: Some(acc / tasks.len() as f64),
+            cross_entropy_and_accuracy(&logits, &ep.query_labels)
         })
     }
 
     fn evaluate(&self, task: &Task) -> Result<f64> {
-        let Task::Classify(ep) = task else {
-            return Err(wrong_task("protonet", TaskKind::Classification));
-        };
+        let ep = super::episode(task, "protonet")?;
         let logits = self.logits(&ep.support, ep.shape.ways, &ep.query)?.detach();
         Ok(cross_entropy_and_accuracy(&logits, &ep.query_labels)?.1)
     }

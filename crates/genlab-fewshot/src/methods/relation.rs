@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{ParamStore, Result};
 use genlab_nn::Linear;
 
-use super::{parse_config, wrong_task, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
+use super::{parse_config, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
 use crate::embed::{Conv4, Conv4Config};
 
 /// Settings of [`Relation`].
@@ -118,28 +118,17 @@ impl Relation {
 
 impl Method for Relation {
     fn meta_loss(&mut self, tasks: &[Task]) -> Result<MetaLoss> {
-        let mut losses = Vec::new();
-        let mut acc = 0.0;
-        for t in tasks {
-            let Task::Classify(ep) = t else {
-                return Err(wrong_task("relation", TaskKind::Classification));
-            };
+        super::mean_over_episodes(tasks, "relation", |ep| {
             let r = self.scores(ep)?;
             let target = super::matching::one_hot(&ep.query_labels, ep.shape.ways)?;
-            losses.push(r.sub(&target)?.sqr()?.mean_all()?); // eq. 2
-            acc += super::accuracy(&r, &ep.query_labels)?;
-        }
-        let loss = Tensor::stack(&losses, 0)?.mean_all()?;
-        Ok(MetaLoss {
-            loss,
-            accuracy: Some(acc / tasks.len() as f64),
+            // Eq. 2: squared error of the scores to 1 (same class) and 0.
+            let loss = r.sub(&target)?.sqr()?.mean_all()?;
+            Ok((loss, super::accuracy(&r, &ep.query_labels)?))
         })
     }
 
     fn evaluate(&self, task: &Task) -> Result<f64> {
-        let Task::Classify(ep) = task else {
-            return Err(wrong_task("relation", TaskKind::Classification));
-        };
+        let ep = super::episode(task, "relation")?;
         super::accuracy(&self.scores(ep)?.detach(), &ep.query_labels)
     }
 

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, ParamStore, Result};
 
-use super::{parse_config, wrong_task, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
-use crate::sinusoid::{adapted_query_mse, mlp_params, sgd_adapt};
+use super::{parse_config, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
+use crate::sinusoid::{adapted_query_mse, regression_mlp, sgd_adapt};
 
 /// Settings of [`Reptile`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -75,11 +75,7 @@ impl Reptile {
                 format!("Reptile needs a positive inner learning rate and at least one inner step, got {} and {}", cfg.inner_lr, cfg.inner_steps),
             ));
         }
-        let store = ParamStore::new(spec.seed, &spec.device);
-        let mut sizes = vec![spec.input.iter().product()];
-        sizes.extend(&cfg.hidden);
-        sizes.push(1);
-        let params = mlp_params(&store, &sizes)?;
+        let (store, params) = regression_mlp(&spec.input, &cfg.hidden, spec.seed, &spec.device)?;
         Ok(Self { cfg, store, params })
     }
 }
@@ -89,9 +85,7 @@ impl Method for Reptile {
         // W̄: the mean of the task-adapted weights (detached: constants of the surrogate).
         let mut mean: Option<Vec<Tensor>> = None;
         for t in tasks {
-            let Task::Regress(task) = t else {
-                return Err(wrong_task("reptile", TaskKind::Regression));
-            };
+            let task = super::regression(t, "reptile")?;
             let w = sgd_adapt(
                 &self.params,
                 &task.x_support,
@@ -133,9 +127,7 @@ impl Method for Reptile {
     }
 
     fn evaluate(&self, task: &Task) -> Result<f64> {
-        let Task::Regress(task) = task else {
-            return Err(wrong_task("reptile", TaskKind::Regression));
-        };
+        let task = super::regression(task, "reptile")?;
         adapted_query_mse(&self.params, task, self.cfg.inner_lr, self.cfg.eval_steps)
     }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use genlab_core::{ParamStore, Result};
 use genlab_nn::Linear;
 
-use super::{parse_config, wrong_task, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
+use super::{parse_config, MetaLoss, Method, MethodEntry, Spec, Task, TaskKind};
 use crate::embed::{Conv4, Conv4Config};
 
 /// Settings of [`Siamese`].
@@ -79,12 +79,7 @@ impl Siamese {
 
 impl Method for Siamese {
     fn meta_loss(&mut self, tasks: &[Task]) -> Result<MetaLoss> {
-        let mut losses = Vec::new();
-        let mut acc = 0.0;
-        for t in tasks {
-            let Task::Classify(ep) = t else {
-                return Err(wrong_task("siamese", TaskKind::Classification));
-            };
+        super::mean_over_episodes(tasks, "siamese", |ep| {
             let logits = self.pair_logits(ep)?; // [M, NK]
                                                 // Same class: the support's label equals the query's.
             let same = ep
@@ -94,28 +89,25 @@ impl Method for Siamese {
                 .to_dtype(candle_core::DType::F32)?;
             let p = candle_nn::ops::sigmoid(&logits)?;
             let eps = 1e-7;
-            let pos = (same.mul(&(p.clone() + eps)?.log()?)?.sum_all()?
-                / same.sum_all()?.to_scalar::<f32>()? as f64)?;
+            let n_pos = same.sum_all()?.to_scalar::<f32>()? as f64;
+            let pos = (same.mul(&(p.clone() + eps)?.log()?)?.sum_all()? / n_pos)?;
             let diff = same.ones_like()?.sub(&same)?;
+            let n_neg = diff.sum_all()?.to_scalar::<f32>()? as f64;
             let neg = (diff
                 .mul(&(p.ones_like()?.sub(&p)? + eps)?.log()?)?
                 .sum_all()?
-                / diff.sum_all()?.to_scalar::<f32>()? as f64)?;
+                / n_neg)?;
             // Binary cross-entropy, positives and negatives weighted equally.
-            losses.push(((pos + neg)? * -0.5)?);
-            acc += super::accuracy(&self.class_scores(ep, &logits)?, &ep.query_labels)?;
-        }
-        let loss = Tensor::stack(&losses, 0)?.mean_all()?;
-        Ok(MetaLoss {
-            loss,
-            accuracy: Some(acc / tasks.len() as f64),
+            let loss = ((pos + neg)? * -0.5)?;
+            Ok((
+                loss,
+                super::accuracy(&self.class_scores(ep, &logits)?, &ep.query_labels)?,
+            ))
         })
     }
 
     fn evaluate(&self, task: &Task) -> Result<f64> {
-        let Task::Classify(ep) = task else {
-            return Err(wrong_task("siamese", TaskKind::Classification));
-        };
+        let ep = super::episode(task, "siamese")?;
         let logits = self.pair_logits(ep)?.detach();
         super::accuracy(&self.class_scores(ep, &logits)?, &ep.query_labels)
     }
