@@ -91,6 +91,10 @@ struct EvalArgs {
     /// Run directory.
     #[arg(long)]
     ckpt: PathBuf,
+    /// Score on this data's meta-test classes instead of the run's (cross-domain, e.g. a
+    /// glyph-trained run on `mnist`; same image shape needed).
+    #[arg(long)]
+    data: Option<String>,
     /// N (default: the training episodes').
     #[arg(long)]
     ways: Option<usize>,
@@ -175,6 +179,7 @@ pub fn run(a: FewshotArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         }
         FewshotCmd::Eval(e) => {
             let ec = EvalConfig {
+                data: e.data,
                 ways: e.ways,
                 shots: e.shots,
                 queries: e.queries,

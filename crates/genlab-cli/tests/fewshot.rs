@@ -151,6 +151,23 @@ fn protonet_train_resume_eval_and_list() {
     assert!(acc > 0.6, "accuracy {acc}");
     assert_eq!(e["train_config"]["method"], "protonet");
     assert_eq!(e["result"]["n"], 20);
+    // Cross-domain: the synthetic run scored on another source of another shape is refused.
+    fails_with(
+        &genlab(
+            &[
+                "fewshot",
+                "eval",
+                "--ckpt",
+                "straight",
+                "--data",
+                "digits",
+                "--episodes",
+                "2",
+            ],
+            d,
+        ),
+        &["--data", "shape"],
+    );
     // The listing carries every method's paper and defaults.
     let l: serde_json::Value =
         serde_json::from_str(&ok(&genlab(&["fewshot", "list", "--json"], d))).unwrap();

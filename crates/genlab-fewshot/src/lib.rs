@@ -7,7 +7,8 @@
 //! - [`episode`]: N-way K-shot episodes with Q queries, sampled reproducibly;
 //! - [`sinusoid`]: the sine-wave regression tasks of MAML;
 //! - [`embed`]: the conv-4 embedding of the metric-based methods;
-//! - [`methods`]: the methods, one file each, behind one [`methods::Method`] trait, and
+//! - [`methods`]: the methods (Siamese, Matching, Prototypical and Relation networks, a VAE
+//!   generative classifier, MAML, Reptile, MAML's pretrain baseline), one file each, behind one [`methods::Method`] trait, and
 //!   their registry;
 //! - [`stats`]: mean accuracy with its 95% confidence interval;
 //! - [`train`]: meta-training (checkpoints, exact resume, meta-validation log) and the

@@ -26,7 +26,7 @@ const SPLIT_SEED: u64 = 0;
 /// What a source gives.
 pub enum Source {
     /// Classification episodes from class splits.
-    Classes(Splits),
+    Classes(Box<Splits>),
     /// Regression tasks drawn from a distribution.
     Sinusoid,
 }
@@ -104,7 +104,7 @@ pub fn open(name: &str, rotations: bool) -> Result<Source> {
             let mut bg = Splits::by_group(&background, OMNIGLOT_VAL_ALPHABETS, 0.0, SPLIT_SEED)?;
             // by_group holds out at least one group for test: fold it back into meta-train.
             let mut train = bg.train.clone();
-            train.classes.extend(bg.test.classes.drain(..));
+            train.classes.append(&mut bg.test.classes);
             train.name = "meta-train".into();
             let mut test = all.select("meta-test", |c| {
                 classes
@@ -146,7 +146,7 @@ pub fn open(name: &str, rotations: bool) -> Result<Source> {
             ))
         }
     };
-    Ok(Source::Classes(if rotations {
+    Ok(Source::Classes(Box::new(if rotations {
         // Training augmentation: the test and validation classes stay as they are, so the
         // evaluation task is the same with and without it.
         Splits {
@@ -159,7 +159,7 @@ pub fn open(name: &str, rotations: bool) -> Result<Source> {
         }
     } else {
         splits
-    }))
+    })))
 }
 
 /// Meta-train on digits 0-4 of `train`, meta-val on 0-4 of `test`, meta-test on 5-9 of `test`.

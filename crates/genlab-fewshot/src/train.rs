@@ -27,7 +27,7 @@ use crate::classes::ClassSet;
 use crate::episode::{sample_episode, EpisodeShape};
 use crate::methods::{self, Method, MethodEntry, Spec, Task, TaskKind};
 use crate::sinusoid::sample_task;
-use crate::sources::{self, Source};
+use crate::sources;
 use crate::stats::{mean_ci95, MeanCi};
 
 const CONFIG_FILE: &str = "config.json";
@@ -191,17 +191,11 @@ pub fn resolve(
 }
 
 /// Opened data of a run: classification splits or the regression task distribution.
-pub enum Data {
-    Classes(crate::classes::Splits),
-    Sinusoid,
-}
+pub use crate::sources::Source as Data;
 
 impl Data {
     pub fn open(cfg: &TrainConfig) -> Result<Self> {
-        Ok(match sources::open(&cfg.data, cfg.rotations)? {
-            Source::Classes(s) => Data::Classes(s),
-            Source::Sinusoid => Data::Sinusoid,
-        })
+        sources::open(&cfg.data, cfg.rotations)
     }
 
     fn input(&self) -> Vec<usize> {
@@ -281,6 +275,9 @@ pub fn build(
     })
 }
 
+// The evaluation's whole context (method, data, split, shape, count, seed, stream, device):
+// bundling them would only move the list into a struct used once.
+#[allow(clippy::too_many_arguments)]
 fn score(
     method: &dyn Method,
     data: &Data,
@@ -444,6 +441,9 @@ pub fn train(
 /// Settings of a test evaluation.
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
+    /// Score on this source's meta-test split instead of the run's (a cross-domain test:
+    /// the examples must have the training data's shape).
+    pub data: Option<String>,
     pub ways: Option<usize>,
     pub shots: Option<usize>,
     pub queries: usize,
@@ -463,7 +463,23 @@ pub fn evaluate(run: &Path, ec: &EvalConfig, device: &Device) -> Result<EvalRepo
     let cfg: TrainConfig = genlab_core::io::read_json(&cfg_path)?;
     let state: State = genlab_core::io::read_json(&run.join(STATE_FILE))?;
     let entry = methods::find(&cfg.method)?;
-    let data = Data::open(&cfg)?;
+    let data = match &ec.data {
+        None => Data::open(&cfg)?,
+        Some(d) => {
+            let other = sources::open(d, false)?;
+            let (a, b) = (Data::open(&cfg)?.input(), other.input());
+            if a != b {
+                return Err(Error::setting(
+                    "data",
+                    format!(
+                        "`{d}` has examples of shape {b:?}; the run was trained on {a:?} (`{}`)",
+                        cfg.data
+                    ),
+                ));
+            }
+            other
+        }
+    };
     let method = build(&cfg, entry, &data, device)?;
     let map = genlab_core::io::load_safetensors(&run.join(CKPT_FILE), device)?;
     let weights: HashMap<String, Tensor> = map
@@ -495,7 +511,7 @@ pub fn evaluate(run: &Path, ec: &EvalConfig, device: &Device) -> Result<EvalRepo
     )?;
     Ok(EvalReport {
         method: cfg.method.clone(),
-        data: cfg.data.clone(),
+        data: ec.data.clone().unwrap_or_else(|| cfg.data.clone()),
         metric: if matches!(data, Data::Sinusoid) {
             "mse"
         } else {
