@@ -4,6 +4,7 @@
 //! algorithm. Errors from the libraries reach the user as one message and a non-zero exit.
 
 mod bench;
+mod cmd_cl;
 mod cmd_compare;
 mod cmd_data;
 mod cmd_distill;
@@ -82,6 +83,9 @@ enum Command {
     /// Reinforcement learning: train, evaluate and roll out agents on Gymnasium-exact
     /// environments (`genlab rl list`).
     Rl(cmd_rl::RlArgs),
+    /// Continual learning: split/permuted MNIST in the three scenarios, methods from EWC to
+    /// generative replay, the accuracy matrix and its measures (`genlab cl list`).
+    Cl(cmd_cl::ClArgs),
     /// Time fixed training and sampling workloads (compare with PyTorch:
     /// scripts/bench/compare.py).
     #[command(
@@ -159,6 +163,7 @@ fn main() {
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
             Command::Rl(a) => cmd_rl::run(a),
+            Command::Cl(a) => cmd_cl::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
             Command::Report(a) => cmd_report::run(a),
