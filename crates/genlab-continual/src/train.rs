@@ -47,6 +47,14 @@ pub struct RunConfig {
     pub curve_examples: usize,
     /// The method's settings (its preset for the benchmark and scenario, then overrides).
     pub method_config: Value,
+    /// Task-free stream: one pass over each task's data in order, no task boundaries given
+    /// to the method (`iters` is ignored), for task-free methods only.
+    #[serde(default)]
+    pub stream: bool,
+    /// Stream mode: the fraction of each boundary's neighbourhood that is blurred (the last
+    /// `overlap / 2` of a task and the first `overlap / 2` of the next are shuffled together).
+    #[serde(default)]
+    pub overlap: f64,
 }
 
 impl RunConfig {
@@ -76,6 +84,8 @@ impl RunConfig {
             eval_every: (b.iters / 10).max(1),
             curve_examples: 500,
             method_config: (m.defaults)(b, scenario),
+            stream: false,
+            overlap: 0.0,
         };
         let mut tree = serde_json::to_value(&defaults)
             .map_err(|e| Error::Config(format!("cannot serialise defaults: {e}")))?;
@@ -88,6 +98,21 @@ impl RunConfig {
         let cfg: RunConfig = serde_json::from_value(tree)
             .map_err(|e| Error::Config(format!("invalid value: {e}")))?;
         cfg.check()?;
+        if cfg.stream && !m.task_free {
+            let ok: Vec<&str> = methods::METHODS
+                .iter()
+                .filter(|m| m.task_free)
+                .map(|m| m.name)
+                .collect();
+            return Err(Error::Setting {
+                setting: "method".into(),
+                problem: format!(
+                    "`{}` needs task boundaries; the stream mode takes a task-free method ({})",
+                    m.name,
+                    ok.join(", ")
+                ),
+            });
+        }
         Ok(cfg)
     }
 
@@ -106,6 +131,12 @@ impl RunConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("lr", format!("must be > 0, got {}", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.overlap) {
+            return bad(
+                "overlap",
+                format!("must be in [0, 1], got {}", self.overlap),
+            );
         }
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return bad(
@@ -259,7 +290,7 @@ fn accuracy(
         let x = part.gather(chunk);
         let m = chunk.len();
         let pred = method
-            .predict(learner, &x, m, range.clone())
+            .predict(learner, &x, m, task, range.clone())
             .unwrap_or_else(|| {
                 let z = learner.logits(&x, m);
                 (0..m)
@@ -317,7 +348,25 @@ pub fn run_on(bench: &Benchmark, cfg: &RunConfig, obs: &mut dyn Observer) -> Res
             .collect(),
     };
     curves.push(curve(method.as_ref(), &learner, 0, 0));
-    for t in 0..t_count {
+    if cfg.stream {
+        run_stream(
+            bench,
+            cfg,
+            method.as_mut(),
+            &mut learner,
+            &mut rng,
+            obs,
+            &mut |t, it, l, m| {
+                matrix.push(
+                    (0..t_count)
+                        .map(|j| accuracy(bench, s, m, l, j, t, usize::MAX))
+                        .collect(),
+                );
+                curves.push(curve(m, l, t, it));
+            },
+        )?;
+    }
+    for t in (0..t_count).filter(|_| !cfg.stream) {
         let ctx = Ctx {
             bench,
             scenario: s,
@@ -370,6 +419,87 @@ pub fn run_on(bench: &Benchmark, cfg: &RunConfig, obs: &mut dyn Observer) -> Res
     })
 }
 
+/// The order of a task-free stream: each task's examples shuffled, tasks in sequence, the
+/// neighbourhood of each boundary (`overlap / 2` of each side) shuffled together.
+pub fn stream_order(lens: &[usize], overlap: f64, rng: &mut Rng) -> Vec<(usize, usize)> {
+    let mut order: Vec<(usize, usize)> = Vec::new();
+    let mut starts = Vec::new();
+    for (t, &n) in lens.iter().enumerate() {
+        let mut ids: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut ids);
+        starts.push(order.len());
+        order.extend(ids.into_iter().map(|i| (t, i)));
+    }
+    for t in 1..lens.len() {
+        let a = ((lens[t - 1] as f64) * overlap / 2.0).round() as usize;
+        let b = ((lens[t] as f64) * overlap / 2.0).round() as usize;
+        let (lo, hi) = (starts[t] - a, starts[t] + b);
+        rng.shuffle(&mut order[lo..hi]);
+    }
+    order
+}
+
+/// The stream mode: one pass, batches in stream order, the method never told of a boundary;
+/// `ctx.task` is the latest task whose examples the stream has shown (what a task-free
+/// learner can know: the classes seen so far). `row(t, batches done, learner, method)` is called where
+/// each task's data ends, for the accuracy matrix.
+fn run_stream(
+    bench: &Benchmark,
+    cfg: &RunConfig,
+    method: &mut dyn Method,
+    learner: &mut Learner,
+    rng: &mut Rng,
+    obs: &mut dyn Observer,
+    row: &mut dyn FnMut(usize, usize, &Learner, &dyn Method),
+) -> Result<()> {
+    let lens: Vec<usize> = bench.train.iter().map(|p| p.len()).collect();
+    let order = stream_order(&lens, cfg.overlap, rng);
+    let mut ends = Vec::new();
+    let mut acc = 0;
+    for &n in &lens {
+        acc += n;
+        ends.push(acc);
+    }
+    let batches = order.len().div_ceil(cfg.batch);
+    obs.start_task(0, 1, batches);
+    let (mut seen, mut next_end) = (0usize, 0usize);
+    for (k, chunk) in order.chunks(cfg.batch).enumerate() {
+        let mut set = TrainingSet::default();
+        for &(t, i) in chunk {
+            seen = seen.max(t);
+            set.parts.push((t, vec![i]));
+        }
+        let mut sampler = Sampler::new(set);
+        sampler.order = (0..chunk.len()).collect();
+        sampler.pos = 0;
+        let batch = sampler.next(bench, cfg.scenario, chunk.len(), rng);
+        let ctx = Ctx {
+            bench,
+            scenario: cfg.scenario,
+            task: seen,
+            batch: cfg.batch,
+            iters: batches,
+        };
+        let loss = method.train_step(&ctx, learner, &batch, rng)?;
+        if !loss.is_finite() {
+            return Err(Error::Numeric(format!(
+                "loss is {loss} at stream batch {k}"
+            )));
+        }
+        obs.iteration(0, k, loss);
+        let done = (k + 1) * cfg.batch;
+        while next_end < ends.len() && done >= ends[next_end] {
+            row(next_end, k + 1, learner, method);
+            next_end += 1;
+        }
+    }
+    while next_end < ends.len() {
+        row(next_end, batches, learner, method);
+        next_end += 1;
+    }
+    Ok(())
+}
+
 /// Loads the benchmark of `cfg` and runs it.
 pub fn run(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<RunResult> {
     let bench = Benchmark::load(
@@ -380,4 +510,60 @@ pub fn run(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<RunResult> {
         cfg.seed,
     )?;
     run_on(&bench, cfg, obs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_order_shows_each_example_once_and_blurs_only_near_boundaries() {
+        let mut rng = Rng::new(4);
+        let lens = [40, 60, 20];
+        let clean = stream_order(&lens, 0.0, &mut rng);
+        let tasks: Vec<usize> = clean.iter().map(|p| p.0).collect();
+        assert!(tasks.windows(2).all(|w| w[0] <= w[1]), "sharp boundaries");
+        let blurred = stream_order(&lens, 0.5, &mut rng);
+        let mut all = blurred.clone();
+        all.sort();
+        let mut want: Vec<(usize, usize)> = Vec::new();
+        for (t, &n) in lens.iter().enumerate() {
+            want.extend((0..n).map(|i| (t, i)));
+        }
+        assert_eq!(all, want, "one pass: every example exactly once");
+        // Task 0's first 30 (outside the 10-example window) and task 2's last 15 are pure.
+        assert!(blurred[..30].iter().all(|p| p.0 == 0));
+        assert!(blurred[105..].iter().all(|p| p.0 == 2));
+        assert!(
+            blurred[30..55].iter().any(|p| p.0 == 1),
+            "the window mixes tasks"
+        );
+    }
+
+    #[test]
+    fn stream_mode_runs_task_free_methods_and_refuses_the_others() {
+        let s = Scenario::Class;
+        let over = |extra: &str| -> Vec<String> {
+            [
+                "batch=32",
+                "hidden=[32]",
+                "stream=true",
+                "overlap=0.2",
+                extra,
+            ]
+            .iter()
+            .map(|v| v.to_string())
+            .collect()
+        };
+        let cfg =
+            RunConfig::resolve("split-digits", s, "replay", 0, &over("method.budget=100")).unwrap();
+        let bench = Benchmark::load("split-digits", None, None, s, 0).unwrap();
+        let r = run_on(&bench, &cfg, &mut Quiet).unwrap();
+        assert_eq!(r.accuracy.len(), 5);
+        assert!(r.accuracy[0][0] > 0.75, "{:?}", r.accuracy[0]);
+        let e = RunConfig::resolve("split-digits", s, "ewc", 0, &over("iters=1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("task-free"), "{e}");
+    }
 }

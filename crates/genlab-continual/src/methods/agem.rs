@@ -30,6 +30,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     paper: "Chaudhry et al. 2019, arXiv:1812.00420",
     description: "A-GEM: project the gradient so the loss on a memory batch does not rise",
     scenarios: ALL_SCENARIOS,
+    task_free: false,
     defaults,
     build,
 };

@@ -47,6 +47,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     description:
         "deep generative replay: a VAE replays past inputs, labelled by the previous model",
     scenarios: ALL_SCENARIOS,
+    task_free: false,
     defaults: hard_defaults,
     build,
 };
@@ -56,6 +57,7 @@ pub const DISTILL_ENTRY: MethodEntry = MethodEntry {
     paper: "Shin et al. 2017, arXiv:1705.08690; distillation: van de Ven & Tolias 2018, arXiv:1809.10635",
     description: "deep generative replay with the previous model's soft targets (distillation)",
     scenarios: ALL_SCENARIOS,
+    task_free: false,
     defaults: soft_defaults,
     build,
 };

@@ -47,6 +47,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     paper: "Kirkpatrick et al. 2017, arXiv:1612.00796",
     description: "elastic weight consolidation: a Fisher-weighted quadratic penalty per task",
     scenarios: ALL_SCENARIOS,
+    task_free: false,
     defaults: offline_defaults,
     build: build_offline,
 };
@@ -56,6 +57,7 @@ pub const ONLINE_ENTRY: MethodEntry = MethodEntry {
     paper: "Schwarz et al. 2018, arXiv:1805.06370",
     description: "online EWC: one running Fisher-weighted penalty, older tasks decayed by gamma",
     scenarios: ALL_SCENARIOS,
+    task_free: false,
     defaults: online_defaults,
     build: build_online,
 };

@@ -21,6 +21,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     paper: "lower bound: van de Ven & Tolias 2019, arXiv:1904.07734 (\"None\")",
     description: "train on each task in turn, nothing against forgetting (lower bound)",
     scenarios: ALL_SCENARIOS,
+    task_free: true,
     defaults,
     build,
 };

@@ -43,6 +43,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     description: "iCaRL: exemplars chosen by herding, distillation, nearest-mean-of-exemplars \
                   classification; needs class-incremental labels",
     scenarios: &[Scenario::Class],
+    task_free: false,
     defaults,
     build,
 };
@@ -288,6 +289,7 @@ impl Method for Icarl {
         learner: &Learner,
         x: &[f32],
         n: usize,
+        _task: usize,
         range: Range<usize>,
     ) -> Option<Vec<u32>> {
         if self.means.is_empty() {

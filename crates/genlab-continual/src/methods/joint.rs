@@ -25,6 +25,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     paper: "upper bound: van de Ven & Tolias 2019, arXiv:1904.07734 (\"Offline\")",
     description: "train on all data of the tasks so far (upper bound; not continual)",
     scenarios: ALL_SCENARIOS,
+    task_free: false,
     defaults,
     build,
 };

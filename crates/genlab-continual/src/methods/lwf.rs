@@ -31,6 +31,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     paper: "Li & Hoiem 2017, arXiv:1606.09282",
     description: "learning without forgetting: distil the previous model on the current inputs",
     scenarios: ALL_SCENARIOS,
+    task_free: false,
     defaults,
     build,
 };

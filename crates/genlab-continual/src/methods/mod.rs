@@ -25,6 +25,7 @@ pub mod finetune;
 pub mod icarl;
 pub mod joint;
 pub mod lwf;
+pub mod packnet;
 pub mod replay;
 pub mod si;
 
@@ -41,6 +42,7 @@ pub const METHODS: &[&MethodEntry] = &[
     &dgr::ENTRY,
     &dgr::DISTILL_ENTRY,
     &icarl::ENTRY,
+    &packnet::ENTRY,
 ];
 
 /// Where a run stands, as a method sees it.
@@ -122,16 +124,18 @@ pub trait Method {
         Ok(())
     }
 
-    /// Predicted output units of `x` `[n, dim]` among `range`, when the method classifies
-    /// by another rule than the network's largest logit.
+    /// Predicted output units of `x` `[n, dim]` (examples of task `task`, a label only
+    /// Task-IL methods may use) among `range`, when the method classifies by another rule
+    /// than the network's largest logit.
     fn predict(
         &self,
         learner: &Learner,
         x: &[f32],
         n: usize,
+        task: usize,
         range: Range<usize>,
     ) -> Option<Vec<u32>> {
-        let _ = (learner, x, n, range);
+        let _ = (learner, x, n, task, range);
         None
     }
 
@@ -160,6 +164,9 @@ pub struct MethodEntry {
     pub description: &'static str,
     /// The scenarios the method applies to.
     pub scenarios: &'static [Scenario],
+    /// Whether it works without task boundaries (the stream mode calls neither
+    /// `begin_task` nor `end_task`).
+    pub task_free: bool,
     /// The method's config for a benchmark and scenario (the reference's hyperparameters).
     pub defaults: fn(&BenchmarkEntry, Scenario) -> Value,
     pub build: fn(&Spec) -> Result<Box<dyn Method>>,
@@ -172,6 +179,7 @@ pub struct MethodInfo {
     pub paper: &'static str,
     pub description: &'static str,
     pub scenarios: Vec<&'static str>,
+    pub task_free: bool,
 }
 
 impl MethodEntry {
@@ -181,6 +189,7 @@ impl MethodEntry {
             paper: self.paper,
             description: self.description,
             scenarios: self.scenarios.iter().map(|s| s.name()).collect(),
+            task_free: self.task_free,
         }
     }
 

@@ -30,6 +30,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     paper: "Chaudhry et al. 2019, arXiv:1902.10486",
     description: "experience replay from a reservoir buffer of past examples",
     scenarios: ALL_SCENARIOS,
+    task_free: true,
     defaults,
     build,
 };

@@ -36,6 +36,7 @@ pub const ENTRY: MethodEntry = MethodEntry {
     paper: "Zenke, Poole & Ganguli 2017, arXiv:1703.04200",
     description: "synaptic intelligence: importance from each parameter's path integral",
     scenarios: ALL_SCENARIOS,
+    task_free: false,
     defaults,
     build,
 };
