@@ -58,6 +58,14 @@ struct Common {
     /// Number of tasks (e.g. 3), or for split benchmarks the digits of each task (0,1/2,3/4,5).
     #[arg(long)]
     tasks: Option<String>,
+    /// Task-free stream: one pass over the tasks' data in order, no task boundaries given to
+    /// the method (task-free methods only: finetune, replay).
+    #[arg(long)]
+    stream: bool,
+    /// With --stream: the fraction of each boundary's neighbourhood blurred (the last
+    /// overlap/2 of a task shuffled with the first overlap/2 of the next).
+    #[arg(long, requires = "stream")]
+    overlap: Option<f64>,
     /// A setting of the run or the method, e.g. `--set method.lambda=1e6 --set eval_every=50`
     /// (repeatable; result.json lists them all).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -127,6 +135,12 @@ fn overrides(c: &Common) -> anyhow::Result<Vec<String>> {
             let g = parse_groups(t)?;
             o.push(format!("groups={}", serde_json::to_string(&g)?));
         }
+    }
+    if c.stream {
+        o.push("stream=true".into());
+    }
+    if let Some(v) = c.overlap {
+        o.push(format!("overlap={v}"));
     }
     o.extend(c.set.iter().cloned());
     Ok(o)

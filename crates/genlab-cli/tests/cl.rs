@@ -135,6 +135,30 @@ fn cl_table_runs_the_grid_reuses_runs_and_prints_mean_and_spread() {
 }
 
 #[test]
+fn cl_stream_mode_runs_a_task_free_method_in_one_pass() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let mut args = vec![
+        "cl",
+        "run",
+        "--scenario",
+        "class",
+        "--method",
+        "replay",
+        "--stream",
+        "--overlap",
+        "0.2",
+        "--out",
+        "s",
+    ];
+    args.extend_from_slice(TINY);
+    ok(&genlab(&args, d));
+    let r = json(&d.join("s/result.json"));
+    assert_eq!(r["config"]["stream"], true);
+    assert_eq!(r["accuracy"].as_array().unwrap().len(), 5);
+}
+
+#[test]
 fn cl_list_names_every_method_and_benchmark() {
     let t = tempfile::tempdir().unwrap();
     let out = ok(&genlab(&["cl", "list", "--json"], t.path()));
@@ -293,6 +317,33 @@ fn cl_bad_input_gets_one_clear_error() {
             "ewc",
         ]),
         &["genlab data fetch mnist"],
+    );
+    // A method that needs task boundaries in the task-free stream.
+    fails_with(
+        &run(&[
+            "--benchmark",
+            "split-digits",
+            "--scenario",
+            "class",
+            "--method",
+            "ewc",
+            "--stream",
+        ]),
+        &["--method", "task-free", "replay"],
+    );
+    fails_with(
+        &run(&[
+            "--benchmark",
+            "split-digits",
+            "--scenario",
+            "class",
+            "--method",
+            "replay",
+            "--stream",
+            "--overlap",
+            "1.5",
+        ]),
+        &["--overlap", "[0, 1]"],
     );
     assert!(!d.join("bad/result.json").exists());
 }
