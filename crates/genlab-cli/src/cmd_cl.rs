@@ -159,7 +159,7 @@ impl Observer for Bar {
         self.pb.set_prefix(format!("task {}/{tasks}", task + 1));
     }
     fn iteration(&mut self, task: usize, iter: usize, loss: f64) {
-        if iter % 20 == 0 {
+        if iter.is_multiple_of(20) {
             self.pb.set_position((task * self.iters + iter) as u64);
             self.pb.set_message(format!("loss {loss:.4}"));
         }

@@ -203,8 +203,8 @@ mod tests {
         // By hand: relu(W0 x + b0).
         for (o, fo) in f.iter().enumerate() {
             let mut z = net.params[12 + o];
-            for i in 0..3 {
-                z += net.params[o * 3 + i] * x[i];
+            for (i, xi) in x.iter().enumerate() {
+                z += net.params[o * 3 + i] * xi;
             }
             assert!((fo - z.max(0.0)).abs() < 1e-6);
         }

@@ -121,11 +121,18 @@ impl Method for Si {
         let mut loss = add_cross_entropy(ctx, learner, batch, 1.0);
         let anchor = self.anchor.as_ref().expect("set in begin_task");
         let c = self.cfg.c;
-        for i in 0..self.omega.len() {
-            let d = (learner.net.params[i] - anchor[i]) as f64;
-            let om = self.omega[i] as f64;
+        for (((p, a), om), g) in learner
+            .net
+            .params
+            .iter()
+            .zip(anchor)
+            .zip(&self.omega)
+            .zip(learner.grad.iter_mut())
+        {
+            let d = (p - a) as f64;
+            let om = *om as f64;
             loss += c * om * d * d;
-            learner.grad[i] += (2.0 * c * om * d) as f32;
+            *g += (2.0 * c * om * d) as f32;
         }
         let before = learner.net.params.clone();
         learner.step()?;
