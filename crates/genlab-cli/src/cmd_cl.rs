@@ -150,6 +150,7 @@ fn overrides(c: &Common) -> anyhow::Result<Vec<String>> {
 struct Bar {
     pb: ProgressBar,
     iters: usize,
+    quiet: bool,
 }
 
 impl Observer for Bar {
@@ -169,11 +170,11 @@ impl Observer for Bar {
             .iter()
             .map(|a| format!("{:.1}", 100.0 * a))
             .collect();
-        self.pb.println(format!(
-            "after task {}: accuracy {}",
-            task + 1,
-            seen.join(" ")
-        ));
+        if !self.quiet {
+            // On stderr even without a terminal (where the bar is hidden): a log of the run.
+            let line = format!("after task {}: accuracy {}", task + 1, seen.join(" "));
+            self.pb.suspend(|| eprintln!("{line}"));
+        }
     }
 }
 
@@ -183,7 +184,11 @@ fn bar(quiet: bool) -> Bar {
     } else {
         crate::progress::bar(0, "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
     };
-    Bar { pb, iters: 1 }
+    Bar {
+        pb,
+        iters: 1,
+        quiet,
+    }
 }
 
 fn summary(r: &RunResult) -> String {
