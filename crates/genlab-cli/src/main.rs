@@ -4,6 +4,7 @@
 //! algorithm. Errors from the libraries reach the user as one message and a non-zero exit.
 
 mod bench;
+mod cmd_cl;
 mod cmd_compare;
 mod cmd_data;
 mod cmd_distill;
@@ -91,6 +92,9 @@ enum Command {
     Rl(cmd_rl::RlArgs),
     /// Few-shot and meta-learning: meta-train on episodes, evaluate with 95% intervals.
     Fewshot(cmd_fewshot::FewshotArgs),
+    /// Continual learning: split/permuted MNIST in the three scenarios, methods from EWC to
+    /// generative replay, the accuracy matrix and its measures (`genlab cl list`).
+    Cl(cmd_cl::ClArgs),
     /// Time fixed training and sampling workloads (compare with PyTorch:
     /// scripts/bench/compare.py).
     #[command(
@@ -170,6 +174,7 @@ fn main() {
             Command::Data(a) => cmd_data::run(a),
             Command::Rl(a) => cmd_rl::run(a),
             Command::Fewshot(a) => cmd_fewshot::run(a, &dev.open()?),
+            Command::Cl(a) => cmd_cl::run(a),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
             Command::Report(a) => cmd_report::run(a),
