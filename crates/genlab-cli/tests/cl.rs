@@ -3,43 +3,8 @@
 //! clear error for each kind of bad input the issue names. The methods themselves are tested
 //! in genlab-continual.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn genlab(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_genlab"))
-        .args(args)
-        .current_dir(dir)
-        .env("GENLAB_DATA", dir)
-        .output()
-        .expect("run genlab")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", stderr(o));
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-/// Asserts a clean failure (exit 1, no panic) whose message contains every `needle`.
-fn fails_with(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(
-        !err.contains("panicked"),
-        "panic instead of an error: {err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-}
-
-fn json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
+mod common;
+use common::{fails_with, genlab, json, ok, stderr};
 
 const TINY: &[&str] = &[
     "--benchmark",
