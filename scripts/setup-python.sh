@@ -27,7 +27,8 @@ fi
 import importlib
 mods = ["numpy", "scipy", "scipy.linalg", "scipy.stats", "scipy.spatial.distance", "sklearn",
         "sklearn.neighbors", "threadpoolctl", "ot", "torch", "torchvision", "pytorch_fid.inception",
-        "torchmetrics", "torchmetrics.image.kid", "diffusers", "PIL.Image"]
+        "torchmetrics", "torchmetrics.image.kid", "diffusers", "PIL.Image", "open_clip", "ftfy",
+        "regex", "tokenizers", "transformers", "sentence_transformers"]
 for m in mods:
     mod = importlib.import_module(m)
     print(f"  {m:24s} {getattr(mod, '__version__', '')}")

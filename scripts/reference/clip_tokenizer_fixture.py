@@ -1,0 +1,116 @@
+"""Reference token ids of CLIP's tokenizer for crates/genlab-data/src/tokenize/clip_bpe.rs.
+
+Runs open_clip 3.3.0's `tokenize` (its `SimpleTokenizer`, copied from OpenAI CLIP, with the
+vocabulary `bpe_simple_vocab_16e6.txt.gz` that the Rust crate embeds) on varied strings at
+context 77 and writes crates/genlab-data/tests/fixtures/tokenize/clip_tokenizer.json:
+  {"versions": {...}, "context": 77, "vocab_sha256": ...,
+   "cases": [{"text": str, "tokens": [SOT, ..., EOT] (the row without its zero padding),
+              "encode": [...] (SimpleTokenizer.encode: no SOT/EOT, no truncation)}]}
+
+genlab does not run ftfy (open_clip's first cleaning step); it applies ftfy's quote uncurling
+and NFC only. This script asserts that on every case open_clip's cleaning (with ftfy) gives
+the same text as that, so the fixture tests exactly the documented behaviour.
+
+Usage:  .venv/bin/python scripts/reference/clip_tokenizer_fixture.py
+Pinned: open-clip-torch==3.3.0, ftfy==6.3.1, regex==2026.12.2, torch==2.15.0 (requirements.txt).
+"""
+import hashlib
+import html
+import json
+import pathlib
+import unicodedata
+
+import ftfy
+import open_clip
+import regex
+import torch
+from open_clip import tokenizer as oct
+
+OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/genlab-data/tests/fixtures/tokenize/clip_tokenizer.json"
+CONTEXT = 77
+
+LONG = ("a very long caption about a handwritten digit that keeps going and going, describing "
+        "the thickness of every stroke, the slant of the whole figure, the size of its bounding "
+        "box, the paper, the ink, the lighting of the scan, the writer's mood and many other "
+        "details that no CLIP model will ever see because the context window is only seventy "
+        "seven tokens long, so everything after that point is simply cut off by the tokenizer")
+
+CASES = [
+    "a handwritten seven, leaning right",
+    "the digit 7 written with thick strokes, leaning right",
+    "a small handwritten two",
+    "the number eight drawn with thin strokes, leaning left",
+    "zero-shot: a photo of the number 0.",
+    "A photo of a DOG.",
+    "UPPER lower MiXeD CamelCaseWords",
+    "",
+    "   ",
+    "\t\n  spaced   out \r\n text  ",
+    "tab\tseparated\tvalues\u2028line\u00a0sep",
+    "Hello, world!!! How's it going?",
+    "don't stop; we're here, they've gone & I'll see; she'd go, I'm",
+    "'s 't 're 've 'm 'll 'd",
+    "''quoted'' `backticks` \"double\"",
+    "it\u2019s a \u201cquoted\u201d caption",
+    "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e, na\u00efve fa\u00e7ade",
+    "e\u0301te\u0301 (decomposed accents)",
+    "\u00dcmlaut \u00c4\u00d6\u00dc \u00df stra\u00dfe",
+    "\u0130stanbul",
+    "\u6771\u4eac\u30bf\u30ef\u30fc\u306e\u5199\u771f",
+    "mixed \u4e2d\u6587 and English 123",
+    "\ud55c\uad6d\uc5b4 \ud14d\uc2a4\ud2b8",
+    "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440",
+    "\u03a3\u039f\u03a6\u039f\u03a3 \u039f\u0394\u039f\u03a3",
+    "emoji \U0001f436\U0001f431 party \U0001f389\U0001f389",
+    "\U0001f44d\U0001f3fd thumbs up",
+    "numbers 1234567890 3.14159 -42 1e10 2,000,000",
+    "x\u00b2 \u00bd \u2153 \u216b \u0661\u0662\u0663",
+    "&amp; &lt;b&gt;bold&lt;/b&gt; &quot;q&quot; &#39;s &#x263A;",
+    "a<b>c</b> &amp;amp; &eacute &notit;",
+    "<start_of_text>literal special<end_of_text>",
+    "hyphen-ated words\u2014em dash \u2013 en dash",
+    "email@example.com https://example.com/path?q=1&x=2",
+    "#hashtag @mention $100 50% (parens) [brackets] {braces}",
+    "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "zero\u200bwidth and soft\u00adhyphen",
+    "case folding: it'\u017f x\u0345y 5\u212a \u212b",
+    "a " * 75,
+    "a " * 76,
+    LONG,
+    " ".join(["the digit %d written with thick strokes, leaning right." % i for i in range(10)]),
+]
+
+
+def genlab_clean(text):
+    """genlab's cleaning: ftfy's quote uncurling and NFC instead of ftfy.fix_text, then
+    open_clip's html unescaping, whitespace cleaning and lower-casing."""
+    t = regex.sub("[\u02bc\u2018-\u201b]", "'", text)
+    t = regex.sub("[\u201c-\u201f]", '"', t)
+    t = unicodedata.normalize("NFC", t)
+    t = html.unescape(html.unescape(t)).strip()
+    return " ".join(t.split()).strip().lower()
+
+
+def main():
+    vocab = pathlib.Path(oct.default_bpe()).read_bytes()
+    cases = []
+    for text in CASES:
+        assert oct._clean_lower(text) == genlab_clean(text), f"ftfy matters for {text!r}"
+        row = open_clip.tokenize([text], context_length=CONTEXT)[0].tolist()
+        while row and row[-1] == 0:
+            row.pop()
+        cases.append({"text": text, "tokens": row, "encode": oct._tokenizer.encode(text)})
+    out = {
+        "versions": {"open_clip": open_clip.__version__, "ftfy": ftfy.__version__,
+                     "regex": regex.__version__, "torch": torch.__version__},
+        "context": CONTEXT,
+        "vocab_sha256": hashlib.sha256(vocab).hexdigest(),
+        "cases": cases,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, ensure_ascii=True) + "\n")
+    print(f"wrote {OUT}: {len(cases)} cases")
+
+
+if __name__ == "__main__":
+    main()
