@@ -11,6 +11,7 @@
 //! - [`open_dataset`]: the registry that turns a name like `"mnist:test"` into a dataset.
 
 pub mod batch;
+pub mod captions;
 pub mod checksum;
 pub mod class_images;
 pub mod dataset;
