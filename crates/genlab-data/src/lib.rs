@@ -12,6 +12,7 @@
 //! - [`open_dataset`]: the registry that turns a name like `"mnist:test"` into a dataset.
 
 pub mod batch;
+pub mod captions;
 pub mod checksum;
 pub mod class_images;
 pub mod dataset;

@@ -37,8 +37,11 @@ pub mod resample;
 pub mod resblock;
 pub mod resize;
 pub mod stack;
+pub mod text_transformer;
 pub mod time_classifier;
+pub mod transformer;
 pub mod unet;
+pub mod vit;
 
 pub use activation::{leaky_relu, softplus};
 pub use attention::AttentionBlock;
@@ -51,5 +54,11 @@ pub use norm::GroupNorm;
 pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};
 pub use resblock::ResBlock;
 pub use stack::{Act, Mlp};
+pub use text_transformer::{TextTransformer, TextTransformerConfig};
 pub use time_classifier::{TimeClassifier, TimeClassifierConfig};
+pub use transformer::{
+    causal_mask, key_padding_mask, LayerNorm, MlpAct, SelfAttention, TransformerBlock,
+    TransformerBlockConfig, TransformerMlp,
+};
 pub use unet::{UNet, UNetConfig};
+pub use vit::{patchify, unpatchify, VisionTransformer, VitConfig};
