@@ -12,9 +12,16 @@ and NFC only. This script asserts that on every case open_clip's cleaning (with 
 the same text as that, so the fixture tests exactly the documented behaviour.
 
 Usage:  .venv/bin/python scripts/reference/clip_tokenizer_fixture.py
+        .venv/bin/python scripts/reference/clip_tokenizer_fixture.py --random 3000 --out /tmp/clip_random.json
+The second form writes N seeded random strings instead (words, entities and runs of
+characters from 23 Unicode blocks; strings on which ftfy changes more than genlab's cleaning
+are skipped and counted); `GENLAB_CLIP_EXTRA_FIXTURE=/tmp/clip_random.json cargo test
+--release --workspace --test tokenize` then compares those too (not committed: large).
 Pinned: open-clip-torch==3.3.0, ftfy==6.3.1, regex==2026.12.2, torch==2.15.0 (requirements.txt).
 """
+import argparse
 import hashlib
+import random
 import html
 import json
 import pathlib
@@ -91,7 +98,55 @@ def genlab_clean(text):
     return " ".join(t.split()).strip().lower()
 
 
+BLOCKS = [(0x20, 0x7E)] * 6 + [
+    (0xA0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF), (0x900, 0x97F),
+    (0xE00, 0xE7F), (0x1E00, 0x1FFF), (0x2000, 0x206F), (0x2100, 0x218F), (0x2190, 0x23FF),
+    (0x2460, 0x24FF), (0x3000, 0x30FF), (0x4E00, 0x4FFF), (0xAC00, 0xACFF), (0xFF00, 0xFFEF),
+    (0x1F300, 0x1F6FF)]
+WORDS = ("a the handwritten seven digit leaning right thick thin don't it's we're &amp; &lt; "
+         "&#39; 123 4.5 photo dog").split()
+
+
+def random_cases(n, seed=0):
+    rng = random.Random(seed)
+
+    def one():
+        parts = []
+        for _ in range(rng.randint(0, 12)):
+            if rng.random() < 0.5:
+                parts.append(rng.choice(WORDS))
+            else:
+                lo, hi = rng.choice(BLOCKS)
+                parts.append("".join(chr(rng.randint(lo, hi)) for _ in range(rng.randint(1, 6))))
+        return rng.choice([" ", "", "  ", "\t"]).join(parts)
+
+    cases, skipped = [], 0
+    while len(cases) < n:
+        text = one()
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates
+            continue
+        if oct._clean_lower(text) != genlab_clean(text):
+            skipped += 1
+            continue
+        row = open_clip.tokenize([text], context_length=CONTEXT)[0].tolist()
+        while row and row[-1] == 0:
+            row.pop()
+        cases.append({"text": text, "tokens": row, "encode": oct._tokenizer.encode(text)})
+    return cases, skipped
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--random", type=int, default=0, help="N random strings instead of the fixture")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    if args.random:
+        cases, skipped = random_cases(args.random)
+        pathlib.Path(args.out).write_text(json.dumps({"context": CONTEXT, "cases": cases}) + "\n")
+        print(f"wrote {args.out}: {len(cases)} random cases ({skipped} skipped: ftfy changes more)")
+        return
     vocab = pathlib.Path(oct.default_bpe()).read_bytes()
     cases = []
     for text in CASES:
@@ -107,9 +162,10 @@ def main():
         "vocab_sha256": hashlib.sha256(vocab).hexdigest(),
         "cases": cases,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, ensure_ascii=True) + "\n")
-    print(f"wrote {OUT}: {len(cases)} cases")
+    out_path = pathlib.Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, ensure_ascii=True) + "\n")
+    print(f"wrote {out_path}: {len(cases)} cases")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,10 @@ fn registries() -> anyhow::Result<Value> {
         .iter()
         .map(|f| json!({ "name": f.name, "description": f.description }))
         .collect();
+    let text_encoders: Vec<Value> = genlab_train::text_encoders::TEXT_ENCODERS
+        .iter()
+        .map(|e| json!({ "name": e.name, "dim": e.dim, "fetch": e.fetch, "description": e.description }))
+        .collect();
     Ok(json!({
         "models": models,
         "samplers": samplers,
@@ -76,6 +80,7 @@ fn registries() -> anyhow::Result<Value> {
         "feature_extractors": extractors,
         "bench_workloads": workloads,
         "fetchable": fetchable,
+        "text_encoders": text_encoders,
     }))
 }
 
@@ -138,6 +143,13 @@ pub fn run(a: ListArgs) -> anyhow::Result<()> {
         genlab_train::fetch::FETCHABLE
             .iter()
             .map(|f| (f.name.to_string(), f.description.to_string()))
+            .collect(),
+    );
+    section(
+        "text encoders (genlab embed-text --model NAME)",
+        genlab_train::text_encoders::TEXT_ENCODERS
+            .iter()
+            .map(|e| (e.name.to_string(), e.description.to_string()))
             .collect(),
     );
     Ok(())

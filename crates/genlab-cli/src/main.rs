@@ -8,6 +8,7 @@ mod cmd_cl;
 mod cmd_compare;
 mod cmd_data;
 mod cmd_distill;
+mod cmd_embed_text;
 mod cmd_eval;
 mod cmd_fewshot;
 mod cmd_img2img;
@@ -87,6 +88,9 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Fetch and verify datasets.
     Data(cmd_data::DataArgs),
+    /// Embed texts with a pretrained frozen text encoder (minilm after `genlab data fetch
+    /// minilm`): prints them, or writes an [N, D] .npy with --out.
+    EmbedText(cmd_embed_text::EmbedTextArgs),
     /// Reinforcement learning: train, evaluate and roll out agents on Gymnasium-exact
     /// environments (`genlab rl list`).
     Rl(cmd_rl::RlArgs),
@@ -172,6 +176,7 @@ fn main() {
             Command::Translate(a) => cmd_translate::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
+            Command::EmbedText(a) => cmd_embed_text::run(a, &dev.open()?),
             Command::Rl(a) => cmd_rl::run(a),
             Command::Fewshot(a) => cmd_fewshot::run(a, &dev.open()?),
             Command::Cl(a) => cmd_cl::run(a),

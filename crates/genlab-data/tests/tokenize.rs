@@ -60,6 +60,32 @@ fn clip_tokens_equal_open_clip_on_every_fixture_string() {
     }
 }
 
+/// A larger fixture outside the repository (`clip_tokenizer_fixture.py --random N --out F`),
+/// compared when `GENLAB_CLIP_EXTRA_FIXTURE=F` is set.
+#[test]
+fn clip_tokens_equal_open_clip_on_an_extra_fixture_if_given() {
+    let Ok(path) = std::env::var("GENLAB_CLIP_EXTRA_FIXTURE") else {
+        eprintln!("skipped: GENLAB_CLIP_EXTRA_FIXTURE not set");
+        return;
+    };
+    let fx: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let context = fx["context"].as_u64().unwrap() as usize;
+    let tok = ClipTokenizer::new().unwrap();
+    let cases = fx["cases"].as_array().unwrap();
+    let mut bad = 0;
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want = ids(&case["tokens"]);
+        let got = tok.encode_padded(text, context).unwrap();
+        if tok.encode(text) != ids(&case["encode"]) || got.ids[..want.len()] != want[..] {
+            bad += 1;
+            eprintln!("differs: {text:?}");
+        }
+    }
+    eprintln!("{bad} of {} strings differ", cases.len());
+    assert_eq!(bad, 0);
+}
+
 #[test]
 fn wordpiece_ids_equal_huggingface_tokenizers_on_every_fixture_string() {
     let fx = fixture("wordpiece.json");

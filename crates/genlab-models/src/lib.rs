@@ -12,6 +12,7 @@ pub mod flow;
 pub mod gan;
 pub mod likelihood;
 pub mod sample;
+pub mod text;
 pub mod vae;
 
 pub use edit::Edit;

@@ -26,6 +26,7 @@ pub mod run;
 pub mod session;
 pub mod step;
 pub mod steps;
+pub mod text_encoders;
 pub mod trainer;
 
 pub use extractors::{extractor_input, extractor_names, open_extractor};

@@ -280,7 +280,7 @@ impl WordPieceTokenizer {
                 }
             }
         }
-        added.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        added.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
 
         let special_ids = |name: &str| -> Result<Vec<u32>> {
             vocab
