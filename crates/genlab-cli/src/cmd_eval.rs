@@ -36,7 +36,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub fake: Option<String>,
     /// Comma-separated metrics: fid, kid, mmd, is, mode, wasserstein, 1nn (or all); or
-    /// `nll` with --ckpt: the model's negative log-likelihood on --data.
+    /// `nll` with --ckpt: the model's negative log-likelihood on --data; or `zero-shot`,
+    /// `retrieval` with --ckpt of a CLIP run: zero-shot accuracy with unseen prompts, and
+    /// image<->text recall@1/5/10 on --data (default: the run's held-out split).
     #[arg(long, default_value = "fid,kid,1nn")]
     pub metrics: String,
     /// With --metrics nll: the run directory (or checkpoint) whose likelihood to compute.
@@ -388,6 +390,19 @@ fn read_probs(p: &Path, what: &str) -> anyhow::Result<FeatureMatrix> {
 
 /// `device` is where checkpoints are sampled; feature extractors and metrics run on the CPU.
 pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
+    let names: Vec<&str> = a.metrics.split(',').map(|m| m.trim()).collect();
+    if names
+        .iter()
+        .any(|m| genlab_train::clip_eval::is_clip_metric(m))
+    {
+        if let Some(m) = names
+            .iter()
+            .find(|m| !genlab_train::clip_eval::is_clip_metric(m))
+        {
+            bail!("--metrics {m} cannot be combined with the CLIP checkpoint metrics (zero-shot, retrieval); run it in another call");
+        }
+        return crate::cmd_clip_eval::run(&a, device);
+    }
     if a.metrics.split(',').any(|m| m.trim() == "nll") {
         if a.metrics.trim() != "nll" {
             bail!("--metrics nll runs on its own (with --ckpt); compute the sample metrics in another call");

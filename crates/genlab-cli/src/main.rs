@@ -5,6 +5,7 @@
 
 mod bench;
 mod cmd_cl;
+mod cmd_clip_eval;
 mod cmd_compare;
 mod cmd_data;
 mod cmd_distill;

@@ -20,8 +20,8 @@ pub fn extractor_names() -> Vec<(String, &'static str)> {
         .collect();
     v.push((
         "RUN_DIR".into(),
-        "the run directory of a trained `classifier` model: 128-d features + \
-         class probabilities",
+        "the run directory of a trained `classifier` model (128-d features + class \
+         probabilities) or `clip` model (image embeddings + zero-shot digit probabilities)",
     ));
     v
 }
@@ -57,6 +57,11 @@ pub fn open_extractor(
             ),
         ));
     }
+    if crate::registry::run_model(p)? == "clip" {
+        let clip = crate::steps::clip::load_clip(p, &candle_core::Device::Cpu)?;
+        let label = format!("{} trained on {}", p.display(), clip.run.data);
+        return Ok(Box::new(crate::clip_eval::ClipExtractor::new(clip, label)?));
+    }
     let (net, run) = load_classifier(p)?;
     Ok(Box::new(ClassifierExtractor::new(
         net,
@@ -70,6 +75,10 @@ pub fn open_extractor(
 pub fn extractor_input(spec: &str) -> Result<Option<(usize, usize)>> {
     if let Some(e) = find_extractor(spec) {
         return Ok(e.input);
+    }
+    if let Ok(c) = crate::steps::clip::load_clip(Path::new(spec), &candle_core::Device::Cpu) {
+        let [ch, h, _] = c.net.config().input();
+        return Ok(Some((h, ch)));
     }
     let Ok((net, _)) = load_classifier(Path::new(spec)) else {
         return Ok(None);

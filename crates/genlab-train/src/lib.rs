@@ -11,6 +11,7 @@
 //! extractors by name or classifier run) and [`outputs`] (sample files and pictures).
 
 pub mod bench;
+pub mod clip_eval;
 pub mod edit;
 pub mod ema;
 pub mod extractors;

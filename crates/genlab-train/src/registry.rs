@@ -117,6 +117,7 @@ pub const MODELS: &[ModelEntry] = &[
     steps::gan::ENTRY,
     steps::flow::ENTRY,
     steps::noisy_classifier::ENTRY,
+    steps::clip::ENTRY,
 ];
 
 pub fn model_names() -> Vec<(&'static str, &'static str)> {
@@ -168,6 +169,20 @@ pub fn load_model(path: &Path, ema: bool, device: &Device) -> Result<LoadedModel
         step: state.step,
         model,
     })
+}
+
+/// The model family (`RunConfig::model`) a run directory or checkpoint file holds.
+pub fn run_model(path: &Path) -> Result<String> {
+    let file = checkpoint_path(path);
+    if !file.exists() {
+        return Err(Error::Checkpoint(format!(
+            "no checkpoint at {} (expected a training run directory, or its {} file)",
+            path.display(),
+            crate::trainer::CHECKPOINT_FILE
+        )));
+    }
+    let (_, meta) = genlab_core::io::load_tensors_with_metadata(&file, &Device::Cpu)?;
+    Ok(crate::trainer::parse_metadata(&meta, &file)?.0.model)
 }
 
 /// Loads a classifier run (EMA weights) as a network, with its run config.

@@ -1,5 +1,6 @@
 //! One `TrainStep` per family.
 pub mod classifier;
+pub mod clip;
 pub mod diffusion;
 pub mod distill;
 pub mod flow;

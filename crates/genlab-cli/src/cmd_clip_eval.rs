@@ -1,0 +1,63 @@
+//! `genlab eval --ckpt CLIP_RUN --metrics zero-shot,retrieval [--data D]`: the CLIP
+//! evaluations of `genlab_train::clip_eval`, printed and optionally written as JSON.
+
+use anyhow::Context;
+use candle_core::Device;
+
+use genlab_train::clip_eval::evaluate_clip;
+use genlab_train::nll::default_nll_data;
+use genlab_train::steps::clip::load_clip;
+
+use crate::cmd_eval::EvalArgs;
+
+pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
+    let ckpt = a.ckpt.as_ref().context(
+        "--metrics zero-shot/retrieval need --ckpt RUN (a `genlab train --model clip` run)",
+    )?;
+    if let Some(p) = &a.json {
+        genlab_train::outputs::check_writable(p)?;
+    }
+    let metrics: Vec<String> = a.metrics.split(',').map(|m| m.trim().to_string()).collect();
+    let c = load_clip(ckpt, device)?;
+    let spec = match &a.data {
+        Some(d) => d.clone(),
+        None => default_nll_data(&c.run.data)?,
+    };
+    let ds = genlab_train::open_data(&spec, a.seed, None, None)?;
+    let t0 = std::time::Instant::now();
+    let report = evaluate_clip(&c, ds.as_ref(), &spec, &metrics, a.n, device)?;
+    println!("model: {} (clip step {})", ckpt.display(), c.step);
+    println!("data: {spec}");
+    if let Some(z) = &report.zero_shot {
+        println!(
+            "zero-shot accuracy {:.2}% on {} examples ({} held-out prompt templates x 2 digit names per class)",
+            100.0 * z.accuracy,
+            z.examples,
+            z.templates.len()
+        );
+    }
+    if let Some(r) = &report.retrieval {
+        let fmt = |v: &[f64]| {
+            r.ks.iter()
+                .zip(v)
+                .map(|(k, x)| format!("R@{k} {:.1}%", 100.0 * x))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        println!(
+            "retrieval on {} pairs ({} distinct attribute captions):",
+            r.pairs, r.distinct_captions
+        );
+        println!("  image->text  {}", fmt(&r.image_to_text));
+        println!("  text->image  {}", fmt(&r.text_to_image));
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("({:.0} s)", t0.elapsed().as_secs_f64());
+    if let Some(p) = &a.json {
+        genlab_core::io::write_json(p, &serde_json::to_value(&report)?)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
