@@ -24,7 +24,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step"]
+WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
+             "clip-step"]
 # peak_rss_mib must be present but may be null (genlab prints null where /proc is missing).
 REQUIRED = ("workload", "threads", "unit", "rate", "peak_rss_mib")
 

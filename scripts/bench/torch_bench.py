@@ -13,6 +13,13 @@ Five CPU f32 workloads, built to be identical to genlab's Rust versions:
               its last SiLU; 280,881 parameters): one classifier-free guided DDIM step
               (w = 3, a one-step grid t = 999 -> x0) on 64 samples of digit 3, i.e. one
               network call on the batch of 128 (labels and null label), inference_mode
+  clip-step   genlab's CLIP MNIST preset: ViT image tower (7x7 patches of 28x28 as a bias-free
+              linear patch embedding, class token, position embedding, ln_pre, 4 pre-norm
+              blocks of width 96 / 4 heads / MLP 384 with exact GELU, ln_post on the class
+              token), causal text tower (49,408 x 64 token embedding, 32 x 64 positions, 3
+              pre-norm blocks of width 64 / 4 heads, ln_final, end-token pooling), bias-free
+              projections to 64, learned logit scale; batch 256 of 16-token captions:
+              symmetric InfoNCE, backward, Adam
   flow-train  genlab's MNIST flow preset (165,830 parameters): variational dequantisation,
               2 scales x 8 Glow steps (ActNorm, LU 1x1 conv, affine coupling whose 3x3-1x1-3x3
               64-channel conditioner reads one half of the channels and writes the other),
@@ -41,7 +48,8 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step"]
+WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
+             "clip-step"]
 # Parameter count of genlab's U-Net in the MNIST config (what `genlab` reports for it).
 UNET_MNIST_PARAMS = 280177
 # ... and with the class embedding of the 10 digits and the null label (11 x 64).
@@ -439,8 +447,64 @@ def build_modules(torch):
             log_pz = -0.5 * (z * z).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
             return -(log_pz + ld + c).mean()
 
+    class Block(nn.Module):
+        """genlab-nn transformer.rs, pre-norm: x + out(attn(ln1 x)), x + fc2(gelu(fc1(ln2 x)))."""
+
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.heads = heads
+            self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+            self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+        def forward(self, x, causal=False):
+            b, n, c = x.shape
+            q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            x = x + self.out(a.transpose(1, 2).reshape(b, n, c))
+            return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+    class Clip(nn.Module):
+        """genlab-models clip/mod.rs with the MNIST preset (ClipConfig::default())."""
+
+        def __init__(self, width_img=96, layers_img=4, width_txt=64, layers_txt=3, heads=4,
+                     vocab=49408, context=32, embed=64, patch=7):
+            super().__init__()
+            self.patch = patch
+            n = (28 // patch) ** 2
+            self.patch_embed = nn.Linear(patch * patch, width_img, bias=False)
+            self.class_token = nn.Parameter(0.02 * torch.randn(width_img))
+            self.pos_img = nn.Parameter(0.02 * torch.randn(n + 1, width_img))
+            self.ln_pre, self.ln_post = nn.LayerNorm(width_img), nn.LayerNorm(width_img)
+            self.vblocks = nn.ModuleList([Block(width_img, heads) for _ in range(layers_img)])
+            self.token_embed = nn.Parameter(0.02 * torch.randn(vocab, width_txt))
+            self.pos_txt = nn.Parameter(0.01 * torch.randn(context, width_txt))
+            self.tblocks = nn.ModuleList([Block(width_txt, heads) for _ in range(layers_txt)])
+            self.ln_final = nn.LayerNorm(width_txt)
+            self.visual_proj = nn.Parameter(width_img ** -0.5 * torch.randn(width_img, embed))
+            self.text_proj = nn.Parameter(width_txt ** -0.5 * torch.randn(width_txt, embed))
+            self.logit_scale = nn.Parameter(torch.tensor([math.log(1 / 0.07)]))
+
+        def forward(self, x, ids, eot):
+            b, p = x.shape[0], self.patch
+            patches = x.unfold(2, p, p).unfold(3, p, p).reshape(b, 1, -1, p * p).squeeze(1)
+            z = torch.cat([self.class_token.expand(b, 1, -1), self.patch_embed(patches)], 1)
+            z = self.ln_pre(z + self.pos_img)
+            for blk in self.vblocks:
+                z = blk(z)
+            img = self.ln_post(z[:, 0]) @ self.visual_proj
+            n = ids.shape[1]
+            t = self.token_embed[ids] + self.pos_txt[:n]
+            for blk in self.tblocks:
+                t = blk(t, causal=True)
+            txt = self.ln_final(t)[torch.arange(b), eot] @ self.text_proj
+            img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+            logits = self.logit_scale.clamp(0, math.log(100)).exp() * img @ txt.t()
+            target = torch.arange(b)
+            return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
     return dict(candle_init_=candle_init_, Mlp=Mlp, ConvNet=ConvNet,
-                AttentionBlock=AttentionBlock, UNet=UNet, Glow=Glow)
+                AttentionBlock=AttentionBlock, UNet=UNet, Glow=Glow, Clip=Clip)
 
 
 def n_params(module):
@@ -581,6 +645,23 @@ def make_workload(torch, name, sdpa=False):
             opt.step()
 
         return step, count, 3, 5
+
+    if name == "clip-step":
+        b, n = 256, 16
+        net = init(M["Clip"]())
+        x = torch.rand(b, 1, 28, 28)
+        ids = torch.randint(0, 49406, (b, n))
+        ids[:, 0], ids[:, -1] = 49406, 49407
+        eot = torch.full((b,), n - 1)
+        opt = adam(net.parameters())
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = net(x, ids, eot)
+            loss.backward()
+            opt.step()
+
+        return step, n_params(net), 2, 5
 
     raise ValueError(f"unknown workload {name!r}")
 

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use candle_core::Device;
 
-use genlab_train::clip_eval::evaluate_clip;
+use genlab_train::clip_eval::{evaluate_clip, ClipEvalOptions};
 use genlab_train::nll::default_nll_data;
 use genlab_train::steps::clip::load_clip;
 
@@ -25,12 +25,22 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
     };
     let ds = genlab_train::open_data(&spec, a.seed, None, None)?;
     let t0 = std::time::Instant::now();
-    let report = evaluate_clip(&c, ds.as_ref(), &spec, &metrics, a.n, device)?;
+    let opts = ClipEvalOptions {
+        n: a.n,
+        prompts: a
+            .prompts
+            .iter()
+            .flat_map(|p| p.split(';'))
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    };
+    let report = evaluate_clip(&c, ds.as_ref(), &spec, &metrics, &opts, device)?;
     println!("model: {} (clip step {})", ckpt.display(), c.step);
     println!("data: {spec}");
     if let Some(z) = &report.zero_shot {
         println!(
-            "zero-shot accuracy {:.2}% on {} examples ({} held-out prompt templates x 2 digit names per class)",
+            "zero-shot accuracy {:.2}% on {} examples ({} prompt templates x 2 digit names per class)",
             100.0 * z.accuracy,
             z.examples,
             z.templates.len()

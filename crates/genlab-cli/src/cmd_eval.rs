@@ -48,6 +48,11 @@ pub struct EvalArgs {
     /// for mnist, else its training data).
     #[arg(long)]
     pub data: Option<String>,
+    /// With --metrics zero-shot: prompt templates, each with one `{}` for the digit's name
+    /// (word and numeral are both tried), separated by `;` or given several times (default:
+    /// six templates that never appear in CLIP's training captions).
+    #[arg(long)]
+    pub prompts: Vec<String>,
     /// With --metrics nll on a VAE: importance samples per example of the IWAE bound.
     #[arg(long, default_value_t = 5000)]
     pub k: usize,

@@ -356,37 +356,59 @@ pub struct ClipReport {
     pub warnings: Vec<String>,
 }
 
-/// Runs the named [`CLIP_METRICS`] on `data`: zero-shot over the first `n` examples (all by
-/// default), retrieval over the first `n` (1,000 by default).
+/// What [`evaluate_clip`] runs on.
+#[derive(Clone, Debug, Default)]
+pub struct ClipEvalOptions {
+    /// Examples: zero-shot over the first `n` (all by default), retrieval over the first `n`
+    /// (1,000 by default).
+    pub n: Option<usize>,
+    /// Zero-shot prompt templates, each with one `{}` for the digit's name; empty = the
+    /// built-in [`captions::ZERO_SHOT_TEMPLATES`].
+    pub prompts: Vec<String>,
+}
+
+/// Runs the named [`CLIP_METRICS`] on `data`.
 pub fn evaluate_clip(
     c: &crate::steps::clip::LoadedClip,
     data: &dyn Dataset,
     spec: &str,
     metrics: &[String],
-    n: Option<usize>,
+    opts: &ClipEvalOptions,
     device: &Device,
 ) -> Result<ClipReport> {
     for m in metrics {
         if !is_clip_metric(m) {
-            return Err(Error::unknown(
-                "CLIP metric",
-                m,
-                CLIP_METRICS.iter().map(|(n, _)| *n),
+            return Err(Error::unknown("CLIP metric", m, CLIP_METRICS.iter().map(|(n, _)| *n)));
+        }
+    }
+    let mut warnings = Vec::new();
+    let templates: Vec<&str> = if opts.prompts.is_empty() {
+        captions::ZERO_SHOT_TEMPLATES.to_vec()
+    } else {
+        opts.prompts.iter().map(|s| s.as_str()).collect()
+    };
+    for t in &templates {
+        if t.matches("{}").count() != 1 {
+            return Err(Error::setting(
+                "prompts",
+                format!("each prompt template needs exactly one `{{}}` for the digit's name, got `{t}`"),
             ));
+        }
+        let ctx = c.net.config().text.context;
+        for name in captions::digit_names(7) {
+            if c.tok.encode_padded(&t.replace("{}", &name), ctx)?.truncated {
+                warnings.push(format!(
+                    "the prompt `{t}` is longer than the model's {ctx}-token context: it is \
+                     truncated as CLIP does (the end is cut and replaced by the end-of-text token)"
+                ));
+                break;
+            }
         }
     }
     let has = |name: &str| metrics.iter().any(|m| m == name);
     let frame = crate::steps::clip::MNIST_FRAME;
     let zero_shot = if has("zero-shot") {
-        Some(zero_shot(
-            &c.net,
-            &c.tok,
-            data,
-            captions::ZERO_SHOT_TEMPLATES,
-            n,
-            frame,
-            device,
-        )?)
+        Some(zero_shot(&c.net, &c.tok, data, &templates, opts.n, frame, device)?)
     } else {
         None
     };
@@ -395,7 +417,7 @@ pub fn evaluate_clip(
             &c.net,
             &c.tok,
             data,
-            n.unwrap_or(1000),
+            opts.n.unwrap_or(1000),
             &c.cfg.captions,
             frame,
             device,
@@ -407,7 +429,7 @@ pub fn evaluate_clip(
         data: spec.to_string(),
         zero_shot,
         retrieval,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 

@@ -15,6 +15,7 @@
 
 mod attention;
 mod cfg_step;
+mod clip_step;
 mod conv;
 mod ddim50;
 mod flow_train;
@@ -115,6 +116,14 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         warmup: 3,
         min_iters: 5,
         build: cfg_step::build,
+    },
+    WorkloadEntry {
+        name: "clip-step",
+        unit: "steps/s",
+        description: "CLIP MNIST preset (ViT 7x7 patches, width 96 x 4; text width 64 x 3, 49,408-token vocabulary), batch 256 x 16 tokens, InfoNCE + Adam",
+        warmup: 2,
+        min_iters: 5,
+        build: clip_step::build,
     },
 ];
 
