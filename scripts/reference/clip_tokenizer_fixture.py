@@ -7,9 +7,10 @@ context 77 and writes crates/genlab-data/tests/fixtures/tokenize/clip_tokenizer.
    "cases": [{"text": str, "tokens": [SOT, ..., EOT] (the row without its zero padding),
               "encode": [...] (SimpleTokenizer.encode: no SOT/EOT, no truncation)}]}
 
-genlab does not run ftfy (open_clip's first cleaning step); it applies ftfy's quote uncurling
-and NFC only. This script asserts that on every case open_clip's cleaning (with ftfy) gives
-the same text as that, so the fixture tests exactly the documented behaviour.
+genlab does not run ftfy (open_clip's first cleaning step); it applies ftfy's character
+tables (ligatures, widths, quotes, control characters) and NFC only. This script asserts
+that on every case open_clip's cleaning (with ftfy) gives the same text as that, so the
+fixture tests exactly the documented behaviour.
 
 Usage:  .venv/bin/python scripts/reference/clip_tokenizer_fixture.py
         .venv/bin/python scripts/reference/clip_tokenizer_fixture.py --random 3000 --out /tmp/clip_random.json
@@ -28,6 +29,7 @@ import pathlib
 import unicodedata
 
 import ftfy
+from ftfy import chardata
 import open_clip
 import regex
 import torch
@@ -80,6 +82,8 @@ CASES = [
     "#hashtag @mention $100 50% (parens) [brackets] {braces}",
     "supercalifragilisticexpialidocious antidisestablishmentarianism",
     "zero\u200bwidth and soft\u00adhyphen",
+    "\ufb01ne \ufb02ow \u0132ssel, \uff21\uff22\uff23\uff01 \u3000\u5168\u89d2\uff0c\u534a\u89d2\uff8a\uff9d\uff76\uff78",
+    "\ufeffbom\u0007bell\u000bvtab\u001funit\u206acontrols",
     "case folding: it'\u017f x\u0345y 5\u212a \u212b",
     "a " * 75,
     "a " * 76,
@@ -89,10 +93,13 @@ CASES = [
 
 
 def genlab_clean(text):
-    """genlab's cleaning: ftfy's quote uncurling and NFC instead of ftfy.fix_text, then
-    open_clip's html unescaping, whitespace cleaning and lower-casing."""
-    t = regex.sub("[\u02bc\u2018-\u201b]", "'", text)
+    """genlab's cleaning: ftfy's ligature, width, quote and control-character tables and NFC
+    instead of ftfy.fix_text, then open_clip's html unescaping, whitespace cleaning and
+    lower-casing."""
+    t = text.translate(chardata.LIGATURES).translate(chardata.WIDTH_MAP)
+    t = regex.sub("[\u02bc\u2018-\u201b]", "'", t)
     t = regex.sub("[\u201c-\u201f]", '"', t)
+    t = t.translate(chardata.CONTROL_CHARS)
     t = unicodedata.normalize("NFC", t)
     t = html.unescape(html.unescape(t)).strip()
     return " ".join(t.split()).strip().lower()

@@ -368,6 +368,15 @@ fn bad_input_gets_one_clear_error() {
         ),
         &["key=value"],
     );
+    // MiniLM not fetched: the error says how to get it; an unknown encoder lists the known.
+    fails_with(
+        &genlab(&["embed-text", "--model", "minilm", "a seven"], d),
+        &["genlab data fetch minilm"],
+    );
+    fails_with(
+        &genlab(&["embed-text", "--model", "gpt9", "a seven"], d),
+        &["unknown text encoder", "minilm"],
+    );
     // MNIST not fetched: the error says how to get it.
     fails_with(
         &genlab(
@@ -610,6 +619,8 @@ fn list_json_holds_every_registry_with_capabilities() {
     find("samplers", "dpm++2m");
     find("bench_workloads", "flow-train");
     find("fetchable", "efficientnet-lite0");
+    find("fetchable", "minilm");
+    assert_eq!(find("text_encoders", "minilm")["dim"], 384);
 }
 
 #[test]

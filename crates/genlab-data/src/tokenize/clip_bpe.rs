@@ -27,10 +27,12 @@
 //!    (49406), `<end_of_text>` (49407).
 //!
 //! **ftfy.** open_clip runs `ftfy.fix_text` first; genlab does not carry ftfy. It applies the
-//! two of its fixes that change ordinary text: curly quotes -> straight quotes (`uncurl_quotes`)
-//! and NFC normalisation (Unicode 9 tables). Text that ftfy would otherwise change (mojibake
-//! repair, Latin ligatures, full-width characters, control characters, a third HTML unescape
-//! of text without `<`) can tokenize differently from open_clip.
+//! fixes of ftfy 6.3.1 that are character tables: Latin ligatures (`ﬁ` -> `fi`), full- and
+//! half-width forms (`ＡＢ！` -> `AB!`, as CJK text often has), curly quotes -> straight
+//! quotes, deletion of control characters, then NFC (Unicode 9 tables); the tables are
+//! `assets/ftfy_char_maps.txt`, written from ftfy by `scripts/reference/ftfy_char_maps.py`.
+//! Text that ftfy repairs otherwise (mojibake, C1 controls read as Windows-1252, terminal
+//! escape sequences, a third HTML unescape of text without `<`) can tokenize differently.
 //!
 //! **Context and truncation** ([`ClipTokenizer::encode_padded`]): `[SOT] + ids + [EOT]`,
 //! zero-padded to `context`. Longer sequences are cut as open_clip 3.3.0's `tokenize` cuts
@@ -39,7 +41,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use genlab_core::{Error, Result};
 use unicode_normalization_alignments::UnicodeNormalization;
@@ -120,6 +122,33 @@ fn py_isspace(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// ftfy's character tables (`KIND<TAB>HEX<TAB>[HEX ...]`, see the module header).
+const FTFY_MAPS: &str = include_str!("../../assets/ftfy_char_maps.txt");
+
+/// Character -> replacement (`None`: deleted): ftfy's ligature, width and control tables.
+fn ftfy_maps() -> &'static HashMap<char, Option<String>> {
+    static MAPS: OnceLock<HashMap<char, Option<String>>> = OnceLock::new();
+    MAPS.get_or_init(|| {
+        FTFY_MAPS
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                let (kind, cp, value) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+                let c = char::from_u32(u32::from_str_radix(cp, 16).ok()?)?;
+                if kind == "control" {
+                    return Some((c, None));
+                }
+                let v: Option<String> = value
+                    .split(' ')
+                    .map(|h| u32::from_str_radix(h, 16).ok().and_then(char::from_u32))
+                    .collect();
+                Some((c, Some(v?)))
+            })
+            .collect()
+    })
+}
+
 /// ftfy's `uncurl_quotes` (`[\u02bc\u2018-\u201b]` -> ', `[\u201c-\u201f]` -> ").
 fn uncurl_quotes(c: char) -> char {
     match c {
@@ -129,15 +158,20 @@ fn uncurl_quotes(c: char) -> char {
     }
 }
 
-/// open_clip's `_clean_lower` without ftfy (module header): quotes, NFC, HTML unescape
+/// open_clip's `_clean_lower` with ftfy's table fixes in place of `ftfy.fix_text` (module
+/// header): ligatures and widths, quotes, control characters, NFC; then HTML unescape
 /// twice, whitespace runs -> one space, strip, lowercase.
 pub fn clean_text(text: &str) -> String {
-    let fixed: String = text
-        .chars()
-        .map(uncurl_quotes)
-        .nfc()
-        .map(|(c, _)| c)
-        .collect();
+    let maps = ftfy_maps();
+    let mut mapped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match maps.get(&c) {
+            Some(Some(r)) => mapped.extend(r.chars().map(uncurl_quotes)),
+            Some(None) => {}
+            None => mapped.push(uncurl_quotes(c)),
+        }
+    }
+    let fixed: String = mapped.chars().nfc().map(|(c, _)| c).collect();
     let unescaped = html_unescape(&html_unescape(&fixed));
     let words: Vec<&str> = unescaped
         .split(py_isspace)
