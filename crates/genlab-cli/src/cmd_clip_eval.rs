@@ -34,6 +34,7 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty())
             .collect(),
+        classifier: a.classifier.clone(),
     };
     let report = evaluate_clip(&c, ds.as_ref(), &spec, &metrics, &opts, device)?;
     println!("model: {} (clip step {})", ckpt.display(), c.step);
@@ -44,6 +45,16 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
             100.0 * z.accuracy,
             z.examples,
             z.templates.len()
+        );
+    }
+    if let Some(acc) = report.classifier_accuracy {
+        println!(
+            "supervised classifier {} on the same images: {:.2}%",
+            a.classifier
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            100.0 * acc
         );
     }
     if let Some(r) = &report.retrieval {

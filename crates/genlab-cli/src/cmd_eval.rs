@@ -53,6 +53,10 @@ pub struct EvalArgs {
     /// six templates that never appear in CLIP's training captions).
     #[arg(long)]
     pub prompts: Vec<String>,
+    /// With --metrics zero-shot: a `classifier` run whose supervised accuracy on the same
+    /// images is reported beside the zero-shot accuracy.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
     /// With --metrics nll on a VAE: importance samples per example of the IWAE bound.
     #[arg(long, default_value_t = 5000)]
     pub k: usize,

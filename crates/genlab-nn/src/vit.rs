@@ -230,6 +230,7 @@ mod tests {
     use genlab_core::ParamStore;
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // index-for-index with the formula
     fn patchify_matches_index_formula_and_inverts() {
         let (b, c, h, w, p) = (2, 3, 4, 6, 2);
         let v: Vec<f32> = (0..b * c * h * w).map(|i| i as f32).collect();

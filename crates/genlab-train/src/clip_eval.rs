@@ -351,6 +351,8 @@ pub fn is_clip_metric(name: &str) -> bool {
 pub struct ClipReport {
     pub data: String,
     pub zero_shot: Option<ZeroShot>,
+    /// The supervised classifier's accuracy on the zero-shot examples, when one was given.
+    pub classifier_accuracy: Option<f64>,
     pub retrieval: Option<Retrieval>,
     /// Texts truncated to the model's context (none for the built-in prompts).
     pub warnings: Vec<String>,
@@ -365,6 +367,8 @@ pub struct ClipEvalOptions {
     /// Zero-shot prompt templates, each with one `{}` for the digit's name; empty = the
     /// built-in [`captions::ZERO_SHOT_TEMPLATES`].
     pub prompts: Vec<String>,
+    /// A supervised classifier run to report beside zero-shot, on the same (fitted) images.
+    pub classifier: Option<std::path::PathBuf>,
 }
 
 /// Runs the named [`CLIP_METRICS`] on `data`.
@@ -378,7 +382,11 @@ pub fn evaluate_clip(
 ) -> Result<ClipReport> {
     for m in metrics {
         if !is_clip_metric(m) {
-            return Err(Error::unknown("CLIP metric", m, CLIP_METRICS.iter().map(|(n, _)| *n)));
+            return Err(Error::unknown(
+                "CLIP metric",
+                m,
+                CLIP_METRICS.iter().map(|(n, _)| *n),
+            ));
         }
     }
     let mut warnings = Vec::new();
@@ -391,7 +399,9 @@ pub fn evaluate_clip(
         if t.matches("{}").count() != 1 {
             return Err(Error::setting(
                 "prompts",
-                format!("each prompt template needs exactly one `{{}}` for the digit's name, got `{t}`"),
+                format!(
+                    "each prompt template needs exactly one `{{}}` for the digit's name, got `{t}`"
+                ),
             ));
         }
         let ctx = c.net.config().text.context;
@@ -408,9 +418,21 @@ pub fn evaluate_clip(
     let has = |name: &str| metrics.iter().any(|m| m == name);
     let frame = crate::steps::clip::MNIST_FRAME;
     let zero_shot = if has("zero-shot") {
-        Some(zero_shot(&c.net, &c.tok, data, &templates, opts.n, frame, device)?)
+        Some(zero_shot(
+            &c.net, &c.tok, data, &templates, opts.n, frame, device,
+        )?)
     } else {
         None
+    };
+    let classifier_accuracy = match (&opts.classifier, &zero_shot) {
+        (Some(p), Some(z)) => Some(classifier_accuracy(p, data, z.examples, frame)?),
+        (Some(_), None) => {
+            return Err(Error::setting(
+                "classifier",
+                "goes with the zero-shot metric".to_string(),
+            ))
+        }
+        _ => None,
     };
     let retrieval = if has("retrieval") {
         Some(retrieval(
@@ -428,9 +450,34 @@ pub fn evaluate_clip(
     Ok(ClipReport {
         data: spec.to_string(),
         zero_shot,
+        classifier_accuracy,
         retrieval,
         warnings,
     })
+}
+
+/// Accuracy of a trained classifier run on the first `n` examples of `data`, fitted to its
+/// input as the CLIP evaluation fits them.
+pub fn classifier_accuracy(
+    run: &std::path::Path,
+    data: &dyn Dataset,
+    n: usize,
+    frame: f64,
+) -> Result<f64> {
+    let (net, _) = crate::registry::load_classifier(run)?;
+    let idx: Vec<usize> = (0..n.min(data.len())).collect();
+    let mut correct = 0usize;
+    for chunk in idx.chunks(EVAL_BATCH) {
+        let b = make_batch(data, chunk, &Device::Cpu)?;
+        let x = fit_images(&b.x, net.config().input, frame)?;
+        let labels = b
+            .labels
+            .ok_or_else(|| Error::Data(format!("`{}` has no labels", data.name())))?
+            .to_vec1::<u32>()?;
+        let pred = net.forward(&x)?.argmax(1)?.to_vec1::<u32>()?;
+        correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    }
+    Ok(correct as f64 / idx.len().max(1) as f64)
 }
 
 /// CLIP's image tower as a feature extractor for the sample metrics (as clean-fid offers

@@ -52,6 +52,7 @@ mod tests {
     /// f32 log-sum-exp over a handful of terms against f64.
     const TOL: f64 = 1e-5;
 
+    #[allow(clippy::needless_range_loop)] // index-for-index with the formula
     fn brute(l: &[Vec<f64>]) -> f64 {
         let b = l.len();
         let ce = |row: &dyn Fn(usize) -> f64, i: usize| {

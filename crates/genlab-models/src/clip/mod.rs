@@ -92,8 +92,10 @@ impl ClipConfig {
                 problem: "must be positive".into(),
             });
         }
-        if !(self.init_temperature > 0.0) || !(self.max_logit_scale >= 1.0 / self.init_temperature)
-        {
+        let ok = self.init_temperature > 0.0
+            && self.max_logit_scale >= 1.0 / self.init_temperature
+            && self.max_logit_scale.is_finite();
+        if !ok {
             return Err(Error::Setting {
                 setting: "clip.init_temperature".into(),
                 problem: format!(
