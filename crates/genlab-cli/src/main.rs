@@ -4,6 +4,7 @@
 //! algorithm. Errors from the libraries reach the user as one message and a non-zero exit.
 
 mod bench;
+mod cmd_active;
 mod cmd_cl;
 mod cmd_clip_eval;
 mod cmd_compare;
@@ -19,7 +20,9 @@ mod cmd_nll;
 mod cmd_report;
 mod cmd_rl;
 mod cmd_sample;
+mod cmd_semi;
 mod cmd_serve;
+mod cmd_ssl;
 mod cmd_train;
 mod cmd_translate;
 mod demo;
@@ -100,6 +103,13 @@ enum Command {
     /// Continual learning: split/permuted MNIST in the three scenarios, methods from EWC to
     /// generative replay, the accuracy matrix and its measures (`genlab cl list`).
     Cl(cmd_cl::ClArgs),
+    /// Active learning: acquire labels round by round (BALD, core-set, ...) and plot test
+    /// accuracy against labels (`genlab active list`).
+    Active(cmd_active::ActiveArgs),
+    /// Semi-supervised learning: self-training, co-training, FixMatch (`genlab semi list`).
+    Semi(cmd_semi::SemiArgs),
+    /// Self-supervised learning: SimCLR, rotation; linear-probe and k-NN evaluation.
+    Ssl(cmd_ssl::SslArgs),
     /// Time fixed training and sampling workloads (compare with PyTorch:
     /// scripts/bench/compare.py).
     #[command(
@@ -181,6 +191,9 @@ fn main() {
             Command::Rl(a) => cmd_rl::run(a),
             Command::Fewshot(a) => cmd_fewshot::run(a, &dev.open()?),
             Command::Cl(a) => cmd_cl::run(a),
+            Command::Active(a) => cmd_active::run(a, &dev.open()?),
+            Command::Semi(a) => cmd_semi::run(a, &dev.open()?),
+            Command::Ssl(a) => cmd_ssl::run(a, &dev.open()?),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
             Command::Report(a) => cmd_report::run(a),

@@ -6,10 +6,11 @@
 //! Normalisation is GroupNorm (Wu & He 2018, arXiv:1803.08494) instead of the papers'
 //! BatchNorm: genlab-nn's kernel carries a gradient and it normalises each example alone, so
 //! an embedding never depends on which other images share its episode. Max-pooling is a
-//! reshape and two max reductions (candle 0.11.1's `max_pool2d` backward scales by the
-//! tie count the wrong way); odd sides are cropped first, as PyTorch's floor mode does.
+//! reshape and two max reductions ([`genlab_nn::max_pool2`]: candle 0.11.1's `max_pool2d`
+//! backward scales by the tie count the wrong way); odd sides are cropped first, as
+//! PyTorch's floor mode does.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use genlab_nn::{Conv, GroupNorm};
 use serde::{Deserialize, Serialize};
@@ -39,14 +40,8 @@ impl Default for Conv4Config {
     }
 }
 
-/// 2x2 max-pooling with stride 2 of `[B, C, H, W]` (odd sides cropped).
-pub fn max_pool2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (h2, w2) = (h / 2, w / 2);
-    let x = x.narrow(2, 0, 2 * h2)?.narrow(3, 0, 2 * w2)?;
-    // [B, C, 2*h2, 2*w2] -> [B, C, h2, 2, w2, 2] -> max over the two 2s.
-    x.reshape((b, c, h2, 2, w2, 2))?.max(D::Minus1)?.max(3)
-}
+/// 2x2 max-pooling (genlab-nn's, which passes a correct gradient).
+pub use genlab_nn::max_pool2;
 
 /// The embedding network.
 #[derive(Debug, Clone)]
@@ -124,45 +119,7 @@ impl Conv4 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-
-    #[test]
-    fn max_pool_matches_brute_force_and_routes_the_gradient_to_the_maxima() {
-        let mut rng = genlab_core::Rng::new(1);
-        let v: Vec<f32> = (0..2 * 5 * 5).map(|_| rng.uniform() as f32).collect();
-        let x = Var::from_vec(v.clone(), (1, 2, 5, 5), &Device::Cpu).unwrap();
-        let y = max_pool2(x.as_tensor()).unwrap();
-        assert_eq!(y.dims(), &[1, 2, 2, 2]);
-        let got = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let mut want_grad = vec![0f32; 50];
-        for c in 0..2 {
-            for i in 0..2 {
-                for j in 0..2 {
-                    let cells = [
-                        (2 * i, 2 * j),
-                        (2 * i, 2 * j + 1),
-                        (2 * i + 1, 2 * j),
-                        (2 * i + 1, 2 * j + 1),
-                    ];
-                    let (arg, m) = cells
-                        .iter()
-                        .map(|&(a, b)| (c * 25 + a * 5 + b, v[c * 25 + a * 5 + b]))
-                        .fold((0, f32::MIN), |acc, p| if p.1 > acc.1 { p } else { acc });
-                    assert_eq!(got[c * 4 + i * 2 + j], m);
-                    want_grad[arg] = 1.0;
-                }
-            }
-        }
-        let g = y.sum_all().unwrap().backward().unwrap();
-        let gx = g
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_eq!(gx, want_grad);
-    }
+    use candle_core::Device;
 
     #[test]
     fn a_28_pixel_image_becomes_a_vector_and_every_parameter_gets_a_gradient() {

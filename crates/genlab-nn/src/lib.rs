@@ -6,6 +6,7 @@
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
 //!   [`Downsample`] and [`Upsample`] parts;
 //! - [`resize`]: bicubic (Keys 1981) and area resizing of image batches as matrices;
+//! - [`max_pool2`] and [`dropout`]: max-pooling with a correct gradient, seeded dropout;
 //! - [`Mlp`] with [`Act`]: plain perceptrons for the VAE and GAN networks on vectors;
 //! - [`Conv`], [`ConvTranspose`], [`GroupNorm`], [`Linear`], [`silu`], [`upsample_nearest`]:
 //!   the layers under the networks. This crate holds only the layers (parameters, checks); on CPU f32 they run
@@ -33,6 +34,7 @@ pub mod flops;
 pub mod linear;
 pub mod mlp;
 pub mod norm;
+pub mod pool;
 pub mod resample;
 pub mod resblock;
 pub mod resize;
@@ -51,6 +53,7 @@ pub use embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
 pub use linear::{relu, silu, Linear};
 pub use mlp::{MlpDenoiser, MlpDenoiserConfig};
 pub use norm::GroupNorm;
+pub use pool::{dropout, max_pool2};
 pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};
 pub use resblock::ResBlock;
 pub use stack::{Act, Mlp};

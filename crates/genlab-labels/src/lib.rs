@@ -1,0 +1,30 @@
+//! genlab-labels: learning with few labels on genlab's core.
+//!
+//! - [`data`]: a pool and a test set of labelled images by name (MNIST, the 8x8 digits, a
+//!   synthetic set for tests), streamed in batches;
+//! - [`net`]: the CNN of Gal et al. 2017 with seeded (Monte Carlo) dropout;
+//! - [`train`]: supervised fitting, probabilities (deterministic or MC dropout), features,
+//!   test accuracy;
+//! - [`active`]: pool-based active learning, strategies one file each in a registry, and
+//!   the acquisition loop;
+//! - [`semi`]: semi-supervised methods (self-training, co-training, FixMatch), one file
+//!   each in a registry;
+//! - [`ssl`]: self-supervised representation learning (SimCLR);
+//! - [`augment`]: the image augmentations those methods use;
+//! - [`eval`]: the one evaluation of representations (linear probe, k-NN);
+//! - [`curve`]: test accuracy against labels, as JSON and a chart.
+
+pub mod active;
+pub mod augment;
+pub mod curve;
+pub mod data;
+pub mod eval;
+pub mod net;
+pub mod semi;
+pub mod ssl;
+pub mod train;
+
+pub use curve::{Curve, CurvePoint};
+pub use data::Data;
+pub use net::{Net, NetConfig};
+pub use train::{FitConfig, Probs};
