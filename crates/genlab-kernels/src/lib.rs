@@ -30,6 +30,7 @@
 
 mod attention;
 mod conv;
+mod gelu;
 mod gemm;
 mod group_norm;
 mod im2col;
@@ -48,6 +49,7 @@ pub use attention::{
     attention, attention_composed, attention_qkv, softmax_last_dim, softmax_last_dim_composed,
 };
 pub use conv::{conv2d, conv_transpose2d};
+pub use gelu::{gelu_erf, gelu_erf_grad_slice, gelu_erf_slice};
 pub use group_norm::group_norm;
 pub use layer_norm::{layer_norm, layer_norm_composed};
 pub use linear::linear;

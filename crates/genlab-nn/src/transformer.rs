@@ -67,7 +67,7 @@ pub enum MlpAct {
 impl MlpAct {
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            MlpAct::GeluErf => x.gelu_erf(),
+            MlpAct::GeluErf => genlab_kernels::gelu_erf(x),
             MlpAct::GeluTanh => x.gelu(),
             // σ(z) = 1 / (1 + exp(-z)), composed so the gradient flows.
             MlpAct::QuickGelu => x.mul(&((x * -1.702)?.exp()? + 1.0)?.recip()?),
