@@ -8,7 +8,7 @@
 //! | `synthetic` | 10 random 8x8 binary templates with 10% of pixels flipped, 60 each | 20 each |
 //!
 //! The pool is never loaded as one array: the datasets are random access
-//! ([`genlab_data::Dataset`]) and every pass over it goes through [`Data::batches`] in
+//! ([`genlab_data::Dataset`]) and every pass over it goes through [`for_batches`] in
 //! chunks of `batch` examples.
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //!
 //! Papers: Radford et al. 2021, "Learning Transferable Visual Models From Natural Language
 //! Supervision" (CLIP, arXiv:2103.00020), section 2.4: "lower-cased byte pair encoding (BPE)
-//! representation of the text with a 49,152 vocab size ... bracketed with [SOS] and [EOS]
+//! representation of the text with a 49,152 vocab size ... bracketed with \[SOS\] and \[EOS\]
 //! tokens"; Sennrich, Haddow & Birch 2016, "Neural Machine Translation of Rare Words with
 //! Subword Units" (arXiv:1508.07909) for BPE; Radford et al. 2019 (GPT-2) for the byte-level
 //! alphabet.
