@@ -154,3 +154,25 @@ pub fn run(a: ListArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `genlab semi list` / `genlab ssl list`: the methods (name, description, paper) as a table,
+/// or with `json` the methods and the command's default settings.
+pub fn print_methods(
+    methods: &[genlab_labels::registry::MethodInfo],
+    defaults: serde_json::Value,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let v = serde_json::json!({"methods": methods, "defaults": defaults});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let w = methods.iter().map(|m| m.name.len()).max().unwrap_or(0) + 2;
+        for m in methods {
+            println!(
+                "  {:<w$} {}\n  {:<w$} {}",
+                m.name, m.description, "", m.paper
+            );
+        }
+    }
+    Ok(())
+}

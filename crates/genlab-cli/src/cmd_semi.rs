@@ -81,18 +81,11 @@ pub fn run(a: SemiArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         }
         SemiCmd::List { json } => {
             let methods: Vec<_> = METHODS.iter().map(|m| m.info()).collect();
-            if json {
-                let v = serde_json::json!({"methods": methods, "defaults": SemiConfig::default()});
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for m in &methods {
-                    println!(
-                        "  {:<14} {}\n                 {}",
-                        m.name, m.description, m.paper
-                    );
-                }
-            }
-            Ok(())
+            crate::cmd_list::print_methods(
+                &methods,
+                serde_json::to_value(SemiConfig::default())?,
+                json,
+            )
         }
     }
 }

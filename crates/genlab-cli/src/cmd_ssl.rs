@@ -95,18 +95,11 @@ pub fn run(a: SslArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         }
         SslCmd::List { json } => {
             let methods: Vec<_> = METHODS.iter().map(|m| m.info()).collect();
-            if json {
-                let v = serde_json::json!({"methods": methods, "defaults": SslConfig::default()});
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for m in &methods {
-                    println!(
-                        "  {:<10} {}\n             {}",
-                        m.name, m.description, m.paper
-                    );
-                }
-            }
-            Ok(())
+            crate::cmd_list::print_methods(
+                &methods,
+                serde_json::to_value(SslConfig::default())?,
+                json,
+            )
         }
     }
 }

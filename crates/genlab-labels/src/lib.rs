@@ -20,6 +20,7 @@ pub mod curve;
 pub mod data;
 pub mod eval;
 pub mod net;
+pub mod registry;
 pub mod semi;
 pub mod ssl;
 pub mod train;

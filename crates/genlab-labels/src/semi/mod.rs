@@ -16,6 +16,9 @@ use genlab_core::{Error, Result, Rng};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub(crate) use crate::registry::parse_config;
+pub use crate::registry::MethodInfo;
+
 use crate::data::{balanced_subset, for_batches, Data};
 use crate::net::NetConfig;
 use crate::train::FitConfig;
@@ -121,15 +124,6 @@ pub struct MethodEntry {
     pub run: fn(&mut Ctx, &Value, &mut Rng) -> Result<f64>,
 }
 
-/// What a front end shows about a method.
-#[derive(Clone, Debug, Serialize)]
-pub struct MethodInfo {
-    pub name: &'static str,
-    pub paper: &'static str,
-    pub description: &'static str,
-    pub defaults: Value,
-}
-
 impl MethodEntry {
     pub fn info(&self) -> MethodInfo {
         MethodInfo {
@@ -154,12 +148,6 @@ pub fn find(name: &str) -> Result<&'static MethodEntry> {
                 METHODS.iter().map(|m| m.name),
             )
         })
-}
-
-/// Parses a method's config.
-pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| Error::Config(format!("invalid method setting: {e}")))
 }
 
 /// The result of a run (`result.json`).

@@ -20,6 +20,9 @@ use genlab_nn::{Classifier, ClassifierConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub(crate) use crate::registry::parse_config;
+pub use crate::registry::MethodInfo;
+
 use crate::data::{gather_host, Data, Part};
 use crate::eval::{knn_accuracy, linear_probe, ProbeConfig};
 use crate::train::features;
@@ -67,15 +70,6 @@ pub fn find(name: &str) -> Result<&'static MethodEntry> {
         })
 }
 
-/// What a front end shows about a method.
-#[derive(Clone, Debug, Serialize)]
-pub struct MethodInfo {
-    pub name: &'static str,
-    pub paper: &'static str,
-    pub description: &'static str,
-    pub defaults: Value,
-}
-
 impl MethodEntry {
     pub fn info(&self) -> MethodInfo {
         MethodInfo {
@@ -85,11 +79,6 @@ impl MethodEntry {
             defaults: (self.defaults)(),
         }
     }
-}
-
-pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| Error::Config(format!("invalid method setting: {e}")))
 }
 
 /// A self-supervised run.

@@ -2,10 +2,8 @@
 //! IS... on digit data): mean cross-entropy, AdamW, an EMA copy of the weights (the one
 //! evaluated and used for features).
 
-use std::collections::HashMap;
-
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::{Batch, Dataset};
@@ -102,6 +100,8 @@ pub fn evaluate(net: &Classifier, data: &dyn Dataset, device: &Device) -> Result
 }
 
 impl TrainStep for ClassifierStep {
+    super::weights::delegate_to_weights!();
+
     fn step(&mut self, batch: &Batch, _rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
         let (labels, logits, loss, loss_v) = self.forward_loss(batch)?;
         let acc = logits
@@ -124,26 +124,6 @@ impl TrainStep for ClassifierStep {
         Ok((loss_v, loss.backward()?))
     }
 
-    fn trainable_vars(&self) -> Vec<(String, Var)> {
-        self.w.store.vars()
-    }
-
-    fn state_tensors(&self) -> HashMap<String, Tensor> {
-        self.w.state_tensors()
-    }
-
-    fn state_json(&self) -> serde_json::Value {
-        self.w.state_json()
-    }
-
-    fn load_state(
-        &mut self,
-        tensors: &HashMap<String, Tensor>,
-        json: &serde_json::Value,
-    ) -> Result<()> {
-        self.w.load_state(tensors, json)
-    }
-
     fn sampler(&self) -> Option<&dyn Sample> {
         None
     }
@@ -151,14 +131,6 @@ impl TrainStep for ClassifierStep {
     fn evaluate(&self, held_out: &dyn Dataset) -> Result<Vec<(String, f64)>> {
         let (acc, loss) = evaluate(&self.ema_net, held_out, self.w.device())?;
         Ok(vec![("accuracy".into(), acc), ("loss".into(), loss)])
-    }
-
-    fn device(&self) -> &Device {
-        self.w.device()
-    }
-
-    fn num_params(&self) -> usize {
-        self.w.num_params()
     }
 }
 

@@ -8,10 +8,8 @@
 //! appear in training, and the figures show a batch's similarity matrix and a 2-D
 //! projection of the test-image embeddings coloured by digit.
 
-use std::collections::HashMap;
-
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
@@ -126,6 +124,8 @@ fn diagonal_accuracy(logits: &Tensor) -> Result<f64> {
 }
 
 impl TrainStep for ClipStep {
+    super::weights::delegate_to_weights!();
+
     fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
         let (loss, logits, v) = self.forward_loss(batch, rng)?;
         let acc = diagonal_accuracy(&logits.detach())?;
@@ -141,26 +141,6 @@ impl TrainStep for ClipStep {
     fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)> {
         let (loss, _, v) = self.forward_loss(batch, rng)?;
         Ok((v, loss.backward()?))
-    }
-
-    fn trainable_vars(&self) -> Vec<(String, Var)> {
-        self.w.store.vars()
-    }
-
-    fn state_tensors(&self) -> HashMap<String, Tensor> {
-        self.w.state_tensors()
-    }
-
-    fn state_json(&self) -> serde_json::Value {
-        self.w.state_json()
-    }
-
-    fn load_state(
-        &mut self,
-        tensors: &HashMap<String, Tensor>,
-        json: &serde_json::Value,
-    ) -> Result<()> {
-        self.w.load_state(tensors, json)
     }
 
     fn sampler(&self) -> Option<&dyn Sample> {
@@ -244,14 +224,6 @@ impl TrainStep for ClipStep {
             ),
         });
         Ok(figs)
-    }
-
-    fn device(&self) -> &Device {
-        self.w.device()
-    }
-
-    fn num_params(&self) -> usize {
-        self.w.num_params()
     }
 }
 

@@ -1,10 +1,8 @@
 //! Training step for diffusion models (DDPM, L_simple), with AdamW, global-norm gradient
 //! clipping and an EMA copy of the weights used for sampling (Ho et al. 2020, App. B).
 
-use std::collections::HashMap;
-
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::Device;
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::Batch;
@@ -35,6 +33,8 @@ impl DiffusionStep {
 }
 
 impl TrainStep for DiffusionStep {
+    super::weights::delegate_to_weights!();
+
     fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
         let (loss_v, grads) = self.loss_and_grads(batch, rng)?;
         let norm = self.w.apply(&grads, lr)?;
@@ -52,36 +52,8 @@ impl TrainStep for DiffusionStep {
         Ok((loss_v, loss.backward()?))
     }
 
-    fn trainable_vars(&self) -> Vec<(String, Var)> {
-        self.w.store.vars()
-    }
-
-    fn state_tensors(&self) -> HashMap<String, Tensor> {
-        self.w.state_tensors()
-    }
-
-    fn state_json(&self) -> serde_json::Value {
-        self.w.state_json()
-    }
-
-    fn load_state(
-        &mut self,
-        tensors: &HashMap<String, Tensor>,
-        json: &serde_json::Value,
-    ) -> Result<()> {
-        self.w.load_state(tensors, json)
-    }
-
     fn sampler(&self) -> Option<&dyn Sample> {
         Some(&self.ema_model)
-    }
-
-    fn device(&self) -> &Device {
-        self.w.device()
-    }
-
-    fn num_params(&self) -> usize {
-        self.w.num_params()
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use serde_json::Value;
 
 use genlab_core::{Error, ParamStore, Result, Rng};
@@ -130,6 +130,8 @@ impl DistillStep {
 }
 
 impl TrainStep for DistillStep {
+    super::weights::delegate_to_weights!();
+
     fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
         let (loss_v, grads) = self.loss_and_grads(batch, rng)?;
         let norm = self.w.apply(&grads, lr)?;
@@ -145,32 +147,8 @@ impl TrainStep for DistillStep {
         Ok((loss_v, loss.backward()?))
     }
 
-    fn trainable_vars(&self) -> Vec<(String, Var)> {
-        self.w.store.vars()
-    }
-
-    fn state_tensors(&self) -> HashMap<String, Tensor> {
-        self.w.state_tensors()
-    }
-
-    fn state_json(&self) -> Value {
-        self.w.state_json()
-    }
-
-    fn load_state(&mut self, tensors: &HashMap<String, Tensor>, json: &Value) -> Result<()> {
-        self.w.load_state(tensors, json)
-    }
-
     fn sampler(&self) -> Option<&dyn Sample> {
         Some(&self.ema)
-    }
-
-    fn device(&self) -> &Device {
-        self.w.device()
-    }
-
-    fn num_params(&self) -> usize {
-        self.w.num_params()
     }
 }
 

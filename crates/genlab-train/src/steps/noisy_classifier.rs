@@ -2,12 +2,11 @@
 //! (`genlab_models::diffusion::noisy_classifier`): cross-entropy on x_t at a random timestep
 //! per example, AdamW, and an EMA copy of the weights (the one that guides).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::{make_batch, Batch, Dataset};
@@ -59,6 +58,8 @@ const EVAL_EXAMPLES: usize = 2000;
 const EVAL_FRACTIONS: [f64; 4] = [0.0, 0.25, 0.5, 0.75];
 
 impl TrainStep for NoisyClassifierStep {
+    super::weights::delegate_to_weights!();
+
     fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
         let (loss, v) = self.loss(batch, rng)?;
         let norm = self.w.apply(&loss.backward()?, lr)?;
@@ -68,26 +69,6 @@ impl TrainStep for NoisyClassifierStep {
     fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)> {
         let (loss, v) = self.loss(batch, rng)?;
         Ok((v, loss.backward()?))
-    }
-
-    fn trainable_vars(&self) -> Vec<(String, Var)> {
-        self.w.store.vars()
-    }
-
-    fn state_tensors(&self) -> HashMap<String, Tensor> {
-        self.w.state_tensors()
-    }
-
-    fn state_json(&self) -> serde_json::Value {
-        self.w.state_json()
-    }
-
-    fn load_state(
-        &mut self,
-        tensors: &HashMap<String, Tensor>,
-        json: &serde_json::Value,
-    ) -> Result<()> {
-        self.w.load_state(tensors, json)
     }
 
     fn sampler(&self) -> Option<&dyn Sample> {
@@ -113,14 +94,6 @@ impl TrainStep for NoisyClassifierStep {
                 ))
             })
             .collect()
-    }
-
-    fn device(&self) -> &Device {
-        self.w.device()
-    }
-
-    fn num_params(&self) -> usize {
-        self.w.num_params()
     }
 }
 

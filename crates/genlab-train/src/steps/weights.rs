@@ -117,3 +117,40 @@ impl TrainedWeights {
         self.store.num_params()
     }
 }
+
+/// The six [`TrainStep`](crate::TrainStep) methods of a step that keeps its weights in a
+/// [`TrainedWeights`] field `w`, delegated to it: `trainable_vars`, `state_tensors`,
+/// `state_json`, `load_state`, `device`, `num_params`. Write it inside the
+/// `impl TrainStep for ...` block.
+macro_rules! delegate_to_weights {
+    () => {
+        fn trainable_vars(&self) -> Vec<(String, candle_core::Var)> {
+            self.w.store.vars()
+        }
+
+        fn state_tensors(&self) -> std::collections::HashMap<String, candle_core::Tensor> {
+            self.w.state_tensors()
+        }
+
+        fn state_json(&self) -> serde_json::Value {
+            self.w.state_json()
+        }
+
+        fn load_state(
+            &mut self,
+            tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+            json: &serde_json::Value,
+        ) -> genlab_core::Result<()> {
+            self.w.load_state(tensors, json)
+        }
+
+        fn device(&self) -> &candle_core::Device {
+            self.w.device()
+        }
+
+        fn num_params(&self) -> usize {
+            self.w.num_params()
+        }
+    };
+}
+pub(crate) use delegate_to_weights;
