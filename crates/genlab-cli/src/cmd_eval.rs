@@ -38,7 +38,9 @@ pub struct EvalArgs {
     /// Comma-separated metrics: fid, kid, mmd, is, mode, wasserstein, 1nn (or all); or
     /// `nll` with --ckpt: the model's negative log-likelihood on --data; or `zero-shot`,
     /// `retrieval` with --ckpt of a CLIP run: zero-shot accuracy with unseen prompts, and
-    /// image<->text recall@1/5/10 on --data (default: the run's held-out split).
+    /// image<->text recall@1/5/10 on --data (default: the run's held-out split); or `psnr`,
+    /// `ssim`, `rfid`, `recon-acc` with --ckpt of an autoencoder run: reconstruction quality
+    /// on --data (rfid and recon-acc with --features CLASSIFIER_RUN).
     #[arg(long, default_value = "fid,kid,1nn")]
     pub metrics: String,
     /// With --metrics nll: the run directory (or checkpoint) whose likelihood to compute.
@@ -411,6 +413,18 @@ pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             bail!("--metrics {m} cannot be combined with the CLIP checkpoint metrics (zero-shot, retrieval); run it in another call");
         }
         return crate::cmd_clip_eval::run(&a, device);
+    }
+    if names
+        .iter()
+        .any(|m| genlab_train::recon_eval::is_recon_metric(m))
+    {
+        if let Some(m) = names
+            .iter()
+            .find(|m| !genlab_train::recon_eval::is_recon_metric(m))
+        {
+            bail!("--metrics {m} cannot be combined with the autoencoder metrics (psnr, ssim, rfid, recon-acc); run it in another call");
+        }
+        return crate::cmd_recon_eval::run(&a, device);
     }
     if a.metrics.split(',').any(|m| m.trim() == "nll") {
         if a.metrics.trim() != "nll" {

@@ -17,6 +17,8 @@ mod cmd_img2img;
 mod cmd_inpaint;
 mod cmd_list;
 mod cmd_nll;
+mod cmd_recon_eval;
+mod cmd_reconstruct;
 mod cmd_report;
 mod cmd_rl;
 mod cmd_sample;
@@ -84,6 +86,9 @@ enum Command {
     /// writes original | map | result(s) and the PSNR against the originals and bicubic.
     #[command(alias = "superres")]
     Translate(cmd_translate::TranslateArgs),
+    /// Reconstruct images with a trained autoencoder (`train --model autoencoder`): writes
+    /// the reconstructions (.npy or .png) and prints their PSNR and SSIM.
+    Reconstruct(cmd_reconstruct::ReconstructArgs),
     /// List what genlab knows: models (with what they can do), samplers, datasets, metrics,
     /// feature extractors, benchmark workloads, fetchable data (--json: machine-readable).
     List(cmd_list::ListArgs),
@@ -185,6 +190,7 @@ fn main() {
             Command::Inpaint(a) => cmd_inpaint::run(a, &dev.open()?),
             Command::Img2img(a) => cmd_img2img::run(a, &dev.open()?),
             Command::Translate(a) => cmd_translate::run(a, &dev.open()?),
+            Command::Reconstruct(a) => cmd_reconstruct::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
             Command::EmbedText(a) => cmd_embed_text::run(a, &dev.open()?),

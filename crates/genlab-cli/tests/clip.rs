@@ -94,7 +94,7 @@ fn clip_trains_on_digits_and_classifies_zero_shot() {
     );
     fails_with(
         &genlab(&["eval", "--ckpt", "nowhere", "--metrics", "retrieval"], d),
-        &["no CLIP checkpoint"],
+        &["no checkpoint at nowhere", "CLIP"],
     );
     fails_with(
         &genlab(

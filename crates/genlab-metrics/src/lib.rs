@@ -23,6 +23,7 @@ pub mod matrix;
 pub mod nn1;
 pub mod psnr;
 pub mod score;
+pub mod ssim;
 pub mod stats;
 pub mod suite;
 pub mod wasserstein;

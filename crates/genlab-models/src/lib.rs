@@ -4,6 +4,7 @@
 //! so `genlab sample` and `genlab eval` treat all families alike; models with a likelihood
 //! (or a bound on it) also implement [`LogLikelihood`].
 
+pub mod autoencoder;
 pub mod clip;
 pub mod diffusion;
 pub mod edit;

@@ -233,16 +233,12 @@ impl UNetConfig {
     /// that every downsampling halves exactly (the lowest level may be odd: 28 -> 14 -> 7).
     pub fn validate(&self, image_size: usize) -> genlab_core::Result<()> {
         self.validate_channels()?;
-        let factor = 1usize << (self.channel_mult.len() - 1);
-        if image_size == 0 || image_size % factor != 0 {
-            return Err(genlab_core::Error::Config(format!(
-                "image size {image_size} is not compatible with unet.channel_mult = {:?}: {} \
-                 levels halve the resolution {} times, so the size must be a positive multiple \
-                 of {factor}",
-                self.channel_mult,
-                self.channel_mult.len(),
-                self.channel_mult.len() - 1
-            )));
+        // Any size works: each level takes ceil(H / 2) and the way up crops to the skip's
+        // size (7 -> 4 -> 7 for latent diffusion's 7x7 MNIST latents).
+        if image_size == 0 {
+            return Err(genlab_core::Error::Config(
+                "the U-Net needs images of at least one pixel a side".into(),
+            ));
         }
         Ok(())
     }

@@ -137,12 +137,17 @@ pub fn classifier_accuracy(extractor: &str, images: &Tensor, labels: &[u32]) -> 
             "{extractor} has no class head; a classifier run is needed to check classes"
         ))
     })?;
+    Ok(argmax_accuracy(&probs, labels))
+}
+
+/// The share of rows of `probs` (N x K) whose most probable class is `labels[i]`.
+pub fn argmax_accuracy(probs: &genlab_metrics::FeatureMatrix, labels: &[u32]) -> f64 {
     let right = (0..probs.rows())
         .filter(|&i| {
             let row = probs.row(i);
             let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-            best as u32 == labels[i]
+            labels.get(i) == Some(&(best as u32))
         })
         .count();
-    Ok(right as f64 / probs.rows().max(1) as f64)
+    right as f64 / probs.rows().max(1) as f64
 }

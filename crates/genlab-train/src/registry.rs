@@ -25,6 +25,11 @@ use crate::steps;
 /// Builds a model for sampling from its config and weights, on a device.
 pub type LoadFn = fn(&Value, &HashMap<String, Tensor>, &Device) -> Result<Box<dyn Sample>>;
 
+/// Fills the settings of a fresh run's model config that are measured on its training data
+/// or read from another run (an LDM's latent space and scale factor), after the preset,
+/// the config file and the `--set` overrides.
+pub type PrepareFn = fn(&mut Value, &dyn genlab_data::Dataset) -> Result<()>;
+
 /// Builds a fresh training step from a resolved config, trainer settings, seed and device.
 pub type BuildStepFn = fn(&Value, &TrainConfig, u64, &Device) -> Result<Box<dyn TrainStep>>;
 
@@ -59,6 +64,9 @@ pub struct ModelEntry {
     pub default_config: fn(&DataSpace) -> Result<Value>,
     /// Default trainer settings for this data.
     pub default_train: fn(&DataSpace) -> TrainConfig,
+    /// Measures what the config needs from the data before a fresh run starts (`None`:
+    /// nothing).
+    pub prepare: Option<PrepareFn>,
     /// Builds a fresh training step from a resolved config, seed and device.
     pub build_step: BuildStepFn,
     /// Builds the model for sampling from a config and weights (names without prefix), on
@@ -118,6 +126,8 @@ pub const MODELS: &[ModelEntry] = &[
     steps::flow::ENTRY,
     steps::noisy_classifier::ENTRY,
     steps::clip::ENTRY,
+    steps::autoencoder::ENTRY,
+    steps::ldm::ENTRY,
 ];
 
 pub fn model_names() -> Vec<(&'static str, &'static str)> {
@@ -185,28 +195,58 @@ pub fn run_model(path: &Path) -> Result<String> {
     Ok(crate::trainer::parse_metadata(&meta, &file)?.0.model)
 }
 
-/// Loads a classifier run (EMA weights) as a network, with its run config.
-pub fn load_classifier(path: &Path) -> Result<(Classifier, RunConfig)> {
+/// A run's checkpoint as read from disk (tensors on the host).
+pub struct SavedRun {
+    pub run: RunConfig,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Every tensor, prefixed (`model.*`, `ema.*`, `opt.*`).
+    pub tensors: HashMap<String, Tensor>,
+    pub file: PathBuf,
+}
+
+impl SavedRun {
+    /// The EMA weights, without their prefix.
+    pub fn ema_weights(&self) -> HashMap<String, Tensor> {
+        strip_prefix(&self.tensors, "ema")
+    }
+}
+
+/// Reads the checkpoint of a run directory (or the file itself) that must hold one of the
+/// model families `families`; `what` names the expected model in the messages ("a
+/// classifier", "an autoencoder").
+pub fn read_run(path: &Path, families: &[&str], what: &str) -> Result<SavedRun> {
     let file = checkpoint_path(path);
     if !file.exists() {
         return Err(Error::Checkpoint(format!(
-            "no classifier checkpoint at {} (expected the run directory of a trained \
-             `classifier` model)",
-            path.display()
+            "no checkpoint at {} (expected the run directory of {what}: `genlab train --model {}`)",
+            path.display(),
+            families.join("|")
         )));
     }
     let (tensors, meta) = genlab_core::io::load_tensors_with_metadata(&file, &Device::Cpu)?;
-    let (run, _) = crate::trainer::parse_metadata(&meta, &file)?;
-    if run.model != "classifier" {
+    let (run, state) = crate::trainer::parse_metadata(&meta, &file)?;
+    if !families.contains(&run.model.as_str()) {
         return Err(Error::Checkpoint(format!(
-            "{} holds a `{}` model, not a classifier",
+            "{} holds a `{}` model, not {what}",
             file.display(),
             run.model
         )));
     }
-    let cfg = steps::classifier::classifier_config(&run.model_config)?;
-    let net = load_weights(&strip_prefix(&tensors, "ema"), &Device::Cpu, |vb| {
+    Ok(SavedRun {
+        run,
+        step: state.step,
+        tensors,
+        file,
+    })
+}
+
+/// Loads a classifier run (EMA weights) as a network, with its run config.
+pub fn load_classifier(path: &Path) -> Result<(Classifier, RunConfig)> {
+    let saved = read_run(path, &["classifier"], "a classifier")?;
+    let cfg = steps::classifier::classifier_config(&saved.run.model_config)?;
+    let net = load_weights(&saved.ema_weights(), &Device::Cpu, |vb| {
         Ok(Classifier::new(&cfg, vb)?)
     })?;
-    Ok((net, run))
+    Ok((net, saved.run))
 }

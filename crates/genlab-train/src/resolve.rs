@@ -264,7 +264,13 @@ fn resolve_fresh(req: &RunRequest) -> Result<ResolvedRun> {
                 format!("needs labelled data; `{data}` has no class labels"),
             )
         })?;
-        tree[&model]["num_classes"] = classes.into();
+        // A latent diffusion model keeps its class count in its inner `ddpm` section.
+        let section = &mut tree[&model];
+        if section.get("ddpm").is_some_and(|d| d.is_object()) {
+            section["ddpm"]["num_classes"] = classes.into();
+        } else {
+            section["num_classes"] = classes.into();
+        }
     }
     if let Some(spec) = &req.image_condition {
         let map: genlab_models::diffusion::ImageMap = spec.parse()?;
@@ -276,6 +282,9 @@ fn resolve_fresh(req: &RunRequest) -> Result<ResolvedRun> {
         }
         tree[&model]["image_condition"] = serde_json::to_value(&map)
             .map_err(|e| Error::Config(format!("image_condition: {e}")))?;
+    }
+    if let Some(prepare) = entry.prepare {
+        prepare(&mut tree[&model], ds.as_ref())?;
     }
     let run = RunConfig::from_tree(&tree)?;
     if run.model_config.get("data") != defaults.model_config.get("data") {

@@ -152,7 +152,9 @@ impl DdpmConfig {
         }
         match (&self.net, self.data.images, self.data.shape.len()) {
             (NetConfig::Mlp(_), false, 1) => Ok(()),
-            (NetConfig::Unet(u), true, 3) => {
+            // `images = false` with [C, H, W]: the latents of a latent diffusion model
+            // (unbounded, already at unit scale: no [0, 1] <-> [-1, 1] map, no clipping).
+            (NetConfig::Unet(u), _, 3) => {
                 let (h, w) = (self.data.shape[1], self.data.shape[2]);
                 if h != w {
                     return Err(Error::Config(format!(

@@ -158,6 +158,7 @@ fn classifier_train() -> TrainConfig {
 /// The `classifier` registry entry.
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "classifier",
+    prepare: None,
     description: "CNN digit classifier: genlab's feature extractor for FID/KID/IS on digit data (not generative)",
     caps: Capabilities {
         trains_fresh: true,

@@ -291,31 +291,16 @@ pub struct LoadedClip {
 
 /// Loads a `clip` run directory (or checkpoint file) onto `device`.
 pub fn load_clip(path: &std::path::Path, device: &Device) -> Result<LoadedClip> {
-    let file = crate::registry::checkpoint_path(path);
-    if !file.exists() {
-        return Err(Error::Checkpoint(format!(
-            "no CLIP checkpoint at {} (expected the run directory of `genlab train --model clip`)",
-            path.display()
-        )));
-    }
-    let (tensors, meta) = genlab_core::io::load_tensors_with_metadata(&file, &Device::Cpu)?;
-    let (run, state) = crate::trainer::parse_metadata(&meta, &file)?;
-    if run.model != "clip" {
-        return Err(Error::Checkpoint(format!(
-            "{} holds a `{}` model, not a CLIP",
-            file.display(),
-            run.model
-        )));
-    }
+    let saved = crate::registry::read_run(path, &["clip"], "a CLIP model")?;
+    let (run, weights) = (saved.run.clone(), saved.ema_weights());
     let cfg = clip_config(&run.model_config)?;
-    let weights = crate::step::strip_prefix(&tensors, "ema");
     let net = crate::registry::load_weights(&weights, device, |vb| Clip::new(&cfg.model, vb))?;
     Ok(LoadedClip {
         net,
         cfg,
         tok: ClipTokenizer::new()?,
         run,
-        step: state.step,
+        step: saved.step,
     })
 }
 
@@ -350,6 +335,7 @@ fn clip_train() -> TrainConfig {
 /// The `clip` registry entry.
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "clip",
+    prepare: None,
     description: "CLIP: image and text towers trained contrastively on captions made from labels and measured digit properties; zero-shot classification, retrieval, CLIP score (not generative)",
     caps: Capabilities {
         trains_fresh: true,

@@ -65,6 +65,7 @@ pub fn ddpm_config(v: &serde_json::Value) -> Result<DdpmConfig> {
 /// The `ddpm` registry entry.
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "ddpm",
+    prepare: None,
     description: "denoising diffusion (Ho et al. 2020): MLP denoiser for points, U-Net for images",
     caps: Capabilities {
         trains_fresh: true,

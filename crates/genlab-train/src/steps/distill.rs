@@ -168,6 +168,7 @@ pub fn distill_train(teacher: &TrainConfig) -> TrainConfig {
 /// The `distill` registry entry: a round of the distillation ladder (`crate::ladder`).
 pub const ENTRY: ModelEntry = ModelEntry {
     name: crate::ladder::ROUND_MODEL,
+    prepare: None,
     description: "a progressive-distillation round (Salimans & Ho 2022); made by `genlab distill` from a ddpm run",
     caps: Capabilities {
         generates: true,

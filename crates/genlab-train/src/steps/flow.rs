@@ -197,6 +197,7 @@ impl TrainStep for FlowStep {
 /// The `flow` registry entry.
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "flow",
+    prepare: None,
     description: "normalizing flows: flow.coupling = affine (RealNVP/Glow) | additive (NICE) | spline | maf | iaf; multi-scale on images; exact likelihood",
     caps: Capabilities {
         trains_fresh: true,

@@ -260,6 +260,7 @@ fn gan_train(d: &DataSpace) -> TrainConfig {
 /// The `gan` registry entry.
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "gan",
+    prepare: None,
     description: "GANs: gan.loss = minimax | non-saturating | lsgan | wgan | wgan-gp | ebgan; MLP or DCGAN nets; optionally class-conditional (projection discriminator)",
     caps: Capabilities {
         trains_fresh: true,

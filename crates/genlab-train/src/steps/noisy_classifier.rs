@@ -17,7 +17,7 @@ use super::weights::TrainedWeights;
 use crate::optim::AdamWConfig;
 use crate::registry::{config_value, load_weights, parse_config, Capabilities, ModelEntry, NONE};
 use crate::run::{LrDecay, TrainConfig};
-use crate::step::{strip_prefix, TrainStep};
+use crate::step::TrainStep;
 
 pub struct NoisyClassifierStep {
     w: TrainedWeights,
@@ -136,30 +136,15 @@ impl LoadedClassifier {
 
 /// Loads a noisy-classifier run (EMA weights) on `device`, to guide sampling.
 pub fn load_noisy_classifier(path: &Path, device: &Device) -> Result<LoadedClassifier> {
-    let file = crate::registry::checkpoint_path(path);
-    if !file.exists() {
-        return Err(Error::Checkpoint(format!(
-            "no noisy-classifier checkpoint at {}",
-            path.display()
-        )));
-    }
-    let (tensors, meta) = genlab_core::io::load_tensors_with_metadata(&file, &Device::Cpu)?;
-    let (run, _) = crate::trainer::parse_metadata(&meta, &file)?;
-    if run.model != ENTRY.name {
-        return Err(Error::Checkpoint(format!(
-            "{} holds a `{}` model, not a `{}`",
-            file.display(),
-            run.model,
-            ENTRY.name
-        )));
-    }
+    let saved = crate::registry::read_run(path, &[ENTRY.name], "a noisy classifier")?;
+    let run = &saved.run;
     let cfg = noisy_classifier_config(&run.model_config)?;
-    let m = load_weights(&strip_prefix(&tensors, "ema"), device, |vb| {
+    let m = load_weights(&saved.ema_weights(), device, |vb| {
         NoisyClassifierModel::new(&cfg, vb)
     })?;
     Ok(LoadedClassifier {
         model: Arc::new(m),
-        data: run.data,
+        data: run.data.clone(),
     })
 }
 
@@ -183,6 +168,7 @@ fn noisy_classifier_train(d: &genlab_models::DataSpace) -> TrainConfig {
 /// The `noisy-classifier` registry entry.
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "noisy-classifier",
+    prepare: None,
     description: "time-conditional classifier of noisy x_t (Dhariwal & Nichol 2021) that guides a ddpm: genlab sample --classifier RUN",
     caps: Capabilities {
         trains_fresh: true,

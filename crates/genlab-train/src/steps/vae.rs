@@ -141,6 +141,7 @@ fn vae_train(d: &DataSpace) -> TrainConfig {
 /// The `vae` registry entry.
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "vae",
+    prepare: None,
     description: "variational autoencoder (Kingma & Welling 2014), IWAE likelihood bound; MLP or conv, optionally class-conditional",
     caps: Capabilities {
         trains_fresh: true,
