@@ -33,13 +33,13 @@ fn config_a() -> CondUNetConfig {
     CondUNetConfig {
         in_channels: 4,
         out_channels: 4,
-        block_out_channels: vec![16, 32, 32],
+        block_out_channels: vec![8, 16, 16],
         layers_per_block: 1,
         cross_attention: vec![true, true, false],
         num_attention_heads: vec![2],
-        cross_attention_dim: 16,
+        cross_attention_dim: 8,
         transformer_layers_per_block: 1,
-        norm_num_groups: 8,
+        norm_num_groups: 4,
         norm_eps: 1e-5,
         use_linear_projection: false,
         flip_sin_to_cos: true,
@@ -51,7 +51,7 @@ fn config_a() -> CondUNetConfig {
 /// Fixture `b`: linear projections, heads per level, 2 transformer layers, class labels.
 fn config_b() -> CondUNetConfig {
     CondUNetConfig {
-        block_out_channels: vec![16, 32],
+        block_out_channels: vec![8, 16],
         layers_per_block: 2,
         cross_attention: vec![true, true],
         num_attention_heads: vec![2, 4],
@@ -124,7 +124,7 @@ fn every_parameter_gets_a_gradient() {
     let dev = Device::Cpu;
     let x = rng.normal_tensor(&[2, 4, 7, 14], &dev).unwrap();
     let t = Tensor::new(&[3f32, 500.0], &dev).unwrap();
-    let ctx = rng.normal_tensor(&[2, 5, 16], &dev).unwrap();
+    let ctx = rng.normal_tensor(&[2, 5, 8], &dev).unwrap();
     let mask = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 0., 0., 0.]], &dev).unwrap();
     let class = Tensor::new(&[0u32, 2], &dev).unwrap();
     let y = net
@@ -149,11 +149,11 @@ fn no_context_is_the_all_zero_context() {
     let dev = Device::Cpu;
     let x = rng.normal_tensor(&[2, 4, 5, 6], &dev).unwrap();
     let t = Tensor::new(&[3f32, 500.0], &dev).unwrap();
-    let zeros = Tensor::zeros((2, 3, 16), DType::F32, &dev).unwrap();
+    let zeros = Tensor::zeros((2, 3, 8), DType::F32, &dev).unwrap();
     let a = net.forward(&x, &t, None, None, None).unwrap();
     let b = net.forward(&x, &t, Some(&zeros), None, None).unwrap();
     assert!(max_abs_diff(&a, &b) < 1e-5);
-    let ctx = rng.normal_tensor(&[2, 3, 16], &dev).unwrap();
+    let ctx = rng.normal_tensor(&[2, 3, 8], &dev).unwrap();
     let c = net.forward(&x, &t, Some(&ctx), None, None).unwrap();
     assert!(max_abs_diff(&a, &c) > 1e-3, "the context must steer the output");
 }
@@ -296,10 +296,10 @@ fn bad_inputs_get_one_clear_error() {
     let dev = Device::Cpu;
     let x = Tensor::zeros((2, 4, 7, 7), DType::F32, &dev).unwrap();
     let t = Tensor::zeros(2, DType::F32, &dev).unwrap();
-    let ctx = Tensor::zeros((2, 3, 8), DType::F32, &dev).unwrap();
+    let ctx = Tensor::zeros((2, 3, 5), DType::F32, &dev).unwrap();
     let e = net.forward(&x, &t, Some(&ctx), None, None).unwrap_err().to_string();
-    assert!(e.contains("context must have shape [2, L, 16]"), "{e}");
-    let ctx = Tensor::zeros((2, 3, 16), DType::F32, &dev).unwrap();
+    assert!(e.contains("context must have shape [2, L, 8]"), "{e}");
+    let ctx = Tensor::zeros((2, 3, 8), DType::F32, &dev).unwrap();
     let m = Tensor::ones((2, 4), DType::F32, &dev).unwrap();
     let e = net.forward(&x, &t, Some(&ctx), Some(&m), None).unwrap_err().to_string();
     assert!(e.contains("context mask must have shape [2, 3]"), "{e}");
