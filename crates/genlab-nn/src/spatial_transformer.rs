@@ -117,7 +117,9 @@ impl Attention {
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
         if heads == 0 || head_dim == 0 {
-            candle_core::bail!("attention: heads ({heads}) and head dim ({head_dim}) must be positive");
+            candle_core::bail!(
+                "attention: heads ({heads}) and head dim ({head_dim}) must be positive"
+            );
         }
         let inner = heads * head_dim;
         Ok(Self {
@@ -147,7 +149,8 @@ impl Attention {
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
         let part = |p: usize| qkv.get(p)?.reshape((b * h, n, d));
-        let o = genlab_kernels::attention(&part(0)?, &part(1)?, &part(2)?, 1.0 / (d as f64).sqrt())?;
+        let o =
+            genlab_kernels::attention(&part(0)?, &part(1)?, &part(2)?, 1.0 / (d as f64).sqrt())?;
         self.merge_heads(&o, b, n)
     }
 

@@ -136,7 +136,13 @@ fn every_parameter_gets_a_gradient() {
         let g = grads
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("`{name}` received no gradient"));
-        let s = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let s = g
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(s > 0.0 && s.is_finite(), "`{name}`: gradient abs-sum {s}");
     }
 }
@@ -155,7 +161,10 @@ fn no_context_is_the_all_zero_context() {
     assert!(max_abs_diff(&a, &b) < 1e-5);
     let ctx = rng.normal_tensor(&[2, 3, 8], &dev).unwrap();
     let c = net.forward(&x, &t, Some(&ctx), None, None).unwrap();
-    assert!(max_abs_diff(&a, &c) > 1e-3, "the context must steer the output");
+    assert!(
+        max_abs_diff(&a, &c) > 1e-3,
+        "the context must steer the output"
+    );
 }
 
 #[test]
@@ -197,11 +206,18 @@ fn cross_attention_matches_brute_force() {
             let keys: Vec<(Vec<f64>, Vec<f64>)> = (0..l)
                 .map(|j| {
                     let tok = &cs[(bi * l + j) * dc..(bi * l + j + 1) * dc];
-                    (lin(tok, &w["to_k.weight"], c), lin(tok, &w["to_v.weight"], c))
+                    (
+                        lin(tok, &w["to_k.weight"], c),
+                        lin(tok, &w["to_v.weight"], c),
+                    )
                 })
                 .collect();
             for i in 0..n {
-                let q = lin(&xs[(bi * n + i) * c..(bi * n + i + 1) * c], &w["to_q.weight"], c);
+                let q = lin(
+                    &xs[(bi * n + i) * c..(bi * n + i + 1) * c],
+                    &w["to_q.weight"],
+                    c,
+                );
                 let mut heads = vec![0f64; c];
                 for hh in 0..h {
                     let r = hh * d..(hh + 1) * d;
@@ -263,7 +279,10 @@ fn bad_configs_get_one_clear_error() {
         cross_attention: vec![true],
         ..CondUNetConfig::default()
     });
-    assert!(e.contains("cross_attention needs one entry per level"), "{e}");
+    assert!(
+        e.contains("cross_attention needs one entry per level"),
+        "{e}"
+    );
     let e = err(CondUNetConfig {
         norm_num_groups: 5,
         ..CondUNetConfig::default()
@@ -297,16 +316,28 @@ fn bad_inputs_get_one_clear_error() {
     let x = Tensor::zeros((2, 4, 7, 7), DType::F32, &dev).unwrap();
     let t = Tensor::zeros(2, DType::F32, &dev).unwrap();
     let ctx = Tensor::zeros((2, 3, 5), DType::F32, &dev).unwrap();
-    let e = net.forward(&x, &t, Some(&ctx), None, None).unwrap_err().to_string();
+    let e = net
+        .forward(&x, &t, Some(&ctx), None, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("context must have shape [2, L, 8]"), "{e}");
     let ctx = Tensor::zeros((2, 3, 8), DType::F32, &dev).unwrap();
     let m = Tensor::ones((2, 4), DType::F32, &dev).unwrap();
-    let e = net.forward(&x, &t, Some(&ctx), Some(&m), None).unwrap_err().to_string();
+    let e = net
+        .forward(&x, &t, Some(&ctx), Some(&m), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("context mask must have shape [2, 3]"), "{e}");
-    let e = net.forward(&x, &t, None, Some(&m), None).unwrap_err().to_string();
+    let e = net
+        .forward(&x, &t, None, Some(&m), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("without a context"), "{e}");
     let class = Tensor::new(&[0u32, 1], &dev).unwrap();
-    let e = net.forward(&x, &t, None, None, Some(&class)).unwrap_err().to_string();
+    let e = net
+        .forward(&x, &t, None, None, Some(&class))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no class embedding"), "{e}");
 }
 
