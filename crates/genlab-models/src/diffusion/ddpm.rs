@@ -615,7 +615,7 @@ impl ConditionalDenoiser for Ddpm {
     }
 
     fn null_condition(&self, cond: &Condition) -> Result<Condition> {
-        if self.is_token_conditional() && cond.tokens.is_some() {
+        if let (true, Some(tokens)) = (self.is_token_conditional(), &cond.tokens) {
             if self.cfg.label_dropout == 0.0 {
                 return Err(Error::setting(
                     "guidance",
@@ -634,7 +634,7 @@ impl ConditionalDenoiser for Ddpm {
             };
             return Ok(Condition {
                 class,
-                tokens: Some(cond.tokens.as_ref().expect("checked").zeros_like()?),
+                tokens: Some(tokens.zeros_like()?),
                 ..cond.clone()
             });
         }
