@@ -350,3 +350,29 @@ fn flops_grow_with_the_context_and_the_image() {
     assert!(cfg.forward_flops(1, 14, 14, 5) > f);
     assert_eq!(cfg.forward_flops(2, 7, 14, 5), 2.0 * f);
 }
+
+#[test]
+fn flops_match_a_hand_count_for_one_level() {
+    // One level of 2 channels, 1x1 input, 1 context token of width 1, batch 1 (temb 8):
+    // time MLP 2(2·8 + 8·8) = 160; conv_in 2·1·2·9 = 36; down resnet 2->2: two convs of
+    // 2·2·2·9 = 72 and time_emb_proj 2·8·2 = 32 -> 176; mid: two resnets 352 and one spatial
+    // transformer: proj_in + proj_out 2·(2·2·2) = 16, attn1 q/k/v/out 4·(2·2·2) = 32 plus
+    // scores and values 2·(2·1·1·2) = 8, attn2 q/out 2·8 = 16, k/v 2·(2·1·1·2) = 8, scores
+    // and values 8, GEGLU 2·2·16 + 2·8·2 = 96 -> 184; up: two resnets 4->2, conv1
+    // 2·4·2·9 = 144, conv2 72, shortcut 2·4·2 = 16, time 32 -> 264 each = 528; conv_out 36.
+    let cfg = CondUNetConfig {
+        in_channels: 1,
+        out_channels: 1,
+        block_out_channels: vec![2],
+        layers_per_block: 1,
+        cross_attention: vec![false],
+        num_attention_heads: vec![1],
+        cross_attention_dim: 1,
+        transformer_layers_per_block: 1,
+        norm_num_groups: 1,
+        ..CondUNetConfig::default()
+    };
+    cfg.validate().unwrap();
+    let want = 160.0 + 36.0 + 176.0 + 352.0 + 184.0 + 528.0 + 36.0;
+    assert_eq!(cfg.forward_flops(1, 1, 1, 1), want);
+}

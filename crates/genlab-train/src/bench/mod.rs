@@ -129,7 +129,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
     WorkloadEntry {
         name: "xattn-unet-train",
         unit: "steps/s",
-        description: "cross-attention U-Net ([64,128,128], spatial transformers, 4 heads) on 4x7x14 latents, batch 32 x 8 context tokens of 64, Adam + EMA",
+        description: "cross-attention U-Net ([32,64,64], spatial transformers, 4 heads) on 4x7x14 latents, batch 32 x 8 context tokens of 64, Adam + EMA",
         warmup: 3,
         min_iters: 5,
         build: xattn_unet_train::build,
