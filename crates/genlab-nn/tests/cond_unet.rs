@@ -376,3 +376,89 @@ fn flops_match_a_hand_count_for_one_level() {
     let want = 160.0 + 36.0 + 176.0 + 352.0 + 184.0 + 528.0 + 36.0;
     assert_eq!(cfg.forward_flops(1, 1, 1, 1), want);
 }
+
+/// Steps, batch and Adam rate of the learning check: a second or two on one core.
+const LEARN_STEPS: usize = 150;
+const LEARN_BATCH: usize = 16;
+const LEARN_LR: f64 = 3e-3;
+/// The final loss must fall below this fraction of the best loss a network blind to the
+/// prompt can reach (predicting the mean of the four patterns).
+const LEARN_MAX_RATIO: f32 = 0.25;
+
+#[test]
+fn the_network_learns_to_read_its_prompt() {
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    // The target is one of four fixed 4x4 patterns, chosen by a one-hot prompt token (the
+    // second token is padding, masked out); the input image is noise. Only the
+    // cross-attention carries the choice, so the loss can fall below that of the best blind
+    // prediction (the mean pattern) only if the cross-attention path learns.
+    let dev = Device::Cpu;
+    let cfg = CondUNetConfig {
+        in_channels: 1,
+        out_channels: 1,
+        block_out_channels: vec![8],
+        cross_attention: vec![true],
+        num_attention_heads: vec![2],
+        cross_attention_dim: 4,
+        norm_num_groups: 4,
+        ..CondUNetConfig::default()
+    };
+    let ps = ParamStore::new(11, &dev);
+    let net = CondUNet::new(&cfg, ps.vb()).unwrap();
+    let mut rng = Rng::new(12);
+    let patterns: Vec<f32> = (0..4 * 16)
+        .map(|_| if rng.uniform() < 0.5 { -1.0 } else { 1.0 })
+        .collect();
+    let blind: f32 = (0..16)
+        .map(|p| {
+            let m: f32 = (0..4).map(|k| patterns[k * 16 + p]).sum::<f32>() / 4.0;
+            (0..4)
+                .map(|k| (patterns[k * 16 + p] - m).powi(2))
+                .sum::<f32>()
+                / 4.0
+        })
+        .sum::<f32>()
+        / 16.0;
+    let mut batch = |rng: &mut Rng| {
+        let ks: Vec<usize> = (0..LEARN_BATCH).map(|_| rng.below(4) as usize).collect();
+        let mut ctx = vec![0f32; LEARN_BATCH * 2 * 4];
+        let mut target = Vec::with_capacity(LEARN_BATCH * 16);
+        for (i, &k) in ks.iter().enumerate() {
+            ctx[i * 8 + k] = 1.0;
+            ctx[i * 8 + 4 + (k + 1) % 4] = 1.0; // a padding token that would mislead
+            target.extend_from_slice(&patterns[k * 16..(k + 1) * 16]);
+        }
+        let x = rng.normal_tensor(&[LEARN_BATCH, 1, 4, 4], &dev).unwrap();
+        let t = rng
+            .uniform_tensor(0.0, 999.0, &[LEARN_BATCH], &dev)
+            .unwrap();
+        let ctx = Tensor::from_vec(ctx, (LEARN_BATCH, 2, 4), &dev).unwrap();
+        let target = Tensor::from_vec(target, (LEARN_BATCH, 1, 4, 4), &dev).unwrap();
+        (x, t, ctx, target)
+    };
+    let mask = Tensor::from_vec([1f32, 0.].repeat(LEARN_BATCH), (LEARN_BATCH, 2), &dev).unwrap();
+    let vars = ps.vars().into_iter().map(|(_, v)| v).collect();
+    let mut opt = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: LEARN_LR,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut last = f32::INFINITY;
+    for step in 0..LEARN_STEPS {
+        let (x, t, ctx, target) = batch(&mut rng);
+        let y = net.forward(&x, &t, Some(&ctx), Some(&mask), None).unwrap();
+        let loss = (y - target).unwrap().sqr().unwrap().mean_all().unwrap();
+        if step + 10 >= LEARN_STEPS {
+            last = last.min(loss.to_scalar::<f32>().unwrap());
+        }
+        opt.backward_step(&loss).unwrap();
+    }
+    assert!(
+        last < LEARN_MAX_RATIO * blind,
+        "final loss {last}, blind loss {blind}"
+    );
+}
