@@ -419,7 +419,7 @@ fn the_network_learns_to_read_its_prompt() {
         })
         .sum::<f32>()
         / 16.0;
-    let mut batch = |rng: &mut Rng| {
+    let batch = |rng: &mut Rng| {
         let ks: Vec<usize> = (0..LEARN_BATCH).map(|_| rng.below(4) as usize).collect();
         let mut ctx = vec![0f32; LEARN_BATCH * 2 * 4];
         let mut target = Vec::with_capacity(LEARN_BATCH * 16);
