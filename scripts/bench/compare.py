@@ -25,7 +25,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
-             "clip-step"]
+             "clip-step", "xattn-unet-train"]
 # peak_rss_mib must be present but may be null (genlab prints null where /proc is missing).
 REQUIRED = ("workload", "threads", "unit", "rate", "peak_rss_mib")
 

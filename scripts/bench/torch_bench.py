@@ -24,6 +24,12 @@ Five CPU f32 workloads, built to be identical to genlab's Rust versions:
               2 scales x 8 Glow steps (ActNorm, LU 1x1 conv, affine coupling whose 3x3-1x1-3x3
               64-channel conditioner reads one half of the channels and writes the other),
               a split prior, batch 64 of 8-bit pixels: NLL, backward, Adam
+  xattn-unet-train  diffusers' UNet2DConditionModel (diffusers==0.42.1, its default attention
+              processor) with genlab's CondUNetConfig::default(): 4 -> 4 channels, levels
+              (32, 64, 64) all CrossAttn*Block2D, 1 layer per block, 4 heads, context width
+              64, 8 groups; batch 32 of 4x7x14 latents (upsample_size path) with 8 context
+              tokens: eps-MSE + Adam + EMA(0.998). crates/genlab-nn/tests/cond_unet.rs checks
+              that genlab's network computes the same function as this one.
 The U-Net mirrors crates/genlab-nn/src/{unet,resblock,attention,resample,norm,embedding}.rs;
 the flow mirrors crates/genlab-models/src/flow/{model,multiscale,actnorm,inv_linear,
 affine_coupling,masks,var_dequantize}.rs, written the way a PyTorch user would (the coupling
@@ -49,13 +55,15 @@ import sys
 import time
 
 WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
-             "clip-step"]
+             "clip-step", "xattn-unet-train"]
 # Parameter count of genlab's U-Net in the MNIST config (what `genlab` reports for it).
 UNET_MNIST_PARAMS = 280177
 # ... and with the class embedding of the 10 digits and the null label (11 x 64).
 UNET_COND_PARAMS = UNET_MNIST_PARAMS + 11 * 64
 # Parameter count of genlab's MNIST flow preset (what `genlab bench` reports for it).
 FLOW_MNIST_PARAMS = 165830
+# Parameter count of genlab's CondUNetConfig::default() (what `genlab bench` reports).
+XATTN_UNET_PARAMS = 1763396
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -612,6 +620,42 @@ def make_workload(torch, name, sdpa=False):
                 eps = u + w * (c - u)
                 x0 = (x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
                 return x0  # the one-step grid ends at x0 (alpha_bar_prev = 1)
+
+        return step, count, 3, 5
+
+    if name == "xattn-unet-train":
+        from diffusers import UNet2DConditionModel
+
+        net = UNet2DConditionModel(
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64, 64),
+            down_block_types=("CrossAttnDownBlock2D",) * 3,
+            up_block_types=("CrossAttnUpBlock2D",) * 3,
+            layers_per_block=1,
+            cross_attention_dim=64,
+            attention_head_dim=4,  # diffusers' name for the number of heads in SD configs
+            norm_num_groups=8,
+            flip_sin_to_cos=True,
+            freq_shift=0,
+        ).train()
+        count = n_params(net)
+        assert count == XATTN_UNET_PARAMS, \
+            f"the U-Net has {count} parameters, genlab's has {XATTN_UNET_PARAMS}"
+        x, eps = torch.randn(32, 4, 7, 14), torch.randn(32, 4, 7, 14)
+        ctx = torch.randn(32, 8, 64)
+        t = torch.randint(0, 1000, (32,)).to(torch.float32)
+        params = list(net.parameters())
+        opt = adam(params)
+        ema = [p.detach().clone() for p in params]
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = torch.mean((net(x, t, encoder_hidden_states=ctx).sample - eps) ** 2)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, params, 1.0 - 0.998)
 
         return step, count, 3, 5
 

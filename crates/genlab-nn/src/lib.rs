@@ -5,6 +5,8 @@
 //! - [`MlpDenoiser`]: a time-conditioned MLP noise predictor for 2-D toy data;
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
 //!   [`Downsample`] and [`Upsample`] parts;
+//! - [`CondUNet`]: the text-conditioned U-Net of latent diffusion (Rombach et al. 2022) in
+//!   diffusers' `UNet2DConditionModel` names, with its [`SpatialTransformer`] blocks;
 //! - [`resize`]: bicubic (Keys 1981) and area resizing of image batches as matrices;
 //! - [`max_pool2`] and [`dropout`]: max-pooling with a correct gradient, seeded dropout;
 //! - [`Mlp`] with [`Act`]: plain perceptrons for the VAE and GAN networks on vectors;
@@ -28,6 +30,7 @@
 pub mod activation;
 pub mod attention;
 pub mod classifier;
+pub mod cond_unet;
 pub mod conv;
 pub mod embedding;
 pub mod flops;
@@ -38,6 +41,7 @@ pub mod pool;
 pub mod resample;
 pub mod resblock;
 pub mod resize;
+pub mod spatial_transformer;
 pub mod stack;
 pub mod text_transformer;
 pub mod time_classifier;
@@ -48,6 +52,7 @@ pub mod vit;
 pub use activation::{leaky_relu, softplus};
 pub use attention::AttentionBlock;
 pub use classifier::{Classifier, ClassifierConfig};
+pub use cond_unet::{CondUNet, CondUNetConfig};
 pub use conv::{Conv, ConvTranspose};
 pub use embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
 pub use linear::{relu, silu, Linear};
@@ -56,6 +61,7 @@ pub use norm::GroupNorm;
 pub use pool::{dropout, max_pool2};
 pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};
 pub use resblock::ResBlock;
+pub use spatial_transformer::{SpatialTransformer, SpatialTransformerConfig};
 pub use stack::{Act, Mlp};
 pub use text_transformer::{TextTransformer, TextTransformerConfig};
 pub use time_classifier::{TimeClassifier, TimeClassifierConfig};

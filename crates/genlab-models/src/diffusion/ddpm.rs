@@ -21,13 +21,22 @@
 //! x_t along the channels at every step, as in SR3 (Saharia et al. 2021, arXiv:2104.07636,
 //! Sec. 2.4). Training computes the map from each x0; sampling takes it as the request
 //! condition's `image`.
+//!
+//! Token conditioning (`net = cond-unet`, genlab-nn's `CondUNet`): the condition's
+//! `tokens` `[B, L, D]` (and `token_mask` `[B, L]`) are the context the U-Net's spatial
+//! transformers cross-attend to (Rombach et al. 2022, arXiv:2112.10752, Sec. 3.3). Training
+//! replaces each example's tokens by zeros with probability `label_dropout` (the same rate
+//! as the labels'); the all-zero context is the null condition of classifier-free guidance
+//! (Stable Diffusion uses the empty prompt's encoding instead: with bias-free key and value
+//! projections the zero context makes every cross-attention return its output bias, a
+//! fixed "no prompt" that needs no text encoder at sampling time).
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use genlab_core::{Condition, Error, Result, Rng};
-use genlab_nn::{MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
+use genlab_nn::{CondUNet, CondUNetConfig, MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
 use genlab_sampling::guidance::{
     ClassifierFree, ClassifierGuidance, ClassifierGuided, ConditionalDenoiser, Conditioned,
 };
@@ -51,6 +60,10 @@ pub enum NetConfig {
     Mlp(MlpDenoiserConfig),
     /// U-Net with ResNet blocks, GroupNorm and self-attention, for images.
     Unet(UNetConfig),
+    /// U-Net with spatial transformers cross-attending to the condition's tokens (latent
+    /// diffusion's text-to-image network, diffusers' `UNet2DConditionModel` names); images
+    /// of any size, square or not.
+    CondUnet(CondUNetConfig),
 }
 
 /// Which timesteps training draws.
@@ -167,7 +180,18 @@ impl DdpmConfig {
                 "the MLP denoiser is for vector data, but the data have shape {:?}; use net = unet",
                 self.data.shape
             ))),
-            (NetConfig::Unet(_), _, _) => Err(Error::Config(format!(
+            (NetConfig::CondUnet(u), true, 3) => {
+                let c = self.data.shape[0];
+                if u.in_channels != c || u.out_channels != c {
+                    return Err(Error::Config(format!(
+                        "the cond-unet's in_channels ({}) and out_channels ({}) must equal the \
+                         data's {c} channels",
+                        u.in_channels, u.out_channels
+                    )));
+                }
+                u.validate()
+            }
+            (NetConfig::Unet(_) | NetConfig::CondUnet(_), _, _) => Err(Error::Config(format!(
                 "the U-Net is for images [C, H, W], but the data have shape {:?}; use net = mlp",
                 self.data.shape
             ))),
@@ -187,6 +211,7 @@ pub(crate) fn per_example(v: &[f64], like: &Tensor) -> Result<Tensor> {
 enum Net {
     Mlp(MlpDenoiser),
     Unet(Box<UNet>),
+    CondUnet(Box<CondUNet>),
 }
 
 /// A DDPM: its network and its noise schedule.
@@ -218,6 +243,7 @@ impl Ddpm {
                 };
                 Net::Unet(Box::new(UNet::new(u, c_in, c, vb.pp("net"))?))
             }
+            NetConfig::CondUnet(u) => Net::CondUnet(Box::new(CondUNet::new(u, vb.pp("net"))?)),
         };
         // Created after the network, so that an unconditional model's weights are those of
         // a store that never had it.
@@ -225,6 +251,7 @@ impl Ddpm {
             let temb = match &net {
                 Net::Mlp(m) => m.temb_dim(),
                 Net::Unet(u) => u.temb_dim(),
+                Net::CondUnet(u) => u.temb_dim(),
             };
             Some(candle_nn::embedding(
                 cfg.num_classes + 1,
@@ -259,6 +286,11 @@ impl Ddpm {
     /// Whether the model takes class labels.
     pub fn is_conditional(&self) -> bool {
         self.label_emb.is_some()
+    }
+
+    /// Whether the model reads the condition's tokens (`net = cond-unet`).
+    pub fn is_token_conditional(&self) -> bool {
+        matches!(self.net, Net::CondUnet(_))
     }
 
     /// The label meaning "no label" (K), for class-conditional models.
@@ -337,6 +369,25 @@ impl Ddpm {
         labels: Option<&Tensor>,
         map: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.forward_tokens(x, t, labels, map, None, None)
+    }
+
+    /// [`Ddpm::forward_cond`] with the context tokens `[B, L, D]` and their mask `[B, L]`
+    /// of a `cond-unet` model (None: the all-zero context, the null condition).
+    pub(crate) fn forward_tokens(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        labels: Option<&Tensor>,
+        map: Option<&Tensor>,
+        tokens: Option<&Tensor>,
+        token_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        if (tokens.is_some() || token_mask.is_some()) && !self.is_token_conditional() {
+            return Err(Error::InvalidInput(
+                "this DDPM takes no token condition (a prompt); that needs net = cond-unet".into(),
+            ));
+        }
         let map = self.model_space_map(map, x)?;
         // The network sees the SDE's own x_t: the VP sample times sqrt(m^2 + s^2) (1 for the
         // VP schedules, where this is skipped).
@@ -373,6 +424,12 @@ impl Ddpm {
         Ok(match &self.net {
             Net::Mlp(m) => m.forward_with(x, t, extra.as_ref())?,
             Net::Unet(u) => u.forward_with(x, t, extra.as_ref())?,
+            Net::CondUnet(u) => {
+                let dev = x.device();
+                let tokens = tokens.map(|v| v.to_device(dev)).transpose()?;
+                let mask = token_mask.map(|v| v.to_device(dev)).transpose()?;
+                u.forward_with(x, t, tokens.as_ref(), mask.as_ref(), None, extra.as_ref())?
+            }
         })
     }
 
@@ -417,6 +474,20 @@ impl Ddpm {
         labels: Option<&Tensor>,
         rng: &mut Rng,
     ) -> Result<Tensor> {
+        self.loss_cond(x0, labels, None, None, rng)
+    }
+
+    /// [`Ddpm::loss_labeled`] with the batch's context tokens `[B, L, D]` (and their mask
+    /// `[B, L]`), required by a `cond-unet` model. Each example's tokens are replaced by
+    /// zeros (the null condition) with probability `label_dropout`, drawn after the labels'.
+    pub fn loss_cond(
+        &self,
+        x0: &Tensor,
+        labels: Option<&Tensor>,
+        tokens: Option<&Tensor>,
+        token_mask: Option<&Tensor>,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
         self.cfg.data.check_batch(x0, "the DDPM")?;
         let dims = x0.dims().to_vec();
         let b = dims[0];
@@ -455,7 +526,45 @@ impl Ddpm {
                     Some(Tensor::from_vec(v, b, dev)?)
                 }
             };
-        let pred = self.forward_cond(&xt, &t, labels.as_ref(), map.as_ref())?;
+        let tokens = match (self.is_token_conditional(), tokens) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Error::InvalidInput(
+                    "this DDPM takes no token condition (a prompt); that needs net = cond-unet"
+                        .into(),
+                ))
+            }
+            (true, None) => {
+                return Err(Error::InvalidInput(
+                    "a cond-unet DDPM trains on token sequences (encoded prompts); this batch \
+                     has none"
+                        .into(),
+                ))
+            }
+            (true, Some(tok)) => {
+                let keep: Vec<f32> = (0..b)
+                    .map(|_| {
+                        if rng.uniform() < self.cfg.label_dropout {
+                            0.0
+                        } else {
+                            1.0
+                        }
+                    })
+                    .collect();
+                let tok = tok.to_device(dev)?;
+                // [B] -> [B, 1, 1], broadcast over the tokens and their width
+                let keep = Tensor::from_vec(keep, (b, 1, 1), dev)?.to_dtype(tok.dtype())?;
+                Some(tok.broadcast_mul(&keep)?)
+            }
+        };
+        let pred = self.forward_tokens(
+            &xt,
+            &t,
+            labels.as_ref(),
+            map.as_ref(),
+            tokens.as_ref(),
+            token_mask,
+        )?;
         // The regression target of the parametrisation; the loss is the plain mean squared
         // error on it (L_simple for epsilon).
         let target = match self.cfg.prediction {
@@ -492,7 +601,14 @@ impl ConditionalDenoiser for Ddpm {
         cond.check_batch(b)?;
         let tt = Tensor::full(t as f32, b, x.device())?.to_dtype(DType::F32)?;
         Ok(self
-            .forward_cond(x, &tt, cond.class.as_ref(), cond.image.as_ref())?
+            .forward_tokens(
+                x,
+                &tt,
+                cond.class.as_ref(),
+                cond.image.as_ref(),
+                cond.tokens.as_ref(),
+                cond.token_mask.as_ref(),
+            )?
             .detach())
     }
 
@@ -501,6 +617,29 @@ impl ConditionalDenoiser for Ddpm {
     }
 
     fn null_condition(&self, cond: &Condition) -> Result<Condition> {
+        if let (true, Some(tokens)) = (self.is_token_conditional(), &cond.tokens) {
+            if self.cfg.label_dropout == 0.0 {
+                return Err(Error::setting(
+                    "guidance",
+                    "needs a model trained with prompt dropout (label_dropout > 0, its \
+                     unconditional mode); this one has label_dropout 0",
+                ));
+            }
+            let n = cond.batch_size()?.unwrap_or(0);
+            // The prompt becomes the all-zero context (the mask is kept so both halves
+            // stack); a class, if any, becomes the null class.
+            let class = match &cond.class {
+                Some(_) if self.is_conditional() => {
+                    Condition::class_repeated(self.null_label(), n, &self.device)?.class
+                }
+                other => other.clone(),
+            };
+            return Ok(Condition {
+                class,
+                tokens: Some(tokens.zeros_like()?),
+                ..cond.clone()
+            });
+        }
         if !self.is_conditional() {
             return Err(Error::setting(
                 "guidance",
@@ -815,10 +954,15 @@ impl Ddpm {
             }
             _ => {}
         }
-        if guidance.is_some() && cond.class.is_none() {
+        if (cond.tokens.is_some() || cond.token_mask.is_some()) && !self.is_token_conditional() {
+            return Err(Error::InvalidInput(
+                "this DDPM takes no token condition (a prompt); that needs net = cond-unet".into(),
+            ));
+        }
+        if guidance.is_some() && cond.class.is_none() && cond.tokens.is_none() {
             return Err(Error::setting(
                 "guidance",
-                "steers towards a condition; give the class to guide towards",
+                "steers towards a condition; give the class (or the prompt) to guide towards",
             ));
         }
         Ok(())
@@ -1184,6 +1328,134 @@ mod tests {
         let (_, uncond) = points_model(0);
         assert!(uncond.null_condition(&one).is_err());
         assert!(uncond.predict_cond(&x, 1.0, &one).is_err());
+    }
+
+    /// A tiny `cond-unet` DDPM on 4x7x14 "latents" with 6-wide context tokens.
+    fn token_model(dropout: f64) -> (ParamStore, Ddpm) {
+        let ps = ParamStore::new(7, &Device::Cpu);
+        let mut cfg = DdpmConfig::for_data(&DataSpace {
+            shape: vec![4, 7, 14],
+            images: true,
+        });
+        cfg.timesteps = 50;
+        cfg.label_dropout = dropout;
+        cfg.net = NetConfig::CondUnet(genlab_nn::CondUNetConfig {
+            block_out_channels: vec![8, 16],
+            cross_attention: vec![true, false],
+            num_attention_heads: vec![2],
+            cross_attention_dim: 6,
+            norm_num_groups: 4,
+            ..Default::default()
+        });
+        let m = Ddpm::new(&cfg, ps.vb()).unwrap();
+        (ps, m)
+    }
+
+    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn token_conditioning_cross_attends_trains_and_guides() {
+        let (ps, m) = token_model(0.1);
+        assert!(ps
+            .tensors()
+            .contains_key("net.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"));
+        let dev = Device::Cpu;
+        let mut rng = Rng::new(1);
+        let x = rng.normal_tensor(&[2, 4, 7, 14], &dev).unwrap();
+        let tokens = rng.normal_tensor(&[2, 3, 6], &dev).unwrap();
+        let mask = Tensor::new(&[[1f32, 1., 1.], [1., 1., 0.]], &dev).unwrap();
+        let cond = Condition {
+            tokens: Some(tokens.clone()),
+            token_mask: Some(mask.clone()),
+            ..Condition::none()
+        };
+        let c = m.predict_cond(&x, 10.0, &cond).unwrap();
+        // No tokens is the null condition: the all-zero context.
+        let null = m.null_condition(&cond).unwrap();
+        let zero: f32 = null
+            .tokens
+            .as_ref()
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(zero, 0.0);
+        let u = m.predict_cond(&x, 10.0, &null).unwrap();
+        let plain = Denoiser::predict(&m, &x, 10.0).unwrap();
+        assert!(max_abs(&u, &plain) < 1e-5);
+        assert!(
+            max_abs(&c, &u) > 1e-4,
+            "the prompt must steer the prediction"
+        );
+        // Classifier-free guidance: u + w (c - u) from one stacked call.
+        let g = ClassifierFree::new(&m, &cond, 3.0).unwrap();
+        let want = (&u + ((&c - &u).unwrap() * 3.0).unwrap()).unwrap();
+        assert!(max_abs(&g.predict(&x, 10.0).unwrap(), &want) < 1e-4);
+        // Training with prompt dropout: a finite loss with gradients for attn2's keys.
+        let x0 = rng.uniform_tensor(0.0, 1.0, &[2, 4, 7, 14], &dev).unwrap();
+        let loss = m
+            .loss_cond(&x0, None, Some(&tokens), Some(&mask), &mut Rng::new(2))
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let (_, var) = ps
+            .vars()
+            .into_iter()
+            .find(|(n, _)| n.ends_with("attn2.to_k.weight"))
+            .unwrap();
+        assert!(grads.get(var.as_tensor()).is_some());
+        // Missing tokens in training, tokens for a model without cross-attention, guidance
+        // of a model trained without dropout: one clear error each.
+        let e = m.loss(&x0, &mut Rng::new(0)).unwrap_err().to_string();
+        assert!(e.contains("token sequences"), "{e}");
+        let (_, points) = points_model(0);
+        let pts = Tensor::zeros((2, 2), DType::F32, &dev).unwrap();
+        let e = points
+            .predict_cond(&pts, 1.0, &cond)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cond-unet"), "{e}");
+        let (_, strict) = token_model(0.0);
+        let e = strict.null_condition(&cond).unwrap_err().to_string();
+        assert!(e.contains("prompt dropout"), "{e}");
+    }
+
+    #[test]
+    fn token_dropout_zeroes_whole_prompts_at_its_rate() {
+        // With dropout 0.99 nearly every prompt is dropped: the loss equals the loss with
+        // no prompt at all for the same draws (same rng, tokens zeroed by the dropout).
+        let (_, m) = token_model(0.999);
+        let dev = Device::Cpu;
+        let mut rng = Rng::new(3);
+        let x0 = rng.uniform_tensor(0.0, 1.0, &[2, 4, 7, 14], &dev).unwrap();
+        let tokens = rng.normal_tensor(&[2, 3, 6], &dev).unwrap();
+        let a = m
+            .loss_cond(&x0, None, Some(&tokens), None, &mut Rng::new(4))
+            .unwrap();
+        let zeros = tokens.zeros_like().unwrap();
+        let b = m
+            .loss_cond(&x0, None, Some(&zeros), None, &mut Rng::new(4))
+            .unwrap();
+        assert_eq!(a.to_scalar::<f32>().unwrap(), b.to_scalar::<f32>().unwrap());
+        let (_, keep) = token_model(0.0);
+        let c = keep
+            .loss_cond(&x0, None, Some(&tokens), None, &mut Rng::new(4))
+            .unwrap();
+        let d = keep
+            .loss_cond(&x0, None, Some(&zeros), None, &mut Rng::new(4))
+            .unwrap();
+        assert_ne!(c.to_scalar::<f32>().unwrap(), d.to_scalar::<f32>().unwrap());
     }
 
     fn map_model(image_condition: Option<ImageMap>) -> (ParamStore, Ddpm) {

@@ -21,6 +21,7 @@ mod ddim50;
 mod flow_train;
 mod mlp;
 mod unet_train;
+mod xattn_unet_train;
 
 use std::time::Instant;
 
@@ -124,6 +125,14 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         warmup: 2,
         min_iters: 5,
         build: clip_step::build,
+    },
+    WorkloadEntry {
+        name: "xattn-unet-train",
+        unit: "steps/s",
+        description: "cross-attention U-Net ([32,64,64], spatial transformers, 4 heads) on 4x7x14 latents, batch 32 x 8 context tokens of 64, Adam + EMA",
+        warmup: 3,
+        min_iters: 5,
+        build: xattn_unet_train::build,
     },
 ];
 
