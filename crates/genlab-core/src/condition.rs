@@ -29,26 +29,61 @@ pub struct Condition {
     pub image: Option<Tensor>,
     /// Where `image` is known, `[B, 1, H, W]` (1 known, 0 to generate).
     pub mask: Option<Tensor>,
+    /// A negative prompt's token sequence, `[B, L, D]`: classifier-free guidance steers away
+    /// from it instead of from the empty prompt (Stable Diffusion's negative prompts).
+    pub negative_tokens: Option<Tensor>,
+    /// Its mask, `[B, L]`.
+    pub negative_token_mask: Option<Tensor>,
 }
 
 /// The parts in a fixed order, for the operations that treat them alike.
-fn parts(c: &Condition) -> [&Option<Tensor>; 5] {
-    [&c.class, &c.tokens, &c.token_mask, &c.image, &c.mask]
+fn parts(c: &Condition) -> [&Option<Tensor>; 7] {
+    [
+        &c.class,
+        &c.tokens,
+        &c.token_mask,
+        &c.image,
+        &c.mask,
+        &c.negative_tokens,
+        &c.negative_token_mask,
+    ]
 }
 
-fn from_parts(p: [Option<Tensor>; 5]) -> Condition {
-    let [class, tokens, token_mask, image, mask] = p;
+fn from_parts(p: [Option<Tensor>; 7]) -> Condition {
+    let [class, tokens, token_mask, image, mask, negative_tokens, negative_token_mask] = p;
     Condition {
         class,
         tokens,
         token_mask,
         image,
         mask,
+        negative_tokens,
+        negative_token_mask,
     }
 }
 
 /// The names of the parts, in [`parts`]' order.
-const PART_NAMES: [&str; 5] = ["class", "tokens", "token_mask", "image", "mask"];
+const PART_NAMES: [&str; 7] = [
+    "class",
+    "tokens",
+    "token_mask",
+    "image",
+    "mask",
+    "negative_tokens",
+    "negative_token_mask",
+];
+
+/// Each part, in [`parts`]' order, mapped by `f`.
+fn map_parts(
+    c: &Condition,
+    f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<Condition> {
+    let mut out: [Option<Tensor>; 7] = Default::default();
+    for (o, p) in out.iter_mut().zip(parts(c)) {
+        *o = p.as_ref().map(&f).transpose()?;
+    }
+    Ok(from_parts(out))
+}
 
 impl Condition {
     /// No condition at all.
@@ -129,9 +164,7 @@ impl Condition {
 
     /// Examples `start..start + len` of every part.
     pub fn narrow(&self, start: usize, len: usize) -> Result<Self> {
-        let p = parts(self).map(|p| p.as_ref().map(|t| t.narrow(0, start, len)).transpose());
-        let [a, b, c, d, e] = p;
-        Ok(from_parts([a?, b?, c?, d?, e?]))
+        map_parts(self, |t| t.narrow(0, start, len))
     }
 
     /// The examples `indices` of every part (in that order).
@@ -142,14 +175,12 @@ impl Condition {
         };
         let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
         let idx = Tensor::from_vec(idx, indices.len(), &device)?;
-        let p = parts(self).map(|p| p.as_ref().map(|t| t.index_select(&idx, 0)).transpose());
-        let [a, b, c, d, e] = p;
-        Ok(from_parts([a?, b?, c?, d?, e?]))
+        map_parts(self, |t| t.index_select(&idx, 0))
     }
 
     /// `self` stacked on `other` along the batch: both must have the same parts.
     pub fn cat(&self, other: &Condition) -> Result<Self> {
-        let mut out: [Option<Tensor>; 5] = Default::default();
+        let mut out: [Option<Tensor>; 7] = Default::default();
         for (i, ((a, b), name)) in parts(self)
             .iter()
             .zip(parts(other))
@@ -171,9 +202,7 @@ impl Condition {
 
     /// Every part on `device`.
     pub fn to_device(&self, device: &Device) -> Result<Self> {
-        let p = parts(self).map(|p| p.as_ref().map(|t| t.to_device(device)).transpose());
-        let [a, b, c, d, e] = p;
-        Ok(from_parts([a?, b?, c?, d?, e?]))
+        map_parts(self, |t| t.to_device(device))
     }
 
     /// The class labels as numbers, when there are any.

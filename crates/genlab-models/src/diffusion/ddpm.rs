@@ -180,7 +180,7 @@ impl DdpmConfig {
                 "the MLP denoiser is for vector data, but the data have shape {:?}; use net = unet",
                 self.data.shape
             ))),
-            (NetConfig::CondUnet(u), true, 3) => {
+            (NetConfig::CondUnet(u), _, 3) => {
                 let c = self.data.shape[0];
                 if u.in_channels != c || u.out_channels != c {
                     return Err(Error::Config(format!(
@@ -634,9 +634,16 @@ impl ConditionalDenoiser for Ddpm {
                 }
                 other => other.clone(),
             };
+            // A negative prompt takes the empty prompt's place (Stable Diffusion's
+            // convention): guidance then steers away from it.
+            let (tokens, token_mask) = match (&cond.negative_tokens, &cond.negative_token_mask) {
+                (Some(t), m) => (t.clone(), m.clone().or_else(|| cond.token_mask.clone())),
+                (None, _) => (tokens.zeros_like()?, cond.token_mask.clone()),
+            };
             return Ok(Condition {
                 class,
-                tokens: Some(tokens.zeros_like()?),
+                tokens: Some(tokens),
+                token_mask,
                 ..cond.clone()
             });
         }

@@ -37,6 +37,27 @@ pub struct LdmConfig {
     pub ddpm: DdpmConfig,
     /// The image space (the dataset's).
     pub data: DataSpace,
+    /// Text conditioning through cross-attention (needs `ddpm.net = cond-unet`); `null`:
+    /// none (class labels may still condition a `unet`).
+    #[serde(default)]
+    pub text: Option<TextCondition>,
+    /// Use the autoencoder at this run's image size although it was trained on another
+    /// (it is fully convolutional: e.g. MNIST's autoencoder on 28x56 two-digit canvases).
+    #[serde(default)]
+    pub any_image_size: bool,
+}
+
+/// Where prompts come from and how they are encoded.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextCondition {
+    /// A frozen pretrained text encoder (`genlab list`: minilm).
+    pub encoder: String,
+    /// Tokens per prompt (special tokens included); longer prompts are cut (reported).
+    pub max_tokens: usize,
+    /// The captions training pairs each image with, from its label: `pairs` (the two-digit
+    /// canvas: "a 3 on the left and a 7 on the right", ...) or `digits` ("a handwritten 3").
+    pub captions: String,
 }
 
 impl LdmConfig {
@@ -108,7 +129,7 @@ impl Ldm {
                 cfg.ddpm.data.shape, want
             )));
         }
-        if autoencoder.config().data != cfg.data {
+        if autoencoder.config().data != cfg.data && !cfg.any_image_size {
             return Err(Error::Config(format!(
                 "the autoencoder {} was trained on images {:?}, this LDM's data are {:?}",
                 cfg.autoencoder,
@@ -143,11 +164,21 @@ impl Ldm {
             .detach())
     }
 
-    /// The DDPM's training loss on the latents of images `x` (labels as [`Ddpm::loss_labeled`]).
-    pub fn loss(&self, x: &Tensor, labels: Option<&Tensor>, rng: &mut Rng) -> Result<Tensor> {
+    /// The DDPM's training loss on the latents of images `x`, with class labels or prompt
+    /// token states (`[B, L, D]` and their mask; see [`Ddpm::loss_cond`]).
+    pub fn loss(
+        &self,
+        x: &Tensor,
+        labels: Option<&Tensor>,
+        tokens: Option<(&Tensor, &Tensor)>,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
         self.cfg.data.check_batch(x, "the LDM")?;
         let z = self.encode(x, rng)?;
-        self.ddpm.loss_labeled(&z, labels, rng)
+        match tokens {
+            Some((t, m)) => self.ddpm.loss_cond(&z, labels, Some(t), Some(m), rng),
+            None => self.ddpm.loss_labeled(&z, labels, rng),
+        }
     }
 }
 

@@ -2,44 +2,170 @@
 //! L_simple on `s * E(x)` of a frozen autoencoder run, AdamW, clipping, EMA; previews and
 //! samples are decoded images. See `genlab_models::diffusion::ldm`.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use candle_core::backprop::GradStore;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::{make_batch, Batch, Dataset};
-use genlab_models::diffusion::ldm::{latent_scale, Ldm, LdmConfig};
+use genlab_models::autoencoder::Autoencoder;
+use genlab_models::diffusion::ldm::{latent_scale, Ldm, LdmConfig, TextCondition};
 use genlab_models::diffusion::{Ddpm, DdpmConfig, NetConfig};
 use genlab_models::{DataSpace, Sample};
 use genlab_nn::UNetConfig;
 
-use super::autoencoder::load_autoencoder;
+use super::autoencoder::autoencoder_config;
 use super::weights::TrainedWeights;
 use crate::registry::{config_value, load_weights, parse_config, Capabilities, ModelEntry, NONE};
 use crate::run::TrainConfig;
 use crate::step::TrainStep;
+use crate::text_encoders::{open_text_encoder, TextEncoder};
 
 /// Training images the latent scale factor is measured on (LDM uses one batch).
 const SCALE_EXAMPLES: usize = 5000;
 /// Images per encoder call while measuring it.
 const SCALE_BATCH: usize = 500;
 
+/// Caption templates of single digits (`captions = "digits"`); `{}` is the digit's word or
+/// numeral.
+pub const DIGIT_TEMPLATES: &[&str] = &[
+    "a handwritten {}",
+    "the digit {}",
+    "a {}",
+    "{}",
+    "a picture of the number {}",
+    "a hand-drawn {}",
+];
+
+/// One training caption for an image of class `label` from the source `captions`.
+pub fn caption(captions: &str, label: u32, rng: &mut Rng) -> Result<String> {
+    match captions {
+        "digits" if label < 10 => {
+            let names = genlab_data::captions::digit_names(label as u8);
+            let t = DIGIT_TEMPLATES[rng.below(DIGIT_TEMPLATES.len() as u64) as usize];
+            Ok(t.replace("{}", &names[rng.below(2) as usize]))
+        }
+        "digits" => Err(Error::Data(format!(
+            "captions = \"digits\" needs digit labels 0-9, got {label}"
+        ))),
+        other => Err(Error::setting(
+            "ldm.text.captions",
+            format!("unknown caption source `{other}` (known: digits)"),
+        )),
+    }
+}
+
+/// The text side of a text-conditioned LDM: the frozen encoder and the token states of
+/// every caption seen so far (training draws from a few hundred distinct captions).
+pub struct PromptEncoder {
+    pub cfg: TextCondition,
+    encoder: Box<dyn TextEncoder>,
+    cache: Mutex<HashMap<String, (Tensor, Tensor)>>,
+    device: Device,
+}
+
+impl PromptEncoder {
+    pub fn new(cfg: &TextCondition, device: &Device) -> Result<Self> {
+        Ok(Self {
+            cfg: cfg.clone(),
+            encoder: open_text_encoder(&cfg.encoder, &Device::Cpu)?,
+            cache: Mutex::new(HashMap::new()),
+            device: device.clone(),
+        })
+    }
+
+    /// Token states `[B, L, D]` and mask `[B, L]` of `texts` on the model's device, and
+    /// which texts were cut to `max_tokens`.
+    pub fn encode(&self, texts: &[String]) -> Result<(Tensor, Tensor, Vec<bool>)> {
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| Error::Numeric("the prompt cache lock is poisoned".into()))?;
+        let missing: Vec<&str> = texts
+            .iter()
+            .filter(|t| !cache.contains_key(t.as_str()))
+            .map(|t| t.as_str())
+            .collect();
+        let mut truncated_new = HashMap::new();
+        if !missing.is_empty() {
+            let ts = self.encoder.token_states(&missing, self.cfg.max_tokens)?;
+            for (i, t) in missing.iter().enumerate() {
+                let st = ts.states.get(i)?.to_device(&self.device)?;
+                let m = ts.mask.get(i)?.to_device(&self.device)?;
+                cache.insert(t.to_string(), (st, m));
+                truncated_new.insert(t.to_string(), ts.truncated[i]);
+            }
+        }
+        let (mut st, mut m) = (Vec::new(), Vec::new());
+        for t in texts {
+            let (a, b) = &cache[t.as_str()];
+            st.push(a.clone());
+            m.push(b.clone());
+        }
+        let truncated = texts
+            .iter()
+            .map(|t| truncated_new.get(t).copied().unwrap_or(false))
+            .collect();
+        Ok((Tensor::stack(&st, 0)?, Tensor::stack(&m, 0)?, truncated))
+    }
+}
+
 pub struct LdmStep {
     w: TrainedWeights,
     model: Ldm,
     ema_model: Ldm,
+    prompts: Option<PromptEncoder>,
+}
+
+/// Loads the autoencoder of an LDM config onto `device`, at the LDM's image size when
+/// `any_image_size` allows another size than it was trained on.
+pub fn ldm_autoencoder(cfg: &LdmConfig, device: &Device) -> Result<Autoencoder> {
+    let saved = crate::registry::read_run(
+        Path::new(&cfg.autoencoder),
+        &[super::autoencoder::ENTRY.name],
+        "an autoencoder (ldm.autoencoder)",
+    )?;
+    let mut ae_cfg = autoencoder_config(&saved.run.model_config)?;
+    if ae_cfg.data != cfg.data {
+        let same_channels = ae_cfg.data.shape.first() == cfg.data.shape.first();
+        if !cfg.any_image_size || !same_channels {
+            return Err(Error::Config(format!(
+                "the autoencoder {} was trained on `{}` images of shape {:?}; this LDM's images                  are {:?}{}",
+                cfg.autoencoder,
+                saved.run.data,
+                ae_cfg.data.shape,
+                cfg.data.shape,
+                if same_channels {
+                    " (it is fully convolutional: --set ldm.any_image_size=true uses it at this                      size anyway)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        ae_cfg.data = cfg.data.clone();
+    }
+    load_weights(&saved.ema_weights(), device, |vb| {
+        Autoencoder::new(&ae_cfg, vb)
+    })
 }
 
 impl LdmStep {
     pub fn new(cfg: &LdmConfig, train: &TrainConfig, seed: u64, device: &Device) -> Result<Self> {
-        let (ae, _) = load_autoencoder(Path::new(&cfg.autoencoder), device)?;
+        let ae = ldm_autoencoder(cfg, device)?;
         let (w, ddpm, ema_ddpm) =
             TrainedWeights::new(train, seed, device, |s| Ddpm::new(&cfg.ddpm, s.vb()))?;
+        let prompts = match &cfg.text {
+            Some(t) => Some(PromptEncoder::new(t, device)?),
+            None => None,
+        };
         Ok(Self {
             w,
             model: Ldm::new(cfg, ddpm, ae.clone())?,
             ema_model: Ldm::new(cfg, ema_ddpm, ae)?,
+            prompts,
         })
     }
 }
@@ -54,7 +180,30 @@ impl TrainStep for LdmStep {
     }
 
     fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)> {
-        let loss = self.model.loss(&batch.x, batch.labels.as_ref(), rng)?;
+        let loss = match &self.prompts {
+            Some(p) => {
+                let labels: Vec<u32> = batch
+                    .labels
+                    .as_ref()
+                    .ok_or_else(|| {
+                        Error::Data(
+                            "a text-conditioned LDM makes its captions from class labels; this \
+                             dataset has none"
+                                .into(),
+                        )
+                    })?
+                    .to_vec1()?;
+                let texts = labels
+                    .iter()
+                    .map(|&l| caption(&p.cfg.captions, l, rng))
+                    .collect::<Result<Vec<_>>>()?;
+                let (t, m, _) = p.encode(&texts)?;
+                self.model.loss(&batch.x, None, Some((&t, &m)), rng)?
+            }
+            None => self
+                .model
+                .loss(&batch.x, batch.labels.as_ref(), None, rng)?,
+        };
         let loss_v = loss.to_scalar::<f32>()? as f64;
         if !loss_v.is_finite() {
             return Err(Error::Numeric(format!("the loss is {loss_v}")));
@@ -94,6 +243,8 @@ fn default_config(d: &DataSpace) -> Result<serde_json::Value> {
         scale_factor: None,
         ddpm,
         data: d.clone(),
+        text: None,
+        any_image_size: false,
     })
 }
 
@@ -109,17 +260,31 @@ fn prepare(v: &mut serde_json::Value, data: &dyn Dataset) -> Result<()> {
              ldm.autoencoder=runs/ae-mnist (train one with `genlab train --model autoencoder`)",
         ));
     }
-    let (ae, ae_run) = load_autoencoder(Path::new(&cfg.autoencoder), &Device::Cpu)?;
-    if ae.config().data != cfg.data {
-        return Err(Error::Config(format!(
-            "the autoencoder {} was trained on `{}` images of shape {:?}; this run's data `{}` \
-             are {:?}",
-            cfg.autoencoder,
-            ae_run.data,
-            ae.config().data.shape,
-            data.name(),
-            cfg.data.shape
-        )));
+    let ae = ldm_autoencoder(&cfg, &Device::Cpu)?;
+    if let Some(t) = &cfg.text {
+        let e = crate::text_encoders::find_text_encoder(&t.encoder)?;
+        match &cfg.ddpm.net {
+            NetConfig::CondUnet(u) if u.cross_attention_dim == e.dim => {}
+            NetConfig::CondUnet(u) => {
+                return Err(Error::Config(format!(
+                    "ldm.text.encoder {} gives {}-wide token states; set \
+                     ldm.ddpm.net.cond-unet.cross_attention_dim={} (it is {})",
+                    t.encoder, e.dim, e.dim, u.cross_attention_dim
+                )))
+            }
+            _ => {
+                return Err(Error::Config(
+                    "ldm.text needs the cross-attention U-Net: ldm.ddpm.net = cond-unet".into(),
+                ))
+            }
+        }
+        caption(&t.captions, 0, &mut Rng::new(0))?;
+        if data.num_classes().is_none() {
+            return Err(Error::InvalidInput(format!(
+                "a text-conditioned LDM makes its captions from class labels; `{}` has none",
+                data.name()
+            )));
+        }
     }
     cfg.ddpm.data = DataSpace {
         shape: ae.config().latent_shape(),
@@ -159,7 +324,7 @@ pub const ENTRY: ModelEntry = ModelEntry {
     build_step: |v, t, seed, device| Ok(Box::new(LdmStep::new(&ldm_config(v)?, t, seed, device)?)),
     load: |v, w, device| {
         let cfg = ldm_config(v)?;
-        let (ae, _) = load_autoencoder(Path::new(&cfg.autoencoder), device)?;
+        let ae = ldm_autoencoder(&cfg, device)?;
         let ddpm = load_weights(w, device, |vb| Ddpm::new(&cfg.ddpm, vb))?;
         Ok(Box::new(Ldm::new(&cfg, ddpm, ae)?))
     },

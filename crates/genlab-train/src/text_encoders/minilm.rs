@@ -112,6 +112,42 @@ impl TextEncoder for MiniLm {
         DIM
     }
 
+    fn token_states(&self, texts: &[&str], len: usize) -> Result<super::TokenStates> {
+        if !(2..=MAX_TOKENS).contains(&len) {
+            return Err(Error::InvalidInput(format!(
+                "MiniLM token sequences must be 2 to {MAX_TOKENS} tokens long, got {len}"
+            )));
+        }
+        let (mut states, mut masks, mut truncated) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in texts.chunks(BATCH) {
+            let (mut ids, mut mask) = (Vec::new(), Vec::new());
+            for t in chunk {
+                let e = self.tokenizer.encode(t, Some(len))?;
+                truncated.push(e.truncated);
+                let n = e.ids.len().min(len);
+                ids.extend(&e.ids[..n]);
+                ids.extend(std::iter::repeat_n(0u32, len - n));
+                mask.extend(std::iter::repeat_n(1f32, n));
+                mask.extend(std::iter::repeat_n(0f32, len - n));
+            }
+            let b = chunk.len();
+            let ids = Tensor::from_vec(ids, (b, len), &self.device)?;
+            let mask = Tensor::from_vec(mask, (b, len), &self.device)?;
+            let h = self.bert.forward(&ids, &mask)?;
+            // Zero the padding positions' states.
+            states.push(h.broadcast_mul(&mask.unsqueeze(2)?)?.detach());
+            masks.push(mask);
+        }
+        if states.is_empty() {
+            return Err(Error::InvalidInput("no texts to encode".into()));
+        }
+        Ok(super::TokenStates {
+            states: Tensor::cat(&states, 0)?,
+            mask: Tensor::cat(&masks, 0)?,
+            truncated,
+        })
+    }
+
     fn max_tokens(&self) -> usize {
         MAX_TOKENS
     }

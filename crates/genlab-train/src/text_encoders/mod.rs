@@ -16,8 +16,22 @@ pub struct TextEmbeddings {
     pub truncated: Vec<bool>,
 }
 
+/// Per-token states of a batch of texts, padded to one length: what cross-attention reads.
+#[derive(Debug, Clone)]
+pub struct TokenStates {
+    /// `[B, L, dim]`, f32 (zeros at padding).
+    pub states: Tensor,
+    /// `[B, L]`, 1 for a real token, 0 for padding.
+    pub mask: Tensor,
+    /// Per text: whether it was cut to `L` tokens.
+    pub truncated: Vec<bool>,
+}
+
 /// A frozen text encoder.
 pub trait TextEncoder: Send + Sync {
+    /// The last layer's state of every token of `texts` (special tokens included), cut or
+    /// padded to exactly `len` tokens.
+    fn token_states(&self, texts: &[&str], len: usize) -> Result<TokenStates>;
     /// Width of one embedding.
     fn dim(&self) -> usize;
     /// Longest input in tokens (special tokens included); longer texts are cut.
