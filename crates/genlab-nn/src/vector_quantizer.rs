@@ -689,6 +689,56 @@ mod tests {
         }
     }
 
+    /// On a fixed batch the EMA codebook converges to the k-means (Lloyd) fixed point:
+    /// each code the mean of the vectors assigned to it, up to the smoothing's
+    /// `n / (n + K ε)` factor, which is computed here too.
+    #[test]
+    fn repeated_ema_updates_reach_the_cluster_means() {
+        let (k, d) = (2, 2);
+        let ps = ParamStore::new(0, &Device::Cpu);
+        let cfg = VqConfig {
+            codebook_size: k,
+            decay: 0.9,
+            ..Default::default()
+        };
+        let q = VectorQuantizer::new(&cfg, d, ps.vb()).unwrap();
+        q.set_codebook(&Tensor::new(&[[-1f32, 0.0], [1.0, 0.0]], &Device::Cpu).unwrap())
+            .unwrap();
+        let mut rng = Rng::new(4);
+        // 3 points around (-3, 1) and 5 around (2, -2): [1, 2, 1, 8].
+        let pts: Vec<[f64; 2]> = (0..8)
+            .map(|j| {
+                let c = if j < 3 { [-3.0, 1.0] } else { [2.0, -2.0] };
+                [c[0] + 0.3 * rng.normal(), c[1] + 0.3 * rng.normal()]
+            })
+            .collect();
+        let mut data = vec![0f32; 16];
+        for (j, p) in pts.iter().enumerate() {
+            data[j] = p[0] as f32;
+            data[8 + j] = p[1] as f32;
+        }
+        let z = Tensor::from_vec(data, (1, 2, 1, 8), &Device::Cpu).unwrap();
+        for _ in 0..400 {
+            let out = q.forward(&z).unwrap();
+            q.ema_update(&z, &out.indices, &mut rng).unwrap();
+        }
+        let e = vals(q.codebook());
+        let eps = cfg.eps;
+        for (i, (lo, hi)) in [(0usize, 3usize), (3, 8)].into_iter().enumerate() {
+            let cnt = (hi - lo) as f64;
+            let smoothed = (cnt + eps) / (8.0 + k as f64 * eps) * 8.0;
+            for c in 0..2 {
+                let sum: f64 = pts[lo..hi].iter().map(|p| p[c]).sum();
+                let want = sum / smoothed;
+                assert!(
+                    (e[i * 2 + c] - want).abs() < 1e-4,
+                    "code {i}: {} vs {want}",
+                    e[i * 2 + c]
+                );
+            }
+        }
+    }
+
     #[test]
     fn initial_ema_state_keeps_the_codebook_and_unused_codes_stay_put() {
         let (k, d) = (16, 2);
