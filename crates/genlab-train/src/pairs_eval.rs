@@ -40,7 +40,7 @@ pub struct PairAccuracy {
 /// or a tensor that is not 4-D is an error.
 pub fn split_halves(images: &Tensor) -> Result<(Tensor, Tensor)> {
     let dims = images.dims();
-    if dims.len() != 4 || dims[3] % 2 != 0 || dims[3] == 0 {
+    if dims.len() != 4 || dims[3] % 2 == 1 || dims[3] == 0 {
         return Err(Error::InvalidInput(format!(
             "two-digit canvases must be [N, C, H, W] with an even width W, got {dims:?}"
         )));
