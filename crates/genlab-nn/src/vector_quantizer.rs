@@ -29,7 +29,7 @@
 //! which the smoothing maps back to exactly `e_i`: an unused code stays where it is while
 //! `γ^t` dominates `ε` and then shrinks towards the origin, never flies off.
 //!
-//! **Dead codes** (optional, off by default): with `dead_code_threshold > 0`, after each EMA
+//! **Dead codes** (on by default, `dead_code_threshold = 0` turns it off): after each EMA
 //! update every code whose `N_i` is below the threshold is restarted at a vector of the batch
 //! drawn with the caller's RNG (the restart of Dhariwal et al. 2020, Jukebox,
 //! arXiv:2005.00341, Sec. 2.2), its state reset to one pseudo-assignment there. `N_i` counts
@@ -63,8 +63,8 @@ pub struct VqConfig {
     pub decay: f64,
     /// Laplace smoothing `ε` of the EMA cluster sizes.
     pub eps: f64,
-    /// Restart codes whose EMA cluster size falls below this (assignments per batch); 0 is
-    /// off. EMA mode only.
+    /// Restart codes whose EMA cluster size falls below this (assignments per batch) at
+    /// batch vectors; 0 is off. EMA mode only.
     pub dead_code_threshold: f64,
 }
 
@@ -81,7 +81,10 @@ impl Default for VqConfig {
             decay: 0.99,
             // ε = 1e-5: Razavi et al.'s Sonnet `VectorQuantizerEMA` default.
             eps: 1e-5,
-            dead_code_threshold: 0.0,
+            // 1.0: restart codes used less than about once a batch (Jukebox's threshold).
+            // On the clustered toy of tests/vq_learns.rs, EMA without restarts leaves
+            // clusters sharing codes (perplexity 10 of 16); with them every code is used.
+            dead_code_threshold: 1.0,
         }
     }
 }
@@ -503,9 +506,11 @@ mod tests {
 
     fn vq(k: usize, d: usize, ema: bool, seed: u64) -> (ParamStore, VectorQuantizer) {
         let ps = ParamStore::new(seed, &Device::Cpu);
+        // No dead-code restarts: these tests check the closed forms.
         let cfg = VqConfig {
             codebook_size: k,
             ema,
+            dead_code_threshold: 0.0,
             ..Default::default()
         };
         let q = VectorQuantizer::new(&cfg, d, ps.vb().pp("vq")).unwrap();
@@ -699,6 +704,7 @@ mod tests {
         let cfg = VqConfig {
             codebook_size: k,
             decay: 0.9,
+            dead_code_threshold: 0.0,
             ..Default::default()
         };
         let q = VectorQuantizer::new(&cfg, d, ps.vb()).unwrap();
