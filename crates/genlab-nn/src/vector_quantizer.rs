@@ -256,10 +256,14 @@ impl VectorQuantizer {
             },
         )?)?;
         let ema = if cfg.ema {
+            // A builder that already holds the sums (weights read from a checkpoint) keeps
+            // them; a fresh one starts at one pseudo-assignment per code (module docs).
+            let fresh = !vb.contains_tensor("ema_embed_sum");
             let n = var(vb.get_with_hints(k, "ema_cluster_size", Init::Const(1.0))?)?;
             let m = var(vb.get_with_hints((k, dim), "ema_embed_sum", Init::Const(0.0))?)?;
-            // One pseudo-assignment per code at its initial value (module docs).
-            m.set(&codebook.as_tensor().copy()?)?;
+            if fresh {
+                m.set(&codebook.as_tensor().copy()?)?;
+            }
             Some((n, m))
         } else {
             None
@@ -802,6 +806,34 @@ mod tests {
             q.buffer_names(),
             ["codebook", "ema_cluster_size", "ema_embed_sum"]
         );
+    }
+
+    /// Weights read back from a checkpoint keep their EMA state (a fresh store starts it
+    /// from the codebook).
+    #[test]
+    fn ema_state_survives_a_reload() {
+        let (k, d) = (4, 2);
+        let (ps, q) = vq(k, d, true, 8);
+        let mut rng = Rng::new(2);
+        let z = randn(&mut rng, &[2, d, 2, 2]);
+        let out = q.forward(&z).unwrap();
+        q.ema_update(&z, &out.indices, &mut rng).unwrap();
+        let saved: std::collections::HashMap<String, Tensor> = ps
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.copy().unwrap()))
+            .collect();
+        let vb = VarBuilder::from_tensors(saved.clone(), DType::F32, &Device::Cpu);
+        let cfg = q.config().clone();
+        let back = VectorQuantizer::new(&cfg, d, vb.pp("vq")).unwrap();
+        let (_, m) = back.ema.as_ref().unwrap();
+        assert_eq!(vals(m.as_tensor()), vals(&saved["vq.ema_embed_sum"]));
+        assert_eq!(vals(back.codebook()), vals(&saved["vq.codebook"]));
+        // ...and a fresh store resumed with `load` gets them too.
+        let (ps2, q2) = vq(k, d, true, 9);
+        ps2.load(&saved).unwrap();
+        let (_, m2) = q2.ema.as_ref().unwrap();
+        assert_eq!(vals(m2.as_tensor()), vals(&saved["vq.ema_embed_sum"]));
     }
 
     #[test]
