@@ -36,6 +36,32 @@ pub struct PairAccuracy {
     pub per_pair: Vec<(usize, usize)>,
 }
 
+impl PairAccuracy {
+    /// The per-pair both-right rates as a Markdown table: rows the requested left digit,
+    /// columns the right digit, percentages with no decimals (`-` where nothing was asked).
+    pub fn table(&self) -> String {
+        let mut s = String::from("| left \\ right |");
+        for r in 0..10 {
+            s.push_str(&format!(" {r} |"));
+        }
+        s.push_str("\n|---|");
+        s.push_str(&"---|".repeat(10));
+        for l in 0..10 {
+            s.push_str(&format!("\n| {l} |"));
+            for r in 0..10 {
+                let (ok, n) = self.per_pair[10 * l + r];
+                if n == 0 {
+                    s.push_str(" - |");
+                } else {
+                    s.push_str(&format!(" {:.0} |", 100.0 * ok as f64 / n as f64));
+                }
+            }
+        }
+        s.push('\n');
+        s
+    }
+}
+
 /// `[N, C, H, 2W]` -> the left and right `[N, C, H, W]` halves (contiguous). An odd width
 /// or a tensor that is not 4-D is an error.
 pub fn split_halves(images: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -206,6 +232,21 @@ mod tests {
         assert_eq!(acc.both, both_ok as f64 / n as f64);
         assert_eq!(acc.per_pair.iter().map(|c| c.1).sum::<usize>(), n);
         assert_eq!(acc.per_pair.iter().map(|c| c.0).sum::<usize>(), both_ok);
+        let table = acc.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 12);
+        assert_eq!(
+            lines[0],
+            "| left \\ right | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 |"
+        );
+        let (l0, r0) = req[1];
+        let cell = lines[2 + l0 as usize]
+            .split('|')
+            .nth(2 + r0 as usize)
+            .unwrap()
+            .trim();
+        let (ok, n) = acc.per_pair[10 * l0 as usize + r0 as usize];
+        assert_eq!(cell, format!("{:.0}", 100.0 * ok as f64 / n as f64));
         // Bad input: count mismatch, digit out of range, wrong canvas size.
         assert!(pair_accuracy(&net, &canvas, &req[..3]).is_err());
         let mut bad = req.clone();

@@ -36,5 +36,6 @@ fn real_test_canvases_are_read_as_their_labels() {
         "real canvases: left {:.4}, right {:.4}, both {:.4} (n {})",
         acc.left, acc.right, acc.both, acc.n
     );
+    eprintln!("both right per requested pair (%):\n{}", acc.table());
     assert!(acc.both >= MIN_BOTH, "{acc:?}");
 }
