@@ -38,6 +38,9 @@ use crate::{data_dir, DataKind, Dataset, DatasetInfo, Mnist, OpenOptions, Split}
 pub const PAIRS_SEED: u64 = 22;
 /// Seed of [`pair_prompts_test`] and [`pair_prompts_unseen`].
 pub const PROMPTS_SEED: u64 = 1022;
+/// CLIP BPE tokens of the longest caption, training or held-out templates (without the
+/// start and end tokens): a text encoder context of this plus 2 never truncates one.
+pub const PAIR_CAPTION_MAX_TOKENS: usize = 11;
 /// Classes of the canvas labels: `10 · left + right`.
 pub const PAIR_CLASSES: usize = 100;
 
@@ -387,6 +390,27 @@ mod tests {
         assert_eq!(drawn.len(), PAIR_TEMPLATES.len() * 4);
         assert_eq!(label_digits(37).unwrap(), (3, 7));
         assert!(label_digits(100).is_err());
+    }
+
+    /// Every caption (all pairs, templates and namings) fits a text encoder context of
+    /// [`PAIR_CAPTION_MAX_TOKENS`] CLIP BPE tokens plus start and end.
+    #[test]
+    fn every_caption_fits_the_documented_token_count() {
+        let tok = crate::tokenize::ClipTokenizer::new().unwrap();
+        let mut longest = (0, String::new());
+        for t in PAIR_TEMPLATES.iter().chain(PAIR_HELDOUT_TEMPLATES) {
+            for p in 0..100u8 {
+                for w in 0..4 {
+                    let s = pair_caption(p / 10, p % 10, t, (w & 1 == 1, w & 2 == 2)).unwrap();
+                    let n = tok.encode(&s).len();
+                    if n > longest.0 {
+                        longest = (n, s);
+                    }
+                }
+            }
+        }
+        eprintln!("longest caption: {} tokens: {}", longest.0, longest.1);
+        assert_eq!(longest.0, PAIR_CAPTION_MAX_TOKENS, "{}", longest.1);
     }
 
     #[test]
