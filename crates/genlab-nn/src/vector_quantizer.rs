@@ -22,7 +22,7 @@
 //!   `Ñ_i = (N_i + ε) / (n + K ε) · n` with `n = Σ N_i` (Razavi et al.'s Sonnet code), and
 //!   `e_i = m_i / Ñ_i`.
 //!
-//! **Initial EMA state.** The reference code starts `N = 0`, `m = 0` and removes the zero
+//! **Initial EMA state.** The Sonnet code starts `N = 0`, `m = 0` and removes the zero
 //! bias of the averages; the common PyTorch port starts `N = 0`, `m = e`, which sends every
 //! code unused in the first step to `m / ε` (far from all data, dead for good). Here the state
 //! starts as one pseudo-assignment per code at its own initial value, `N_i = 1`, `m_i = e_i`,
@@ -31,8 +31,8 @@
 //!
 //! **Dead codes** (on by default, `dead_code_threshold = 0` turns it off): after each EMA
 //! update every code whose `N_i` is below the threshold is restarted at a vector of the batch
-//! drawn with the caller's RNG (the restart of Dhariwal et al. 2020, Jukebox,
-//! arXiv:2005.00341, Sec. 2.2), its state reset to one pseudo-assignment there. `N_i` counts
+//! drawn with the caller's RNG (the random restarts of Dhariwal et al. 2020, Jukebox,
+//! arXiv:2005.00341), its state reset to one pseudo-assignment there. `N_i` counts
 //! assignments per batch, so 1.0 restarts the codes used less than about once a batch.
 //!
 //! Parameter names: `codebook` `[K, D]` (uniform on `±1/K`, the VQ-VAE init); in EMA mode
