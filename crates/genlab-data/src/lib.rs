@@ -8,6 +8,7 @@
 //!   UCI digits, embedded), [`Mnist`] (IDX files, see [`read_idx`]), [`IdxFolder`] (any
 //!   folder in MNIST's IDX layout), [`ImageFolder`] (any folder of PNG/JPEG images);
 //! - [`fetch_mnist`]: download into [`data_dir`] with checksum verification;
+//! - [`pairs`]: the two-digit captioned canvas `mnist-pairs` (28x56) and its captions;
 //! - [`tokenize`]: CLIP's byte-level BPE and BERT WordPiece;
 //! - [`open_dataset`]: the registry that turns a name like `"mnist:test"` into a dataset.
 
@@ -26,6 +27,7 @@ pub mod image_folder;
 pub mod masks;
 pub mod mnist;
 pub mod omniglot;
+pub mod pairs;
 pub mod progress;
 pub mod registry;
 pub mod sampler;

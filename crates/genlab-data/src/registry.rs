@@ -261,6 +261,15 @@ pub const DATASETS: &[DatasetEntry] = &[
         },
     },
     DatasetEntry {
+        name: "mnist-pairs",
+        arg: Some("train|test"),
+        arg_required: false,
+        description: "two MNIST digits side by side, 1x28x56, label 10*left+right (100 classes), \
+                      60000 / 10000 canvases with captions (genlab data fetch mnist)",
+        info: crate::pairs::mnist_pairs_info,
+        open: crate::pairs::open_mnist_pairs,
+    },
+    DatasetEntry {
         name: "folder",
         arg: Some("PATH"),
         arg_required: true,

@@ -10,6 +10,9 @@
 //! - [`resize`]: bicubic (Keys 1981) and area resizing of image batches as matrices;
 //! - [`max_pool2`] and [`dropout`]: max-pooling with a correct gradient, seeded dropout;
 //! - [`Mlp`] with [`Act`]: plain perceptrons for the VAE and GAN networks on vectors;
+//! - [`VectorQuantizer`] (VQ-VAE / VQGAN codebook, EMA updates, [`CodebookUsage`]) and
+//!   [`PatchDiscriminator`] (PatchGAN with VQGAN's hinge losses and adaptive weight): the
+//!   parts of a first-stage autoencoder;
 //! - [`Conv`], [`ConvTranspose`], [`GroupNorm`], [`Linear`], [`silu`], [`upsample_nearest`]:
 //!   the layers under the networks. This crate holds only the layers (parameters, checks); on CPU f32 they run
 //!   genlab-kernels' custom ops, which carry their own backward passes (candle 0.11.1's CPU
@@ -37,6 +40,7 @@ pub mod flops;
 pub mod linear;
 pub mod mlp;
 pub mod norm;
+pub mod patch_discriminator;
 pub mod pool;
 pub mod resample;
 pub mod resblock;
@@ -47,6 +51,7 @@ pub mod text_transformer;
 pub mod time_classifier;
 pub mod transformer;
 pub mod unet;
+pub mod vector_quantizer;
 pub mod vit;
 
 pub use activation::{leaky_relu, softplus};
@@ -58,6 +63,7 @@ pub use embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
 pub use linear::{relu, silu, Linear};
 pub use mlp::{MlpDenoiser, MlpDenoiserConfig};
 pub use norm::GroupNorm;
+pub use patch_discriminator::{PatchDiscConfig, PatchDiscriminator};
 pub use pool::{dropout, max_pool2};
 pub use resample::{upsample_nearest, upsample_reference, Downsample, Upsample};
 pub use resblock::ResBlock;
@@ -70,4 +76,5 @@ pub use transformer::{
     TransformerBlockConfig, TransformerMlp,
 };
 pub use unet::{UNet, UNetConfig};
+pub use vector_quantizer::{CodebookUsage, VectorQuantizer, VqConfig, VqOutput};
 pub use vit::{patchify, unpatchify, VisionTransformer, VitConfig};

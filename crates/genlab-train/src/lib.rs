@@ -21,6 +21,7 @@ pub mod lock;
 pub mod nll;
 pub mod optim;
 pub mod outputs;
+pub mod pairs_eval;
 pub mod recon_eval;
 pub mod registry;
 pub mod resolve;
