@@ -27,6 +27,7 @@ mod cmd_serve;
 mod cmd_ssl;
 mod cmd_train;
 mod cmd_translate;
+mod cmd_txt2img;
 mod demo;
 mod device;
 mod edit_args;
@@ -78,6 +79,9 @@ enum Command {
     /// Fill the masked part of images with a diffusion model (replacement or RePaint); writes
     /// original | mask | input | result side by side.
     Inpaint(cmd_inpaint::InpaintArgs),
+    /// Text-to-image with a text-conditioned latent diffusion run: prompts (and a negative
+    /// prompt), guidance scales, any sampler; or a two-digit prompt set scored by a classifier.
+    Txt2img(cmd_txt2img::Txt2ImgArgs),
     /// SDEdit: noise images part of the way (--strength) and denoise them with any sampler;
     /// writes the originals beside the results (one column per strength).
     Img2img(cmd_img2img::Img2ImgArgs),
@@ -189,6 +193,7 @@ fn main() {
             Command::Distill(a) => cmd_distill::run(a, &dev.open()?),
             Command::Inpaint(a) => cmd_inpaint::run(a, &dev.open()?),
             Command::Img2img(a) => cmd_img2img::run(a, &dev.open()?),
+            Command::Txt2img(a) => cmd_txt2img::run(a, &dev.open()?),
             Command::Translate(a) => cmd_translate::run(a, &dev.open()?),
             Command::Reconstruct(a) => cmd_reconstruct::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),

@@ -31,6 +31,7 @@ pub mod step;
 pub mod steps;
 pub mod text_encoders;
 pub mod trainer;
+pub mod txt2img;
 
 pub use extractors::{extractor_input, extractor_names, open_extractor};
 pub use ladder::{distill_ladder, LadderOutcome, LadderRequest, RoundEvent};

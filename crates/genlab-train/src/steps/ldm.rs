@@ -40,7 +40,9 @@ pub const DIGIT_TEMPLATES: &[&str] = &[
     "a hand-drawn {}",
 ];
 
-/// One training caption for an image of class `label` from the source `captions`.
+/// One training caption for an image of class `label` from the source `captions`:
+/// `digits` (MNIST classes 0-9, [`DIGIT_TEMPLATES`]) or `pairs` (the two-digit canvas,
+/// label 10 * left + right, `genlab_data::pairs`' training templates).
 pub fn caption(captions: &str, label: u32, rng: &mut Rng) -> Result<String> {
     match captions {
         "digits" if label < 10 => {
@@ -48,12 +50,16 @@ pub fn caption(captions: &str, label: u32, rng: &mut Rng) -> Result<String> {
             let t = DIGIT_TEMPLATES[rng.below(DIGIT_TEMPLATES.len() as u64) as usize];
             Ok(t.replace("{}", &names[rng.below(2) as usize]))
         }
+        "pairs" => {
+            let (l, r) = genlab_data::pairs::label_digits(label)?;
+            genlab_data::pairs::random_pair_caption(l, r, rng)
+        }
         "digits" => Err(Error::Data(format!(
             "captions = \"digits\" needs digit labels 0-9, got {label}"
         ))),
         other => Err(Error::setting(
             "ldm.text.captions",
-            format!("unknown caption source `{other}` (known: digits)"),
+            format!("unknown caption source `{other}` (known: digits, pairs)"),
         )),
     }
 }
