@@ -1,5 +1,7 @@
 //! First-stage autoencoders for latent diffusion: a KL-regularised autoencoder with a
-//! diagonal Gaussian latent (the LDM / Stable Diffusion `AutoencoderKL`).
+//! diagonal Gaussian latent (the LDM / Stable Diffusion `AutoencoderKL`), or with a vector
+//! quantiser (`vq`: VQ-VAE, van den Oord et al. 2017, arXiv:1711.00937, as VQGAN uses it,
+//! Esser et al. 2021, arXiv:2012.09841).
 //!
 //! Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion Models"
 //! (arXiv:2112.10752), Sec. 3.1 and App. G.1: an encoder E maps an image x (in [-1, 1]) to
@@ -17,6 +19,13 @@
 //! autoencoder's while its scale is kept in check. No LPIPS weights exist on this machine:
 //! the perceptual term is left out (the slot is `rec_loss`), which LDM's own ablations show
 //! costs sharpness on natural images, little on digits.
+//!
+//! With `vq` set the latent is the encoder output `z` (no variance, no KL); the decoder
+//! quantises it first (`genlab_nn::VectorQuantizer`: nearest code, straight-through
+//! gradient, EMA codebook updates by default). The loss is the reconstruction sum plus the
+//! quantiser's loss (a mean over latent elements) times the latent elements per example,
+//! so that both are sums per example. As in LDM's VQ-regularised models, latent diffusion
+//! works on the continuous `z` and the decoder's quantiser absorbs small errors.
 //!
 //! Images are mapped [0, 1] -> [-1, 1] on the way in and back (clamped) on the way out.
 //! `encode` returns the posterior, `decode` images in [0, 1]; `reconstruct` decodes the
@@ -61,8 +70,11 @@ pub struct AutoencoderConfig {
     /// Self-attention in the middle blocks (at the lowest resolution).
     pub mid_attention: bool,
     pub rec_loss: RecLoss,
-    /// Weight of the KL term (LDM: 1e-6).
+    /// Weight of the KL term (LDM: 1e-6; unused with `vq`).
     pub kl_weight: f64,
+    /// A vector quantiser instead of the KL-regularised Gaussian (`null`: KL).
+    #[serde(default)]
+    pub vq: Option<genlab_nn::VqConfig>,
     pub data: DataSpace,
 }
 
@@ -89,6 +101,7 @@ impl AutoencoderConfig {
             rec_loss: RecLoss::L1,
             // 1e-6: LDM's kl-f4/f8 weight.
             kl_weight: 1e-6,
+            vq: None,
             data: data.clone(),
         }
     }
@@ -118,6 +131,9 @@ impl AutoencoderConfig {
         }
         if self.latent_channels == 0 {
             return bad("latent_channels must be at least 1".into());
+        }
+        if let Some(q) = &self.vq {
+            q.validate()?;
         }
         if !(self.kl_weight >= 0.0 && self.kl_weight.is_finite()) {
             return bad(format!(
@@ -152,23 +168,30 @@ impl AutoencoderConfig {
     }
 }
 
-/// q(z|x): a diagonal Gaussian per latent element.
+/// q(z|x): a diagonal Gaussian per latent element (KL), or a point (VQ: no `logvar`).
 #[derive(Clone, Debug)]
 pub struct Posterior {
     pub mean: Tensor,
-    pub logvar: Tensor,
+    pub logvar: Option<Tensor>,
 }
 
 impl Posterior {
-    /// z = mean + exp(logvar / 2) * eps, eps from our seeded RNG.
+    /// z = mean + exp(logvar / 2) * eps, eps from our seeded RNG (the mean for a point).
     pub fn sample(&self, rng: &mut Rng) -> Result<Tensor> {
+        let Some(logvar) = &self.logvar else {
+            return Ok(self.mean.clone());
+        };
         let eps = rng.normal_tensor(self.mean.dims(), self.mean.device())?;
-        Ok((&self.mean + (self.logvar.affine(0.5, 0.0)?.exp()? * eps)?)?)
+        Ok((&self.mean + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?)
     }
 
-    /// KL(q || N(0, I)) summed over each example's latent elements: `[B]`.
+    /// KL(q || N(0, I)) summed over each example's latent elements: `[B]` (zeros for a
+    /// point, which has no KL term).
     pub fn kl(&self) -> Result<Tensor> {
-        let t = ((self.mean.sqr()? + self.logvar.exp()?)? - &self.logvar)?.affine(0.5, -0.5)?;
+        let Some(logvar) = &self.logvar else {
+            return Ok(self.mean.flatten_from(1)?.sum(1)?.zeros_like()?);
+        };
+        let t = ((self.mean.sqr()? + logvar.exp()?)? - logvar)?.affine(0.5, -0.5)?;
         Ok(t.flatten_from(1)?.sum(1)?)
     }
 }
@@ -184,6 +207,17 @@ pub struct AeLoss {
     pub recon: Tensor,
     /// The reconstruction term of `loss` (for the adaptive GAN weight).
     pub rec_term: Tensor,
+    /// VQ only: the encoder output and its codes (for the EMA codebook update after the
+    /// optimiser step), and the batch's code perplexity and used fraction.
+    pub vq: Option<VqBatch>,
+}
+
+/// What a VQ batch leaves for the training step.
+pub struct VqBatch {
+    pub z: Tensor,
+    pub indices: Tensor,
+    pub perplexity: f64,
+    pub usage: f64,
 }
 
 /// The KL autoencoder (cloning shares the weights).
@@ -194,6 +228,7 @@ pub struct Autoencoder {
     decoder: Decoder,
     quant_conv: genlab_nn::Conv,
     post_quant_conv: genlab_nn::Conv,
+    quantizer: Option<genlab_nn::VectorQuantizer>,
     device: Device,
 }
 
@@ -202,12 +237,19 @@ impl Autoencoder {
         cfg.validate()?;
         let s = cfg.sizes();
         let z = cfg.latent_channels;
+        // KL: mean and log-variance; VQ: the vector to quantise.
+        let moments = if cfg.vq.is_some() { z } else { 2 * z };
+        let quantizer = match &cfg.vq {
+            Some(q) => Some(genlab_nn::VectorQuantizer::new(q, z, vb.pp("quantize"))?),
+            None => None,
+        };
         Ok(Self {
             cfg: cfg.clone(),
-            encoder: Encoder::new(&s, 2 * z, vb.pp("encoder"))?,
+            encoder: Encoder::new(&s, moments, vb.pp("encoder"))?,
             decoder: Decoder::new(&s, z, vb.pp("decoder"))?,
-            quant_conv: genlab_nn::Conv::new(2 * z, 2 * z, 1, 1, 0, vb.pp("quant_conv"))?,
+            quant_conv: genlab_nn::Conv::new(moments, moments, 1, 1, 0, vb.pp("quant_conv"))?,
             post_quant_conv: genlab_nn::Conv::new(z, z, 1, 1, 0, vb.pp("post_quant_conv"))?,
+            quantizer,
             device: vb.device().clone(),
         })
     }
@@ -229,12 +271,21 @@ impl Autoencoder {
         self.check(x)?;
         let h = self.encoder.forward(&x.affine(2.0, -1.0)?)?;
         let moments = self.quant_conv.forward(&h)?;
+        if self.quantizer.is_some() {
+            return Ok(Posterior {
+                mean: moments,
+                logvar: None,
+            });
+        }
         let z = self.cfg.latent_channels;
         let mean = moments.narrow(1, 0, z)?;
         let logvar = moments
             .narrow(1, z, z)?
             .clamp(LOGVAR_RANGE.0, LOGVAR_RANGE.1)?;
-        Ok(Posterior { mean, logvar })
+        Ok(Posterior {
+            mean,
+            logvar: Some(logvar),
+        })
     }
 
     /// Latents -> images in model space [-1, 1] (not clamped; what the loss compares).
@@ -247,6 +298,20 @@ impl Autoencoder {
                 dims, shape[0], shape[1], shape[2]
             )));
         }
+        // A VQ decoder quantises first (the nearest codes; no gradient needed here).
+        let zq;
+        let z = match &self.quantizer {
+            Some(q) => {
+                zq = q.forward(z)?.z_q;
+                &zq
+            }
+            None => z,
+        };
+        self.decode_quantized(z)
+    }
+
+    /// Decodes latents that are already quantised (or KL latents), model space.
+    fn decode_quantized(&self, z: &Tensor) -> Result<Tensor> {
         let s = &self.cfg.data.shape;
         let sizes = level_sizes(s[1], s[2], self.cfg.channels.len());
         // The decoder's upsamplers go to the encoder's sizes, lowest first (skipping z's own).
@@ -254,6 +319,11 @@ impl Autoencoder {
         Ok(self
             .decoder
             .forward(&self.post_quant_conv.forward(z)?, &up)?)
+    }
+
+    /// The quantiser of a VQ autoencoder.
+    pub fn quantizer(&self) -> Option<&genlab_nn::VectorQuantizer> {
+        self.quantizer.as_ref()
     }
 
     /// Latents -> images `[B, C, H, W]` in [0, 1].
@@ -269,8 +339,25 @@ impl Autoencoder {
     /// The training loss on a batch of images in [0, 1] (one posterior sample per example).
     pub fn loss(&self, x: &Tensor, rng: &mut Rng) -> Result<AeLoss> {
         let post = self.encode(x)?;
-        let z = post.sample(rng)?;
-        let recon = self.decode_raw(&z)?;
+        let post_kl = self.quantizer.is_none().then(|| post.clone());
+        let (recon, vq_term, vq) = match &self.quantizer {
+            Some(q) => {
+                // Checked like decode_raw's input, then quantised with the straight-through
+                // gradient and the codebook / commitment loss.
+                let z = post.mean;
+                let out = q.forward(&z)?;
+                let per_example = (z.elem_count() / z.dim(0)?) as f64;
+                let term = out.loss.affine(per_example, 0.0)?;
+                let batch = VqBatch {
+                    z: z.detach(),
+                    indices: out.indices.clone(),
+                    perplexity: out.perplexity,
+                    usage: out.usage,
+                };
+                (self.decode_quantized(&out.z_q)?, Some(term), Some(batch))
+            }
+            None => (self.decode_raw(&post.sample(rng)?)?, None, None),
+        };
         let target = x.affine(2.0, -1.0)?;
         let diff = (&recon - &target)?;
         let per_pixel = match self.cfg.rec_loss {
@@ -282,15 +369,22 @@ impl Autoencoder {
         let rec_sum = per_pixel.sum_all()?;
         let rec = rec_sum.to_scalar::<f32>()? as f64 / numel;
         let rec_term = rec_sum.affine(1.0 / b, 0.0)?;
-        let kl = post.kl()?.mean_all()?;
-        let kl_v = kl.to_scalar::<f32>()? as f64;
-        let loss = (&rec_term + kl.affine(self.cfg.kl_weight, 0.0)?)?;
+        let (loss, kl_v) = match (vq_term, post_kl) {
+            (Some(t), _) => ((&rec_term + t)?, 0.0),
+            (None, Some(post)) => {
+                let kl = post.kl()?.mean_all()?;
+                let kl_v = kl.to_scalar::<f32>()? as f64;
+                ((&rec_term + kl.affine(self.cfg.kl_weight, 0.0)?)?, kl_v)
+            }
+            (None, None) => (rec_term.clone(), 0.0),
+        };
         Ok(AeLoss {
             loss,
             rec,
             kl: kl_v,
             recon,
             rec_term,
+            vq,
         })
     }
 
@@ -374,7 +468,7 @@ mod tests {
         let logvar = Tensor::new(&[[0.1f32, -0.7], [1.5, 0.0]], &dev).unwrap();
         let p = Posterior {
             mean: mean.clone(),
-            logvar: logvar.clone(),
+            logvar: Some(logvar.clone()),
         };
         let got: Vec<f32> = p.kl().unwrap().to_vec1().unwrap();
         let m: Vec<Vec<f32>> = mean.to_vec2().unwrap();
@@ -430,6 +524,61 @@ mod tests {
                 .unwrap();
             assert!(s > 0.0, "zero gradient for {name}");
         }
+    }
+
+    #[test]
+    fn a_vq_autoencoder_decodes_codes_and_its_loss_reaches_the_network() {
+        let mut cfg = tiny([1, 8, 8]);
+        cfg.vq = Some(genlab_nn::VqConfig {
+            codebook_size: 16,
+            ..Default::default()
+        });
+        let ps = ParamStore::new(0, &Device::Cpu);
+        let ae = Autoencoder::new(&cfg, ps.vb()).unwrap();
+        let mut rng = Rng::new(2);
+        let x = rng
+            .uniform_tensor(0.0, 1.0, &[3, 1, 8, 8], &Device::Cpu)
+            .unwrap();
+        let l = ae.loss(&x, &mut rng).unwrap();
+        let vq = l.vq.as_ref().unwrap();
+        assert_eq!(vq.indices.dims(), &[3, 4, 4]);
+        assert_eq!(l.kl, 0.0);
+        let g = l.loss.backward().unwrap();
+        let buffers = ae.quantizer().unwrap().buffer_names();
+        for (name, v) in ps.vars() {
+            if buffers.contains(&name) {
+                continue;
+            }
+            let gv = g
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let s = gv
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(s > 0.0, "zero gradient for {name}");
+        }
+        // Decoding the encoder's z equals decoding its nearest codes.
+        let z = ae.encode(&x).unwrap().mean;
+        let codes = ae.quantizer().unwrap().lookup(&vq.indices).unwrap();
+        let a: Vec<f32> = ae
+            .decode(&z)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = ae
+            .decode(&codes)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-5));
     }
 
     #[test]

@@ -54,12 +54,22 @@ impl TrainStep for AutoencoderStep {
             return Err(Error::Numeric(format!("the autoencoder loss is {loss}")));
         }
         let norm = self.w.apply(&l.loss.backward()?, lr)?;
-        Ok(vec![
+        let mut m = vec![
             ("loss".into(), loss),
             ("rec".into(), l.rec),
             ("kl".into(), l.kl),
             ("grad_norm".into(), norm),
-        ])
+        ];
+        if let (Some(vq), Some(q)) = (&l.vq, self.model.quantizer()) {
+            // The codebook follows its EMA after the optimiser step (not in gradient mode).
+            if q.config().ema {
+                let s = q.ema_update(&vq.z, &vq.indices, rng)?;
+                m.push(("codes_restarted".into(), s.restarted as f64));
+            }
+            m.push(("code_perplexity".into(), vq.perplexity));
+            m.push(("code_usage".into(), vq.usage));
+        }
+        Ok(m)
     }
 
     fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)> {
@@ -75,6 +85,8 @@ impl TrainStep for AutoencoderStep {
     fn evaluate(&self, held: &dyn Dataset) -> Result<Vec<(String, f64)>> {
         let n = held.len().min(EVAL_EXAMPLES);
         let (mut sum, dev) = (0.0, self.w.device().clone());
+        let q = self.ema_model.quantizer();
+        let mut usage = q.map(|q| genlab_nn::CodebookUsage::new(q.config().codebook_size));
         for start in (0..n).step_by(EVAL_BATCH) {
             let idx: Vec<usize> = (start..(start + EVAL_BATCH).min(n)).collect();
             let b = make_batch(held, &idx, &dev)?;
@@ -82,11 +94,17 @@ impl TrainStep for AutoencoderStep {
             let a: Vec<f32> = b.x.flatten_all()?.to_vec1()?;
             let r: Vec<f32> = rec.flatten_all()?.to_vec1()?;
             sum += genlab_metrics::psnr::psnr(&a, &r, idx.len(), 1.0)? * idx.len() as f64;
+            if let (Some(q), Some(u)) = (q, usage.as_mut()) {
+                let z = self.ema_model.encode(&b.x)?.mean.detach();
+                u.add(&q.forward(&z)?.indices)?;
+            }
         }
-        Ok(vec![(
-            format!("test_psnr_db_first{n}"),
-            sum / n.max(1) as f64,
-        )])
+        let mut m = vec![(format!("test_psnr_db_first{n}"), sum / n.max(1) as f64)];
+        if let Some(u) = usage {
+            m.push(("test_codebook_used_fraction".into(), u.used_fraction()));
+            m.push(("test_code_perplexity".into(), u.perplexity()));
+        }
+        Ok(m)
     }
 
     fn figures(&self, held: &dyn Dataset) -> Result<Vec<Figure>> {
