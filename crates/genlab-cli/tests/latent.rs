@@ -126,6 +126,48 @@ fn autoencoder_reconstruct_eval_and_latent_diffusion() {
     assert_eq!(shape, vec![3, 1, 8, 8]);
     assert!(data.iter().all(|v| (0.0..=1.0).contains(v)));
 
+    // Editing in latent space: SDEdit and inpainting (the known pixels come back exactly).
+    ok(&genlab(
+        &[
+            "img2img",
+            "--ckpt",
+            "ldm",
+            "--from",
+            "digits",
+            "--n",
+            "2",
+            "--strength",
+            "0.5",
+            "--steps",
+            "4",
+            "--out",
+            "i2i.png",
+        ],
+        d,
+    ));
+    assert!(d.join("i2i.png").exists());
+    ok(&genlab(
+        &[
+            "inpaint",
+            "--ckpt",
+            "ldm",
+            "--from",
+            "digits",
+            "--n",
+            "2",
+            "--mask",
+            "right-half",
+            "--steps",
+            "4",
+            "--method",
+            "replace",
+            "--out",
+            "inp.png",
+        ],
+        d,
+    ));
+    assert!(d.join("inp.png").exists());
+
     // Bad input, one clear message each.
     fails_with(
         &genlab(

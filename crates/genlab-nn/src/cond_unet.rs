@@ -492,7 +492,7 @@ impl CondUNet {
         &self.cfg
     }
 
-    /// Width of the time embedding (4 x block_out_channels[0]), which an embedding added to
+    /// Width of the time embedding (4 x `block_out_channels[0]`), which an embedding added to
     /// it ([`CondUNet::forward_with`]'s `extra`) must have.
     pub fn temb_dim(&self) -> usize {
         4 * self.cfg.block_out_channels[0]

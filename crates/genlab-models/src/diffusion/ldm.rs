@@ -21,7 +21,9 @@ use genlab_core::{Error, Result, Rng};
 
 use super::ddpm::{Ddpm, DdpmConfig};
 use crate::autoencoder::Autoencoder;
+use crate::edit::Edit;
 use crate::sample::{DataSpace, Sample, SampleRequest, SampleResult};
+use genlab_sampling::inpaint::InpaintOptions;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +157,13 @@ impl Ldm {
         Ok(z.affine(self.scale, 0.0)?.detach())
     }
 
+    /// Images in [0, 1] -> scaled posterior means (what editing starts from), no graph.
+    pub fn encode_mean(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.to_device(self.autoencoder.device())?;
+        let z = self.autoencoder.encode(&x)?.mean;
+        Ok(z.affine(self.scale, 0.0)?.detach())
+    }
+
     /// Scaled latents -> images in [0, 1].
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let z = z.to_device(self.autoencoder.device())?;
@@ -213,11 +222,131 @@ impl Sample for Ldm {
     fn num_classes(&self) -> usize {
         self.ddpm.num_classes()
     }
+
+    fn as_editor(&self) -> Option<&dyn Edit> {
+        Some(self)
+    }
+}
+
+/// The known-pixel mask `[N, 1, H, W]` (1 known) on the latent grid `h x w`: a latent cell
+/// is known only when every pixel of its `f x f` block is (so the generated region covers
+/// the hole), computed on the host.
+pub fn latent_mask(known: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let (n, c, hh, ww) = known.dims4()?;
+    if c != 1 {
+        return Err(Error::InvalidInput(format!(
+            "the inpainting mask must have one channel, got {c}"
+        )));
+    }
+    let (fh, fw) = (hh.div_ceil(h), ww.div_ceil(w));
+    let v: Vec<f32> = known
+        .to_device(&candle_core::Device::Cpu)?
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    let mut out = vec![0f32; n * h * w];
+    for b in 0..n {
+        for i in 0..h {
+            for j in 0..w {
+                let all = (i * fh..((i + 1) * fh).min(hh)).all(|y| {
+                    (j * fw..((j + 1) * fw).min(ww)).all(|x| v[(b * hh + y) * ww + x] >= 0.5)
+                });
+                out[(b * h + i) * w + j] = all as u8 as f32;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, (n, 1, h, w), known.device())?)
+}
+
+impl Edit for Ldm {
+    /// SDEdit in latent space: the posterior means of `x`, noised and denoised by the DDPM,
+    /// decoded.
+    fn img2img(
+        &self,
+        x: &Tensor,
+        strength: f64,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult> {
+        self.cfg.data.check_batch(x, "the LDM")?;
+        let z = self.encode_mean(x)?;
+        let out = self.ddpm.img2img(&z, strength, req, rng, progress)?;
+        Ok(SampleResult {
+            x: self.decode(&out.x)?.to_device(&candle_core::Device::Cpu)?,
+            nfe: out.nfe,
+        })
+    }
+
+    /// Inpainting in latent space (the mask taken to the latent grid, the known latents
+    /// re-noised at every step by the DDPM's inpainting), decoded, and the known pixels
+    /// pasted back from `x`.
+    fn inpaint(
+        &self,
+        x: &Tensor,
+        known: &Tensor,
+        opts: &InpaintOptions,
+        req: &SampleRequest,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SampleResult> {
+        self.cfg.data.check_batch(x, "the LDM")?;
+        let (kd, xd) = (known.dims(), x.dims());
+        if kd.len() != 4 || kd[1] != 1 || kd[2..] != xd[2..] || (kd[0] != 1 && kd[0] != xd[0]) {
+            return Err(Error::InvalidInput(format!(
+                "the mask has shape {kd:?}; expected [1 or {}, 1, {}, {}] to match the images",
+                xd[0], xd[2], xd[3]
+            )));
+        }
+        let z = self.encode_mean(x)?;
+        let (_, _, h, w) = z.dims4()?;
+        let zmask = latent_mask(known, h, w)?.to_device(z.device())?;
+        let out = self.ddpm.inpaint(&z, &zmask, opts, req, rng, progress)?;
+        let dec = self.decode(&out.x)?.to_device(&candle_core::Device::Cpu)?;
+        let x = x.to_device(&candle_core::Device::Cpu)?;
+        let k = known
+            .to_device(&candle_core::Device::Cpu)?
+            .to_dtype(x.dtype())?
+            .broadcast_as(x.shape())?;
+        let merged = ((&x * &k)? + (&dec * (1.0 - &k)?)?)?;
+        Ok(SampleResult {
+            x: merged,
+            nfe: out.nfe,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_latent_cell_is_known_only_when_its_whole_block_is() {
+        // 1 x 1 x 4 x 4, f = 2: only the top-left block is entirely known.
+        let v = [
+            1f32, 1., 1., 0., //
+            1., 1., 1., 1., //
+            1., 0., 1., 1., //
+            1., 1., 1., 1.,
+        ];
+        let k = Tensor::from_vec(v.to_vec(), (1, 1, 4, 4), &candle_core::Device::Cpu).unwrap();
+        let m: Vec<f32> = latent_mask(&k, 2, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(m, vec![1.0, 0.0, 0.0, 1.0]);
+        // 7 -> 4 (a ragged last block).
+        let k = Tensor::ones(
+            (1, 1, 7, 7),
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let m = latent_mask(&k, 4, 4).unwrap();
+        assert_eq!(m.sum_all().unwrap().to_scalar::<f32>().unwrap(), 16.0);
+    }
 
     #[test]
     fn the_scale_is_one_over_the_sample_std() {
