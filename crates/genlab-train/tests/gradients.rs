@@ -23,6 +23,45 @@ fn config_for(
     ds: &dyn Dataset,
     dir: &Path,
 ) -> Option<serde_json::Value> {
+    if entry.name == "ldm" {
+        // A latent diffusion model needs a trained autoencoder: one step of one, here.
+        if !space.images {
+            return None;
+        }
+        let ae = find_model("autoencoder").unwrap();
+        let mut ae_cfg = (ae.default_config)(space).ok()?;
+        ae_cfg["channels"] = serde_json::json!([8, 16]);
+        ae_cfg["groups"] = 4.into();
+        let mut train = (ae.default_train)(space);
+        train.steps = 1;
+        train.batch_size = 2;
+        let run = RunConfig {
+            model: "autoencoder".into(),
+            data: ds.name().into(),
+            seed: 0,
+            image_size: None,
+            channels: None,
+            train: train.clone(),
+            model_config: ae_cfg.clone(),
+        };
+        let mut step = (ae.build_step)(&ae_cfg, &train, 0, &candle_core::Device::Cpu).unwrap();
+        let shape: Vec<String> = space.shape.iter().map(|d| d.to_string()).collect();
+        let ae_dir = dir.join(format!("ae-{}-{}", ds.name(), shape.join("x")));
+        genlab_train::train(
+            &ae_dir,
+            &run,
+            ds,
+            step.as_mut(),
+            false,
+            &mut genlab_train::trainer::Quiet,
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .unwrap();
+        let mut cfg = (entry.default_config)(space).ok()?;
+        cfg["autoencoder"] = ae_dir.display().to_string().into();
+        (entry.prepare.unwrap())(&mut cfg, ds).unwrap();
+        return Some(cfg);
+    }
     if entry.name != "distill" {
         let mut cfg = (entry.default_config)(space).ok()?;
         // A model that trains on labels takes its class count from the data, as
@@ -176,7 +215,12 @@ fn every_trainable_variable_of_every_model_gets_a_gradient() {
             let mut variants = vec![("", config.clone())];
             if let (true, Some(k)) = (entry.caps.conditional, ds.num_classes()) {
                 let mut c = config.clone();
-                c["num_classes"] = k.into();
+                // A latent diffusion model keeps its class count in its `ddpm` section.
+                if c.get("ddpm").is_some_and(|d| d.is_object()) {
+                    c["ddpm"]["num_classes"] = k.into();
+                } else {
+                    c["num_classes"] = k.into();
+                }
                 variants.push((" class-conditional", c));
             }
             for (variant, config) in variants {

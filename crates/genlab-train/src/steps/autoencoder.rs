@@ -145,7 +145,11 @@ pub const ENTRY: ModelEntry = ModelEntry {
         trains_fresh: true,
         ..NONE
     },
-    default_config: |d| config_value(&AutoencoderConfig::for_data(d)),
+    default_config: |d| {
+        let c = AutoencoderConfig::for_data(d);
+        c.validate()?;
+        config_value(&c)
+    },
     default_train: autoencoder_train,
     build_step: |v, t, seed, device| {
         Ok(Box::new(AutoencoderStep::new(

@@ -231,6 +231,12 @@ pub fn ldm_config(v: &serde_json::Value) -> Result<LdmConfig> {
 /// f = 4): base 64 channels, levels [1, 2] (7 -> 4), two blocks per level, attention at
 /// the lowest level. Its `data` is the image space until the run is prepared.
 fn default_config(d: &DataSpace) -> Result<serde_json::Value> {
+    if !d.images || d.shape.len() != 3 {
+        return Err(Error::Config(format!(
+            "latent diffusion is for images [C, H, W]; the data have shape {:?}",
+            d.shape
+        )));
+    }
     let mut ddpm = DdpmConfig::for_data(d);
     ddpm.net = NetConfig::Unet(UNetConfig {
         // 64: at 7x7 a wide network is still cheap (49 positions).
