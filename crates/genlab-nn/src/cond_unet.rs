@@ -43,6 +43,7 @@ use crate::linear::{silu, Linear};
 use crate::norm::GroupNorm;
 use crate::resample::{Downsample, Upsample};
 use crate::resblock::conv3x3;
+use crate::resnet2d::ResnetBlock2D;
 use crate::spatial_transformer::{SpatialTransformer, SpatialTransformerConfig, FF_MULT};
 use crate::transformer::key_padding_mask;
 
@@ -285,63 +286,10 @@ impl CondUNetConfig {
     }
 }
 
-/// diffusers' `ResnetBlock2D` (pre-norm, default time-embedding norm, no dropout).
-#[derive(Debug, Clone)]
-struct Resnet {
-    norm1: GroupNorm,
-    conv1: Conv,
-    time_emb_proj: Linear,
-    norm2: GroupNorm,
-    conv2: Conv,
-    conv_shortcut: Option<Conv>,
-}
-
-impl Resnet {
-    fn new(
-        c_in: usize,
-        c_out: usize,
-        temb: usize,
-        cfg: &CondUNetConfig,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
-        let (g, eps) = (cfg.norm_num_groups, cfg.norm_eps);
-        Ok(Self {
-            norm1: GroupNorm::new(g, c_in, eps, true, vb.pp("norm1"))?,
-            conv1: conv3x3(c_in, c_out, vb.pp("conv1"))?,
-            time_emb_proj: Linear::new(temb, c_out, vb.pp("time_emb_proj"))?,
-            norm2: GroupNorm::new(g, c_out, eps, true, vb.pp("norm2"))?,
-            conv2: conv3x3(c_out, c_out, vb.pp("conv2"))?,
-            conv_shortcut: if c_in != c_out {
-                Some(Conv::new(c_in, c_out, 1, 1, 0, vb.pp("conv_shortcut"))?)
-            } else {
-                None
-            },
-        })
-    }
-
-    /// `x [B, C_in, H, W]`, `emb` the time embedding after its SiLU `[B, T]`.
-    fn forward(&self, x: &Tensor, emb: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?)?;
-        // [B, T] -> [B, C_out, 1, 1], broadcast over H, W
-        let t = self
-            .time_emb_proj
-            .forward(emb)?
-            .unsqueeze(2)?
-            .unsqueeze(3)?;
-        let h = self
-            .conv2
-            .forward(&self.norm2.forward(&h.broadcast_add(&t)?)?)?;
-        match &self.conv_shortcut {
-            Some(c) => c.forward(x)? + h,
-            None => x + h,
-        }
-    }
-}
-
 /// One level of the encoder or the decoder.
 #[derive(Debug, Clone)]
 struct Level {
-    resnets: Vec<Resnet>,
+    resnets: Vec<ResnetBlock2D>,
     attentions: Vec<SpatialTransformer>,
 }
 
@@ -356,7 +304,7 @@ pub struct CondUNet {
     class_embedding: Option<Tensor>,
     down: Vec<Level>,
     downsamplers: Vec<Downsample>,
-    mid_res: [Resnet; 2],
+    mid_res: [ResnetBlock2D; 2],
     mid_attn: SpatialTransformer,
     up: Vec<Level>,
     upsamplers: Vec<Upsample>,
@@ -404,7 +352,7 @@ impl CondUNet {
             for j in 0..cfg.layers_per_block {
                 level
                     .resnets
-                    .push(Resnet::new(ch, c, temb, cfg, vbl.pp("resnets").pp(j))?);
+                    .push(resnet(ch, c, temb, cfg, vbl.pp("resnets").pp(j))?);
                 ch = c;
                 if cfg.cross_attention[i] {
                     level.attentions.push(SpatialTransformer::new(
@@ -423,8 +371,8 @@ impl CondUNet {
 
         let vbm = vb.pp("mid_block");
         let mid_res = [
-            Resnet::new(ch, ch, temb, cfg, vbm.pp("resnets").pp(0))?,
-            Resnet::new(ch, ch, temb, cfg, vbm.pp("resnets").pp(1))?,
+            resnet(ch, ch, temb, cfg, vbm.pp("resnets").pp(0))?,
+            resnet(ch, ch, temb, cfg, vbm.pp("resnets").pp(1))?,
         ];
         let mid_attn = SpatialTransformer::new(
             &cfg.transformer(ch, cfg.heads(last)),
@@ -442,13 +390,9 @@ impl CondUNet {
             };
             for j in 0..=cfg.layers_per_block {
                 let skip = skips.pop().expect("one skip per up resnet");
-                level.resnets.push(Resnet::new(
-                    ch + skip,
-                    c,
-                    temb,
-                    cfg,
-                    vbl.pp("resnets").pp(j),
-                )?);
+                level
+                    .resnets
+                    .push(resnet(ch + skip, c, temb, cfg, vbl.pp("resnets").pp(j))?);
                 ch = c;
                 if cfg.cross_attention[i] {
                     level.attentions.push(SpatialTransformer::new(
@@ -623,7 +567,7 @@ impl CondUNet {
         let mut skips = vec![h.clone()];
         for (i, level) in self.down.iter().enumerate() {
             for (j, res) in level.resnets.iter().enumerate() {
-                h = res.forward(&h, &emb)?;
+                h = res.forward(&h, Some(&emb))?;
                 if let Some(a) = level.attentions.get(j) {
                     h = a.forward(&h, ctx, mask)?;
                 }
@@ -634,14 +578,14 @@ impl CondUNet {
                 skips.push(h.clone());
             }
         }
-        h = self.mid_res[0].forward(&h, &emb)?;
+        h = self.mid_res[0].forward(&h, Some(&emb))?;
         h = self.mid_attn.forward(&h, ctx, mask)?;
-        h = self.mid_res[1].forward(&h, &emb)?;
+        h = self.mid_res[1].forward(&h, Some(&emb))?;
         for (k, level) in self.up.iter().enumerate() {
             for (j, res) in level.resnets.iter().enumerate() {
                 let skip = skips.pop().expect("one skip per up resnet");
                 // [B, C_h, h, w] ++ [B, C_skip, h, w] -> [B, C_h + C_skip, h, w]
-                h = res.forward(&Tensor::cat(&[&h, &skip], 1)?, &emb)?;
+                h = res.forward(&Tensor::cat(&[&h, &skip], 1)?, Some(&emb))?;
                 if let Some(a) = level.attentions.get(j) {
                     h = a.forward(&h, ctx, mask)?;
                 }
@@ -654,4 +598,22 @@ impl CondUNet {
         // GroupNorm and SiLU fused.
         self.conv_out.forward(&self.conv_norm_out.forward(&h)?)
     }
+}
+
+/// A diffusers `ResnetBlock2D` with the time input and this config's norms.
+fn resnet(
+    c_in: usize,
+    c_out: usize,
+    temb: usize,
+    cfg: &CondUNetConfig,
+    vb: VarBuilder,
+) -> candle_core::Result<ResnetBlock2D> {
+    ResnetBlock2D::new(
+        c_in,
+        c_out,
+        Some(temb),
+        cfg.norm_num_groups,
+        cfg.norm_eps,
+        vb,
+    )
 }

@@ -17,6 +17,44 @@ use std::path::Path;
 
 /// The config a model trains with on `space`: the registry's default, except for `distill`,
 /// which needs a teacher: an untrained DDPM checkpoint for this data, written under `dir`.
+/// Trains `model` with `cfg` for one step of two examples of `ds` into a run directory under
+/// `dir` (named after the model, the data and its shape), for models built on another run.
+fn one_step_run(
+    model: &str,
+    cfg: serde_json::Value,
+    space: &DataSpace,
+    ds: &dyn Dataset,
+    dir: &Path,
+) -> std::path::PathBuf {
+    let entry = find_model(model).unwrap();
+    let mut train = (entry.default_train)(space);
+    train.steps = 1;
+    train.batch_size = 2;
+    let run = RunConfig {
+        model: model.into(),
+        data: ds.name().into(),
+        seed: 0,
+        image_size: None,
+        channels: None,
+        train: train.clone(),
+        model_config: cfg.clone(),
+    };
+    let mut step = (entry.build_step)(&cfg, &train, 0, &candle_core::Device::Cpu).unwrap();
+    let shape: Vec<String> = space.shape.iter().map(|d| d.to_string()).collect();
+    let out = dir.join(format!("{model}-{}-{}", ds.name(), shape.join("x")));
+    genlab_train::train(
+        &out,
+        &run,
+        ds,
+        step.as_mut(),
+        false,
+        &mut genlab_train::trainer::Quiet,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    out
+}
+
 fn config_for(
     entry: &ModelEntry,
     space: &DataSpace,
@@ -28,35 +66,10 @@ fn config_for(
         if !space.images {
             return None;
         }
-        let ae = find_model("autoencoder").unwrap();
-        let mut ae_cfg = (ae.default_config)(space).ok()?;
+        let mut ae_cfg = (find_model("autoencoder").unwrap().default_config)(space).ok()?;
         ae_cfg["channels"] = serde_json::json!([8, 16]);
         ae_cfg["groups"] = 4.into();
-        let mut train = (ae.default_train)(space);
-        train.steps = 1;
-        train.batch_size = 2;
-        let run = RunConfig {
-            model: "autoencoder".into(),
-            data: ds.name().into(),
-            seed: 0,
-            image_size: None,
-            channels: None,
-            train: train.clone(),
-            model_config: ae_cfg.clone(),
-        };
-        let mut step = (ae.build_step)(&ae_cfg, &train, 0, &candle_core::Device::Cpu).unwrap();
-        let shape: Vec<String> = space.shape.iter().map(|d| d.to_string()).collect();
-        let ae_dir = dir.join(format!("ae-{}-{}", ds.name(), shape.join("x")));
-        genlab_train::train(
-            &ae_dir,
-            &run,
-            ds,
-            step.as_mut(),
-            false,
-            &mut genlab_train::trainer::Quiet,
-            &std::sync::atomic::AtomicBool::new(false),
-        )
-        .unwrap();
+        let ae_dir = one_step_run("autoencoder", ae_cfg, space, ds, dir);
         let mut cfg = (entry.default_config)(space).ok()?;
         cfg["autoencoder"] = ae_dir.display().to_string().into();
         (entry.prepare.unwrap())(&mut cfg, ds).unwrap();
@@ -71,33 +84,8 @@ fn config_for(
         }
         return Some(cfg);
     }
-    let ddpm = find_model("ddpm").unwrap();
-    let cfg = (ddpm.default_config)(space).ok()?;
-    let mut train = (ddpm.default_train)(space);
-    train.steps = 1;
-    train.batch_size = 2;
-    let run = RunConfig {
-        model: "ddpm".into(),
-        data: ds.name().into(),
-        seed: 0,
-        image_size: None,
-        channels: None,
-        train: train.clone(),
-        model_config: cfg.clone(),
-    };
-    let mut step = (ddpm.build_step)(&cfg, &train, 0, &candle_core::Device::Cpu).unwrap();
-    let shape: Vec<String> = space.shape.iter().map(|d| d.to_string()).collect();
-    let teacher = dir.join(format!("teacher-{}-{}", ds.name(), shape.join("x")));
-    genlab_train::train(
-        &teacher,
-        &run,
-        ds,
-        step.as_mut(),
-        false,
-        &mut genlab_train::trainer::Quiet,
-        &std::sync::atomic::AtomicBool::new(false),
-    )
-    .unwrap();
+    let cfg = (find_model("ddpm").unwrap().default_config)(space).ok()?;
+    let teacher = one_step_run("ddpm", cfg.clone(), space, ds, dir);
     Some(serde_json::json!({
         "teacher": teacher.display().to_string(),
         "student_steps": 2,

@@ -27,51 +27,21 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use genlab_nn::{AttentionBlock, Conv, Downsample, GroupNorm, Upsample};
+use genlab_nn::{
+    AttentionBlock, Conv, Downsample, GroupNorm, ResnetBlock2D as ResnetBlock, Upsample,
+};
 
 /// GroupNorm epsilon of the LDM / diffusers autoencoder (1e-6).
 pub const AE_GN_EPS: f64 = 1e-6;
 
-/// A ResNet block without a time input: `[B, C_in, H, W]` -> `[B, C_out, H, W]`.
-#[derive(Debug, Clone)]
-pub struct ResnetBlock {
-    norm1: GroupNorm,
-    conv1: Conv,
-    norm2: GroupNorm,
-    conv2: Conv,
-    shortcut: Option<Conv>,
-}
-
-impl ResnetBlock {
-    pub fn new(
-        c_in: usize,
-        c_out: usize,
-        groups: usize,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
-        Ok(Self {
-            // GroupNorm with the SiLU that follows it fused.
-            norm1: GroupNorm::new(groups, c_in, AE_GN_EPS, true, vb.pp("norm1"))?,
-            conv1: Conv::new(c_in, c_out, 3, 1, 1, vb.pp("conv1"))?,
-            norm2: GroupNorm::new(groups, c_out, AE_GN_EPS, true, vb.pp("norm2"))?,
-            conv2: Conv::new(c_out, c_out, 3, 1, 1, vb.pp("conv2"))?,
-            shortcut: if c_in != c_out {
-                Some(Conv::new(c_in, c_out, 1, 1, 0, vb.pp("conv_shortcut"))?)
-            } else {
-                None
-            },
-        })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?)?;
-        let skip = match &self.shortcut {
-            Some(c) => c.forward(x)?,
-            None => x.clone(),
-        };
-        skip + h
-    }
+/// A diffusers `ResnetBlock2D` without a time input, with the autoencoder's norms.
+fn resnet(
+    c_in: usize,
+    c_out: usize,
+    groups: usize,
+    vb: VarBuilder,
+) -> candle_core::Result<ResnetBlock> {
+    ResnetBlock::new(c_in, c_out, None, groups, AE_GN_EPS, vb)
 }
 
 /// ResBlock, single-head self-attention, ResBlock at the lowest resolution.
@@ -85,22 +55,22 @@ struct MidBlock {
 impl MidBlock {
     fn new(ch: usize, groups: usize, attention: bool, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
-            res0: ResnetBlock::new(ch, ch, groups, vb.pp("resnets.0"))?,
+            res0: resnet(ch, ch, groups, vb.pp("resnets.0"))?,
             attn: if attention {
                 Some(AttentionBlock::new(ch, 1, groups, vb.pp("attentions.0"))?)
             } else {
                 None
             },
-            res1: ResnetBlock::new(ch, ch, groups, vb.pp("resnets.1"))?,
+            res1: resnet(ch, ch, groups, vb.pp("resnets.1"))?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut h = self.res0.forward(x)?;
+        let mut h = self.res0.forward(x, None)?;
         if let Some(a) = &self.attn {
             h = a.forward(&h)?;
         }
-        self.res1.forward(&h)
+        self.res1.forward(&h, None)
     }
 }
 
@@ -136,12 +106,7 @@ impl Encoder {
             let vbl = vb.pp(format!("down_blocks.{i}"));
             let mut blocks = Vec::new();
             for j in 0..s.layers_per_block {
-                blocks.push(ResnetBlock::new(
-                    ch,
-                    c,
-                    s.groups,
-                    vbl.pp(format!("resnets.{j}")),
-                )?);
+                blocks.push(resnet(ch, c, s.groups, vbl.pp(format!("resnets.{j}")))?);
                 ch = c;
             }
             let down = if i != last {
@@ -164,7 +129,7 @@ impl Encoder {
         let mut h = self.conv_in.forward(x)?;
         for (blocks, down) in &self.levels {
             for b in blocks {
-                h = b.forward(&h)?;
+                h = b.forward(&h, None)?;
             }
             if let Some(d) = down {
                 h = d.forward(&h)?;
@@ -197,12 +162,7 @@ impl Decoder {
             let vbl = vb.pp(format!("up_blocks.{k}"));
             let mut blocks = Vec::new();
             for j in 0..=s.layers_per_block {
-                blocks.push(ResnetBlock::new(
-                    ch,
-                    c,
-                    s.groups,
-                    vbl.pp(format!("resnets.{j}")),
-                )?);
+                blocks.push(resnet(ch, c, s.groups, vbl.pp(format!("resnets.{j}")))?);
                 ch = c;
             }
             let up = if k != last {
@@ -226,7 +186,7 @@ impl Decoder {
         let mut h = self.mid.forward(&self.conv_in.forward(z)?)?;
         for (k, (blocks, up)) in self.levels.iter().enumerate() {
             for b in blocks {
-                h = b.forward(&h)?;
+                h = b.forward(&h, None)?;
             }
             if let Some(u) = up {
                 let (oh, ow) = sizes[k];

@@ -131,7 +131,8 @@ impl Ldm {
                 cfg.ddpm.data.shape, want
             )));
         }
-        if autoencoder.config().data != cfg.data && !cfg.any_image_size {
+        // `any_image_size` is applied by whoever builds the autoencoder (at these images).
+        if autoencoder.config().data != cfg.data {
             return Err(Error::Config(format!(
                 "the autoencoder {} was trained on images {:?}, this LDM's data are {:?}",
                 cfg.autoencoder,

@@ -265,13 +265,8 @@ fn default_config(d: &DataSpace) -> Result<serde_json::Value> {
 fn prepare(v: &mut serde_json::Value, data: &dyn Dataset) -> Result<()> {
     let mut cfg: LdmConfig = serde_json::from_value(v.clone())
         .map_err(|e| Error::Config(format!("invalid ldm config: {e}")))?;
-    if cfg.autoencoder.trim().is_empty() {
-        return Err(Error::setting(
-            "ldm.autoencoder",
-            "is required: the run directory of a trained autoencoder, e.g. --set \
-             ldm.autoencoder=runs/ae-mnist (train one with `genlab train --model autoencoder`)",
-        ));
-    }
+    // The missing-autoencoder message and the DDPM's own checks, before any file is read.
+    cfg.validate()?;
     let ae = ldm_autoencoder(&cfg, &Device::Cpu)?;
     if let Some(t) = &cfg.text {
         let e = crate::text_encoders::find_text_encoder(&t.encoder)?;
