@@ -12,6 +12,7 @@ pub mod figure;
 pub mod flow;
 pub mod gan;
 pub mod likelihood;
+pub mod pretrained;
 pub mod sample;
 pub mod text;
 pub mod vae;
