@@ -41,12 +41,24 @@ impl AttentionBlock {
         groups: usize,
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
+        Self::with_eps(channels, heads, groups, GN_EPS, vb)
+    }
+
+    /// [`AttentionBlock::new`] with the GroupNorm's epsilon chosen (diffusers' autoencoder
+    /// attention uses 1e-6).
+    pub fn with_eps(
+        channels: usize,
+        heads: usize,
+        groups: usize,
+        eps: f64,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         if heads == 0 || channels % heads != 0 {
             candle_core::bail!(
                 "AttentionBlock: heads ({heads}) must be positive and divide channels ({channels})"
             );
         }
-        let norm = GroupNorm::new(groups, channels, GN_EPS, false, vb.pp("norm"))?;
+        let norm = GroupNorm::new(groups, channels, eps, false, vb.pp("norm"))?;
         let qkv = Conv::new(channels, 3 * channels, 1, 1, 0, vb.pp("qkv"))?;
         let proj = Conv::new(channels, channels, 1, 1, 0, vb.pp("proj"))?;
         Ok(Self {

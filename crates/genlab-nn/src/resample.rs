@@ -21,17 +21,36 @@ use crate::resblock::conv3x3;
 #[derive(Debug, Clone)]
 pub struct Downsample {
     conv: Conv,
+    /// Stable Diffusion's autoencoder: zero-pad one row and column at the bottom and right,
+    /// then convolve without padding (`H -> floor(H / 2)` for even H, the same size as the
+    /// symmetric padding but shifted by one pixel).
+    pad_right_bottom: bool,
 }
 
 impl Downsample {
     pub fn new(channels: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
             conv: Conv::new(channels, channels, 3, 2, 1, vb.pp("conv"))?,
+            pad_right_bottom: false,
+        })
+    }
+
+    /// The downsampler of diffusers' `Encoder` (`Downsample2D(padding=0)`): pad right and
+    /// bottom by one, 3x3 stride-2 convolution without padding.
+    pub fn new_right_bottom(channels: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            conv: Conv::new(channels, channels, 3, 2, 0, vb.pp("conv"))?,
+            pad_right_bottom: true,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.conv.forward(x)
+        if self.pad_right_bottom {
+            let x = x.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?;
+            self.conv.forward(&x)
+        } else {
+            self.conv.forward(x)
+        }
     }
 }
 

@@ -76,6 +76,12 @@ pub struct AutoencoderConfig {
     #[serde(default)]
     pub vq: Option<genlab_nn::VqConfig>,
     pub data: DataSpace,
+    /// Stable Diffusion's `AutoencoderKL` arithmetic, for its pretrained weights: stride-2
+    /// downsampling padded only at the right and bottom, and GroupNorm epsilon 1e-6 in the
+    /// middle attention. Image sides must then be multiples of the factor f. `false` (the
+    /// default) for what genlab trains.
+    #[serde(default)]
+    pub upstream_layout: bool,
 }
 
 impl AutoencoderConfig {
@@ -103,6 +109,7 @@ impl AutoencoderConfig {
             kl_weight: 1e-6,
             vq: None,
             data: data.clone(),
+            upstream_layout: false,
         }
     }
 
@@ -135,6 +142,14 @@ impl AutoencoderConfig {
         if let Some(q) = &self.vq {
             q.validate()?;
         }
+        let f = self.factor();
+        if self.upstream_layout && (self.data.shape[1] % f != 0 || self.data.shape[2] % f != 0) {
+            return Err(Error::InvalidInput(format!(
+                "this autoencoder (Stable Diffusion's layout) needs image sides that are \
+                 multiples of {f}; got {}x{}",
+                self.data.shape[1], self.data.shape[2]
+            )));
+        }
         if !(self.kl_weight >= 0.0 && self.kl_weight.is_finite()) {
             return bad(format!(
                 "kl_weight must be finite and >= 0, got {}",
@@ -164,6 +179,7 @@ impl AutoencoderConfig {
             layers_per_block: self.layers_per_block,
             groups: self.groups,
             mid_attention: self.mid_attention,
+            upstream: self.upstream_layout,
         }
     }
 }

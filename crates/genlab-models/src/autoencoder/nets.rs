@@ -53,11 +53,24 @@ struct MidBlock {
 }
 
 impl MidBlock {
-    fn new(ch: usize, groups: usize, attention: bool, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(ch: usize, s: &NetSizes, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (groups, attention) = (s.groups, s.mid_attention);
+        // diffusers' autoencoder attention normalises with the blocks' 1e-6.
+        let attn_eps = if s.upstream {
+            AE_GN_EPS
+        } else {
+            genlab_nn::resblock::GN_EPS
+        };
         Ok(Self {
             res0: resnet(ch, ch, groups, vb.pp("resnets.0"))?,
             attn: if attention {
-                Some(AttentionBlock::new(ch, 1, groups, vb.pp("attentions.0"))?)
+                Some(AttentionBlock::with_eps(
+                    ch,
+                    1,
+                    groups,
+                    attn_eps,
+                    vb.pp("attentions.0"),
+                )?)
             } else {
                 None
             },
@@ -84,6 +97,8 @@ pub struct NetSizes {
     pub layers_per_block: usize,
     pub groups: usize,
     pub mid_attention: bool,
+    /// Stable Diffusion's arithmetic (see [`super::AutoencoderConfig::upstream_layout`]).
+    pub upstream: bool,
 }
 
 /// Image `[B, C, H, W]` -> `[B, out_channels, H / f, W / f]` (sizes rounded up per level).
@@ -110,7 +125,11 @@ impl Encoder {
                 ch = c;
             }
             let down = if i != last {
-                Some(Downsample::new(ch, vbl.pp("downsamplers.0"))?)
+                Some(if s.upstream {
+                    Downsample::new_right_bottom(ch, vbl.pp("downsamplers.0"))?
+                } else {
+                    Downsample::new(ch, vbl.pp("downsamplers.0"))?
+                })
             } else {
                 None
             };
@@ -119,7 +138,7 @@ impl Encoder {
         Ok(Self {
             conv_in,
             levels,
-            mid: MidBlock::new(ch, s.groups, s.mid_attention, vb.pp("mid_block"))?,
+            mid: MidBlock::new(ch, s, vb.pp("mid_block"))?,
             norm_out: GroupNorm::new(s.groups, ch, AE_GN_EPS, true, vb.pp("conv_norm_out"))?,
             conv_out: Conv::new(ch, out_channels, 3, 1, 1, vb.pp("conv_out"))?,
         })
@@ -156,7 +175,7 @@ impl Decoder {
         let last = s.channels.len() - 1;
         let mut ch = s.channels[last];
         let conv_in = Conv::new(z_channels, ch, 3, 1, 1, vb.pp("conv_in"))?;
-        let mid = MidBlock::new(ch, s.groups, s.mid_attention, vb.pp("mid_block"))?;
+        let mid = MidBlock::new(ch, s, vb.pp("mid_block"))?;
         let mut levels = Vec::new();
         for (k, &c) in s.channels.iter().rev().enumerate() {
             let vbl = vb.pp(format!("up_blocks.{k}"));
