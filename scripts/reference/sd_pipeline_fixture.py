@@ -28,6 +28,10 @@ VAE's posterior mean and a decode. Writes, under crates/genlab-models/tests/fixt
   sd1/, sd2/           the pipeline folders (model_index.json, unet/, vae/, text_encoder/,
                        tokenizer/, scheduler/)
   sd1_io.safetensors, sd2_io.safetensors   inputs and outputs (names in `reference`)
+  sd1_single.safetensors  sd1's weights in the original (CompVis LDM) single-file layout
+                       (`model.diffusion_model.*`, `first_stage_model.*`,
+                       `cond_stage_model.transformer.*`), written from this script's own
+                       name table and checked against diffusers' LDM -> diffusers converters
   cases.json           prompts, guidance, steps, sizes, versions
 
 Usage:  .venv/bin/python scripts/reference/sd_pipeline_fixture.py
@@ -268,6 +272,121 @@ def references(name, d, gen):
     save_file(ref, OUT / f"{name}_io.safetensors")
 
 
+def ldm_names(cfg_unet, cfg_vae):
+    """diffusers name prefix -> original LDM (CompVis) prefix, written from the LDM code's
+    module tree (ldm/modules/diffusionmodules/openaimodel.py and model.py), with the
+    sub-renames of each kind of block. Independent of genlab's Rust table; checked below
+    against diffusers' own LDM -> diffusers converters."""
+    pairs = []  # (diffusers prefix, ldm prefix, kind)
+    levels = len(cfg_unet["block_out_channels"])
+    n = cfg_unet["layers_per_block"]
+    cross = [b.startswith("CrossAttn") for b in cfg_unet["down_block_types"]]
+    u = "model.diffusion_model."
+    pairs += [("time_embedding.linear_1", u + "time_embed.0", "same"),
+              ("time_embedding.linear_2", u + "time_embed.2", "same"),
+              ("conv_in", u + "input_blocks.0.0", "same"),
+              ("conv_norm_out", u + "out.0", "same"), ("conv_out", u + "out.2", "same")]
+    for i in range(levels):
+        for j in range(n):
+            k = 1 + i * (n + 1) + j
+            pairs.append((f"down_blocks.{i}.resnets.{j}", u + f"input_blocks.{k}.0", "unet_res"))
+            if cross[i]:
+                pairs.append((f"down_blocks.{i}.attentions.{j}", u + f"input_blocks.{k}.1", "same"))
+        if i < levels - 1:
+            k = 1 + i * (n + 1) + n
+            pairs.append((f"down_blocks.{i}.downsamplers.0.conv", u + f"input_blocks.{k}.0.op", "same"))
+    pairs += [("mid_block.resnets.0", u + "middle_block.0", "unet_res"),
+              ("mid_block.attentions.0", u + "middle_block.1", "same"),
+              ("mid_block.resnets.1", u + "middle_block.2", "unet_res")]
+    for i in range(levels):
+        c = cross[levels - 1 - i]
+        for j in range(n + 1):
+            k = i * (n + 1) + j
+            pairs.append((f"up_blocks.{i}.resnets.{j}", u + f"output_blocks.{k}.0", "unet_res"))
+            if c:
+                pairs.append((f"up_blocks.{i}.attentions.{j}", u + f"output_blocks.{k}.1", "same"))
+        if i < levels - 1:
+            k = i * (n + 1) + n
+            pairs.append((f"up_blocks.{i}.upsamplers.0.conv", u + f"output_blocks.{k}.{2 if c else 1}.conv", "same"))
+    unet = pairs
+    v = "first_stage_model."
+    L = len(cfg_vae["block_out_channels"])
+    m = cfg_vae["layers_per_block"]
+    pairs = [("quant_conv", v + "quant_conv", "same"), ("post_quant_conv", v + "post_quant_conv", "same")]
+    for side in ["encoder", "decoder"]:
+        pairs += [(f"{side}.conv_in", v + f"{side}.conv_in", "same"),
+                  (f"{side}.conv_out", v + f"{side}.conv_out", "same"),
+                  (f"{side}.conv_norm_out", v + f"{side}.norm_out", "same"),
+                  (f"{side}.mid_block.resnets.0", v + f"{side}.mid.block_1", "vae_res"),
+                  (f"{side}.mid_block.resnets.1", v + f"{side}.mid.block_2", "vae_res"),
+                  (f"{side}.mid_block.attentions.0", v + f"{side}.mid.attn_1", "vae_attn")]
+    for i in range(L):
+        for j in range(m):
+            pairs.append((f"encoder.down_blocks.{i}.resnets.{j}", v + f"encoder.down.{i}.block.{j}", "vae_res"))
+        if i < L - 1:
+            pairs.append((f"encoder.down_blocks.{i}.downsamplers.0.conv", v + f"encoder.down.{i}.downsample.conv", "same"))
+        b = L - 1 - i
+        for j in range(m + 1):
+            pairs.append((f"decoder.up_blocks.{i}.resnets.{j}", v + f"decoder.up.{b}.block.{j}", "vae_res"))
+        if i < L - 1:
+            pairs.append((f"decoder.up_blocks.{i}.upsamplers.0.conv", v + f"decoder.up.{b}.upsample.conv", "same"))
+    return unet, pairs
+
+
+SUB = {
+    "unet_res": [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
+                 ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection")],
+    "vae_res": [("conv_shortcut", "nin_shortcut")],
+    "vae_attn": [("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out")],
+}
+
+
+def to_ldm(state, pairs):
+    out = {}
+    for key, t in state.items():
+        for dp, lp, kind in pairs:
+            if key.startswith(dp + "."):
+                rest = key[len(dp) + 1:]
+                for a, b in SUB.get(kind, []):
+                    if rest.startswith(a + "."):
+                        rest = b + rest[len(a):]
+                        break
+                if kind == "vae_attn" and t.dim() == 2:
+                    t = t[:, :, None, None]  # LDM's attention projections are 1x1 convs
+                out[lp + "." + rest] = t.contiguous()
+                break
+        else:
+            raise KeyError(f"no LDM name for {key}")
+    return out
+
+
+@torch.no_grad()
+def single_file(name, d):
+    """The pipeline's weights in the original single-file layout, verified against diffusers'
+    converters (LDM -> diffusers must give back every tensor exactly)."""
+    from diffusers.loaders import single_file_utils as sfu
+
+    pipe = StableDiffusionPipeline.from_pretrained(d, torch_dtype=torch.float32, safety_checker=None)
+    unet_pairs, vae_pairs = ldm_names(dict(pipe.unet.config), dict(pipe.vae.config))
+    ckpt = {}
+    ckpt.update(to_ldm(pipe.unet.state_dict(), unet_pairs))
+    ckpt.update(to_ldm(pipe.vae.state_dict(), vae_pairs))
+    for k, t in pipe.text_encoder.state_dict().items():
+        ckpt["cond_stage_model.transformer." + k] = t.contiguous()
+    back = sfu.convert_ldm_unet_checkpoint(ckpt, dict(pipe.unet.config))
+    ref = pipe.unet.state_dict()
+    assert back.keys() == ref.keys(), set(back) ^ set(ref)
+    assert all(torch.equal(back[k], ref[k]) for k in ref)
+    back = sfu.convert_ldm_vae_checkpoint(ckpt, dict(pipe.vae.config))
+    ref = pipe.vae.state_dict()
+    assert back.keys() == ref.keys(), set(back) ^ set(ref)
+    assert all(torch.equal(back[k], ref[k]) for k in ref)
+    back = sfu.convert_ldm_clip_checkpoint(ckpt)
+    ref = pipe.text_encoder.state_dict()
+    assert all(torch.equal(back[k], ref[k]) for k in ref)
+    save_file(ckpt, OUT / f"{name}_single.safetensors", metadata={"format": "pt"})
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(0)
@@ -275,6 +394,8 @@ def main():
     for name in ["sd1", "sd2"]:
         d = build(name, gen)
         references(name, d, gen)
+        if name == "sd1":
+            single_file(name, d)
     cases = {
         "prompts": PROMPTS,
         "negative": NEGATIVE,

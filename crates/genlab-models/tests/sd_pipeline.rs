@@ -68,3 +68,62 @@ fn vae_matches_diffusers() {
         let _ = DType::F32;
     }
 }
+
+#[test]
+fn single_file_matches_the_folder() {
+    use genlab_models::pretrained::{ldm_keys, TensorMap};
+    let dev = Device::Cpu;
+    let map = TensorMap::load(&fixtures().join("sd1_single.safetensors"), &dev).unwrap();
+    assert_eq!(sd::single_file_kind(&map).unwrap(), sd::SingleFileKind::Sd1);
+    let folder_cfg =
+        sd::unet_config(&sd::read_json(&fixtures().join("sd1/unet/config.json")).unwrap()).unwrap();
+    // Shapes give everything but the head count (not in the weights) and the tiny net's
+    // 4 GroupNorm groups (SD's are 32).
+    let mut inferred = sd::infer_unet_config(&map).unwrap();
+    inferred.num_attention_heads = folder_cfg.num_attention_heads.clone();
+    inferred.norm_num_groups = folder_cfg.norm_num_groups;
+    assert_eq!(inferred, folder_cfg);
+    let vae_json = sd::infer_vae_config(&map).unwrap();
+    let layout = ldm_keys::VaeLayout {
+        levels: vae_json["block_out_channels"].as_array().unwrap().len(),
+        layers_per_block: vae_json["layers_per_block"].as_u64().unwrap() as usize,
+    };
+    let table = ldm_keys::pairs(&folder_cfg, layout);
+    let diff = ldm_keys::to_diffusers(&map, &table).unwrap();
+    // Renamed back to diffusers, every tensor equals the folder's.
+    let unet_dir = sd::load_component(
+        &fixtures().join("sd1/unet"),
+        "diffusion_pytorch_model",
+        &dev,
+    )
+    .unwrap();
+    let vae_dir =
+        sd::load_component(&fixtures().join("sd1/vae"), "diffusion_pytorch_model", &dev).unwrap();
+    let mut n = 0;
+    for (prefix, folder) in [("unet.", &unet_dir), ("vae.", &vae_dir)] {
+        for k in folder.keys() {
+            let a = folder.get(k).unwrap();
+            let b = diff
+                .get(&format!("{prefix}{k}"))
+                .unwrap_or_else(|| panic!("{prefix}{k}"));
+            assert_eq!(max_diff(a, b), 0.0, "{k}");
+            n += 1;
+        }
+    }
+    assert_eq!(n, diff.len());
+    // And to the original layout again: the same file.
+    let orig = ldm_keys::to_original(&diff, &table).unwrap();
+    for k in orig.keys() {
+        assert_eq!(
+            max_diff(orig.get(k).unwrap(), map.get(k).unwrap()),
+            0.0,
+            "{k}"
+        );
+    }
+    let unet_keys = map
+        .keys()
+        .into_iter()
+        .filter(|k| !k.starts_with("cond_stage_model."))
+        .count();
+    assert_eq!(orig.len(), unet_keys);
+}

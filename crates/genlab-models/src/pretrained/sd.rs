@@ -636,3 +636,168 @@ pub fn unet_from_map(cfg: &CondUNetConfig, map: &TensorMap, device: &Device) -> 
         |vb| CondUNet::new(cfg, vb),
     )
 }
+
+/// What an original single-file checkpoint holds, recognised from its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SingleFileKind {
+    /// SD 1.x: transformers' CLIP text encoder under `cond_stage_model.transformer.`.
+    Sd1,
+    /// SD 2.x: OpenCLIP's text encoder under `cond_stage_model.model.`.
+    Sd2,
+}
+
+/// Recognises an original checkpoint's family from its keys; SDXL, SD3 and FLUX files are
+/// refused by name.
+pub fn single_file_kind(map: &TensorMap) -> Result<SingleFileKind> {
+    let refuse = |what: &str| {
+        Err(Error::Config(format!(
+            "{} is a {what} checkpoint; genlab runs Stable Diffusion 1.x and 2.x only",
+            map.source
+        )))
+    };
+    if map.has_prefix("conditioner.embedders.") {
+        return refuse("Stable Diffusion XL");
+    }
+    if map.has_prefix("model.diffusion_model.joint_blocks.") {
+        return refuse("Stable Diffusion 3");
+    }
+    if map.has_prefix("double_blocks.") || map.has_prefix("model.diffusion_model.double_blocks.") {
+        return refuse("FLUX");
+    }
+    if !map.has_prefix(super::ldm_keys::UNET_PREFIX) {
+        return Err(Error::Checkpoint(format!(
+            "{} is not a Stable Diffusion checkpoint: it has no `{}` keys (the U-Net of the \
+             original single-file layout)",
+            map.source,
+            super::ldm_keys::UNET_PREFIX
+        )));
+    }
+    if map.has_prefix(super::ldm_keys::OPEN_CLIP_PREFIX) {
+        Ok(SingleFileKind::Sd2)
+    } else if map.has_prefix(super::ldm_keys::CLIP_PREFIX) {
+        Ok(SingleFileKind::Sd1)
+    } else {
+        Err(Error::Checkpoint(format!(
+            "{}: no text encoder found (expected `{}` or `{}` keys)",
+            map.source,
+            super::ldm_keys::CLIP_PREFIX,
+            super::ldm_keys::OPEN_CLIP_PREFIX
+        )))
+    }
+}
+
+fn dim(map: &TensorMap, key: &str, i: usize) -> Result<usize> {
+    let t = map
+        .get(key)
+        .ok_or_else(|| Error::Checkpoint(format!("{}: missing key {key}", map.source)))?;
+    t.dims()
+        .get(i)
+        .copied()
+        .ok_or_else(|| Error::Checkpoint(format!("{}: {key} has too few dimensions", map.source)))
+}
+
+/// The U-Net config of an original checkpoint, read from its tensor shapes. Head counts are
+/// not in the weights: SD 1.x uses 8 heads on every level, SD 2.x 64-wide heads (recognised
+/// by its linear `proj_in`), as in the original inference configs (v1-inference.yaml,
+/// v2-inference.yaml).
+pub fn infer_unet_config(map: &TensorMap) -> Result<CondUNetConfig> {
+    let u = super::ldm_keys::UNET_PREFIX;
+    let in_channels = dim(map, &format!("{u}input_blocks.0.0.weight"), 1)?;
+    let out_channels = dim(map, &format!("{u}out.2.weight"), 0)?;
+    // The first downsampler sits at input block n + 1.
+    let n = (1..64)
+        .find(|k| map.contains(&format!("{u}input_blocks.{k}.0.op.weight")))
+        .map(|k| k - 1)
+        .ok_or_else(|| Error::Checkpoint(format!("{}: no downsampler in the U-Net", map.source)))?;
+    let mut channels = Vec::new();
+    let mut cross = Vec::new();
+    let mut i = 0;
+    while map.contains(&format!(
+        "{u}input_blocks.{}.0.in_layers.0.weight",
+        1 + i * (n + 1)
+    )) {
+        let k = 1 + i * (n + 1);
+        channels.push(dim(
+            map,
+            &format!("{u}input_blocks.{k}.0.out_layers.3.weight"),
+            0,
+        )?);
+        cross.push(map.has_prefix(&format!("{u}input_blocks.{k}.1.")));
+        i += 1;
+    }
+    let first_attn = (0..channels.len())
+        .find(|&i| cross[i])
+        .map(|i| 1 + i * (n + 1))
+        .ok_or_else(|| Error::Checkpoint(format!("{}: no cross-attention", map.source)))?;
+    let a = format!("{u}input_blocks.{first_attn}.1.");
+    let context = dim(
+        map,
+        &format!("{a}transformer_blocks.0.attn2.to_k.weight"),
+        1,
+    )?;
+    let linear = map
+        .get(&format!("{a}proj_in.weight"))
+        .is_some_and(|t| t.rank() == 2);
+    let layers = (0..64)
+        .take_while(|l| map.has_prefix(&format!("{a}transformer_blocks.{l}.")))
+        .count();
+    let heads = if linear {
+        channels.iter().map(|c| (c / 64).max(1)).collect()
+    } else {
+        vec![8]
+    };
+    let cfg = CondUNetConfig {
+        in_channels,
+        out_channels,
+        block_out_channels: channels,
+        layers_per_block: n,
+        cross_attention: cross,
+        num_attention_heads: heads,
+        cross_attention_dim: context,
+        transformer_layers_per_block: layers,
+        norm_num_groups: 32,
+        norm_eps: 1e-5,
+        use_linear_projection: linear,
+        flip_sin_to_cos: true,
+        freq_shift: 0.0,
+        num_class_embeds: if map.contains(&format!("{u}label_emb.weight")) {
+            dim(map, &format!("{u}label_emb.weight"), 0)?
+        } else {
+            0
+        },
+    };
+    // Not validated here: the caller may still override what the weights do not say.
+    Ok(cfg)
+}
+
+/// The autoencoder layout of an original checkpoint, from its tensor shapes (32 GroupNorm
+/// groups and SD's scaling factor 0.18215, as in the original configs).
+pub fn infer_vae_config(map: &TensorMap) -> Result<serde_json::Value> {
+    let v = super::ldm_keys::VAE_PREFIX;
+    let mut channels = Vec::new();
+    while map.contains(&format!(
+        "{v}encoder.down.{}.block.0.conv1.weight",
+        channels.len()
+    )) {
+        let i = channels.len();
+        channels.push(dim(
+            map,
+            &format!("{v}encoder.down.{i}.block.0.conv1.weight"),
+            0,
+        )?);
+    }
+    let layers = (0..16)
+        .take_while(|j| map.contains(&format!("{v}encoder.down.0.block.{j}.conv1.weight")))
+        .count();
+    let latent = dim(map, &format!("{v}post_quant_conv.weight"), 0)?;
+    let image = dim(map, &format!("{v}encoder.conv_in.weight"), 1)?;
+    Ok(serde_json::json!({
+        "block_out_channels": channels,
+        "layers_per_block": layers,
+        "latent_channels": latent,
+        "in_channels": image,
+        "out_channels": image,
+        "norm_num_groups": 32,
+        "scaling_factor": 0.18215,
+    }))
+}
