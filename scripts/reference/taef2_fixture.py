@@ -32,6 +32,10 @@ Usage:
   .venv/bin/python scripts/data/skimage_photos.py --out /tmp/photos64
   .venv/bin/python scripts/reference/taef2_fixture.py --photos /tmp/photos64 \
       [--weights ../shared/weights/taef2]
+With --psnr-only it writes nothing and prints the mean per-image PSNR (peak 1) and the
+seconds PyTorch took on every PNG of --photos (alpha composited on white, as genlab's
+image folders do; the images must all have one size, a multiple of 8), to check
+`genlab reconstruct --autoencoder taef2` on the same folder (docs/pretrained.md).
 """
 
 import argparse
@@ -122,6 +126,26 @@ def photo(folder, name):
     return (a / 255.0).transpose(2, 0, 1)
 
 
+def on_white(path):
+    """RGB in [0, 1], alpha composited on white (c' = a c + 1 - a)."""
+    a = np.asarray(Image.open(path).convert("RGBA"), dtype=np.float32) / 255.0
+    rgb = a[..., :3] * a[..., 3:] + (1.0 - a[..., 3:])
+    return rgb.transpose(2, 0, 1)
+
+
+def psnr_only(enc, dec, folder):
+    import time
+    names = sorted(f for f in os.listdir(folder) if f.lower().endswith(".png"))
+    x = torch.from_numpy(np.stack([on_white(os.path.join(folder, f)) for f in names]))
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        y = dec(enc(x)).clamp(0, 1)
+    secs = time.perf_counter() - t0
+    print(f"{len(names)} images {tuple(x.shape[1:])}: PSNR {psnr(x.numpy(), y.numpy()):.2f} dB; "
+          f"{secs:.1f} s on 1 thread (torch {torch.__version__})")
+
+
 def psnr(x, y):
     mse = ((x - y) ** 2).reshape(x.shape[0], -1).mean(axis=1)
     return float(np.mean(10 * np.log10(1.0 / mse)))
@@ -131,10 +155,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", required=True, help="folder made by scripts/data/skimage_photos.py")
     ap.add_argument("--weights", default=os.path.join(ROOT, "..", "shared", "weights", "taef2"))
+    ap.add_argument("--psnr-only", action="store_true")
     a = ap.parse_args()
     torch.manual_seed(0)
     enc = load(encoder(), os.path.join(a.weights, "taef2_encoder.pth"))
     dec = load(decoder(), os.path.join(a.weights, "taef2_decoder.pth"))
+    if a.psnr_only:
+        return psnr_only(enc, dec, a.photos)
     os.makedirs(OUT, exist_ok=True)
     cases = {
         "64": np.stack([photo(a.photos, "chelsea"), photo(a.photos, "coffee")]),

@@ -40,7 +40,7 @@ pub struct ReconstructArgs {
     /// Where to write the reconstructions: .npy (N x C x H x W in [0, 1]) or .png (a grid);
     /// a .png also gets NAME-compare.png with each input beside its reconstruction. Any
     /// other path is a folder that gets reconstructions.png, reconstructions.npy,
-    /// compare.png and metrics.json.
+    /// compare.png and metrics.json (a name without an extension).
     #[arg(long, default_value = "reconstruct-out")]
     pub out: PathBuf,
 }
@@ -62,6 +62,11 @@ fn target(out: &Path) -> anyhow::Result<Target> {
             check_writable(out)?;
             Ok(Target::File(out.to_path_buf(), kind))
         }
+        Some(_) if !out.is_dir() => bail!(
+            "--out {} must end in .npy (raw reconstructions) or .png (a grid), or name a \
+             folder (no extension)",
+            out.display()
+        ),
         _ if out.is_file() => bail!(
             "--out {} is a file; give a .npy or .png file, or a folder",
             out.display()
