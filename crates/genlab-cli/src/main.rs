@@ -90,8 +90,9 @@ enum Command {
     /// writes original | map | result(s) and the PSNR against the originals and bicubic.
     #[command(alias = "superres")]
     Translate(cmd_translate::TranslateArgs),
-    /// Reconstruct images with a trained autoencoder (`train --model autoencoder`): writes
-    /// the reconstructions (.npy or .png) and prints their PSNR and SSIM.
+    /// Reconstruct images with a trained autoencoder (`train --model autoencoder`) or the
+    /// pretrained TAEF2 (`--autoencoder taef2`): writes the reconstructions (.npy, .png or a
+    /// folder with a before/after grid) and prints their PSNR and SSIM.
     Reconstruct(cmd_reconstruct::ReconstructArgs),
     /// List what genlab knows: models (with what they can do), samplers, datasets, metrics,
     /// feature extractors, benchmark workloads, fetchable data (--json: machine-readable).

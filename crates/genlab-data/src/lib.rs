@@ -31,6 +31,7 @@ pub mod pairs;
 pub mod progress;
 pub mod registry;
 pub mod sampler;
+pub mod taef2;
 pub mod tokenize;
 pub mod toy2d;
 pub mod weights;

@@ -66,6 +66,14 @@ pub const FETCHABLE: &[FetchEntry] = &[
             Ok(paths[0].clone())
         },
     },
+    FetchEntry {
+        name: "taef2",
+        description: "TAEF2, a tiny pretrained autoencoder (taesd project, MIT): encoder and \
+                      decoder .pth from GitHub madebyollin/taesd at 5cccb12, else a local copy \
+                      ($GENLAB_TAEF2_DIR, ../shared/weights/taef2); sha256 verified (ldm \
+                      first stage, `genlab reconstruct --autoencoder taef2`)",
+        fetch: genlab_data::taef2::fetch_taef2,
+    },
 ];
 
 /// Fetches `name` into `root`; an unknown name lists what can be fetched.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use genlab_core::{Error, Result};
 use genlab_data::{make_batch, Dataset};
 use genlab_metrics::features::FeatureExtractor;
-use genlab_models::autoencoder::Autoencoder;
+use genlab_models::diffusion::ldm::Reconstruct;
 
 /// The reconstruction metrics, in the order they are reported.
 pub const RECON_METRICS: &[&str] = &["psnr", "ssim", "rfid", "recon-acc"];
@@ -42,8 +42,8 @@ pub struct ReconReport {
 }
 
 /// The reconstructions (posterior mean, decoded) of images `x` in [0, 1], in batches, on
-/// the CPU.
-pub fn reconstruct_all(ae: &Autoencoder, x: &Tensor) -> Result<Tensor> {
+/// the CPU, by a genlab autoencoder, TAEF2 or an LDM's first stage.
+pub fn reconstruct_all<R: Reconstruct + ?Sized>(ae: &R, x: &Tensor) -> Result<Tensor> {
     let n = x.dim(0)?;
     let mut out = Vec::new();
     for start in (0..n).step_by(BATCH) {
@@ -56,8 +56,8 @@ pub fn reconstruct_all(ae: &Autoencoder, x: &Tensor) -> Result<Tensor> {
 
 /// Evaluates `metrics` (names from [`RECON_METRICS`]) on the first `n` examples of `data`;
 /// `extractor` (a classifier run, for rfid and recon-acc) is opened by the caller.
-pub fn evaluate_reconstruction(
-    ae: &Autoencoder,
+pub fn evaluate_reconstruction<R: Reconstruct + ?Sized>(
+    ae: &R,
     data: &dyn Dataset,
     n: usize,
     metrics: &[String],
@@ -85,7 +85,7 @@ pub fn evaluate_reconstruction(
     let b = make_batch(data, &idx, &Device::Cpu)?;
     let x = b.x;
     let rec = reconstruct_all(ae, &x)?;
-    let shape = ae.config().data.shape.clone();
+    let shape = x.dims()[1..].to_vec();
     let (a, r): (Vec<f32>, Vec<f32>) = (x.flatten_all()?.to_vec1()?, rec.flatten_all()?.to_vec1()?);
     let mut report = ReconReport {
         n,

@@ -32,6 +32,7 @@
 //! posterior mean (what `genlab reconstruct` and the metrics use).
 
 pub mod nets;
+pub mod taef2;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;

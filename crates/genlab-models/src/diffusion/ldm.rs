@@ -13,13 +13,22 @@
 //! zoo, classifier-free guidance and class conditioning apply unchanged; sampling ends with
 //! the decoder. The autoencoder is not trained here and not stored in the LDM checkpoint:
 //! the config names its run directory, which must stay where it was.
+//!
+//! The first stage ([`FirstStage`]) is either such a trained genlab autoencoder (KL or VQ;
+//! one posterior sample per training image) or the pretrained TAEF2 (`autoencoder =
+//! "taef2"`, `crate::autoencoder::taef2`: RGB images with sides multiple of 8 -> 32
+//! deterministic channels at 1/8 the size). TAEF2's raw latents already have a spread near
+//! one; the measured `s` makes it exactly one (the `x / 6 + 0.5` map of taesd.py,
+//! [`crate::autoencoder::taef2::scale_latents`], is for models trained on [0, 1] latents
+//! and is not used here).
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
 
 use super::ddpm::{Ddpm, DdpmConfig};
+use crate::autoencoder::taef2::{self, Taef2};
 use crate::autoencoder::Autoencoder;
 use crate::edit::Edit;
 use crate::sample::{DataSpace, Sample, SampleRequest, SampleResult};
@@ -28,8 +37,14 @@ use genlab_sampling::inpaint::InpaintOptions;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LdmConfig {
-    /// The run directory of the trained `autoencoder` (required).
+    /// The run directory of the trained `autoencoder`, or `taef2` for the pretrained TAEF2
+    /// (required; a run directory named `taef2` is given as `./taef2`).
     pub autoencoder: String,
+    /// With `autoencoder = "taef2"`: the folder holding `taef2_encoder.pth` and
+    /// `taef2_decoder.pth` (`null`: the genlab cache after `genlab data fetch taef2`, or a
+    /// local copy).
+    #[serde(default)]
+    pub weights: Option<String>,
     /// s = 1 / std of the training latents; measured when the run is created (`null`: not
     /// yet measured).
     #[serde(default)]
@@ -68,7 +83,17 @@ impl LdmConfig {
             return Err(Error::setting(
                 "ldm.autoencoder",
                 "is required: the run directory of a trained autoencoder (`genlab train --model \
-                 autoencoder ...`), e.g. --set ldm.autoencoder=runs/ae-mnist",
+                 autoencoder ...`) or `taef2` (the pretrained TAEF2), e.g. \
+                 --set ldm.autoencoder=runs/ae-mnist",
+            ));
+        }
+        if self.uses_taef2() {
+            taef2_image_check(&self.data)
+                .map_err(|e| Error::setting("ldm.autoencoder", format!("taef2: {e}")))?;
+        } else if self.weights.is_some() {
+            return Err(Error::setting(
+                "ldm.weights",
+                "names TAEF2's weights folder; it applies only with ldm.autoencoder = taef2",
             ));
         }
         if let Some(s) = self.scale_factor {
@@ -80,6 +105,11 @@ impl LdmConfig {
             }
         }
         self.ddpm.validate()
+    }
+
+    /// Whether the first stage is the pretrained TAEF2.
+    pub fn uses_taef2(&self) -> bool {
+        self.autoencoder.trim() == TAEF2_FIRST_STAGE
     }
 
     /// The scale factor, which must have been measured.
@@ -112,19 +142,176 @@ pub fn latent_scale(z: &[f32]) -> Result<f64> {
     Ok(1.0 / var.sqrt())
 }
 
-/// A latent diffusion model: the DDPM, the frozen autoencoder, the scale.
+/// The value of `ldm.autoencoder` that selects the pretrained TAEF2.
+pub const TAEF2_FIRST_STAGE: &str = "taef2";
+
+/// Why TAEF2 cannot encode images of `data` (RGB, sides multiple of 8), if it cannot.
+fn taef2_image_check(data: &DataSpace) -> Result<()> {
+    match data.shape.as_slice() {
+        [c, h, w] if data.images && *c == taef2::TAEF2_IMAGE_CHANNELS => {
+            taef2::latent_shape(*h, *w).map(|_| ())
+        }
+        s => Err(Error::InvalidInput(format!(
+            "TAEF2 encodes RGB images [3, H, W]; these data have shape {s:?}"
+        ))),
+    }
+}
+
+/// Anything that reconstructs images in [0, 1] (what `genlab reconstruct` and the
+/// reconstruction metrics run).
+pub trait Reconstruct {
+    /// Images `[B, C, H, W]` in [0, 1] -> reconstructions in [0, 1].
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor>;
+    /// Where the network's weights are (inputs are moved there).
+    fn device(&self) -> &Device;
+}
+
+impl Reconstruct for Autoencoder {
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        Autoencoder::reconstruct(self, x)
+    }
+    fn device(&self) -> &Device {
+        Autoencoder::device(self)
+    }
+}
+
+impl Reconstruct for Taef2 {
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        Taef2::reconstruct(self, x)
+    }
+    fn device(&self) -> &Device {
+        Taef2::device(self)
+    }
+}
+
+/// The frozen first stage of an LDM (cloning shares the weights).
+#[derive(Clone)]
+pub enum FirstStage {
+    /// A genlab autoencoder run (KL: a posterior sample per training image; VQ: `z`).
+    Trained(Autoencoder),
+    /// The pretrained TAEF2 on images of `data` (deterministic latents).
+    Taef2 { net: Taef2, data: DataSpace },
+}
+
+impl FirstStage {
+    /// TAEF2 for images of `data` (RGB, sides multiple of 8).
+    pub fn taef2(net: Taef2, data: &DataSpace) -> Result<Self> {
+        taef2_image_check(data)?;
+        Ok(Self::Taef2 {
+            net,
+            data: data.clone(),
+        })
+    }
+
+    /// The image space it encodes.
+    pub fn data(&self) -> &DataSpace {
+        match self {
+            Self::Trained(ae) => &ae.config().data,
+            Self::Taef2 { data, .. } => data,
+        }
+    }
+
+    /// `[C, h, w]` of one image's latent.
+    pub fn latent_shape(&self) -> Vec<usize> {
+        match self {
+            Self::Trained(ae) => ae.config().latent_shape(),
+            Self::Taef2 { data, .. } => {
+                // Checked when built.
+                let s = &data.shape;
+                vec![
+                    taef2::TAEF2_LATENT_CHANNELS,
+                    s[1] / taef2::TAEF2_FACTOR,
+                    s[2] / taef2::TAEF2_FACTOR,
+                ]
+            }
+        }
+    }
+
+    /// What it is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Trained(ae) => format!(
+                "a trained autoencoder (f = {}, latents {:?})",
+                ae.config().factor(),
+                self.latent_shape()
+            ),
+            Self::Taef2 { .. } => format!(
+                "TAEF2 (pretrained, f = {}, latents {:?})",
+                taef2::TAEF2_FACTOR,
+                self.latent_shape()
+            ),
+        }
+    }
+
+    fn check(&self, x: &Tensor) -> Result<()> {
+        self.data().check_batch(x, "the first stage")
+    }
+
+    /// Images in [0, 1] -> latents for training: one posterior sample each (TAEF2: its
+    /// deterministic latents).
+    pub fn encode_sample(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        match self {
+            Self::Trained(ae) => ae.encode(x)?.sample(rng),
+            Self::Taef2 { net, .. } => {
+                self.check(x)?;
+                net.encode(x)
+            }
+        }
+    }
+
+    /// Images in [0, 1] -> posterior means (TAEF2: its latents).
+    pub fn encode_mean(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Trained(ae) => Ok(ae.encode(x)?.mean),
+            Self::Taef2 { net, .. } => {
+                self.check(x)?;
+                net.encode(x)
+            }
+        }
+    }
+
+    /// Latents -> images in [0, 1].
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let want = self.latent_shape();
+        let dims = z.dims();
+        if dims.len() != 4 || dims[1..] != want[..] {
+            return Err(Error::InvalidInput(format!(
+                "latents have shape {dims:?}, this first stage decodes [B, {}, {}, {}]",
+                want[0], want[1], want[2]
+            )));
+        }
+        match self {
+            Self::Trained(ae) => ae.decode(z),
+            Self::Taef2 { net, .. } => net.decode(z),
+        }
+    }
+}
+
+impl Reconstruct for FirstStage {
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        self.decode(&self.encode_mean(x)?)
+    }
+    fn device(&self) -> &Device {
+        match self {
+            Self::Trained(ae) => ae.device(),
+            Self::Taef2 { net, .. } => net.device(),
+        }
+    }
+}
+
+/// A latent diffusion model: the DDPM, the frozen first stage, the scale.
 pub struct Ldm {
     cfg: LdmConfig,
     scale: f64,
     pub ddpm: Ddpm,
-    pub autoencoder: Autoencoder,
+    pub first_stage: FirstStage,
 }
 
 impl Ldm {
-    pub fn new(cfg: &LdmConfig, ddpm: Ddpm, autoencoder: Autoencoder) -> Result<Self> {
+    pub fn new(cfg: &LdmConfig, ddpm: Ddpm, first_stage: FirstStage) -> Result<Self> {
         cfg.validate()?;
         let scale = cfg.scale()?;
-        let want = autoencoder.config().latent_shape();
+        let want = first_stage.latent_shape();
         if cfg.ddpm.data.shape != want {
             return Err(Error::Config(format!(
                 "the LDM's diffusion model works on latents {:?}, its autoencoder makes {:?}",
@@ -132,11 +319,11 @@ impl Ldm {
             )));
         }
         // `any_image_size` is applied by whoever builds the autoencoder (at these images).
-        if autoencoder.config().data != cfg.data {
+        if *first_stage.data() != cfg.data {
             return Err(Error::Config(format!(
-                "the autoencoder {} was trained on images {:?}, this LDM's data are {:?}",
+                "the first stage {} encodes images {:?}, this LDM's data are {:?}",
                 cfg.autoencoder,
-                autoencoder.config().data.shape,
+                first_stage.data().shape,
                 cfg.data.shape
             )));
         }
@@ -144,7 +331,7 @@ impl Ldm {
             cfg: cfg.clone(),
             scale,
             ddpm,
-            autoencoder,
+            first_stage,
         })
     }
 
@@ -154,22 +341,22 @@ impl Ldm {
 
     /// Images in [0, 1] -> scaled latents (one posterior sample each), no graph.
     pub fn encode(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
-        let z = self.autoencoder.encode(x)?.sample(rng)?;
+        let z = self.first_stage.encode_sample(x, rng)?;
         Ok(z.affine(self.scale, 0.0)?.detach())
     }
 
     /// Images in [0, 1] -> scaled posterior means (what editing starts from), no graph.
     pub fn encode_mean(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.to_device(self.autoencoder.device())?;
-        let z = self.autoencoder.encode(&x)?.mean;
+        let x = x.to_device(self.first_stage.device())?;
+        let z = self.first_stage.encode_mean(&x)?;
         Ok(z.affine(self.scale, 0.0)?.detach())
     }
 
     /// Scaled latents -> images in [0, 1].
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        let z = z.to_device(self.autoencoder.device())?;
+        let z = z.to_device(self.first_stage.device())?;
         Ok(self
-            .autoencoder
+            .first_stage
             .decode(&z.affine(1.0 / self.scale, 0.0)?)?
             .detach())
     }

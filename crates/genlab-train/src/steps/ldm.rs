@@ -1,6 +1,7 @@
 //! Training step for latent diffusion (Rombach et al. 2022, arXiv:2112.10752): the DDPM's
-//! L_simple on `s * E(x)` of a frozen autoencoder run, AdamW, clipping, EMA; previews and
-//! samples are decoded images. See `genlab_models::diffusion::ldm`.
+//! L_simple on `s * E(x)` of a frozen first stage (a genlab autoencoder run, or the
+//! pretrained TAEF2), AdamW, clipping, EMA; previews and samples are decoded images. See
+//! `genlab_models::diffusion::ldm`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,8 +12,9 @@ use candle_core::{Device, Tensor};
 
 use genlab_core::{Error, Result, Rng};
 use genlab_data::{make_batch, Batch, Dataset};
+use genlab_models::autoencoder::taef2::Taef2;
 use genlab_models::autoencoder::Autoencoder;
-use genlab_models::diffusion::ldm::{latent_scale, Ldm, LdmConfig, TextCondition};
+use genlab_models::diffusion::ldm::{latent_scale, FirstStage, Ldm, LdmConfig, TextCondition};
 use genlab_models::diffusion::{Ddpm, DdpmConfig, NetConfig};
 use genlab_models::{DataSpace, Sample};
 use genlab_nn::UNetConfig;
@@ -26,8 +28,11 @@ use crate::text_encoders::{open_text_encoder, TextEncoder};
 
 /// Training images the latent scale factor is measured on (LDM uses one batch).
 const SCALE_EXAMPLES: usize = 5000;
-/// Images per encoder call while measuring it.
+/// Images per encoder call while measuring it, for 28x28 images (fewer for larger ones, so
+/// that a call's activations stay near the same size).
 const SCALE_BATCH: usize = 500;
+/// The pixels per image [`SCALE_BATCH`] is sized for.
+const SCALE_BATCH_PIXELS: usize = 28 * 28;
 
 /// Caption templates of single digits (`captions = "digits"`); `{}` is the digit's word or
 /// numeral.
@@ -126,9 +131,49 @@ pub struct LdmStep {
     prompts: Option<PromptEncoder>,
 }
 
-/// Loads the autoencoder of an LDM config onto `device`, at the LDM's image size when
-/// `any_image_size` allows another size than it was trained on.
-pub fn ldm_autoencoder(cfg: &LdmConfig, device: &Device) -> Result<Autoencoder> {
+/// Loads the first stage of an LDM config onto `device`: TAEF2 (its weights from
+/// `ldm.weights`, else the cache or a local copy), or the autoencoder run at the LDM's image
+/// size when `any_image_size` allows another size than it was trained on.
+pub fn ldm_autoencoder(cfg: &LdmConfig, device: &Device) -> Result<FirstStage> {
+    if cfg.uses_taef2() {
+        return open_taef2(cfg.weights.as_deref().map(Path::new), &cfg.data, device);
+    }
+    Ok(FirstStage::Trained(trained_autoencoder(cfg, device)?))
+}
+
+/// TAEF2 from the folder `weights` (else the genlab cache, else a local copy) as the first
+/// stage of images `data`.
+pub fn open_taef2(weights: Option<&Path>, data: &DataSpace, device: &Device) -> Result<FirstStage> {
+    let dir = genlab_data::taef2::find_taef2(weights)?;
+    FirstStage::taef2(Taef2::load_dir(&dir, device)?, data)
+}
+
+/// The first stage named `spec`: `taef2` at images `data` (weights as in [`open_taef2`]),
+/// or the run directory of a genlab autoencoder, at the image shape it was trained on
+/// (`data` is not used), with the name of the dataset it was trained on.
+pub fn open_first_stage(
+    spec: &str,
+    weights: Option<&Path>,
+    data: Option<&DataSpace>,
+    device: &Device,
+) -> Result<(FirstStage, Option<String>)> {
+    if spec.trim() == genlab_models::diffusion::ldm::TAEF2_FIRST_STAGE {
+        let data = data.ok_or_else(|| {
+            Error::InvalidInput("TAEF2 needs an image size (it encodes any RGB size)".into())
+        })?;
+        return Ok((open_taef2(weights, data, device)?, None));
+    }
+    if weights.is_some() {
+        return Err(Error::setting(
+            "weights",
+            "names TAEF2's weights folder; an autoencoder run brings its own weights",
+        ));
+    }
+    let (ae, run) = super::autoencoder::load_autoencoder(Path::new(spec), device)?;
+    Ok((FirstStage::Trained(ae), Some(run.data)))
+}
+
+fn trained_autoencoder(cfg: &LdmConfig, device: &Device) -> Result<Autoencoder> {
     let saved = crate::registry::read_run(
         Path::new(&cfg.autoencoder),
         &[super::autoencoder::ENTRY.name],
@@ -257,6 +302,7 @@ fn default_config(d: &DataSpace) -> Result<serde_json::Value> {
         data: d.clone(),
         text: None,
         any_image_size: false,
+        weights: None,
     })
 }
 
@@ -294,17 +340,19 @@ fn prepare(v: &mut serde_json::Value, data: &dyn Dataset) -> Result<()> {
         }
     }
     cfg.ddpm.data = DataSpace {
-        shape: ae.config().latent_shape(),
+        shape: ae.latent_shape(),
         images: false,
     };
     if cfg.scale_factor.is_none() {
         let n = data.len().min(SCALE_EXAMPLES);
+        let pixels: usize = cfg.data.shape.iter().skip(1).product();
+        let batch = (SCALE_BATCH * SCALE_BATCH_PIXELS / pixels.max(1)).clamp(1, SCALE_BATCH);
         let mut rng = Rng::derive(0, "ldm-scale");
         let mut z = Vec::new();
-        for start in (0..n).step_by(SCALE_BATCH) {
-            let idx: Vec<usize> = (start..(start + SCALE_BATCH).min(n)).collect();
+        for start in (0..n).step_by(batch) {
+            let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
             let b = make_batch(data, &idx, &Device::Cpu)?;
-            let s = ae.encode(&b.x)?.sample(&mut rng)?.detach();
+            let s = ae.encode_sample(&b.x, &mut rng)?.detach();
             z.extend(s.flatten_all()?.to_vec1::<f32>()?);
         }
         cfg.scale_factor = Some(latent_scale(&z)?);
