@@ -9,6 +9,8 @@
 //! parameter uses, and a shape that differs are all collected and reported together (the
 //! first few of each, and the counts), instead of failing at the first one.
 
+pub mod hf_clip;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
