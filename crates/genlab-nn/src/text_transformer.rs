@@ -31,7 +31,13 @@ pub struct TextTransformerConfig {
     pub layers: usize,
     pub heads: usize,
     pub mlp_ratio: usize,
+    /// MLP hidden width when it is not a multiple of `width` (Hugging Face's
+    /// `intermediate_size`); `None`: `mlp_ratio · width`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlp_hidden: Option<usize>,
     pub act: MlpAct,
+    /// LayerNorm epsilon of every block and of `ln_final` (CLIP's 1e-5).
+    pub eps: f64,
 }
 
 impl Default for TextTransformerConfig {
@@ -43,7 +49,9 @@ impl Default for TextTransformerConfig {
             layers: 4,
             heads: 4,
             mlp_ratio: 4,
+            mlp_hidden: None,
             act: MlpAct::GeluErf,
+            eps: 1e-5,
         }
     }
 }
@@ -65,6 +73,12 @@ impl TextTransformerConfig {
                 self.heads, self.width
             )));
         }
+        if self.mlp_hidden == Some(0) || !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(bad(format!(
+                "mlp_hidden ({:?}) and eps ({}) must be positive",
+                self.mlp_hidden, self.eps
+            )));
+        }
         Ok(())
     }
 
@@ -72,10 +86,10 @@ impl TextTransformerConfig {
         TransformerBlockConfig {
             dim: self.width,
             heads: self.heads,
-            mlp_hidden: self.mlp_ratio * self.width,
+            mlp_hidden: self.mlp_hidden.unwrap_or(self.mlp_ratio * self.width),
             pre_norm: true,
             act: self.act,
-            eps: 1e-5,
+            eps: self.eps,
         }
     }
 
@@ -111,7 +125,7 @@ impl TextTransformer {
             token_embed,
             pos_embed,
             blocks,
-            ln_final: LayerNorm::new(cfg.width, 1e-5, vb.pp("ln_final"))?,
+            ln_final: LayerNorm::new(cfg.width, cfg.eps, vb.pp("ln_final"))?,
         })
     }
 
@@ -122,6 +136,24 @@ impl TextTransformer {
     /// Every token's feature after `ln_final`: `ids [B, N]` (u32, `N <= context`) ->
     /// `[B, N, width]`.
     pub fn forward_tokens(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let x = self.hidden_after(ids, self.blocks.len())?;
+        self.ln_final.forward(&x)
+    }
+
+    /// `ln_final` alone (for a hidden state from [`Self::hidden_after`]).
+    pub fn final_norm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.ln_final.forward(x)
+    }
+
+    /// Every token's feature after the first `layers` blocks, before `ln_final`
+    /// (`layers = 0`: the embeddings; Stable Diffusion's "clip skip" reads `layers - 1`).
+    pub fn hidden_after(&self, ids: &Tensor, layers: usize) -> candle_core::Result<Tensor> {
+        if layers > self.blocks.len() {
+            candle_core::bail!(
+                "text transformer: {layers} layers asked for, the model has {}",
+                self.blocks.len()
+            );
+        }
         let (b, n) = ids.dims2()?;
         if n == 0 || n > self.cfg.context {
             candle_core::bail!(
@@ -145,10 +177,10 @@ impl TextTransformer {
             .broadcast_add(&self.pos_embed.narrow(0, 0, n)?)?;
         let mask = causal_mask(n, ids.device())?;
         let mut x = x;
-        for blk in &self.blocks {
+        for blk in &self.blocks[..layers] {
             x = blk.forward(&x, Some(&mask))?;
         }
-        self.ln_final.forward(&x)
+        Ok(x)
     }
 
     /// `ids [B, N]` -> `[B, width]`: the feature at each sequence's end-of-text position

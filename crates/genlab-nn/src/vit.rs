@@ -75,7 +75,13 @@ pub struct VitConfig {
     pub heads: usize,
     /// MLP hidden width as a multiple of `width` (4 in ViT and CLIP).
     pub mlp_ratio: usize,
+    /// MLP hidden width when it is not a multiple of `width` (Hugging Face's
+    /// `intermediate_size`); `None`: `mlp_ratio · width`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlp_hidden: Option<usize>,
     pub act: MlpAct,
+    /// LayerNorm epsilon of `ln_pre`, every block and `ln_post` (CLIP's 1e-5).
+    pub eps: f64,
 }
 
 impl Default for VitConfig {
@@ -87,7 +93,9 @@ impl Default for VitConfig {
             layers: 4,
             heads: 4,
             mlp_ratio: 4, // the paper's
+            mlp_hidden: None,
             act: MlpAct::GeluErf,
+            eps: 1e-5,
         }
     }
 }
@@ -114,6 +122,12 @@ impl VitConfig {
                 self.heads, self.width
             )));
         }
+        if self.mlp_hidden == Some(0) || !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(bad(format!(
+                "mlp_hidden ({:?}) and eps ({}) must be positive",
+                self.mlp_hidden, self.eps
+            )));
+        }
         Ok(())
     }
 
@@ -126,10 +140,10 @@ impl VitConfig {
         TransformerBlockConfig {
             dim: self.width,
             heads: self.heads,
-            mlp_hidden: self.mlp_ratio * self.width,
+            mlp_hidden: self.mlp_hidden.unwrap_or(self.mlp_ratio * self.width),
             pre_norm: true,
             act: self.act,
-            eps: 1e-5,
+            eps: self.eps,
         }
     }
 
@@ -182,9 +196,9 @@ impl VisionTransformer {
             patch_embed,
             class_token,
             pos_embed,
-            ln_pre: LayerNorm::new(cfg.width, 1e-5, vb.pp("ln_pre"))?,
+            ln_pre: LayerNorm::new(cfg.width, cfg.eps, vb.pp("ln_pre"))?,
             blocks,
-            ln_post: LayerNorm::new(cfg.width, 1e-5, vb.pp("ln_post"))?,
+            ln_post: LayerNorm::new(cfg.width, cfg.eps, vb.pp("ln_post"))?,
         })
     }
 

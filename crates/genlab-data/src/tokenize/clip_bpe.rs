@@ -81,22 +81,160 @@ pub struct Encoded {
 
 /// CLIP's tokenizer. Cheap to share: `&self` methods, a per-word cache behind a mutex.
 pub struct ClipTokenizer {
+    bpe: BpeTable,
+    pattern: regex::Regex,
+}
+
+/// The byte-level BPE of CLIP's vocabulary, shared by open_clip's tokenizer
+/// ([`ClipTokenizer`]) and transformers' ([`super::hf_clip::HfClipTokenizer`]): the byte
+/// symbols' ids, the merges with their ranks, and the id -> string table.
+pub struct BpeTable {
     byte_ids: [u32; 256],
     byte_end_ids: [u32; 256],
     /// (left id, right id) -> (rank, merged id).
     merges: HashMap<(u32, u32), (u32, u32)>,
-    /// id -> its string in the byte alphabet (with `</w>` where it has one).
+    /// id -> its string in the byte alphabet (with `</w>` where it has one; empty for an id
+    /// the vocabulary skips).
     decoder: Vec<String>,
     byte_decoder: HashMap<char, u8>,
-    pattern: regex::Regex,
     cache: Mutex<HashMap<String, Vec<u32>>>,
+}
+
+impl BpeTable {
+    /// From a string -> id vocabulary and the merges in rank order; `what` names the files
+    /// in messages. Every byte symbol (with and without `</w>`), every merge's two symbols
+    /// and their concatenation must be in the vocabulary.
+    pub fn new(
+        encoder: &HashMap<String, u32>,
+        merges: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Self> {
+        let id = |s: &str| -> Result<u32> {
+            encoder.get(s).copied().ok_or_else(|| {
+                Error::Data(format!(
+                    "{what}: symbol {s:?} is neither a byte nor an earlier merge of the vocabulary"
+                ))
+            })
+        };
+        let mut table = HashMap::with_capacity(merges.len());
+        for (rank, (a, b)) in merges.iter().enumerate() {
+            let key = (id(a)?, id(b)?);
+            let merged = id(&format!("{a}{b}"))?;
+            // A repeated pair keeps its last rank, as Python's dict and tokenizers' map do.
+            table.insert(key, (rank as u32, merged));
+        }
+        let byte_chars = bytes_to_unicode();
+        let mut byte_ids = [0u32; 256];
+        let mut byte_end_ids = [0u32; 256];
+        for &(b, c) in &byte_chars {
+            byte_ids[b as usize] = id(&c.to_string())?;
+            byte_end_ids[b as usize] = id(&format!("{c}</w>"))?;
+        }
+        let n = encoder.values().map(|&i| i as usize + 1).max().unwrap_or(0);
+        let mut decoder = vec![String::new(); n];
+        for (s, &i) in encoder {
+            decoder[i as usize] = s.clone();
+        }
+        Ok(Self {
+            byte_ids,
+            byte_end_ids,
+            merges: table,
+            decoder,
+            byte_decoder: byte_chars.iter().map(|&(b, c)| (c, b)).collect(),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Number of ids (one more than the largest).
+    pub fn len(&self) -> usize {
+        self.decoder.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.decoder.is_empty()
+    }
+
+    /// The string of an id in the byte alphabet (`None` outside the vocabulary).
+    pub fn token(&self, id: u32) -> Option<&str> {
+        self.decoder
+            .get(id as usize)
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// BPE of one pre-token (non-empty UTF-8 bytes).
+    fn bpe(&self, piece: &[u8]) -> Vec<u32> {
+        let last = piece.len() - 1;
+        let mut word: Vec<u32> = piece[..last]
+            .iter()
+            .map(|&b| self.byte_ids[b as usize])
+            .collect();
+        word.push(self.byte_end_ids[piece[last] as usize]);
+        while word.len() > 1 {
+            // The adjacent pair with the lowest rank (ranks are unique).
+            let best = word
+                .windows(2)
+                .filter_map(|w| self.merges.get(&(w[0], w[1])).map(|&m| (m, (w[0], w[1]))))
+                .min_by_key(|((rank, _), _)| *rank);
+            let Some(((_, merged), (a, b))) = best else {
+                break;
+            };
+            // Merge every occurrence, left to right, without overlaps.
+            let mut next = Vec::with_capacity(word.len());
+            let mut i = 0;
+            while i < word.len() {
+                if i + 1 < word.len() && word[i] == a && word[i + 1] == b {
+                    next.push(merged);
+                    i += 2;
+                } else {
+                    next.push(word[i]);
+                    i += 1;
+                }
+            }
+            word = next;
+        }
+        word
+    }
+
+    /// The ids of one pre-token (a word of the pre-tokenizer), cached; empty for "".
+    pub fn encode_word(&self, piece: &str) -> Vec<u32> {
+        if piece.is_empty() {
+            return Vec::new();
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hit) = cache.get(piece) {
+            return hit.clone();
+        }
+        let word = self.bpe(piece.as_bytes());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(piece.to_string(), word.clone());
+        word
+    }
+
+    /// The ids' strings joined, mapped back to bytes, decoded as UTF-8 (invalid sequences ->
+    /// U+FFFD), `</w>` -> space. Ids outside the vocabulary are skipped.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            if let Some(s) = self.decoder.get(id as usize) {
+                for c in s.chars() {
+                    if let Some(&b) = self.byte_decoder.get(&c) {
+                        bytes.push(b);
+                    }
+                }
+            }
+        }
+        String::from_utf8_lossy(&bytes).replace("</w>", " ")
+    }
 }
 
 /// GPT-2's `bytes_to_unicode`: printable bytes stand for themselves, the others are shifted
 /// to 256 + n, so every byte is a visible, non-space character. In Python's dict order
 /// (the printable bytes first, then the others in byte order), which is the order of the
 /// first 256 ids.
-fn bytes_to_unicode() -> Vec<(u8, char)> {
+pub fn bytes_to_unicode() -> Vec<(u8, char)> {
     let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
         .chain(0xA1..=0xAC)
         .chain(0xAE..=0xFF)
@@ -238,31 +376,13 @@ impl ClipTokenizer {
         vocab.push(SOT_TEXT.to_string());
         vocab.push(EOT_TEXT.to_string());
         // Python's dict(zip(vocab, range(...))): a repeated string keeps its last id.
-        let mut encoder: HashMap<&str, u32> = HashMap::with_capacity(vocab.len());
+        let mut encoder: HashMap<String, u32> = HashMap::with_capacity(vocab.len());
         for (i, s) in vocab.iter().enumerate() {
-            encoder.insert(s.as_str(), i as u32);
-        }
-        let id = |s: &str| -> Result<u32> {
-            encoder.get(s).copied().ok_or_else(|| {
-                Error::Data(format!(
-                    "CLIP merges file: symbol {s:?} is neither a byte nor an earlier merge"
-                ))
-            })
-        };
-        let mut merges = HashMap::with_capacity(pairs.len());
-        for (rank, (a, b)) in pairs.iter().enumerate() {
-            let key = (id(a)?, id(b)?);
-            merges.insert(key, (rank as u32, id(&format!("{a}{b}"))?));
-        }
-        let mut byte_ids = [0u32; 256];
-        let mut byte_end_ids = [0u32; 256];
-        for &(b, c) in &byte_chars {
-            byte_ids[b as usize] = id(&c.to_string())?;
-            byte_end_ids[b as usize] = id(&format!("{c}</w>"))?;
+            encoder.insert(s.clone(), i as u32);
         }
         if vocab.len() != Self::VOCAB_SIZE
-            || id(SOT_TEXT)? != Self::SOT
-            || id(EOT_TEXT)? != Self::EOT
+            || encoder.get(SOT_TEXT) != Some(&Self::SOT)
+            || encoder.get(EOT_TEXT) != Some(&Self::EOT)
         {
             return Err(Error::Data(format!(
                 "CLIP vocabulary: {} entries, expected {} with the special tokens at {} and {}",
@@ -272,52 +392,10 @@ impl ClipTokenizer {
                 Self::EOT
             )));
         }
-        let byte_decoder = byte_chars.iter().map(|&(b, c)| (c, b)).collect();
+        let bpe = BpeTable::new(&encoder, &pairs, "CLIP merges file")?;
         let pattern = regex::Regex::new(PATTERN)
             .map_err(|e| Error::Data(format!("CLIP pre-tokenizer regex: {e}")))?;
-        Ok(Self {
-            byte_ids,
-            byte_end_ids,
-            merges,
-            decoder: vocab,
-            byte_decoder,
-            pattern,
-            cache: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// BPE of one pre-token (non-empty UTF-8 bytes).
-    fn bpe(&self, piece: &[u8]) -> Vec<u32> {
-        let last = piece.len() - 1;
-        let mut word: Vec<u32> = piece[..last]
-            .iter()
-            .map(|&b| self.byte_ids[b as usize])
-            .collect();
-        word.push(self.byte_end_ids[piece[last] as usize]);
-        while word.len() > 1 {
-            // The adjacent pair with the lowest rank (ranks are unique).
-            let best = word
-                .windows(2)
-                .filter_map(|w| self.merges.get(&(w[0], w[1])).map(|&m| (m, (w[0], w[1]))))
-                .min_by_key(|((rank, _), _)| *rank);
-            let Some(((_, merged), (a, b))) = best else {
-                break;
-            };
-            // Merge every occurrence, left to right, without overlaps.
-            let mut next = Vec::with_capacity(word.len());
-            let mut i = 0;
-            while i < word.len() {
-                if i + 1 < word.len() && word[i] == a && word[i + 1] == b {
-                    next.push(merged);
-                    i += 2;
-                } else {
-                    next.push(word[i]);
-                    i += 1;
-                }
-            }
-            word = next;
-        }
-        word
+        Ok(Self { bpe, pattern })
     }
 
     /// Token ids of `text`, without start/end tokens and without truncation.
@@ -329,19 +407,7 @@ impl ClipTokenizer {
             match piece {
                 SOT_TEXT => ids.push(Self::SOT),
                 EOT_TEXT => ids.push(Self::EOT),
-                _ => {
-                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(hit) = cache.get(piece) {
-                        ids.extend_from_slice(hit);
-                        continue;
-                    }
-                    let word = self.bpe(piece.as_bytes());
-                    ids.extend_from_slice(&word);
-                    if cache.len() >= CACHE_LIMIT {
-                        cache.clear();
-                    }
-                    cache.insert(piece.to_string(), word);
-                }
+                _ => ids.extend(self.bpe.encode_word(piece)),
             }
         }
         ids
@@ -386,17 +452,7 @@ impl ClipTokenizer {
     /// and padding (id 0) as `!`, as in open_clip: pass `ids[1..eot_index]` (or use
     /// [`Self::decode_text`]) for the text alone. Ids outside the vocabulary are skipped.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let mut bytes = Vec::new();
-        for &id in ids {
-            if let Some(s) = self.decoder.get(id as usize) {
-                for c in s.chars() {
-                    if let Some(&b) = self.byte_decoder.get(&c) {
-                        bytes.push(b);
-                    }
-                }
-            }
-        }
-        String::from_utf8_lossy(&bytes).replace("</w>", " ")
+        self.bpe.decode(ids)
     }
 
     /// The text between SOT and EOT of an [`Encoded`], decoded and trimmed.
@@ -416,9 +472,9 @@ mod tests {
         assert_eq!(VOCAB_GZ.len(), 1_356_917);
         assert_eq!(crate::checksum::sha256_bytes(VOCAB_GZ), VOCAB_SHA256);
         let t = ClipTokenizer::new().unwrap();
-        assert_eq!(t.decoder.len(), ClipTokenizer::VOCAB_SIZE);
-        assert_eq!(t.decoder[ClipTokenizer::SOT as usize], SOT_TEXT);
-        assert_eq!(t.decoder[ClipTokenizer::EOT as usize], EOT_TEXT);
+        assert_eq!(t.bpe.len(), ClipTokenizer::VOCAB_SIZE);
+        assert_eq!(t.bpe.token(ClipTokenizer::SOT), Some(SOT_TEXT));
+        assert_eq!(t.bpe.token(ClipTokenizer::EOT), Some(EOT_TEXT));
     }
 
     #[test]

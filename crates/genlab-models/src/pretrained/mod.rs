@@ -9,6 +9,7 @@
 //! parameter uses, and a shape that differs are all collected and reported together (the
 //! first few of each, and the counts), instead of failing at the first one.
 
+pub mod hf_clip;
 pub mod ldm_keys;
 pub mod sd;
 
