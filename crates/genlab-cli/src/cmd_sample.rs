@@ -149,6 +149,7 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
                 corrector_steps: a.corrector_steps,
                 karras_sigmas: a.karras,
             },
+            ..Default::default()
         },
         batch_size: a.batch_size,
         classifier,

@@ -5,8 +5,10 @@
 //!   x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma z,
 //!   sigma  = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev).
 //! eta = 0 is the deterministic DDIM; eta = 1 gives DDPM's posterior variance. Any number
-//! of steps over the model's T (evenly spaced timesteps, see `spaced_timesteps`); the last
-//! step goes to a_prev = 1, returning the predicted x0.
+//! of steps over the model's T (evenly spaced timesteps, see `spaced_timesteps`, or an
+//! explicit list); the last step goes to a_prev = 1, returning the predicted x0, or to
+//! alphas_cumprod[0] with `set_alpha_to_one = false` (diffusers' option, which Stable
+//! Diffusion's scheduler configs set).
 
 use candle_core::Tensor;
 
@@ -75,7 +77,13 @@ impl Sampler for DdimSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let steps = step_pairs(schedule, self.opts.steps, self.opts.spacing)?;
+        let mut steps = step_pairs(schedule, &self.opts)?;
+        if !self.opts.set_alpha_to_one {
+            // diffusers' `set_alpha_to_one = false`: the last step lands on alphas_cumprod[0].
+            if let Some(last) = steps.last_mut() {
+                last.a_prev = schedule.alphas_cumprod[0];
+            }
+        }
         let total = steps.len();
         for (k, p) in steps.iter().enumerate() {
             let z = if ddim_sigma(self.opts.eta, p) > 0.0 {

@@ -63,7 +63,7 @@ impl Sampler for DdpmSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let steps = step_pairs(schedule, self.opts.steps, self.opts.spacing)?;
+        let steps = step_pairs(schedule, &self.opts)?;
         let total = steps.len();
         for (k, p) in steps.iter().enumerate() {
             let z = if k + 1 < total {

@@ -16,7 +16,7 @@ use genlab_core::{Result, Rng};
 
 use crate::options::require_steps;
 use crate::registry::{check_finite_sigma, SampleOutput, Sampler, SamplerOptions};
-use crate::sigmas::{denoise, sigma_grid, to_sigma_space};
+use crate::sigmas::{denoise_at, levels, Level};
 use crate::{Denoiser, NoiseSchedule, SolverOptions};
 
 pub struct DpmPp2mSampler {
@@ -34,19 +34,19 @@ impl DpmPp2mSampler {
     }
 }
 
-/// One DPM-Solver++(2M) step of the sigma-space state `x` from `sigma` to `sigma_next`;
+/// One DPM-Solver++(2M) step of the sigma-space state `x` from level `from` to `to`;
 /// `prev` is the previous step's (x0 prediction, sigma), `None` on the first step.
-/// Returns (x_next, x0 prediction at `sigma`) so that the caller keeps the history.
+/// Returns (x_next, x0 prediction at `from`) so that the caller keeps the history.
 pub fn step(
     model: &dyn Denoiser,
-    schedule: &NoiseSchedule,
     x: &Tensor,
-    sigma: f64,
-    sigma_next: f64,
+    from: Level,
+    to: Level,
     prev: Option<(&Tensor, f64)>,
     clip: Option<(f64, f64)>,
 ) -> Result<(Tensor, Tensor)> {
-    let (_, x0) = denoise(model, schedule, x, sigma, clip)?;
+    let (sigma, sigma_next) = (from.sigma, to.sigma);
+    let (_, x0) = denoise_at(model, x, from, clip)?;
     let d = match prev {
         Some((old, sigma_prev)) if sigma_next > 0.0 => {
             let h = (sigma / sigma_next).ln();
@@ -69,16 +69,18 @@ impl Sampler for DpmPp2mSampler {
         _rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let s = sigma_grid(schedule, self.opts.steps, self.karras, self.opts.spacing)?;
+        let s = levels(schedule, &self.opts, self.karras)?;
         let n = s.len() - 1;
-        let mut x = to_sigma_space(&x_t, s[0])?;
+        // diffusers' DPMSolverMultistepScheduler starts from the VP sample itself
+        // (init_noise_sigma = 1), which is exactly x_T * sqrt(1 + sigma^2) here.
+        let mut x = crate::sigmas::to_sigma_space(&x_t, s[0].sigma)?;
         let mut prev: Option<(Tensor, f64)> = None;
         for i in 0..n {
             let hist = prev.as_ref().map(|(d, sp)| (d, *sp));
-            let (next, x0) = step(model, schedule, &x, s[i], s[i + 1], hist, self.opts.clip_x0)?;
-            check_finite_sigma(&next, "dpm++2m", i, s[i])?;
+            let (next, x0) = step(model, &x, s[i], s[i + 1], hist, self.opts.clip_x0)?;
+            check_finite_sigma(&next, "dpm++2m", i, s[i].sigma)?;
             x = next;
-            prev = Some((x0, s[i]));
+            prev = Some((x0, s[i].sigma));
             progress(i + 1, n);
         }
         Ok(SampleOutput { x, nfe: n })

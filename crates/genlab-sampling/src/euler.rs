@@ -6,7 +6,7 @@
 //!   x_{i+1} = x_i + (sigma_{i+1} - sigma_i) d_i                (Alg. 1 line 5)
 //! on the state x = x_vp / sqrt(alpha_bar), as diffusers' EulerDiscreteScheduler does. On
 //! the same timesteps this is exactly deterministic DDIM (Song et al. 2021, Eq. 13-14).
-//! Global order 1. Sigmas from `sigmas::sigma_grid` (evenly spaced timesteps, or Karras).
+//! Global order 1. Levels from `sigmas::levels` (the timestep grid, or Karras sigmas).
 
 use candle_core::Tensor;
 
@@ -14,7 +14,7 @@ use genlab_core::{Result, Rng};
 
 use crate::options::require_steps;
 use crate::registry::{check_finite_sigma, SampleOutput, Sampler, SamplerOptions};
-use crate::sigmas::{denoise, sigma_grid, to_sigma_space};
+use crate::sigmas::{denoise_at, levels, start_state, Level};
 use crate::{Denoiser, NoiseSchedule, SolverOptions};
 
 pub struct EulerSampler {
@@ -32,17 +32,16 @@ impl EulerSampler {
     }
 }
 
-/// One Euler step of the sigma-space state `x` from `sigma` to `sigma_next` (1 NFE).
+/// One Euler step of the sigma-space state `x` from level `from` to `to` (1 NFE).
 pub fn step(
     model: &dyn Denoiser,
-    schedule: &NoiseSchedule,
     x: &Tensor,
-    sigma: f64,
-    sigma_next: f64,
+    from: Level,
+    to: Level,
     clip: Option<(f64, f64)>,
 ) -> Result<Tensor> {
-    let (d, _) = denoise(model, schedule, x, sigma, clip)?;
-    Ok((x + (d * (sigma_next - sigma))?)?)
+    let (d, _) = denoise_at(model, x, from, clip)?;
+    Ok((x + (d * (to.sigma - from.sigma))?)?)
 }
 
 impl Sampler for EulerSampler {
@@ -54,12 +53,12 @@ impl Sampler for EulerSampler {
         _rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let s = sigma_grid(schedule, self.opts.steps, self.karras, self.opts.spacing)?;
+        let s = levels(schedule, &self.opts, self.karras)?;
         let n = s.len() - 1;
-        let mut x = to_sigma_space(&x_t, s[0])?;
+        let mut x = start_state(&x_t, s[0], &self.opts)?;
         for i in 0..n {
-            x = step(model, schedule, &x, s[i], s[i + 1], self.opts.clip_x0)?;
-            check_finite_sigma(&x, "euler", i, s[i])?;
+            x = step(model, &x, s[i], s[i + 1], self.opts.clip_x0)?;
+            check_finite_sigma(&x, "euler", i, s[i].sigma)?;
             progress(i + 1, n);
         }
         Ok(SampleOutput { x, nfe: n })

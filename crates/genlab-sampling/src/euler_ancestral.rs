@@ -17,7 +17,7 @@ use genlab_core::{Error, Result, Rng};
 
 use crate::options::require_steps;
 use crate::registry::{check_finite_sigma, noise_like, SampleOutput, Sampler, SamplerOptions};
-use crate::sigmas::{denoise, sigma_grid, to_sigma_space};
+use crate::sigmas::{denoise_at, levels, start_state, Level};
 use crate::{Denoiser, NoiseSchedule, SolverOptions};
 
 pub struct EulerAncestralSampler {
@@ -48,15 +48,15 @@ pub fn ancestral_sigmas(sigma: f64, sigma_next: f64) -> (f64, f64) {
 /// One ancestral step; `noise` is required when sigma_up > 0 (sigma_next > 0).
 pub fn step(
     model: &dyn Denoiser,
-    schedule: &NoiseSchedule,
     x: &Tensor,
-    sigma: f64,
-    sigma_next: f64,
+    from: Level,
+    to: Level,
     noise: Option<&Tensor>,
     clip: Option<(f64, f64)>,
 ) -> Result<Tensor> {
+    let (sigma, sigma_next) = (from.sigma, to.sigma);
     let (down, up) = ancestral_sigmas(sigma, sigma_next);
-    let (d, _) = denoise(model, schedule, x, sigma, clip)?;
+    let (d, _) = denoise_at(model, x, from, clip)?;
     let x = (x + (d * (down - sigma))?)?;
     if up == 0.0 {
         return Ok(x);
@@ -78,25 +78,17 @@ impl Sampler for EulerAncestralSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let s = sigma_grid(schedule, self.opts.steps, self.karras, self.opts.spacing)?;
+        let s = levels(schedule, &self.opts, self.karras)?;
         let n = s.len() - 1;
-        let mut x = to_sigma_space(&x_t, s[0])?;
+        let mut x = start_state(&x_t, s[0], &self.opts)?;
         for i in 0..n {
-            let z = if s[i + 1] > 0.0 {
+            let z = if s[i + 1].sigma > 0.0 {
                 Some(noise_like(rng, &x)?)
             } else {
                 None
             };
-            x = step(
-                model,
-                schedule,
-                &x,
-                s[i],
-                s[i + 1],
-                z.as_ref(),
-                self.opts.clip_x0,
-            )?;
-            check_finite_sigma(&x, "euler-ancestral", i, s[i])?;
+            x = step(model, &x, s[i], s[i + 1], z.as_ref(), self.opts.clip_x0)?;
+            check_finite_sigma(&x, "euler-ancestral", i, s[i].sigma)?;
             progress(i + 1, n);
         }
         Ok(SampleOutput { x, nfe: n })

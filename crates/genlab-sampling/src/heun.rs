@@ -15,7 +15,7 @@ use genlab_core::{Result, Rng};
 
 use crate::options::require_steps;
 use crate::registry::{check_finite_sigma, SampleOutput, Sampler, SamplerOptions};
-use crate::sigmas::{denoise, sigma_grid, to_sigma_space};
+use crate::sigmas::{denoise_at, levels, start_state, Level};
 use crate::{Denoiser, NoiseSchedule, SolverOptions};
 
 pub struct HeunSampler {
@@ -33,22 +33,21 @@ impl HeunSampler {
     }
 }
 
-/// One Heun step from `sigma` to `sigma_next` (2 NFE, 1 when `sigma_next` is 0).
+/// One Heun step from level `from` to `to` (2 NFE, 1 when `to.sigma` is 0).
 pub fn step(
     model: &dyn Denoiser,
-    schedule: &NoiseSchedule,
     x: &Tensor,
-    sigma: f64,
-    sigma_next: f64,
+    from: Level,
+    to: Level,
     clip: Option<(f64, f64)>,
 ) -> Result<Tensor> {
-    let dt = sigma_next - sigma;
-    let (d, _) = denoise(model, schedule, x, sigma, clip)?;
+    let dt = to.sigma - from.sigma;
+    let (d, _) = denoise_at(model, x, from, clip)?;
     let x_euler = (x + (&d * dt)?)?;
-    if sigma_next == 0.0 {
+    if to.sigma == 0.0 {
         return Ok(x_euler);
     }
-    let (d2, _) = denoise(model, schedule, &x_euler, sigma_next, clip)?;
+    let (d2, _) = denoise_at(model, &x_euler, to, clip)?;
     Ok((x + ((d + d2)? * (0.5 * dt))?)?)
 }
 
@@ -61,12 +60,12 @@ impl Sampler for HeunSampler {
         _rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let s = sigma_grid(schedule, self.opts.steps, self.karras, self.opts.spacing)?;
+        let s = levels(schedule, &self.opts, self.karras)?;
         let n = s.len() - 1;
-        let mut x = to_sigma_space(&x_t, s[0])?;
+        let mut x = start_state(&x_t, s[0], &self.opts)?;
         for i in 0..n {
-            x = step(model, schedule, &x, s[i], s[i + 1], self.opts.clip_x0)?;
-            check_finite_sigma(&x, "heun", i, s[i])?;
+            x = step(model, &x, s[i], s[i + 1], self.opts.clip_x0)?;
+            check_finite_sigma(&x, "heun", i, s[i].sigma)?;
             progress(i + 1, n);
         }
         Ok(SampleOutput { x, nfe: 2 * n - 1 })

@@ -133,7 +133,14 @@ pub fn inpaint(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<SampleOutput> {
     opts.validate()?;
-    let pairs = step_pairs(schedule, opts.steps, opts.spacing)?;
+    let pairs = step_pairs(
+        schedule,
+        &crate::SamplerOptions {
+            steps: opts.steps,
+            spacing: opts.spacing,
+            ..Default::default()
+        },
+    )?;
     let k = pairs.len();
     // levels[i]: (timestep, alpha_bar) of noise level i; level 0 is the clean data.
     let mut levels = vec![(-1.0, 1.0)];

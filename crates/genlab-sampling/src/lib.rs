@@ -20,6 +20,7 @@ pub mod pc;
 pub mod registry;
 pub mod rk45;
 pub mod schedule;
+pub mod scheduler_json;
 pub mod sigmas;
 
 pub use denoiser::{Denoiser, Prediction};
@@ -29,3 +30,4 @@ pub use registry::{
     SamplerOptions, StepPair, SAMPLERS,
 };
 pub use schedule::{BetaSchedule, NoiseSchedule, Spacing};
+pub use scheduler_json::SchedulerJson;

@@ -109,7 +109,7 @@ impl Sampler for PcSampler {
         rng: &mut Rng,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<SampleOutput> {
-        let steps = step_pairs(schedule, self.opts.steps, self.opts.spacing)?;
+        let steps = step_pairs(schedule, &self.opts)?;
         let (total, mut nfe) = (steps.len(), 0);
         for (k, p) in steps.iter().enumerate() {
             let last = k + 1 == total;

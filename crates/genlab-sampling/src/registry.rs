@@ -30,6 +30,21 @@ pub struct SamplerOptions {
     /// T = 0.7 trades diversity for cleaner samples); 1 samples the model itself. Only
     /// flows take other values.
     pub temperature: f64,
+    /// Explicit decreasing timesteps in [0, T-1] (fractional allowed) that replace `steps`
+    /// and `spacing` for the samplers that walk timesteps or sigmas (ddim, ddpm, euler,
+    /// euler-ancestral, heun, dpm++2m, ...): diffusers' exact grids for a scheduler JSON
+    /// (`scheduler_json`) come this way. Karras sigmas, when on, still replace them.
+    pub timesteps: Option<Vec<f64>>,
+    /// DDIM's last step goes to alpha_bar = 1 (the clean data); `false` makes it go to
+    /// alphas_cumprod[0] instead (diffusers' `set_alpha_to_one = false`, as in Stable
+    /// Diffusion's scheduler configs). Only DDIM reads it.
+    pub set_alpha_to_one: bool,
+    /// How the sigma-space samplers find sigma at a fractional timestep.
+    pub sigma_interpolation: crate::sigmas::SigmaInterpolation,
+    /// The sigma-space samplers start from x_T * sigma_max (diffusers' `init_noise_sigma`
+    /// for its "linspace" and "trailing" spacings) instead of the exact VP-to-sigma-space
+    /// factor x_T * sqrt(1 + sigma_max^2). x_T is still the VP-scale noise.
+    pub init_noise_sigma_max: bool,
 }
 
 impl Default for SamplerOptions {
@@ -41,6 +56,10 @@ impl Default for SamplerOptions {
             solver: SolverOptions::default(),
             spacing: Spacing::default(), // DDIM's evenly spaced subsequence, both ends
             temperature: 1.0,            // the model's own distribution
+            timesteps: None,             // the grid comes from steps and spacing
+            set_alpha_to_one: true,      // the last DDIM step lands on the clean data
+            sigma_interpolation: Default::default(), // ln sigma linear in t (exact inverse of timestep_at)
+            init_noise_sigma_max: false,             // the exact sqrt(1 + sigma_max^2)
         }
     }
 }
@@ -222,13 +241,42 @@ impl StepPair {
     }
 }
 
-/// The steps of a `k`-step run over `schedule` (see `NoiseSchedule::timesteps`).
-pub(crate) fn step_pairs(
-    schedule: &NoiseSchedule,
-    k: usize,
-    spacing: Spacing,
-) -> Result<Vec<StepPair>> {
-    let ts = schedule.timesteps(k, spacing)?;
+/// The decreasing timesteps of a run with these options: `opts.timesteps` when given
+/// (checked: non-empty, finite, strictly decreasing, inside [0, T-1]), otherwise
+/// `NoiseSchedule::timesteps(opts.steps, opts.spacing)`.
+pub fn grid_timesteps(schedule: &NoiseSchedule, opts: &SamplerOptions) -> Result<Vec<f64>> {
+    let Some(ts) = &opts.timesteps else {
+        return schedule.timesteps(opts.steps, opts.spacing);
+    };
+    let last = (schedule.len() - 1) as f64;
+    if ts.is_empty() {
+        return Err(Error::setting(
+            "timesteps",
+            "an explicit timestep list must not be empty",
+        ));
+    }
+    if let Some(t) = ts
+        .iter()
+        .find(|t| !(t.is_finite() && **t >= 0.0 && **t <= last))
+    {
+        return Err(Error::setting(
+            "timesteps",
+            format!("timestep {t} is outside the model's 0 ..= {last}"),
+        ));
+    }
+    if ts.windows(2).any(|w| w[1] >= w[0]) {
+        return Err(Error::setting(
+            "timesteps",
+            format!("explicit timesteps must strictly decrease, got {ts:?}"),
+        ));
+    }
+    Ok(ts.clone())
+}
+
+/// The steps of a run over `schedule` with these options (see [`grid_timesteps`]); the last
+/// step goes to the clean data (alpha_bar 1).
+pub(crate) fn step_pairs(schedule: &NoiseSchedule, opts: &SamplerOptions) -> Result<Vec<StepPair>> {
+    let ts = grid_timesteps(schedule, opts)?;
     Ok(ts
         .iter()
         .enumerate()

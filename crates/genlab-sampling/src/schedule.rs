@@ -8,6 +8,12 @@
 //!   clipped to at most 0.999. Computed in floating point throughout (candle's own version
 //!   divides integers and gets it wrong).
 //!
+//! - Scaled-linear betas (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent
+//!   Diffusion Models", arXiv:2112.10752; the Stable Diffusion schedule, diffusers'
+//!   `beta_schedule = "scaled_linear"`): beta_i = (sqrt(b0) + (sqrt(b1) - sqrt(b0)) i/(T-1))^2,
+//!   b0 = 0.00085, b1 = 0.012 for SD 1.x/2.x. Trained betas: an explicit list of T values
+//!   (diffusers' `trained_betas`).
+//!
 //! - The continuous-time SDEs of Song et al. 2021, "Score-Based Generative Modeling through
 //!   Stochastic Differential Equations", arXiv:2011.13456, Sec. 3.4 and App. B, evaluated at
 //!   t = (i+1)/T. Each has a Gaussian perturbation kernel x_t = m(t) x_0 + s(t) eps, with
@@ -47,6 +53,10 @@ pub enum BetaSchedule {
     /// sigma_min = 0.01 and sigma_max about the largest distance between data points, 50 for
     /// CIFAR-10; Song & Ermon 2020, Technique 1).
     VeSde { sigma_min: f64, sigma_max: f64 },
+    /// Betas linear in sqrt(beta) (Stable Diffusion's "scaled_linear", see the module header).
+    ScaledLinear { beta_start: f64, beta_end: f64 },
+    /// An explicit list of T betas (diffusers' `trained_betas`); its length must be T.
+    Trained { betas: Vec<f64> },
 }
 
 impl BetaSchedule {
@@ -108,6 +118,41 @@ impl NoiseSchedule {
             return Ok(sched);
         }
         let betas: Vec<f64> = match *kind {
+            BetaSchedule::ScaledLinear {
+                beta_start,
+                beta_end,
+            } => {
+                if !(beta_start > 0.0 && beta_end < 1.0 && beta_start <= beta_end) {
+                    return Err(Error::InvalidInput(format!(
+                        "scaled-linear schedule needs 0 < beta_start <= beta_end < 1, got {beta_start} .. {beta_end}"
+                    )));
+                }
+                let (r0, r1) = (beta_start.sqrt(), beta_end.sqrt());
+                (0..timesteps)
+                    .map(|i| {
+                        let w = if timesteps == 1 {
+                            0.0
+                        } else {
+                            i as f64 / (timesteps - 1) as f64
+                        };
+                        (r0 + (r1 - r0) * w).powi(2)
+                    })
+                    .collect()
+            }
+            BetaSchedule::Trained { ref betas } => {
+                if betas.len() != timesteps {
+                    return Err(Error::InvalidInput(format!(
+                        "trained betas: {} values for {timesteps} timesteps",
+                        betas.len()
+                    )));
+                }
+                if let Some(b) = betas.iter().find(|b| !(**b > 0.0 && **b < 1.0)) {
+                    return Err(Error::InvalidInput(format!(
+                        "trained betas must lie in (0, 1), got {b}"
+                    )));
+                }
+                betas.clone()
+            }
             BetaSchedule::Linear {
                 beta_start,
                 beta_end,
@@ -428,6 +473,46 @@ mod tests {
             "{}",
             s.alphas_cumprod[999]
         );
+    }
+
+    #[test]
+    fn scaled_linear_matches_stable_diffusion() {
+        // SD 1.x/2.x: sqrt-linear from 0.00085 to 0.012 over 1000 steps.
+        let s = NoiseSchedule::new(
+            &BetaSchedule::ScaledLinear {
+                beta_start: 0.00085,
+                beta_end: 0.012,
+            },
+            1000,
+        )
+        .unwrap();
+        assert!((s.betas[0] - 0.00085).abs() < 1e-15);
+        assert!((s.betas[999] - 0.012).abs() < 1e-15);
+        let mid =
+            (0.00085f64.sqrt() + (0.012f64.sqrt() - 0.00085f64.sqrt()) * 500.0 / 999.0).powi(2);
+        assert!((s.betas[500] - mid).abs() < 1e-15);
+        // Known value of SD's schedule: alpha_bar at t = 999 is 0.0046.
+        assert!(
+            (s.alphas_cumprod[999] - 0.004_660_5).abs() < 1e-6,
+            "{}",
+            s.alphas_cumprod[999]
+        );
+        let t = NoiseSchedule::new(
+            &BetaSchedule::Trained {
+                betas: s.betas.clone(),
+            },
+            1000,
+        )
+        .unwrap();
+        assert_eq!(t, s);
+        assert!(NoiseSchedule::new(
+            &BetaSchedule::Trained {
+                betas: vec![0.1; 3]
+            },
+            4
+        )
+        .is_err());
+        assert!(NoiseSchedule::new(&BetaSchedule::Trained { betas: vec![1.5] }, 1).is_err());
     }
 
     #[test]

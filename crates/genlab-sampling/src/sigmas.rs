@@ -14,12 +14,101 @@
 //! timesteps), so [`sigma_at`] and [`timestep_at`] are inverses and exact at integers.
 
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 
 use genlab_core::Result;
 
 use crate::denoiser::to_eps_x0;
 use crate::registry::maybe_clip;
-use crate::{Denoiser, NoiseSchedule, Spacing};
+use crate::{Denoiser, NoiseSchedule, SamplerOptions, Spacing};
+
+/// How sigma is found at a fractional timestep.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SigmaInterpolation {
+    /// ln sigma linear in t ([`sigma_at`]; the exact inverse of [`timestep_at`]).
+    #[default]
+    LogLinear,
+    /// sigma itself linear in t (numpy's `interp` over the sigmas: diffusers'
+    /// Euler-family `interpolation_type = "linear"`, their default).
+    Linear,
+}
+
+/// One noise level of a sigma-space run: sigma and the timestep the network is told.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Level {
+    pub sigma: f64,
+    pub t: f64,
+}
+
+impl Level {
+    /// The clean data: sigma 0 (timestep -1, never shown to the network).
+    pub const CLEAN: Level = Level {
+        sigma: 0.0,
+        t: -1.0,
+    };
+
+    /// The level at `sigma`, at the timestep [`timestep_at`] gives.
+    pub fn at_sigma(schedule: &NoiseSchedule, sigma: f64) -> Self {
+        Level {
+            sigma,
+            t: timestep_at(schedule, sigma),
+        }
+    }
+}
+
+/// sigma at a continuous timestep with the given interpolation.
+pub fn sigma_at_with(schedule: &NoiseSchedule, t: f64, how: SigmaInterpolation) -> f64 {
+    match how {
+        SigmaInterpolation::LogLinear => sigma_at(schedule, t),
+        SigmaInterpolation::Linear => {
+            let last = schedule.len() - 1;
+            let t = t.clamp(0.0, last as f64);
+            let i = (t.floor() as usize).min(last.saturating_sub(1));
+            let w = t - i as f64;
+            let s0 = sigma_from_alpha_bar(schedule.alphas_cumprod[i]);
+            if w == 0.0 || last == 0 {
+                return s0;
+            }
+            let s1 = sigma_from_alpha_bar(schedule.alphas_cumprod[i + 1]);
+            s0 + (s1 - s0) * w
+        }
+    }
+}
+
+/// The decreasing levels of a run with these options, ending with [`Level::CLEAN`]: the
+/// grid timesteps (`registry::grid_timesteps`) with their sigmas (`opts.sigma_interpolation`),
+/// or with `karras` Eq. 5 sigmas between sigma(0) and the first timestep's sigma, each at
+/// [`timestep_at`] its sigma.
+pub fn levels(schedule: &NoiseSchedule, opts: &SamplerOptions, karras: bool) -> Result<Vec<Level>> {
+    let ts = crate::registry::grid_timesteps(schedule, opts)?;
+    let mut out: Vec<Level> = if karras {
+        let (lo, hi) = (sigma_at(schedule, 0.0), sigma_at(schedule, ts[0]));
+        karras_sigmas(lo, hi, ts.len(), KARRAS_RHO)
+            .into_iter()
+            .map(|s| Level::at_sigma(schedule, s))
+            .collect()
+    } else {
+        ts.iter()
+            .map(|&t| Level {
+                sigma: sigma_at_with(schedule, t, opts.sigma_interpolation),
+                t,
+            })
+            .collect()
+    };
+    out.push(Level::CLEAN);
+    Ok(out)
+}
+
+/// The sigma-space state a run starts from: x_T * sqrt(1 + sigma^2), or x_T * sigma with
+/// `opts.init_noise_sigma_max` (diffusers' linspace/trailing `init_noise_sigma`).
+pub fn start_state(x_t: &Tensor, first: Level, opts: &SamplerOptions) -> Result<Tensor> {
+    if opts.init_noise_sigma_max {
+        Ok((x_t * first.sigma)?)
+    } else {
+        to_sigma_space(x_t, first.sigma)
+    }
+}
 
 /// Karras et al.'s rho (Eq. 5; "rho = 7 ... as a reasonable default", Sec. 3).
 pub const KARRAS_RHO: f64 = 7.0;
@@ -133,9 +222,20 @@ pub(crate) fn denoise(
     sigma: f64,
     clip: Option<(f64, f64)>,
 ) -> Result<(Tensor, Tensor)> {
+    denoise_at(model, x, Level::at_sigma(schedule, sigma), clip)
+}
+
+/// [`denoise`] at a [`Level`]: the network sees x / sqrt(1 + sigma^2) at `level.t`.
+pub(crate) fn denoise_at(
+    model: &dyn Denoiser,
+    x: &Tensor,
+    level: Level,
+    clip: Option<(f64, f64)>,
+) -> Result<(Tensor, Tensor)> {
+    let sigma = level.sigma;
     let a = alpha_bar_from_sigma(sigma);
     let x_vp = (x * a.sqrt())?;
-    let out = model.predict(&x_vp, timestep_at(schedule, sigma))?;
+    let out = model.predict(&x_vp, level.t)?;
     let (_, x0) = to_eps_x0(model.prediction(), &out, &x_vp, a)?;
     let x0 = maybe_clip(x0, clip)?;
     let d = ((x - &x0)? / sigma)?;

@@ -22,7 +22,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use genlab_core::Result;
-use genlab_sampling::sigmas::{alpha_bar_from_sigma, sigma_at, sigma_grid};
+use genlab_sampling::sigmas::{alpha_bar_from_sigma, sigma_at, sigma_grid, Level};
 use genlab_sampling::{
     ddim, ddpm, dpmpp_2m, euler, euler_ancestral, heun, Denoiser, NoiseSchedule, StepPair,
 };
@@ -161,6 +161,22 @@ fn sigma_pair(sched: &NoiseSchedule, steps: &[Step], i: usize) -> (f64, f64) {
     )
 }
 
+/// The two levels of step i: genlab's sigmas at the fixture's timesteps.
+fn level_pair(sched: &NoiseSchedule, steps: &[Step], i: usize) -> (Level, Level) {
+    let (a, b) = sigma_pair(sched, steps, i);
+    let next_t = if b > 0.0 { steps[i + 1].t } else { -1.0 };
+    (
+        Level {
+            sigma: a,
+            t: steps[i].t,
+        },
+        Level {
+            sigma: b,
+            t: next_t,
+        },
+    )
+}
+
 #[test]
 fn ddpm_steps_match_diffusers() {
     let (f, sched, model, shape) = load();
@@ -202,18 +218,18 @@ fn euler_family_steps_match_diffusers_on_the_same_timesteps() {
     }
     let st = steps(&f, "euler", &shape);
     check("euler", &st, |s, i| {
-        let (a, b) = sigma_pair(&sched, &st, i);
-        euler::step(&model, &sched, &s.x_in, a, b, None).unwrap()
+        let (a, b) = level_pair(&sched, &st, i);
+        euler::step(&model, &s.x_in, a, b, None).unwrap()
     });
     let st = steps(&f, "euler_ancestral", &shape);
     check("euler_ancestral", &st, |s, i| {
-        let (a, b) = sigma_pair(&sched, &st, i);
-        euler_ancestral::step(&model, &sched, &s.x_in, a, b, s.noise.as_ref(), None).unwrap()
+        let (a, b) = level_pair(&sched, &st, i);
+        euler_ancestral::step(&model, &s.x_in, a, b, s.noise.as_ref(), None).unwrap()
     });
     let st = steps(&f, "heun", &shape);
     check("heun", &st, |s, i| {
-        let (a, b) = sigma_pair(&sched, &st, i);
-        heun::step(&model, &sched, &s.x_in, a, b, None).unwrap()
+        let (a, b) = level_pair(&sched, &st, i);
+        heun::step(&model, &s.x_in, a, b, None).unwrap()
     });
 }
 
@@ -227,12 +243,12 @@ fn dpmpp_2m_steps_match_diffusers() {
         let st = steps(&f, name, &shape);
         let mut prev: Option<(Tensor, f64)> = None;
         check(name, &st, |s, i| {
-            let (a, b) = sigma_pair(&sched, &st, i);
+            let (a, b) = level_pair(&sched, &st, i);
             let hist = prev.as_ref().map(|(x0, sp)| (x0, *sp));
             let (next, x0) =
-                dpmpp_2m::step(&model, &sched, &scale(&s.x_in, a), a, b, hist, None).unwrap();
-            prev = Some((x0, a));
-            (next / (1.0 + b * b).sqrt()).unwrap()
+                dpmpp_2m::step(&model, &scale(&s.x_in, a.sigma), a, b, hist, None).unwrap();
+            prev = Some((x0, a.sigma));
+            (next / (1.0 + b.sigma * b.sigma).sqrt()).unwrap()
         });
     }
 }
