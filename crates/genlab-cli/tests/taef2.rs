@@ -189,6 +189,20 @@ fn reconstruct_and_latent_diffusion_on_taef2() {
 }
 
 #[test]
+fn taef2_is_listed_as_fetchable() {
+    let t = tempfile::tempdir().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&genlab(&["list", "--json"], t.path()))).unwrap();
+    let names: Vec<&str> = v["fetchable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(names.contains(&"taef2"), "{names:?}");
+}
+
+#[test]
 fn fetch_falls_back_to_a_local_copy_and_verifies_it() {
     let Some(w) = weights_dir() else {
         eprintln!("skipped: no TAEF2 weights in $GENLAB_TAEF2_DIR or ../shared/weights/taef2");

@@ -296,7 +296,7 @@ impl Block {
 #[derive(Clone, Debug)]
 enum Layer {
     Conv(Conv),
-    Block(Block),
+    Block(Box<Block>),
     Relu,
     Up,
     Clamp,
@@ -318,7 +318,7 @@ impl Sequential {
                     stride,
                     bias,
                 } => Layer::Conv(Conv::new(c_in, c_out, 3, stride, bias, vb)?),
-                Spec::Block { pool } => Layer::Block(Block::new(pool, vb)?),
+                Spec::Block { pool } => Layer::Block(Box::new(Block::new(pool, vb)?)),
                 Spec::Relu => Layer::Relu,
                 Spec::Up => Layer::Up,
                 Spec::Clamp => Layer::Clamp,
@@ -362,7 +362,7 @@ pub fn unscale_latents(x: &Tensor) -> Result<Tensor> {
 
 /// The latent shape `[32, H/8, W/8]` of `H x W` images (multiples of 8).
 pub fn latent_shape(h: usize, w: usize) -> Result<[usize; 3]> {
-    if h == 0 || w == 0 || h % TAEF2_FACTOR != 0 || w % TAEF2_FACTOR != 0 {
+    if h == 0 || w == 0 || !h.is_multiple_of(TAEF2_FACTOR) || !w.is_multiple_of(TAEF2_FACTOR) {
         return Err(Error::InvalidInput(format!(
             "TAEF2 needs images whose height and width are positive multiples of {TAEF2_FACTOR}, \
              got {h}x{w}"

@@ -188,7 +188,7 @@ impl Reconstruct for Taef2 {
 #[derive(Clone)]
 pub enum FirstStage {
     /// A genlab autoencoder run (KL: a posterior sample per training image; VQ: `z`).
-    Trained(Autoencoder),
+    Trained(Box<Autoencoder>),
     /// The pretrained TAEF2 on images of `data` (deterministic latents).
     Taef2 { net: Taef2, data: DataSpace },
 }

@@ -138,7 +138,9 @@ pub fn ldm_autoencoder(cfg: &LdmConfig, device: &Device) -> Result<FirstStage> {
     if cfg.uses_taef2() {
         return open_taef2(cfg.weights.as_deref().map(Path::new), &cfg.data, device);
     }
-    Ok(FirstStage::Trained(trained_autoencoder(cfg, device)?))
+    Ok(FirstStage::Trained(Box::new(trained_autoencoder(
+        cfg, device,
+    )?)))
 }
 
 /// TAEF2 from the folder `weights` (else the genlab cache, else a local copy) as the first
@@ -170,7 +172,7 @@ pub fn open_first_stage(
         ));
     }
     let (ae, run) = super::autoencoder::load_autoencoder(Path::new(spec), device)?;
-    Ok((FirstStage::Trained(ae), Some(run.data)))
+    Ok((FirstStage::Trained(Box::new(ae)), Some(run.data)))
 }
 
 fn trained_autoencoder(cfg: &LdmConfig, device: &Device) -> Result<Autoencoder> {
