@@ -1,10 +1,13 @@
 //! `genlab eval --ckpt CLIP_RUN --metrics zero-shot,retrieval [--data D]`: the CLIP
 //! evaluations of `genlab_train::clip_eval`, printed and optionally written as JSON.
+//! `--ckpt hf-clip:DIR` (a transformers CLIPModel folder) runs zero-shot with
+//! `genlab_train::hf_clip_eval` (`--data` required).
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use candle_core::Device;
 
 use genlab_train::clip_eval::{evaluate_clip, ClipEvalOptions};
+use genlab_train::hf_clip_eval::{self, HfClipDigits};
 use genlab_train::nll::default_nll_data;
 use genlab_train::steps::clip::load_clip;
 
@@ -18,6 +21,9 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
         genlab_train::outputs::check_writable(p)?;
     }
     let metrics: Vec<String> = a.metrics.split(',').map(|m| m.trim().to_string()).collect();
+    if let Some(dir) = ckpt.to_str().and_then(hf_clip_eval::spec_dir) {
+        return run_hf(a, &dir, &metrics);
+    }
     let c = load_clip(ckpt, device)?;
     let spec = match &a.data {
         Some(d) => d.clone(),
@@ -78,6 +84,43 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
     println!("({:.0} s)", t0.elapsed().as_secs_f64());
     if let Some(p) = &a.json {
         genlab_core::io::write_json(p, &serde_json::to_value(&report)?)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// Zero-shot digit classification with a transformers CLIPModel folder.
+fn run_hf(a: &EvalArgs, dir: &std::path::Path, metrics: &[String]) -> anyhow::Result<()> {
+    if let Some(m) = metrics.iter().find(|m| *m != "zero-shot") {
+        bail!("--ckpt hf-clip:DIR runs the zero-shot metric only, not `{m}`");
+    }
+    let spec = a
+        .data
+        .as_ref()
+        .context("--ckpt hf-clip:DIR needs --data (a labelled digit dataset, e.g. mnist:test)")?;
+    let prompts: Vec<String> = a
+        .prompts
+        .iter()
+        .flat_map(|p| p.split(';'))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let t0 = std::time::Instant::now();
+    let model = HfClipDigits::open(dir, &prompts)?;
+    let ds = genlab_train::open_data(spec, a.seed, None, None)?;
+    let z = model.zero_shot(ds.as_ref(), a.n)?;
+    println!("model: {} (transformers CLIPModel)", dir.display());
+    println!("data: {spec}");
+    println!(
+        "zero-shot accuracy {:.2}% on {} examples ({} prompt templates x 2 digit names per class)",
+        100.0 * z.accuracy,
+        z.examples,
+        z.templates.len()
+    );
+    println!("({:.0} s)", t0.elapsed().as_secs_f64());
+    if let Some(p) = &a.json {
+        let v = serde_json::json!({"model": dir.display().to_string(), "data": spec, "zero_shot": z});
+        genlab_core::io::write_json(p, &v)?;
         println!("wrote {}", p.display());
     }
     Ok(())

@@ -38,7 +38,8 @@ pub struct EvalArgs {
     /// Comma-separated metrics: fid, kid, mmd, is, mode, wasserstein, 1nn (or all); or
     /// `nll` with --ckpt: the model's negative log-likelihood on --data; or `zero-shot`,
     /// `retrieval` with --ckpt of a CLIP run: zero-shot accuracy with unseen prompts, and
-    /// image<->text recall@1/5/10 on --data (default: the run's held-out split); or `psnr`,
+    /// image<->text recall@1/5/10 on --data (default: the run's held-out split); zero-shot
+    /// also with --ckpt hf-clip:DIR (a transformers CLIPModel folder) and --data; or `psnr`,
     /// `ssim`, `rfid`, `recon-acc` with --ckpt of an autoencoder run: reconstruction quality
     /// on --data (rfid and recon-acc with --features CLASSIFIER_RUN).
     #[arg(long, default_value = "fid,kid,1nn")]
@@ -64,7 +65,8 @@ pub struct EvalArgs {
     pub k: usize,
     /// Feature extractor for image sources: a classifier run directory (`genlab train --model
     /// classifier`), `inception` (FID Inception-v3; weights file needed), `efficientnet-lite0`,
-    /// or `pixels`. Point data and .npy feature matrices need none.
+    /// `pixels`, or `hf-clip:DIR` (a transformers CLIPModel folder: image embeddings and
+    /// zero-shot digit probabilities). Point data and .npy feature matrices need none.
     #[arg(long)]
     pub features: Option<String>,
     /// Weights file for `inception` / `efficientnet-lite0` (default: under $GENLAB_DATA/weights).

@@ -1,5 +1,6 @@
 //! Feature extractors by spec: a name from `genlab_metrics`' registry (`inception`,
-//! `efficientnet-lite0`, `pixels`), or the run directory of a trained classifier, whose
+//! `efficientnet-lite0`, `pixels`), `hf-clip:DIR` (a transformers CLIPModel folder,
+//! [`crate::hf_clip_eval`]), or the run directory of a trained classifier, whose
 //! checkpoint this crate reads.
 
 use std::path::Path;
@@ -18,6 +19,11 @@ pub fn extractor_names() -> Vec<(String, &'static str)> {
         .iter()
         .map(|e| (e.name.to_string(), e.description))
         .collect();
+    v.push((
+        "hf-clip:DIR".into(),
+        "a Hugging Face transformers CLIPModel folder (config.json, model.safetensors, \
+         tokenizer files): unit image embeddings + zero-shot digit probabilities",
+    ));
     v.push((
         "RUN_DIR".into(),
         "the run directory of a trained `classifier` model (128-d features + class \
@@ -43,12 +49,16 @@ pub fn open_extractor(
             },
         );
     }
+    if let Some(dir) = crate::hf_clip_eval::spec_dir(spec) {
+        return Ok(Box::new(crate::hf_clip_eval::HfClipDigits::open(&dir, &[])?));
+    }
     let p = Path::new(spec);
     if !p.exists() {
         return Err(Error::setting(
             "features",
             format!(
-                "`{spec}` is neither a feature extractor ({}) nor a classifier run directory",
+                "`{spec}` is neither a feature extractor ({}, hf-clip:DIR) nor a classifier run \
+                 directory",
                 EXTRACTORS
                     .iter()
                     .map(|e| e.name)
@@ -75,6 +85,9 @@ pub fn open_extractor(
 pub fn extractor_input(spec: &str) -> Result<Option<(usize, usize)>> {
     if let Some(e) = find_extractor(spec) {
         return Ok(e.input);
+    }
+    if let Some(dir) = crate::hf_clip_eval::spec_dir(spec) {
+        return Ok(crate::hf_clip_eval::input(&dir).ok());
     }
     if let Ok(c) = crate::steps::clip::load_clip(Path::new(spec), &candle_core::Device::Cpu) {
         let [ch, h, _] = c.net.config().input();

@@ -16,6 +16,7 @@ pub mod edit;
 pub mod ema;
 pub mod extractors;
 pub mod fetch;
+pub mod hf_clip_eval;
 pub mod ladder;
 pub mod lock;
 pub mod nll;
