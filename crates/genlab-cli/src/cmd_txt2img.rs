@@ -1,6 +1,6 @@
-//! `genlab txt2img`: images from prompts with a text-conditioned latent diffusion run, and
-//! the two-digit canvas evaluation (a prompt set read back by the MNIST classifier, one row
-//! per guidance scale).
+//! `genlab txt2img`: images from prompts with a text-conditioned latent diffusion run or a
+//! pretrained Stable Diffusion 1.x / 2.x checkpoint (`--model`), and the two-digit canvas
+//! evaluation (a prompt set read back by the MNIST classifier, one row per guidance scale).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,15 +8,35 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use genlab_core::Rng;
-use genlab_sampling::SamplerOptions;
-use genlab_train::txt2img::{load_txt2img, Txt2ImgOptions};
+use genlab_core::{Condition, Rng};
+use genlab_models::pretrained::sd_pipeline::{SdLoadOptions, StableDiffusion};
+use genlab_models::{Sample, SampleRequest, SampleResult};
+use genlab_sampling::{Prediction, SamplerOptions};
+use genlab_train::txt2img::{load_txt2img, TextToImage, Txt2ImgOptions};
 
 #[derive(Args)]
 pub struct Txt2ImgArgs {
     /// A text-conditioned `ldm` run (`genlab train --model ldm --set 'ldm.text={...}'`).
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub ckpt: Option<PathBuf>,
+    /// A pretrained Stable Diffusion 1.x / 2.x checkpoint: a diffusers folder
+    /// (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or an
+    /// original single file (.safetensors / .ckpt). See docs/pretrained.md.
     #[arg(long)]
-    pub ckpt: PathBuf,
+    pub model: Option<PathBuf>,
+    /// With a single-file --model: a diffusers folder whose config files describe it
+    /// (otherwise SD 1.x's / 2.x's standard configs are inferred from the tensor shapes).
+    #[arg(long, requires = "model")]
+    pub config: Option<PathBuf>,
+    /// With --model: override the prediction type (epsilon | v | x0); a single SD 2.x
+    /// file does not say whether it is the 768-v model (v) or the 512 base (epsilon).
+    #[arg(long, requires = "model")]
+    pub prediction_type: Option<String>,
+    /// With --model: image height and width in pixels (multiples of 8).
+    #[arg(long, requires = "model", default_value_t = 512)]
+    pub height: usize,
+    #[arg(long, requires = "model", default_value_t = 512)]
+    pub width: usize,
     /// A prompt; give several for one row each (e.g. --prompt "a 3 on the left and a 7 on
     /// the right").
     #[arg(long)]
@@ -45,9 +65,9 @@ pub struct Txt2ImgArgs {
     /// DDIM eta (ddim only).
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
-    /// Images per prompt (with --prompt).
-    #[arg(long, default_value_t = 8)]
-    pub n: usize,
+    /// Images per prompt (with --prompt; default 8, 1 with --model).
+    #[arg(long)]
+    pub n: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// At most this many images go through the network at once.
@@ -71,6 +91,114 @@ fn scales(s: &str) -> anyhow::Result<Vec<f64>> {
                 })
         })
         .collect()
+}
+
+/// What generates: a trained text-conditioned LDM run, or a pretrained Stable Diffusion.
+enum Generator {
+    Ldm(Box<TextToImage>),
+    Sd(Box<StableDiffusion>),
+}
+
+impl Generator {
+    fn can_guide(&self) -> bool {
+        match self {
+            Generator::Ldm(t) => t.can_guide(),
+            Generator::Sd(_) => true,
+        }
+    }
+
+    fn max_tokens(&self) -> usize {
+        match self {
+            Generator::Ldm(t) => t.prompts.cfg.max_tokens,
+            Generator::Sd(s) => s.tokenizer.model_max_length(),
+        }
+    }
+
+    /// The prompts that were cut to fit the text encoder.
+    fn cut(&self, prompts: &[String], negative: Option<&str>) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
+            Generator::Ldm(t) => t.condition(prompts, negative)?.1,
+            Generator::Sd(s) => {
+                let mut all: Vec<String> = prompts.to_vec();
+                all.extend(negative.map(String::from));
+                all.dedup();
+                let mut out = Vec::new();
+                for p in all {
+                    if s.tokenizer.truncates(&p) {
+                        out.push(p);
+                    }
+                }
+                out
+            }
+        })
+    }
+
+    fn generate(
+        &self,
+        prompts: &[String],
+        o: &Txt2ImgOptions,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> anyhow::Result<SampleResult> {
+        Ok(match self {
+            Generator::Ldm(t) => t.generate(prompts, o, rng, progress)?,
+            Generator::Sd(s) => {
+                let (tokens, _) = s.encode_prompts(prompts)?;
+                let negative_tokens = match &o.negative_prompt {
+                    Some(neg) => Some(s.encode_prompts(&[neg.clone()])?.0.repeat((
+                        prompts.len(),
+                        1,
+                        1,
+                    ))?),
+                    None => None,
+                };
+                let guidance = if o.guidance == 1.0 && o.negative_prompt.is_none() {
+                    None
+                } else {
+                    Some(o.guidance)
+                };
+                let req = SampleRequest {
+                    n: prompts.len(),
+                    sampler: o.sampler.clone(),
+                    options: o.options.clone(),
+                    batch_size: o.batch_size,
+                    condition: Condition {
+                        tokens: Some(tokens),
+                        negative_tokens,
+                        ..Condition::none()
+                    },
+                    guidance,
+                    classifier: None,
+                };
+                s.sample(&req, rng, progress)?
+            }
+        })
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        match self {
+            Generator::Ldm(t) => serde_json::json!({
+                "checkpoint_step": t.step,
+                "run_config": t.run.to_tree(),
+            }),
+            Generator::Sd(s) => serde_json::json!({
+                "stable_diffusion": s.source,
+                "unet": s.unet.config(),
+                "scheduler": s.scheduler.class_name(),
+                "prediction": format!("{:?}", s.prediction()),
+                "size": [s.data_space().shape[1], s.data_space().shape[2]],
+            }),
+        }
+    }
+}
+
+fn prediction_arg(s: &str) -> anyhow::Result<Prediction> {
+    Ok(match s {
+        "epsilon" | "eps" => Prediction::Epsilon,
+        "v" | "v_prediction" | "v-prediction" => Prediction::V,
+        "x0" | "sample" => Prediction::X0,
+        other => bail!("--prediction-type expects epsilon, v or x0, got `{other}`"),
+    })
 }
 
 /// The prompts of a `--prompt-set` spec.
@@ -99,21 +227,43 @@ pub fn run(a: Txt2ImgArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     if a.prompt.is_empty() && a.prompt_set.is_none() {
         bail!("give --prompt \"...\" (one or more) or --prompt-set pairs-test");
     }
-    if a.n == 0 {
+    let n_per = a.n.unwrap_or(if a.model.is_some() { 1 } else { 8 });
+    if n_per == 0 {
         bail!("--n must be at least 1, got 0");
     }
     let set = a.prompt_set.as_deref().map(prompt_set).transpose()?;
     if set.is_some() && a.classifier.is_none() {
         bail!("--prompt-set needs --classifier RUN (an MNIST `classifier` run reads the digits)");
     }
-    let t =
-        load_txt2img(&a.ckpt, device).with_context(|| format!("loading {}", a.ckpt.display()))?;
+    let source = a.model.clone().or(a.ckpt.clone()).context(
+        "give --ckpt RUN (a trained text-to-image run) or --model SD (Stable Diffusion)",
+    )?;
+    let t = match &a.model {
+        Some(m) => {
+            let opts = SdLoadOptions {
+                config_dir: a.config.clone(),
+                prediction: a
+                    .prediction_type
+                    .as_deref()
+                    .map(prediction_arg)
+                    .transpose()?,
+            };
+            let mut sd = StableDiffusion::load(m, &opts, device)
+                .with_context(|| format!("loading Stable Diffusion from {}", m.display()))?;
+            sd.set_size(a.height, a.width)?;
+            Generator::Sd(Box::new(sd))
+        }
+        None => Generator::Ldm(Box::new(
+            load_txt2img(&source, device)
+                .with_context(|| format!("loading {}", source.display()))?,
+        )),
+    };
     let mut gs = gs;
     if !t.can_guide() && gs.iter().any(|g| *g != 1.0) {
         eprintln!(
             "warning: {} was trained without prompt dropout (ldm.ddpm.label_dropout = 0), so it \
              has no unconditional mode to guide from; sampling without guidance (scale 1)",
-            a.ckpt.display()
+            source.display()
         );
         gs = vec![1.0];
     }
@@ -122,14 +272,14 @@ pub fn run(a: Txt2ImgArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         None => a
             .prompt
             .iter()
-            .flat_map(|p| std::iter::repeat_n(p.clone(), a.n))
+            .flat_map(|p| std::iter::repeat_n(p.clone(), n_per))
             .collect(),
     };
-    let (_, cut) = t.condition(&prompts, a.negative_prompt.as_deref())?;
+    let cut = t.cut(&prompts, a.negative_prompt.as_deref())?;
     for p in &cut {
         eprintln!(
             "warning: the prompt \"{p}\" is longer than the text encoder's {} tokens; it was cut",
-            t.prompts.cfg.max_tokens
+            t.max_tokens()
         );
     }
     let mut images = Vec::new();
@@ -193,7 +343,7 @@ pub fn run(a: Txt2ImgArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         rows.push(row);
     }
     let x = candle_core::Tensor::cat(&images, 0)?;
-    let ncol = if set.is_some() { 10 } else { a.n };
+    let ncol = if set.is_some() { 10 } else { n_per };
     match kind {
         genlab_train::outputs::OutKind::Npy => {
             genlab_train::outputs::save_samples(&x, true, &a.out, None)?
@@ -207,12 +357,11 @@ pub fn run(a: Txt2ImgArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         }
     }
     let sidecar = serde_json::json!({
-        "checkpoint": a.ckpt.display().to_string(),
-        "checkpoint_step": t.step,
-        "run_config": t.run.to_tree(),
+        "checkpoint": source.display().to_string(),
+        "model": t.describe(),
         "prompts": if set.is_some() { serde_json::json!(a.prompt_set) } else { serde_json::json!(a.prompt) },
         "negative_prompt": a.negative_prompt,
-        "images_per_prompt": if set.is_some() { 1 } else { a.n },
+        "images_per_prompt": if set.is_some() { 1 } else { n_per },
         "sampler": a.sampler, "steps": a.steps, "eta": a.eta, "seed": a.seed,
         "rows": rows,
         "picture": if set.is_some() { "per guidance scale: a 10x10 grid, row = left digit, column = right digit (the first 100 prompts)" } else { "one row per prompt (n images), prompts repeated per guidance scale" },

@@ -127,3 +127,75 @@ fn single_file_matches_the_folder() {
         .count();
     assert_eq!(orig.len(), unet_keys);
 }
+
+/// Largest absolute difference allowed between genlab's and diffusers' 4-step txt2img
+/// images (the 1e-3).
+const PIPELINE_TOL: f32 = 1e-3;
+
+#[test]
+fn txt2img_matches_diffusers_for_three_samplers() {
+    use genlab_core::{Condition, Rng};
+    use genlab_models::pretrained::sd_pipeline::{SdLoadOptions, StableDiffusion};
+    use genlab_sampling::SamplerOptions;
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap())
+            .unwrap();
+    let prompts: Vec<String> = serde_json::from_value(cases["prompts"].clone()).unwrap();
+    let negative: Vec<String> = serde_json::from_value(cases["negative"].clone()).unwrap();
+    let steps = cases["steps"].as_u64().unwrap() as usize;
+    let guidance = cases["guidance"].as_f64().unwrap();
+    for name in ["sd1", "sd2"] {
+        let r = io(name);
+        let mut sd = StableDiffusion::load(
+            &fixtures().join(name),
+            &SdLoadOptions::default(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        sd.set_size(16, 16).unwrap();
+        // Token ids and text states first.
+        let (hidden, _) = sd
+            .encode_prompts(&[prompts.clone(), negative.clone()].concat())
+            .unwrap();
+        let d = max_diff(&hidden, &r["text_hidden"]);
+        assert!(d < COMPONENT_TOL, "{name}: text states differ by {d}");
+        let (tokens, _) = sd.encode_prompts(&prompts).unwrap();
+        let (neg, _) = sd.encode_prompts(&negative).unwrap();
+        let cond = Condition {
+            tokens: Some(tokens),
+            negative_tokens: Some(neg),
+            ..Condition::none()
+        };
+        for sampler in ["ddim", "euler", "dpm++2m"] {
+            let opts = SamplerOptions {
+                steps,
+                ..SamplerOptions::default()
+            };
+            let (z, _) = sd
+                .denoise(
+                    r["latents"].clone(),
+                    &cond,
+                    Some(guidance),
+                    sampler,
+                    &opts,
+                    &mut Rng::new(0),
+                    &mut |_, _| {},
+                )
+                .unwrap();
+            let img = sd.vae.decode(&z).unwrap().permute((0, 2, 3, 1)).unwrap();
+            let want = &r[&format!("image_{sampler}")];
+            let d = max_diff(&img, want);
+            assert!(d < PIPELINE_TOL, "{name} {sampler}: image differs by {d}");
+            // The samplers must disagree with each other far more than with diffusers.
+            let other = &r[if sampler == "ddim" {
+                "image_euler"
+            } else {
+                "image_ddim"
+            }];
+            assert!(
+                max_diff(&img, other) > 10.0 * d,
+                "{name} {sampler}: not discriminative"
+            );
+        }
+    }
+}

@@ -15,8 +15,8 @@ use candle_core::Tensor;
 use genlab_core::{Error, Result, Rng};
 
 use crate::registry::{
-    check_finite, noise_like, predict_eps_x0, step_pairs, SampleOutput, Sampler, SamplerOptions,
-    StepPair,
+    check_finite, noise_like, predict_eps_x0_with, step_pairs, SampleOutput, Sampler,
+    SamplerOptions, StepPair,
 };
 use crate::{Denoiser, NoiseSchedule};
 
@@ -52,7 +52,20 @@ pub fn step(
     noise: Option<&Tensor>,
     clip: Option<(f64, f64)>,
 ) -> Result<Tensor> {
-    let (eps, x0) = predict_eps_x0(model, x, p, clip)?;
+    step_with(model, x, p, eta, noise, clip, false)
+}
+
+/// [`step`]; `keep_model_eps` as [`crate::SamplerOptions::keep_model_eps`].
+pub fn step_with(
+    model: &dyn Denoiser,
+    x: &Tensor,
+    p: &StepPair,
+    eta: f64,
+    noise: Option<&Tensor>,
+    clip: Option<(f64, f64)>,
+    keep_model_eps: bool,
+) -> Result<Tensor> {
+    let (eps, x0) = predict_eps_x0_with(model, x, p, clip, keep_model_eps)?;
     let sigma = ddim_sigma(eta, p);
     let dir = (1.0 - p.a_prev - sigma * sigma).max(0.0).sqrt();
     let next = ((x0 * p.a_prev.sqrt())? + (eps * dir)?)?;
@@ -91,7 +104,15 @@ impl Sampler for DdimSampler {
             } else {
                 None
             };
-            x = step(model, &x, p, self.opts.eta, z.as_ref(), self.opts.clip_x0)?;
+            x = step_with(
+                model,
+                &x,
+                p,
+                self.opts.eta,
+                z.as_ref(),
+                self.opts.clip_x0,
+                self.opts.keep_model_eps,
+            )?;
             check_finite(&x, "ddim", k, p.t)?;
             progress(k + 1, total);
         }

@@ -45,6 +45,11 @@ pub struct SamplerOptions {
     /// for its "linspace" and "trailing" spacings) instead of the exact VP-to-sigma-space
     /// factor x_T * sqrt(1 + sigma_max^2). x_T is still the VP-scale noise.
     pub init_noise_sigma_max: bool,
+    /// With `clip_x0`: DDIM's direction term uses the network's own eps (diffusers'
+    /// `use_clipped_model_output = False`, what its DDIMScheduler does) instead of the eps
+    /// recomputed from the clipped x0 (genlab's default, as GLIDE and the DDPM posterior
+    /// keep x0 and eps consistent). Only DDIM reads it.
+    pub keep_model_eps: bool,
 }
 
 impl Default for SamplerOptions {
@@ -60,6 +65,7 @@ impl Default for SamplerOptions {
             set_alpha_to_one: true,      // the last DDIM step lands on the clean data
             sigma_interpolation: Default::default(), // ln sigma linear in t (exact inverse of timestep_at)
             init_noise_sigma_max: false,             // the exact sqrt(1 + sigma_max^2)
+            keep_model_eps: false,                   // eps consistent with the clipped x0
         }
     }
 }
@@ -301,12 +307,26 @@ pub(crate) fn predict_eps_x0(
     p: &StepPair,
     clip: Option<(f64, f64)>,
 ) -> Result<(Tensor, Tensor)> {
+    predict_eps_x0_with(model, x, p, clip, false)
+}
+
+/// [`predict_eps_x0`]; with `keep_eps` the clipped x0 comes with the network's own eps.
+pub(crate) fn predict_eps_x0_with(
+    model: &dyn Denoiser,
+    x: &Tensor,
+    p: &StepPair,
+    clip: Option<(f64, f64)>,
+    keep_eps: bool,
+) -> Result<(Tensor, Tensor)> {
     let out = model.predict(x, p.t)?;
     let (eps, x0) = crate::denoiser::to_eps_x0(model.prediction(), &out, x, p.a_t)?;
     if clip.is_none() || p.a_t >= 1.0 {
         return Ok((eps, x0));
     }
     let x0 = maybe_clip(x0, clip)?;
+    if keep_eps {
+        return Ok((eps, x0));
+    }
     let eps = ((x - (&x0 * p.a_t.sqrt())?)? / (1.0 - p.a_t).sqrt())?;
     Ok((eps, x0))
 }

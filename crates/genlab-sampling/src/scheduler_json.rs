@@ -320,6 +320,9 @@ impl SchedulerJson {
                 let ts = discrete_timesteps(&spacing, t, steps, offset)?;
                 o.timesteps = Some(ts.iter().map(|&x| x as f64).collect());
                 o.clip_x0 = clip(self, true)?;
+                // DDIMScheduler.step's use_clipped_model_output defaults to False (the
+                // pipelines never pass it): the direction term keeps the network's eps.
+                o.keep_model_eps = name == "ddim";
                 o.set_alpha_to_one = name == "ddpm" || self.bool_or("set_alpha_to_one", true)?;
             }
             "euler" | "euler-ancestral" | "heun" => {

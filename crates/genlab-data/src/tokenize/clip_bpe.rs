@@ -318,6 +318,52 @@ pub fn clean_text(text: &str) -> String {
     words.join(" ").to_lowercase()
 }
 
+/// The text of the embedded `bpe_simple_vocab_16e6.txt` (checked against
+/// [`VOCAB_SHA256`]): a header line, then the merges.
+pub fn embedded_merges_text() -> Result<String> {
+    let sum = crate::checksum::sha256_bytes(VOCAB_GZ);
+    if sum != VOCAB_SHA256 {
+        return Err(Error::Data(format!(
+            "the embedded CLIP vocabulary has sha256 {sum}, expected {VOCAB_SHA256} \
+             (a damaged checkout of crates/genlab-data/assets?)"
+        )));
+    }
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(VOCAB_GZ)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Data(format!("reading the CLIP vocabulary: {e}")))?;
+    Ok(text)
+}
+
+/// The embedded vocabulary in transformers' form: the token -> id map of `vocab.json` and
+/// the text of `merges.txt` (the 48,894 merges CLIP uses, one per line). Ids are CLIP's:
+/// OpenAI's and every Stable Diffusion tokenizer folder carry the same vocabulary.
+pub fn embedded_vocab_and_merges() -> Result<(HashMap<String, u32>, String)> {
+    let text = embedded_merges_text()?;
+    let lines: Vec<&str> = text.split('\n').collect();
+    if lines.len() < N_MERGES + 1 {
+        return Err(Error::Data(
+            "the embedded CLIP vocabulary is too short".into(),
+        ));
+    }
+    let merges = &lines[1..=N_MERGES];
+    let mut vocab: Vec<String> = bytes_to_unicode()
+        .iter()
+        .map(|(_, c)| c.to_string())
+        .collect();
+    vocab.extend(bytes_to_unicode().iter().map(|(_, c)| format!("{c}</w>")));
+    vocab.extend(merges.iter().map(|m| m.replace(' ', "")));
+    // transformers' spelling of the two special tokens.
+    vocab.push("<|startoftext|>".to_string());
+    vocab.push("<|endoftext|>".to_string());
+    let map = vocab
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, i as u32))
+        .collect();
+    Ok((map, merges.join("\n")))
+}
+
 impl ClipTokenizer {
     /// Vocabulary size: 256 + 256 + 48,894 merges + 2 special tokens.
     pub const VOCAB_SIZE: usize = 49408;
@@ -330,18 +376,7 @@ impl ClipTokenizer {
 
     /// The tokenizer with the embedded vocabulary (checked against [`VOCAB_SHA256`]).
     pub fn new() -> Result<Self> {
-        let sum = crate::checksum::sha256_bytes(VOCAB_GZ);
-        if sum != VOCAB_SHA256 {
-            return Err(Error::Data(format!(
-                "the embedded CLIP vocabulary has sha256 {sum}, expected {VOCAB_SHA256} \
-                 (a damaged checkout of crates/genlab-data/assets?)"
-            )));
-        }
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(VOCAB_GZ)
-            .read_to_string(&mut text)
-            .map_err(|e| Error::Data(format!("reading the CLIP vocabulary: {e}")))?;
-        Self::from_merges_text(&text)
+        Self::from_merges_text(&embedded_merges_text()?)
     }
 
     /// Builds the tokenizer from the text of a `bpe_simple_vocab_16e6.txt`-style file (a

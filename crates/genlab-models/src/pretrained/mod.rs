@@ -12,6 +12,7 @@
 pub mod hf_clip;
 pub mod ldm_keys;
 pub mod sd;
+pub mod sd_pipeline;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
