@@ -119,7 +119,8 @@ fn run_hf(a: &EvalArgs, dir: &std::path::Path, metrics: &[String]) -> anyhow::Re
     );
     println!("({:.0} s)", t0.elapsed().as_secs_f64());
     if let Some(p) = &a.json {
-        let v = serde_json::json!({"model": dir.display().to_string(), "data": spec, "zero_shot": z});
+        let v =
+            serde_json::json!({"model": dir.display().to_string(), "data": spec, "zero_shot": z});
         genlab_core::io::write_json(p, &v)?;
         println!("wrote {}", p.display());
     }

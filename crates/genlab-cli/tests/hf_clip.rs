@@ -25,8 +25,11 @@ fn model_dir(root: &Path) -> PathBuf {
         "tokenizer_config.json",
         "special_tokens_map.json",
     ] {
-        std::fs::copy(fixture().join("tokenizer").join(f), dir.join("tokenizer").join(f))
-            .unwrap();
+        std::fs::copy(
+            fixture().join("tokenizer").join(f),
+            dir.join("tokenizer").join(f),
+        )
+        .unwrap();
     }
     dir
 }
@@ -79,7 +82,10 @@ fn hf_clip_features_and_zero_shot() {
         ],
         d,
     ));
-    assert!(out.contains("zero-shot accuracy") && out.contains("on 60 examples"), "{out}");
+    assert!(
+        out.contains("zero-shot accuracy") && out.contains("on 60 examples"),
+        "{out}"
+    );
     let zj = json(&z);
     let acc = zj["zero_shot"]["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc), "{zj}");
@@ -102,10 +108,7 @@ fn hf_clip_features_and_zero_shot() {
         &["config.json is missing"],
     );
     fails_with(
-        &genlab(
-            &["eval", "--metrics", "zero-shot", "--ckpt", &spec],
-            d,
-        ),
+        &genlab(&["eval", "--metrics", "zero-shot", "--ckpt", &spec], d),
         &["needs --data"],
     );
 }

@@ -55,6 +55,8 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     let d = max_diff(got, want);
+    // Shown with --nocapture: the numbers docs/pretrained-clip.md quotes.
+    eprintln!("{what}: max |diff| {d:.2e}");
     assert!(d < TOL, "{what}: max |diff| {d} (tolerance {TOL})");
 }
 
@@ -120,7 +122,11 @@ fn check_text(name: &str, model: &HfClipText, refs: &HashMap<String, Tensor>, id
         &refs[&format!("{name}.pooler_output")],
     );
     let h1 = model.hidden_state(ids, 1).unwrap();
-    assert_close(&format!("{name} hidden_1"), &h1, &refs[&format!("{name}.hidden_1")]);
+    assert_close(
+        &format!("{name} hidden_1"),
+        &h1,
+        &refs[&format!("{name}.hidden_1")],
+    );
     let raw = ids_tensor(&json_ids(&ref_json()["raw_ids"]));
     let (last, pooled) = model.forward(&raw).unwrap();
     assert_close(
@@ -203,7 +209,11 @@ fn bare_transformers5_names_load() {
         .unwrap();
     let te = HfClipText::from_map(&cfg, &bare, &Device::Cpu).unwrap();
     let (last, _) = te.forward(&sd1_ids()).unwrap();
-    assert_close("bare names", &last, &reference()["text_encoder.last_hidden_state"]);
+    assert_close(
+        "bare names",
+        &last,
+        &reference()["text_encoder.last_hidden_state"],
+    );
 }
 
 #[test]
@@ -278,10 +288,17 @@ fn missing_key_wrong_shape_and_missing_files_are_named() {
     .unwrap();
     let e = HfClipTokenizer::load_dir(&tmp).err().unwrap().to_string();
     assert!(e.contains("merges.txt is missing"), "{e}");
-    let e = HfClip::load_dir(&tmp, &Device::Cpu).unwrap_err().to_string();
+    let e = HfClip::load_dir(&tmp, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("config.json is missing"), "{e}");
     std::fs::copy(dir.join("config.json"), tmp.join("config.json")).unwrap();
-    let e = HfClip::load_dir(&tmp, &Device::Cpu).unwrap_err().to_string();
-    assert!(e.contains("no weights (looked for model.safetensors"), "{e}");
+    let e = HfClip::load_dir(&tmp, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no weights (looked for model.safetensors"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&tmp).ok();
 }

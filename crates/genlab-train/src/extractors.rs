@@ -50,7 +50,10 @@ pub fn open_extractor(
         );
     }
     if let Some(dir) = crate::hf_clip_eval::spec_dir(spec) {
-        return Ok(Box::new(crate::hf_clip_eval::HfClipDigits::open(&dir, &[])?));
+        return Ok(Box::new(crate::hf_clip_eval::HfClipDigits::open(
+            &dir,
+            &[],
+        )?));
     }
     let p = Path::new(spec);
     if !p.exists() {

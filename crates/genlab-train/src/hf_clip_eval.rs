@@ -85,10 +85,7 @@ impl HfClipDigits {
         let mut rows = Vec::new();
         for d in 0..10u8 {
             let prompts = captions::zero_shot_prompts(d, &refs);
-            let ids: Vec<u32> = prompts
-                .iter()
-                .flat_map(|p| tok.encode_padded(p))
-                .collect();
+            let ids: Vec<u32> = prompts.iter().flat_map(|p| tok.encode_padded(p)).collect();
             let ids = Tensor::from_vec(ids, (prompts.len(), tok.model_max_length()), &Device::Cpu)?;
             let e = unit(&clip.text.text_embeds(&ids)?)?;
             rows.push(unit(&e.mean_keepdim(0)?)?.squeeze(0)?);
@@ -202,7 +199,12 @@ impl FeatureExtractor for HfClipDigits {
         let p: Vec<f32> = p.flatten_all()?.to_vec1()?;
         Ok(Extracted {
             features: FeatureMatrix::from_f32(n, self.feature_dim(), &f, "HF CLIP image embeds")?,
-            probs: Some(FeatureMatrix::from_f32(n, 10, &p, "HF CLIP zero-shot probabilities")?),
+            probs: Some(FeatureMatrix::from_f32(
+                n,
+                10,
+                &p,
+                "HF CLIP zero-shot probabilities",
+            )?),
         })
     }
 }

@@ -34,6 +34,10 @@
 //! Text that ftfy repairs otherwise (mojibake, C1 controls read as Windows-1252, terminal
 //! escape sequences, a third HTML unescape of text without `<`) can tokenize differently.
 //!
+//! The BPE itself ([`BpeTable`]: byte symbols, ranked merges, the id table) is shared with
+//! [`super::hf_clip::HfClipTokenizer`], which reads it from a transformers `tokenizer/`
+//! folder and applies transformers' text handling around it instead of open_clip's.
+//!
 //! **Context and truncation** ([`ClipTokenizer::encode_padded`]): `[SOT] + ids + [EOT]`,
 //! zero-padded to `context`. Longer sequences are cut as open_clip 3.3.0's `tokenize` cuts
 //! them: the first `context` ids are kept and the last is overwritten with EOT, i.e. SOT, the

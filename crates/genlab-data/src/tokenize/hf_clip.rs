@@ -34,7 +34,8 @@ use unicode_normalization_alignments::UnicodeNormalization;
 use super::clip_bpe::BpeTable;
 
 /// transformers' CLIP pre-tokenizer regex.
-const PATTERN: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const PATTERN: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 /// GPT-2's byte-level split (`tokenizers`' ByteLevel pre-tokenizer) on text without
 /// whitespace, which the pieces above never contain.
 const BYTE_LEVEL_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}+|[^\s\p{L}\p{N}]+";
@@ -108,8 +109,8 @@ impl HfClipTokenizer {
         };
         let vocab_path = need("vocab.json")?;
         let merges_path = need("merges.txt")?;
-        let vocab: HashMap<String, u32> = serde_json::from_value(read_json(&vocab_path)?)
-            .map_err(|e| {
+        let vocab: HashMap<String, u32> =
+            serde_json::from_value(read_json(&vocab_path)?).map_err(|e| {
                 Error::Data(format!(
                     "{}: not a map of token -> id: {e}",
                     vocab_path.display()
@@ -130,7 +131,7 @@ impl HfClipTokenizer {
             None => DEFAULT_MAX_LENGTH,
             Some(v) => v
                 .as_u64()
-                .filter(|&n| n >= 2 && n <= 1 << 20)
+                .filter(|n| (2..=1 << 20).contains(n))
                 .ok_or_else(|| {
                     Error::Data(format!(
                         "{}: model_max_length {v} is not a length of at least 2",
@@ -380,9 +381,15 @@ mod tests {
         assert_eq!(t.encode("HI"), vec![512]);
         assert_eq!(t.encode_padded("hi"), vec![514, 512, 515, 515, 515, 515]);
         // 5 words -> 4 kept (max_len 6 - bos - eos)
-        assert_eq!(t.encode_padded("hi hi hi hi hi"), vec![514, 512, 512, 512, 512, 515]);
+        assert_eq!(
+            t.encode_padded("hi hi hi hi hi"),
+            vec![514, 512, 512, 512, 512, 515]
+        );
         assert!(t.truncates("hi hi hi hi hi"));
-        assert_eq!(t.decode(&t.encode_padded("hi  HI")[..3]), "<|startoftext|>hi hi");
+        assert_eq!(
+            t.decode(&t.encode_padded("hi  HI")[..3]),
+            "<|startoftext|>hi hi"
+        );
     }
 
     #[test]

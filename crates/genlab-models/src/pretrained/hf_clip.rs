@@ -214,9 +214,9 @@ impl HfClipTextConfig {
         match self.eos_token_id {
             Some(LEGACY_EOS) => Ok(Pooling::ArgmaxId),
             None => Ok(Pooling::FirstEos(DEFAULT_EOS)),
-            Some(e) => u32::try_from(e).map(Pooling::FirstEos).map_err(|_| {
-                Error::setting("eos_token_id", format!("{e} is not a token id"))
-            }),
+            Some(e) => u32::try_from(e)
+                .map(Pooling::FirstEos)
+                .map_err(|_| Error::setting("eos_token_id", format!("{e} is not a token id"))),
         }
     }
 }
@@ -290,9 +290,7 @@ fn act(name: &str) -> Result<MlpAct> {
         "gelu_new" | "gelu_pytorch_tanh" => Ok(MlpAct::GeluTanh),
         other => Err(Error::setting(
             "hidden_act",
-            format!(
-                "{other:?} is not supported (quick_gelu, gelu, gelu_new, gelu_pytorch_tanh)"
-            ),
+            format!("{other:?} is not supported (quick_gelu, gelu, gelu_new, gelu_pytorch_tanh)"),
         )),
     }
 }
@@ -495,16 +493,16 @@ impl HfClipText {
                 map.source
             )));
         }
-        let (tower, projection) =
-            fused.build("CLIP text model", device, is_buffer, move |vb| {
-                let tower = TextTransformer::new(&tcfg, vb.clone().rename_f(move |n| hf_key(n, &base)))?;
-                let projection = if with_proj {
-                    Some(vb.get((proj_dim, hidden), "text_projection.weight")?)
-                } else {
-                    None
-                };
-                Ok((tower, projection))
-            })?;
+        let (tower, projection) = fused.build("CLIP text model", device, is_buffer, move |vb| {
+            let tower =
+                TextTransformer::new(&tcfg, vb.clone().rename_f(move |n| hf_key(n, &base)))?;
+            let projection = if with_proj {
+                Some(vb.get((proj_dim, hidden), "text_projection.weight")?)
+            } else {
+                None
+            };
+            Ok((tower, projection))
+        })?;
         Ok(Self {
             cfg: cfg.clone(),
             tower,
@@ -520,7 +518,9 @@ impl HfClipText {
         let cfg = HfClipTextConfig::from_file(&config_path(dir)?)?;
         let map = load_weights(dir, device)?;
         let map = if map.has_prefix("vision_model.") {
-            select(&map, |k| k.starts_with("text_model.") || k == "text_projection.weight")?
+            select(&map, |k| {
+                k.starts_with("text_model.") || k == "text_projection.weight"
+            })?
         } else {
             map
         };
@@ -701,8 +701,10 @@ impl HfClip {
             .keys()
             .into_iter()
             .filter(|k| {
-                !(text_map.contains(k) || vision_map.contains(k) || *k == "logit_scale")
-                    && !is_buffer(k)
+                !(text_map.contains(k)
+                    || vision_map.contains(k)
+                    || *k == "logit_scale"
+                    || is_buffer(k))
             })
             .collect();
         if !stray.is_empty() {
@@ -716,10 +718,17 @@ impl HfClip {
                     .copied()
                     .collect::<Vec<_>>()
                     .join(", "),
-                if stray.len() > super::LISTED_KEYS { ", ..." } else { "" }
+                if stray.len() > super::LISTED_KEYS {
+                    ", ..."
+                } else {
+                    ""
+                }
             )));
         }
-        for (m, key) in [(&text_map, "text_projection.weight"), (&vision_map, "visual_projection.weight")] {
+        for (m, key) in [
+            (&text_map, "text_projection.weight"),
+            (&vision_map, "visual_projection.weight"),
+        ] {
             if !m.contains(key) {
                 return Err(Error::Checkpoint(format!(
                     "CLIP model does not match {}: 1 missing keys ({key})",
@@ -730,9 +739,10 @@ impl HfClip {
         let text = HfClipText::from_map(&cfg.text_config, &text_map, device)?;
         let vision = HfClipVision::from_map(&cfg.vision_config, &vision_map, device)?;
         let logit_scale = match map.get("logit_scale") {
-            Some(t) if t.elem_count() == 1 => {
-                t.flatten_all()?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?[0]
-            }
+            Some(t) if t.elem_count() == 1 => t
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?[0],
             Some(t) => {
                 return Err(Error::Checkpoint(format!(
                     "{}: logit_scale has shape {:?}, expected a scalar",
@@ -747,7 +757,9 @@ impl HfClip {
                 )))
             }
         };
-        if text.projection.as_ref().map(|p| p.dim(0).ok()) != vision.projection.as_ref().map(|p| p.dim(0).ok()) {
+        if text.projection.as_ref().map(|p| p.dim(0).ok())
+            != vision.projection.as_ref().map(|p| p.dim(0).ok())
+        {
             return Err(Error::Checkpoint(format!(
                 "{}: the text and image projections have different widths",
                 map.source
@@ -808,7 +820,10 @@ mod tests {
             hf_key("token_embed", "text_model."),
             "text_model.embeddings.token_embedding.weight"
         );
-        assert_eq!(hf_key("text_projection.weight", ""), "text_projection.weight");
+        assert_eq!(
+            hf_key("text_projection.weight", ""),
+            "text_projection.weight"
+        );
     }
 
     #[test]
