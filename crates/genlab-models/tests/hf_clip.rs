@@ -198,6 +198,19 @@ fn sd_text_encoder_folder_matches_transformers() {
     assert!(e.contains("no text_projection"), "{e}");
 }
 
+/// The same weights as pytorch_model.bin (PyTorch zip pickle, float16, with the int64
+/// position_ids buffer, which is ignored) load the same model.
+#[test]
+fn pytorch_model_bin_loads() {
+    let te = HfClipText::load_dir(&fixtures().join("text_encoder_bin"), &Device::Cpu).unwrap();
+    let (last, _) = te.forward(&sd1_ids()).unwrap();
+    assert_close(
+        "pytorch_model.bin",
+        &last,
+        &reference()["text_encoder.last_hidden_state"],
+    );
+}
+
 /// The same weights under transformers 5's bare names load the same model.
 #[test]
 fn bare_transformers5_names_load() {
