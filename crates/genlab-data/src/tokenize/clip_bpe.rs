@@ -135,6 +135,13 @@ impl BpeTable {
             byte_end_ids[b as usize] = id(&format!("{c}</w>"))?;
         }
         let n = encoder.values().map(|&i| i as usize + 1).max().unwrap_or(0);
+        if n > 2 * encoder.len() + 1024 {
+            return Err(Error::Data(format!(
+                "{what}: the vocabulary's ids run up to {} for {} entries (not a CLIP vocabulary)",
+                n - 1,
+                encoder.len()
+            )));
+        }
         let mut decoder = vec![String::new(); n];
         for (s, &i) in encoder {
             decoder[i as usize] = s.clone();
