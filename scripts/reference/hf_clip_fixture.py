@@ -15,6 +15,8 @@ Writes crates/genlab-models/tests/fixtures/hf_clip/:
                   (the legacy rule: pooled at the argmax of the ids)
   text_encoder/   CLIPTextModel in the layout of Stable Diffusion's text_encoder/ as
                   transformers 4.x wrote it (keys under "text_model."), float16, gelu
+  text_encoder_bin/  the same weights as pytorch_model.bin (torch.save), with the
+                  position_ids buffer old files carry
   reference.json  token ids of PROMPTS from both tokenizers (padding="max_length",
                   truncation=True, max_length=77) and the inputs fed to the models
   reference.safetensors  float32 outputs: "<model>.<output>" (see below)
@@ -204,6 +206,17 @@ def main():
         text_outputs(m2, ids, "", out)
         text_outputs(m2, raw, "raw_", out)
     tensors.update({f"{name}.{k}": v.float().contiguous() for k, v in out.items()})
+
+    # The same weights as an older repository has them: pytorch_model.bin (a torch.save zip
+    # pickle, float16) with the int64 position_ids buffer that transformers 4.x saved.
+    legacy = {"text_model." + k: v.clone() for k, v in m.state_dict().items()}
+    legacy["text_model.embeddings.position_ids"] = torch.arange(CONTEXT).unsqueeze(0)
+    (OUT / "text_encoder_bin").mkdir(exist_ok=True)
+    (OUT / "text_encoder_bin" / "config.json").write_text((OUT / name / "config.json").read_text())
+    torch.save(legacy, OUT / "text_encoder_bin" / "pytorch_model.bin")
+    m3 = CLIPTextModel.from_pretrained(OUT / "text_encoder_bin", dtype=torch.float32).eval()
+    with torch.no_grad():
+        assert torch.equal(m3(input_ids=ids).last_hidden_state, out["last_hidden_state"])
 
     st.save_file(tensors, OUT / "reference.safetensors")
     (OUT / "reference.json").write_text(json.dumps(ref, ensure_ascii=False, indent=1) + "\n")

@@ -55,6 +55,8 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     let d = max_diff(got, want);
+    // Shown with --nocapture: the numbers docs/pretrained-clip.md quotes.
+    eprintln!("{what}: max |diff| {d:.2e}");
     assert!(d < TOL, "{what}: max |diff| {d} (tolerance {TOL})");
 }
 
@@ -194,6 +196,19 @@ fn sd_text_encoder_folder_matches_transformers() {
     check_text("text_encoder", &te, &refs, &sd1_ids());
     let e = te.text_embeds(&sd1_ids()).unwrap_err().to_string();
     assert!(e.contains("no text_projection"), "{e}");
+}
+
+/// The same weights as pytorch_model.bin (PyTorch zip pickle, float16, with the int64
+/// position_ids buffer, which is ignored) load the same model.
+#[test]
+fn pytorch_model_bin_loads() {
+    let te = HfClipText::load_dir(&fixtures().join("text_encoder_bin"), &Device::Cpu).unwrap();
+    let (last, _) = te.forward(&sd1_ids()).unwrap();
+    assert_close(
+        "pytorch_model.bin",
+        &last,
+        &reference()["text_encoder.last_hidden_state"],
+    );
 }
 
 /// The same weights under transformers 5's bare names load the same model.

@@ -34,6 +34,10 @@
 //! Text that ftfy repairs otherwise (mojibake, C1 controls read as Windows-1252, terminal
 //! escape sequences, a third HTML unescape of text without `<`) can tokenize differently.
 //!
+//! The BPE itself ([`BpeTable`]: byte symbols, ranked merges, the id table) is shared with
+//! [`super::hf_clip::HfClipTokenizer`], which reads it from a transformers `tokenizer/`
+//! folder and applies transformers' text handling around it instead of open_clip's.
+//!
 //! **Context and truncation** ([`ClipTokenizer::encode_padded`]): `[SOT] + ids + [EOT]`,
 //! zero-padded to `context`. Longer sequences are cut as open_clip 3.3.0's `tokenize` cuts
 //! them: the first `context` ids are kept and the last is overwritten with EOT, i.e. SOT, the
@@ -131,6 +135,13 @@ impl BpeTable {
             byte_end_ids[b as usize] = id(&format!("{c}</w>"))?;
         }
         let n = encoder.values().map(|&i| i as usize + 1).max().unwrap_or(0);
+        if n > 2 * encoder.len() + 1024 {
+            return Err(Error::Data(format!(
+                "{what}: the vocabulary's ids run up to {} for {} entries (not a CLIP vocabulary)",
+                n - 1,
+                encoder.len()
+            )));
+        }
         let mut decoder = vec![String::new(); n];
         for (s, &i) in encoder {
             decoder[i as usize] = s.clone();

@@ -129,9 +129,11 @@ impl HfClipTokenizer {
         }
         let max_len = match settings.get("model_max_length") {
             None => DEFAULT_MAX_LENGTH,
+            // transformers' "no limit" sentinel (int(1e30)): CLIP's context applies.
+            Some(v) if v.as_f64().is_some_and(|x| x >= 1e15) => DEFAULT_MAX_LENGTH,
             Some(v) => v
                 .as_u64()
-                .filter(|&n| n >= 2 && n <= 1 << 20)
+                .filter(|n| (2..=1 << 20).contains(n))
                 .ok_or_else(|| {
                     Error::Data(format!(
                         "{}: model_max_length {v} is not a length of at least 2",

@@ -701,8 +701,10 @@ impl HfClip {
             .keys()
             .into_iter()
             .filter(|k| {
-                !(text_map.contains(k) || vision_map.contains(k) || *k == "logit_scale")
-                    && !is_buffer(k)
+                !(text_map.contains(k)
+                    || vision_map.contains(k)
+                    || *k == "logit_scale"
+                    || is_buffer(k))
             })
             .collect();
         if !stray.is_empty() {
