@@ -120,7 +120,15 @@ impl StableDiffusion {
             ),
             None => (sd::infer_unet_config(&map)?, sd::infer_vae_config(&map)?),
         };
-        unet_cfg.validate()?;
+        unet_cfg.validate().map_err(|e| match &opts.config_dir {
+            Some(_) => e,
+            None => Error::Config(format!(
+                "{}: the U-Net config inferred from the tensor shapes with Stable Diffusion's \
+                 standard settings (32 GroupNorm groups, 8 or 64-wide heads) does not fit: {e}; \
+                 pass --config DIR, a diffusers folder with this checkpoint's config files",
+                path.display()
+            )),
+        })?;
         let layout = ldm_keys::VaeLayout {
             levels: vae_json["block_out_channels"]
                 .as_array()
