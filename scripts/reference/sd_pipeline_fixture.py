@@ -28,10 +28,11 @@ VAE's posterior mean and a decode. Writes, under crates/genlab-models/tests/fixt
   sd1/, sd2/           the pipeline folders (model_index.json, unet/, vae/, text_encoder/,
                        tokenizer/, scheduler/)
   sd1_io.safetensors, sd2_io.safetensors   inputs and outputs (names in `reference`)
-  sd1_single.safetensors  sd1's weights in the original (CompVis LDM) single-file layout
-                       (`model.diffusion_model.*`, `first_stage_model.*`,
-                       `cond_stage_model.transformer.*`), written from this script's own
-                       name table and checked against diffusers' LDM -> diffusers converters
+  sd1_single.safetensors, sd2_single.safetensors  the weights in the original (CompVis
+                       LDM / Stability) single-file layout (`model.diffusion_model.*`,
+                       `first_stage_model.*`, and `cond_stage_model.transformer.*` for 1.x,
+                       OpenCLIP's `cond_stage_model.model.*` for 2.x), written from this
+                       script's own name table and checked against diffusers' converters
   cases.json           prompts, guidance, steps, sizes, versions
 
 Usage:  .venv/bin/python scripts/reference/sd_pipeline_fixture.py
@@ -360,8 +361,41 @@ def to_ldm(state, pairs):
     return out
 
 
+def open_clip_layout(text, gen):
+    """SD 2.x's text encoder as the original checkpoint stores it: OpenCLIP's names under
+    cond_stage_model.model., q/k/v packed into in_proj, and one more residual block than
+    diffusers keeps (SD 2.x reads the penultimate layer, so the last block is unused: random
+    here, dropped by every loader)."""
+    p = "cond_stage_model.model."
+    sd = {("" if k.startswith("text_model.") else "text_model.") + k: v for k, v in text.state_dict().items()}
+    out = {
+        p + "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
+        p + "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
+        p + "ln_final.weight": sd["text_model.final_layer_norm.weight"],
+        p + "ln_final.bias": sd["text_model.final_layer_norm.bias"],
+    }
+    n = text.config.num_hidden_layers
+    width = text.config.hidden_size
+    for i in range(n + 1):
+        r = f"{p}transformer.resblocks.{i}."
+        if i < n:
+            h = f"text_model.encoder.layers.{i}."
+            get = lambda k: sd[h + k]
+        else:
+            get = lambda k: torch.randn(sd["text_model.encoder.layers.0." + k].shape, generator=gen)
+        out[r + "attn.in_proj_weight"] = torch.cat([get(f"self_attn.{q}_proj.weight") for q in "qkv"])
+        out[r + "attn.in_proj_bias"] = torch.cat([get(f"self_attn.{q}_proj.bias") for q in "qkv"])
+        for a, b in [("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"),
+                     ("ln_2", "layer_norm2"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")]:
+            out[r + a + ".weight"] = get(b + ".weight")
+            out[r + a + ".bias"] = get(b + ".bias")
+    out[p + "text_projection"] = torch.randn((width, width), generator=gen)
+    out[p + "logit_scale"] = torch.tensor(4.6052)
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 @torch.no_grad()
-def single_file(name, d):
+def single_file(name, d, gen):
     """The pipeline's weights in the original single-file layout, verified against diffusers'
     converters (LDM -> diffusers must give back every tensor exactly)."""
     from diffusers.loaders import single_file_utils as sfu
@@ -371,8 +405,11 @@ def single_file(name, d):
     ckpt = {}
     ckpt.update(to_ldm(pipe.unet.state_dict(), unet_pairs))
     ckpt.update(to_ldm(pipe.vae.state_dict(), vae_pairs))
-    for k, t in pipe.text_encoder.state_dict().items():
-        ckpt["cond_stage_model.transformer." + k] = t.contiguous()
+    if name == "sd1":
+        for k, t in pipe.text_encoder.state_dict().items():
+            ckpt["cond_stage_model.transformer." + k] = t.contiguous()
+    else:
+        ckpt.update(open_clip_layout(pipe.text_encoder, gen))
     back = sfu.convert_ldm_unet_checkpoint(ckpt, dict(pipe.unet.config))
     ref = pipe.unet.state_dict()
     assert back.keys() == ref.keys(), set(back) ^ set(ref)
@@ -381,9 +418,17 @@ def single_file(name, d):
     ref = pipe.vae.state_dict()
     assert back.keys() == ref.keys(), set(back) ^ set(ref)
     assert all(torch.equal(back[k], ref[k]) for k in ref)
-    back = sfu.convert_ldm_clip_checkpoint(ckpt)
-    ref = pipe.text_encoder.state_dict()
-    assert all(torch.equal(back[k], ref[k]) for k in ref)
+    bare = lambda m: {k.removeprefix("text_model."): v for k, v in m.items()}
+    ref = bare(pipe.text_encoder.state_dict())
+    if name == "sd1":
+        back = sfu.convert_ldm_clip_checkpoint(ckpt)
+        back = {k.removeprefix("cond_stage_model.transformer."): v for k, v in back.items()}
+    else:
+        back = sfu.convert_open_clip_checkpoint(pipe.text_encoder, ckpt)
+    back = bare(back)
+    missing = [k for k in ref if k not in back and not k.endswith("position_ids")]
+    assert not missing, missing
+    assert all(torch.equal(back[k], ref[k]) for k in ref if k in back)
     save_file(ckpt, OUT / f"{name}_single.safetensors", metadata={"format": "pt"})
 
 
@@ -394,8 +439,7 @@ def main():
     for name in ["sd1", "sd2"]:
         d = build(name, gen)
         references(name, d, gen)
-        if name == "sd1":
-            single_file(name, d)
+        single_file(name, d, gen)
     cases = {
         "prompts": PROMPTS,
         "negative": NEGATIVE,

@@ -70,35 +70,38 @@ fn txt2img_from_a_diffusers_folder_and_a_single_file() {
         assert_eq!(side["model"]["size"], serde_json::json!([16, 24]));
         assert_eq!(side["rows"].as_array().unwrap().len(), 2);
     }
-    // The same network from the original single-file layout (configs from the folder), as
-    // raw images: identical to the folder's at the same seed.
-    let mut raw = Vec::new();
-    for model in ["sd1_single.safetensors", "sd1"] {
-        let out = d.join(format!("{model}.npy"));
-        let path = fixtures().join(model);
-        let mut args = vec![
-            "txt2img",
-            "--model",
-            path.to_str().unwrap(),
-            "--prompt",
-            "a red square",
-            "--height",
-            "16",
-            "--width",
-            "16",
-            "--steps",
-            "3",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        let cfg = fixtures().join("sd1");
-        if model.ends_with(".safetensors") {
-            args.extend(["--config", cfg.to_str().unwrap()]);
+    // The same networks from the original single-file layout (configs from the folder; SD
+    // 2.x's OpenCLIP text tower with its unused last block), as raw images: identical to the
+    // folder's at the same seed.
+    for name in ["sd1", "sd2"] {
+        let mut raw = Vec::new();
+        for model in [format!("{name}_single.safetensors"), name.to_string()] {
+            let out = d.join(format!("{model}.npy"));
+            let path = fixtures().join(&model);
+            let cfg = fixtures().join(name);
+            let mut args = vec![
+                "txt2img",
+                "--model",
+                path.to_str().unwrap(),
+                "--prompt",
+                "a red square",
+                "--height",
+                "16",
+                "--width",
+                "16",
+                "--steps",
+                "3",
+                "--out",
+                out.to_str().unwrap(),
+            ];
+            if model.ends_with(".safetensors") {
+                args.extend(["--config", cfg.to_str().unwrap()]);
+            }
+            ok(&genlab(&args, d));
+            raw.push(std::fs::read(&out).unwrap());
         }
-        ok(&genlab(&args, d));
-        raw.push(std::fs::read(&out).unwrap());
+        assert_eq!(raw[0], raw[1], "{name}: single file and folder differ");
     }
-    assert_eq!(raw[0], raw[1], "single file and folder differ");
 }
 
 #[test]

@@ -378,3 +378,77 @@ mod tests {
         }
     }
 }
+
+/// SD 2.x's OpenCLIP text encoder (the tensors under [`OPEN_CLIP_PREFIX`], prefix removed)
+/// -> transformers' `CLIPTextModel` names, keeping the first `layers` residual blocks (SD
+/// 2.x reads the penultimate layer: its diffusers text encoder has 23 of OpenCLIP's 24).
+/// `attn.in_proj_{weight,bias}` (q, k, v stacked) are split into `q_proj`/`k_proj`/
+/// `v_proj`; `ln_1`, `ln_2`, `mlp.c_fc`, `mlp.c_proj`, `ln_final`, `positional_embedding`
+/// become `layer_norm1`, `layer_norm2`, `mlp.fc1`, `mlp.fc2`, `final_layer_norm`,
+/// `embeddings.position_embedding.weight`. `text_projection`, `logit_scale` and the later
+/// blocks are dropped.
+pub fn open_clip_to_transformers(map: &TensorMap, layers: usize) -> Result<TensorMap> {
+    let mut out = TensorMap::from_tensors(Default::default(), map.source.clone())?;
+    let get = |k: &str| -> Result<Tensor> {
+        map.get(k)
+            .cloned()
+            .ok_or_else(|| Error::Checkpoint(format!("{}: missing key {k}", map.source)))
+    };
+    let t = "text_model.";
+    out.insert(
+        format!("{t}embeddings.token_embedding.weight"),
+        get("token_embedding.weight")?,
+    );
+    out.insert(
+        format!("{t}embeddings.position_embedding.weight"),
+        get("positional_embedding")?,
+    );
+    out.insert(
+        format!("{t}final_layer_norm.weight"),
+        get("ln_final.weight")?,
+    );
+    out.insert(format!("{t}final_layer_norm.bias"), get("ln_final.bias")?);
+    for i in 0..layers {
+        let r = format!("transformer.resblocks.{i}.");
+        let h = format!("{t}encoder.layers.{i}.");
+        let w = get(&format!("{r}attn.in_proj_weight"))?;
+        let b = get(&format!("{r}attn.in_proj_bias"))?;
+        let d = w.dim(1)?;
+        if w.dims() != [3 * d, d] {
+            return Err(Error::Checkpoint(format!(
+                "{}: {r}attn.in_proj_weight has shape {:?}, expected [3 * width, width]",
+                map.source,
+                w.dims()
+            )));
+        }
+        for (j, q) in ["q", "k", "v"].iter().enumerate() {
+            out.insert(
+                format!("{h}self_attn.{q}_proj.weight"),
+                w.narrow(0, j * d, d)?,
+            );
+            out.insert(
+                format!("{h}self_attn.{q}_proj.bias"),
+                b.narrow(0, j * d, d)?,
+            );
+        }
+        for (a, z) in [
+            ("attn.out_proj", "self_attn.out_proj"),
+            ("ln_1", "layer_norm1"),
+            ("ln_2", "layer_norm2"),
+            ("mlp.c_fc", "mlp.fc1"),
+            ("mlp.c_proj", "mlp.fc2"),
+        ] {
+            for p in ["weight", "bias"] {
+                out.insert(format!("{h}{z}.{p}"), get(&format!("{r}{a}.{p}"))?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many residual blocks an OpenCLIP text tower has (prefix removed).
+pub fn open_clip_blocks(map: &TensorMap) -> usize {
+    (0..1024)
+        .take_while(|i| map.has_prefix(&format!("transformer.resblocks.{i}.")))
+        .count()
+}

@@ -105,14 +105,6 @@ impl StableDiffusion {
     fn load_single_file(path: &Path, opts: &SdLoadOptions, device: &Device) -> Result<Self> {
         let map = TensorMap::load(path, device)?;
         let kind = sd::single_file_kind(&map)?;
-        if kind == SingleFileKind::Sd2 {
-            return Err(Error::InvalidInput(format!(
-                "{}: single-file Stable Diffusion 2.x (OpenCLIP text encoder) is not supported \
-                 yet; convert it to a diffusers folder (diffusers' from_single_file + \
-                 save_pretrained) and pass the folder",
-                path.display()
-            )));
-        }
         let (unet_cfg, vae_json) = match &opts.config_dir {
             Some(d) => (
                 sd::unet_config(&sd::read_json(&d.join("unet/config.json"))?)?,
@@ -140,22 +132,36 @@ impl StableDiffusion {
         let diff = ldm_keys::to_diffusers(&map, &table)?;
         let unet = sd::unet_from_map(&unet_cfg, &diff.sub("unet."), device)?;
         let vae = SdVae::from_diffusers(&vae_json, &diff.sub("vae."), device)?;
-        let clip = clip_from_single_file(&map)?;
-        let (text, tokenizer, scheduler) = match &opts.config_dir {
+        let text_cfg = match (&opts.config_dir, kind) {
+            (Some(d), _) => HfClipTextConfig::from_file(&d.join("text_encoder/config.json"))?,
+            (None, SingleFileKind::Sd1) => sd1_text_config(&clip_from_single_file(&map)?)?,
+            (None, SingleFileKind::Sd2) => sd2_text_config(&map.sub(ldm_keys::OPEN_CLIP_PREFIX))?,
+        };
+        let clip = match kind {
+            SingleFileKind::Sd1 => clip_from_single_file(&map)?,
+            SingleFileKind::Sd2 => ldm_keys::open_clip_to_transformers(
+                &map.sub(ldm_keys::OPEN_CLIP_PREFIX),
+                text_cfg.num_hidden_layers,
+            )?,
+        };
+        let text = HfClipText::from_map(&text_cfg, &clip, device)?;
+        let (tokenizer, scheduler) = match &opts.config_dir {
             Some(d) => (
-                HfClipText::from_map(
-                    &HfClipTextConfig::from_file(&d.join("text_encoder/config.json"))?,
-                    &clip,
-                    device,
-                )?,
                 HfClipTokenizer::load_dir(&d.join("tokenizer"))?,
                 SchedulerJson::from_file(&d.join("scheduler/scheduler_config.json"))?,
             ),
-            None => (
-                HfClipText::from_map(&sd1_text_config(&clip)?, &clip, device)?,
-                sd1_tokenizer()?,
-                default_scheduler(opts.prediction.unwrap_or(Prediction::Epsilon))?,
-            ),
+            None => {
+                // diffusers' from_single_file takes a 2.x file for the 768-v model unless
+                // told otherwise; --prediction-type epsilon serves the 512 base.
+                let (pad, prediction) = match kind {
+                    SingleFileKind::Sd1 => ("<|endoftext|>", Prediction::Epsilon),
+                    SingleFileKind::Sd2 => ("!", Prediction::V),
+                };
+                (
+                    embedded_tokenizer(pad)?,
+                    default_scheduler(opts.prediction.unwrap_or(prediction))?,
+                )
+            }
         };
         Self::assemble(unet, vae, text, tokenizer, scheduler, opts, path, device)
     }
@@ -313,9 +319,44 @@ fn sd1_text_config(clip: &TensorMap) -> Result<HfClipTextConfig> {
     })
 }
 
-/// SD 1.x's tokenizer folder, rebuilt from the embedded CLIP vocabulary: the same vocab.json
-/// and merges.txt, padding with `<|endoftext|>`, 77 tokens.
-fn sd1_tokenizer() -> Result<HfClipTokenizer> {
+/// SD 2.x's text encoder (OpenCLIP ViT-H/14's text tower, GELU, 64-wide heads) read from
+/// the OpenCLIP tensors (prefix removed), one block short of the tower: SD 2.x conditions on
+/// the penultimate layer, as its diffusers text encoder (23 layers) does.
+fn sd2_text_config(open_clip: &TensorMap) -> Result<HfClipTextConfig> {
+    let shape = |k: &str| -> Result<Vec<usize>> {
+        open_clip
+            .get(k)
+            .map(|t| t.dims().to_vec())
+            .ok_or_else(|| Error::Checkpoint(format!("{}: missing key {k}", open_clip.source)))
+    };
+    let tok = shape("token_embedding.weight")?;
+    let blocks = ldm_keys::open_clip_blocks(open_clip);
+    if blocks < 2 {
+        return Err(Error::Checkpoint(format!(
+            "{}: an OpenCLIP text tower needs at least 2 blocks, found {blocks}",
+            open_clip.source
+        )));
+    }
+    Ok(HfClipTextConfig {
+        vocab_size: tok[0],
+        hidden_size: tok[1],
+        intermediate_size: shape("transformer.resblocks.0.mlp.c_fc.weight")?[0],
+        num_hidden_layers: blocks - 1,
+        num_attention_heads: (tok[1] / 64).max(1),
+        max_position_embeddings: shape("positional_embedding")?[0],
+        hidden_act: "gelu".into(),
+        layer_norm_eps: 1e-5,
+        projection_dim: Some(512),
+        bos_token_id: Some(0),
+        eos_token_id: Some(2),
+        pad_token_id: Some(1),
+    })
+}
+
+/// A Stable Diffusion tokenizer folder rebuilt from the embedded CLIP vocabulary (every SD
+/// 1.x / 2.x folder carries the same vocab.json and merges.txt): 77 tokens, padded with
+/// `pad` (`<|endoftext|>` in 1.x, `!` in 2.x).
+fn embedded_tokenizer(pad: &str) -> Result<HfClipTokenizer> {
     let (vocab, merges) = genlab_data::tokenize::clip_bpe::embedded_vocab_and_merges()?;
     let eos = ("<|endoftext|>".to_string(), false);
     HfClipTokenizer::from_parts(
@@ -324,8 +365,8 @@ fn sd1_tokenizer() -> Result<HfClipTokenizer> {
         [
             ("<|startoftext|>".to_string(), false),
             eos.clone(),
-            eos.clone(),
             eos,
+            (pad.to_string(), false),
         ],
         77,
         "the embedded CLIP vocabulary",
@@ -423,5 +464,34 @@ impl Sample for StableDiffusion {
 
     fn data_space(&self) -> &DataSpace {
         &self.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genlab_data::tokenize::ClipTokenizer;
+
+    /// The tokenizer rebuilt for single files gives the ids of open_clip's tokenizer
+    /// (checked against open_clip itself in genlab-data) on plain prompts, with SD 1.x's and
+    /// 2.x's padding. (Not on a literal `!`: transformers cuts special tokens out first, so
+    /// with 2.x's pad token `!` it becomes id 0, not open_clip's `!</w>`.)
+    #[test]
+    fn embedded_tokenizer_agrees_with_open_clip() {
+        let oc = ClipTokenizer::new().unwrap();
+        for (pad, pad_id) in [("<|endoftext|>", 49407u32), ("!", 0)] {
+            let t = embedded_tokenizer(pad).unwrap();
+            for p in [
+                "a photograph of an astronaut riding a horse",
+                "Two cats, sleeping; 4k, highly detailed.",
+                "",
+            ] {
+                let want = oc.encode_padded(p, 77).unwrap();
+                let got = t.encode_padded(p);
+                let n = want.eot_index + 1;
+                assert_eq!(&got[..n], &want.ids[..n], "{p}");
+                assert!(got[n..].iter().all(|&i| i == pad_id), "{p}: {got:?}");
+            }
+        }
     }
 }
