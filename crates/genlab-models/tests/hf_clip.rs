@@ -55,7 +55,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     let d = max_diff(got, want);
-    // Shown with --nocapture: the numbers docs/pretrained-clip.md quotes.
+    // Shown with --nocapture: the numbers docs/pretrained.md quotes.
     eprintln!("{what}: max |diff| {d:.2e}");
     assert!(d < TOL, "{what}: max |diff| {d} (tolerance {TOL})");
 }
