@@ -28,9 +28,12 @@ pub(crate) fn sd_vae_sizes() -> NetSizes {
     }
 }
 
+/// The decoder, its parameter count and its upsampling sizes.
+pub(crate) type SizedDecoder = (Decoder, usize, Vec<(usize, usize)>);
+
 /// The decoder on plain tensors, its parameter count and its upsampling sizes for a
 /// 512x512 image.
-pub(crate) fn sd_vae_decoder(dev: &Device) -> Result<(Decoder, usize, Vec<(usize, usize)>)> {
+pub(crate) fn sd_vae_decoder(dev: &Device) -> Result<SizedDecoder> {
     let s = sd_vae_sizes();
     let ps = ParamStore::new(1, dev);
     Decoder::new(&s, 4, ps.vb())?;
