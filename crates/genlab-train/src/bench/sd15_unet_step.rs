@@ -38,6 +38,17 @@ pub(crate) fn sd15_config() -> CondUNetConfig {
     }
 }
 
+/// The store's values as plain tensors: the same storage, but not variables, so that no
+/// autograd graph is recorded (a `Var`'s tensor keeps its variable flag when cloned, and a
+/// graph keeps every activation alive until the output is dropped, and across sampling
+/// steps when the output feeds the next step).
+pub(crate) fn plain_weights(ps: &ParamStore) -> std::collections::HashMap<String, Tensor> {
+    ps.tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach()))
+        .collect()
+}
+
 /// The SD 1.5 U-Net on plain tensors (no autograd graph, as a loaded checkpoint runs) and
 /// its parameter count.
 pub(crate) fn sd15_unet(dev: &Device) -> Result<(CondUNet, usize)> {
@@ -45,7 +56,7 @@ pub(crate) fn sd15_unet(dev: &Device) -> Result<(CondUNet, usize)> {
     let ps = ParamStore::new(0, dev);
     CondUNet::new(&cfg, ps.vb())?;
     let params = ps.num_params();
-    let vb = candle_nn::VarBuilder::from_tensors(ps.tensors(), DType::F32, dev);
+    let vb = candle_nn::VarBuilder::from_tensors(plain_weights(&ps), DType::F32, dev);
     Ok((CondUNet::new(&cfg, vb)?, params))
 }
 

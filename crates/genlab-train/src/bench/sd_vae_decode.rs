@@ -12,6 +12,7 @@ use genlab_core::{ParamStore, Result, Rng};
 use genlab_models::autoencoder::nets::{level_sizes, Decoder, NetSizes};
 use genlab_nn::flops::{attention_flops, conv_flops};
 
+use super::sd15_unet_step::plain_weights;
 use super::Workload;
 
 /// Image side and latent side.
@@ -38,7 +39,7 @@ pub(crate) fn sd_vae_decoder(dev: &Device) -> Result<SizedDecoder> {
     let ps = ParamStore::new(1, dev);
     Decoder::new(&s, 4, ps.vb())?;
     let params = ps.num_params();
-    let vb = candle_nn::VarBuilder::from_tensors(ps.tensors(), DType::F32, dev);
+    let vb = candle_nn::VarBuilder::from_tensors(plain_weights(&ps), DType::F32, dev);
     let dec = Decoder::new(&s, 4, vb)?;
     let mut sizes = level_sizes(IMAGE, IMAGE, s.channels.len());
     sizes.reverse();
