@@ -25,7 +25,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
-             "clip-step", "xattn-unet-train"]
+             "clip-step", "xattn-unet-train", "sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
+# Minutes per run: left out of `all`, run by name or as the group `sd` (as genlab bench).
+SD_WORKLOADS = ["sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
 # peak_rss_mib must be present but may be null (genlab prints null where /proc is missing).
 REQUIRED = ("workload", "threads", "unit", "rate", "peak_rss_mib")
 
@@ -187,7 +189,8 @@ def main():
         fail(f"--threads must be a comma-separated list of integers, got {args.threads!r}")
     if not threads or min(threads) < 1:
         fail("--threads needs at least one positive thread count")
-    workloads = WORKLOADS if args.workload == "all" else args.workload.split(",")
+    workloads = {"all": [w for w in WORKLOADS if w not in SD_WORKLOADS],
+                 "sd": SD_WORKLOADS}.get(args.workload) or args.workload.split(",")
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         fail(f"unknown workload(s) {', '.join(unknown)}; expected {', '.join(WORKLOADS)} or all")

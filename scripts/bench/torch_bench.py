@@ -30,6 +30,18 @@ Five CPU f32 workloads, built to be identical to genlab's Rust versions:
               64, 8 groups; batch 32 of 4x7x14 latents (upsample_size path) with 8 context
               tokens: eps-MSE + Adam + EMA(0.998). crates/genlab-nn/tests/cond_unet.rs checks
               that genlab's network computes the same function as this one.
+  sd15-unet-step  diffusers' UNet2DConditionModel with Stable Diffusion 1.5's config
+              (block_out_channels (320, 640, 1280, 1280), 2 layers per block, CrossAttn x3 +
+              plain last level, 8 heads, cross_attention_dim 768, 32 groups, eps 1e-5;
+              859,520,964 parameters, PyTorch's default init), eval + inference_mode, one
+              forward on a 1x4x64x64 latent with a 77x768 context (batch 1, no CFG)
+  sd-vae-decode-512  diffusers' AutoencoderKL with SD's VAE config ((128, 256, 512, 512),
+              2 layers per block, 4 latent channels, 32 groups): decode() of a 4x64x64
+              latent to 3x512x512 (post_quant_conv included), inference_mode
+  sd15-txt2img  20 DDIMScheduler.from_config(SD 1.5's scheduler JSON) steps of the
+              sd15-unet-step U-Net with guidance 7.5 (one batch-2 call per step on random
+              uncond/cond 77x768 contexts; no text encoder), then AutoencoderKL.decode of
+              latents / 0.18215: one 512x512 image, inference_mode; 0 warm-up, 1 timed run
 The U-Net mirrors crates/genlab-nn/src/{unet,resblock,attention,resample,norm,embedding}.rs;
 the flow mirrors crates/genlab-models/src/flow/{model,multiscale,actnorm,inv_linear,
 affine_coupling,masks,var_dequantize}.rs, written the way a PyTorch user would (the coupling
@@ -55,7 +67,28 @@ import sys
 import time
 
 WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
-             "clip-step", "xattn-unet-train"]
+             "clip-step", "xattn-unet-train", "sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
+# Minutes per run: left out of `all`, run by name or as the group `sd` (as genlab bench).
+SD_WORKLOADS = ["sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
+# SD 1.5's U-Net and VAE configurations (crates/genlab-train/src/bench/sd15_unet_step.rs,
+# sd_vae_decode.rs) and its scheduler_config.json.
+SD15_UNET = dict(
+    in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    layers_per_block=2, cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+    norm_eps=1e-5, flip_sin_to_cos=True, freq_shift=0, sample_size=64,
+)
+SD_VAE = dict(
+    in_channels=3, out_channels=3, block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=2, latent_channels=4, norm_num_groups=32, sample_size=512,
+)
+SD15_SCHEDULER = {
+    "_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": False,
+    "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None, "clip_sample": False,
+}
 # Parameter count of genlab's U-Net in the MNIST config (what `genlab` reports for it).
 UNET_MNIST_PARAMS = 280177
 # ... and with the class embedding of the 10 digits and the null label (11 x 64).
@@ -659,6 +692,54 @@ def make_workload(torch, name, sdpa=False):
 
         return step, count, 3, 5
 
+    if name in ("sd15-unet-step", "sd15-txt2img"):
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel(**SD15_UNET).eval()
+        count = n_params(unet)
+    if name == "sd15-unet-step":
+        x, ctx = torch.randn(1, 4, 64, 64), torch.randn(1, 77, 768)
+        t = torch.tensor([981.0])
+
+        def step():
+            with torch.inference_mode():
+                return unet(x, t, encoder_hidden_states=ctx).sample
+
+        return step, count, 1, 3
+
+    if name in ("sd-vae-decode-512", "sd15-txt2img"):
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL(**SD_VAE).eval()
+    if name == "sd-vae-decode-512":
+        z = torch.randn(1, 4, 64, 64)
+
+        def step():
+            with torch.inference_mode():
+                return vae.decode(z).sample
+
+        return step, n_params(vae.decoder) + n_params(vae.post_quant_conv), 1, 3
+
+    if name == "sd15-txt2img":
+        from diffusers import DDIMScheduler
+
+        sched = DDIMScheduler.from_config(SD15_SCHEDULER)
+        ctx = torch.randn(2, 77, 768)
+        x_t = torch.randn(1, 4, 64, 64)
+        count += n_params(vae.decoder) + n_params(vae.post_quant_conv)
+
+        def step():
+            with torch.inference_mode():
+                sched.set_timesteps(20)
+                x = x_t * sched.init_noise_sigma
+                for t in sched.timesteps:
+                    out = unet(torch.cat([x, x]), t, encoder_hidden_states=ctx).sample
+                    u, c = out.chunk(2)
+                    x = sched.step(u + 7.5 * (c - u), t, x).prev_sample
+                return vae.decode(x / 0.18215).sample
+
+        return step, count, 0, 1
+
     if name == "attention":
         x = torch.randn(64, 64, 14, 14)
         block = init(M["AttentionBlock"](64, 1, 8, sdpa))
@@ -748,7 +829,7 @@ def run_single(name, threads, min_time, sdpa):
         "version": torch.__version__,
         "workload": name,
         "threads": threads,
-        "unit": "runs/s" if name == "ddim50" else "steps/s",
+        "unit": "runs/s" if name in ("ddim50", "sd-vae-decode-512", "sd15-txt2img") else "steps/s",
         "rate": 1.0 / median,
         "median_s": median,
         "iters": n,
@@ -762,7 +843,8 @@ def run_single(name, threads, min_time, sdpa):
 
 
 def run_parent(args):
-    names = WORKLOADS if args.workload == "all" else args.workload.split(",")
+    names = {"all": [w for w in WORKLOADS if w not in SD_WORKLOADS],
+             "sd": SD_WORKLOADS}.get(args.workload) or args.workload.split(",")
     for n in names:
         if n not in WORKLOADS:
             sys.exit(f"unknown workload {n!r}; expected one of {', '.join(WORKLOADS)} or all")

@@ -20,6 +20,9 @@ mod conv;
 mod ddim50;
 mod flow_train;
 mod mlp;
+mod sd15_txt2img;
+mod sd15_unet_step;
+mod sd_vae_decode;
 mod unet_train;
 mod xattn_unet_train;
 
@@ -55,6 +58,9 @@ pub struct WorkloadEntry {
     pub warmup: usize,
     /// Timed iterations at least, however long they take.
     pub min_iters: usize,
+    /// Minutes per run (Stable Diffusion's shapes): left out of `all`, run by name or as
+    /// the group `sd`.
+    pub heavy: bool,
     pub build: fn() -> Result<Workload>,
 }
 
@@ -66,6 +72,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         description: "MLP 2-256-256-2 (SiLU), batch 512, Adam",
         warmup: 3,
         min_iters: 5,
+        heavy: false,
         build: mlp::build,
     },
     WorkloadEntry {
@@ -74,6 +81,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         description: "3 conv + 1 transposed conv with a skip, 64x1x28x28, Adam",
         warmup: 3,
         min_iters: 5,
+        heavy: false,
         build: conv::build,
     },
     WorkloadEntry {
@@ -82,6 +90,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         description: "MNIST DDPM U-Net (base 16, [1,2,2], 1 block), batch 32, Adam + EMA",
         warmup: 3,
         min_iters: 5,
+        heavy: false,
         build: unet_train::build,
     },
     WorkloadEntry {
@@ -91,6 +100,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         // One iteration is 50 U-Net passes (seconds): a single warm-up run suffices.
         warmup: 1,
         min_iters: 3,
+        heavy: false,
         build: ddim50::build,
     },
     WorkloadEntry {
@@ -99,6 +109,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         description: "U-Net attention block, 64 ch at 14x14, batch 64, forward + backward",
         warmup: 3,
         min_iters: 5,
+        heavy: false,
         build: attention::build,
     },
     WorkloadEntry {
@@ -107,6 +118,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         description: "MNIST flow preset (2 scales x 8 Glow steps, 64 ch), batch 64, NLL + Adam",
         warmup: 3,
         min_iters: 5,
+        heavy: false,
         build: flow_train::build,
     },
     WorkloadEntry {
@@ -116,6 +128,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
             "class-conditional U-Net: one guided DDIM step (w = 3) on 64 samples, no gradients",
         warmup: 3,
         min_iters: 5,
+        heavy: false,
         build: cfg_step::build,
     },
     WorkloadEntry {
@@ -124,6 +137,7 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         description: "CLIP MNIST preset (ViT 7x7 patches, width 96 x 4; text width 64 x 3, 49,408-token vocabulary), batch 256 x 16 tokens, InfoNCE + Adam",
         warmup: 2,
         min_iters: 5,
+        heavy: false,
         build: clip_step::build,
     },
     WorkloadEntry {
@@ -132,22 +146,56 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         description: "cross-attention U-Net ([32,64,64], spatial transformers, 4 heads) on 4x7x14 latents, batch 32 x 8 context tokens of 64, Adam + EMA",
         warmup: 3,
         min_iters: 5,
+        heavy: false,
         build: xattn_unet_train::build,
+    },
+    WorkloadEntry {
+        name: "sd15-unet-step",
+        unit: "steps/s",
+        description: "Stable Diffusion 1.5's U-Net shapes (860M random parameters): one eval forward on a 1x4x64x64 latent with 77x768 context, batch 1",
+        warmup: 1,
+        min_iters: 3,
+        heavy: true,
+        build: sd15_unet_step::build,
+    },
+    WorkloadEntry {
+        name: "sd-vae-decode-512",
+        unit: "runs/s",
+        description: "Stable Diffusion's VAE decoder (random weights): a 4x64x64 latent to a 512x512 image",
+        warmup: 1,
+        min_iters: 3,
+        heavy: true,
+        build: sd_vae_decode::build,
+    },
+    WorkloadEntry {
+        name: "sd15-txt2img",
+        unit: "runs/s",
+        description: "SD 1.5 shapes: 20 DDIM steps from the SD 1.5 scheduler JSON, guidance 7.5 (batch 2 per step), then the VAE decoder to 512x512; no text encoder",
+        // One iteration is minutes on a CPU: no warm-up, one timed run.
+        warmup: 0,
+        min_iters: 1,
+        heavy: true,
+        build: sd15_txt2img::build,
     },
 ];
 
 /// The workload called `name`; an unknown name lists the known ones.
 pub fn find_workload(name: &str) -> Result<&'static WorkloadEntry> {
     WORKLOADS.iter().find(|w| w.name == name).ok_or_else(|| {
-        let known = ["all"].into_iter().chain(WORKLOADS.iter().map(|w| w.name));
+        let known = ["all", "sd"]
+            .into_iter()
+            .chain(WORKLOADS.iter().map(|w| w.name));
         Error::unknown("workload", name, known)
     })
 }
 
-/// `all`, or a comma-separated list of workload names, as entries.
+/// `all` (every workload but the heavy ones), `sd` (the heavy Stable Diffusion ones), or a
+/// comma-separated list of workload names, as entries.
 pub fn select_workloads(spec: &str) -> Result<Vec<&'static WorkloadEntry>> {
-    if spec.trim() == "all" {
-        return Ok(WORKLOADS.iter().collect());
+    match spec.trim() {
+        "all" => return Ok(WORKLOADS.iter().filter(|w| !w.heavy).collect()),
+        "sd" => return Ok(WORKLOADS.iter().filter(|w| w.heavy).collect()),
+        _ => {}
     }
     spec.split(',').map(|s| find_workload(s.trim())).collect()
 }
@@ -246,8 +294,10 @@ mod tests {
     #[test]
     fn every_workload_builds_and_runs_one_iteration() {
         for w in WORKLOADS {
-            if w.name == "ddim50" {
-                continue; // 50 U-Net passes at batch 64: too slow for a unit test
+            if w.name == "ddim50" || w.name.starts_with("sd") {
+                // 50 U-Net passes at batch 64, Stable Diffusion's 860M-parameter shapes:
+                // too slow for a unit test
+                continue;
             }
             let mut work = (w.build)().unwrap();
             assert!(work.params > 0 && work.flop_per_iter > 0.0, "{}", w.name);
@@ -260,7 +310,9 @@ mod tests {
             .map(|w| w.name)
             .collect();
         assert_eq!(names, ["mlp", "conv"]);
-        assert_eq!(select_workloads("all").unwrap().len(), WORKLOADS.len());
+        let all = select_workloads("all").unwrap().len();
+        assert_eq!(all + select_workloads("sd").unwrap().len(), WORKLOADS.len());
+        assert_eq!(select_workloads("sd").unwrap().len(), 3);
         let e = select_workloads("mlp,gpt").err().unwrap().to_string();
         assert!(e.contains("gpt") && e.contains("flow-train"), "{e}");
     }
