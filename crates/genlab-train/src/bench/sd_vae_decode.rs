@@ -26,6 +26,9 @@ pub(crate) fn sd_vae_sizes() -> NetSizes {
         layers_per_block: 2,
         groups: 32,
         mid_attention: true,
+        // Stable Diffusion's arithmetic (1e-6 attention norm; right-bottom padding is the
+        // encoder's and does not change the decoder's work).
+        upstream: true,
     }
 }
 
