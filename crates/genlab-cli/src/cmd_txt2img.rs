@@ -145,7 +145,7 @@ impl Generator {
             Generator::Sd(s) => {
                 let (tokens, _) = s.encode_prompts(prompts)?;
                 let negative_tokens = match &o.negative_prompt {
-                    Some(neg) => Some(s.encode_prompts(&[neg.clone()])?.0.repeat((
+                    Some(neg) => Some(s.encode_prompts(std::slice::from_ref(neg))?.0.repeat((
                         prompts.len(),
                         1,
                         1,

@@ -144,7 +144,9 @@ impl AutoencoderConfig {
             q.validate()?;
         }
         let f = self.factor();
-        if self.upstream_layout && (self.data.shape[1] % f != 0 || self.data.shape[2] % f != 0) {
+        if self.upstream_layout
+            && (!self.data.shape[1].is_multiple_of(f) || !self.data.shape[2].is_multiple_of(f))
+        {
             return Err(Error::InvalidInput(format!(
                 "this autoencoder (Stable Diffusion's layout) needs image sides that are \
                  multiples of {f}; got {}x{}",

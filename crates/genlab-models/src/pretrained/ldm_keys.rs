@@ -318,67 +318,6 @@ pub fn to_original(map: &TensorMap, table: &[(String, String, Kind)]) -> Result<
     convert(map, table, true)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sd15_shapes_name_the_known_original_keys() {
-        let unet = CondUNetConfig {
-            block_out_channels: vec![320, 640, 1280, 1280],
-            layers_per_block: 2,
-            cross_attention: vec![true, true, true, false],
-            ..CondUNetConfig::default()
-        };
-        let t = pairs(
-            &unet,
-            VaeLayout {
-                levels: 4,
-                layers_per_block: 2,
-            },
-        );
-        let fwd = |k: &str| rename(&t, k, true).unwrap().0;
-        // Facts of SD 1.5's v1-5-pruned checkpoint's key list.
-        assert_eq!(
-            fwd("unet.down_blocks.0.downsamplers.0.conv.weight"),
-            "model.diffusion_model.input_blocks.3.0.op.weight"
-        );
-        assert_eq!(
-            fwd("unet.down_blocks.3.resnets.1.time_emb_proj.bias"),
-            "model.diffusion_model.input_blocks.11.0.emb_layers.1.bias"
-        );
-        assert_eq!(
-            fwd("unet.up_blocks.0.upsamplers.0.conv.weight"),
-            "model.diffusion_model.output_blocks.2.1.conv.weight"
-        );
-        assert_eq!(
-            fwd("unet.up_blocks.1.upsamplers.0.conv.weight"),
-            "model.diffusion_model.output_blocks.5.2.conv.weight"
-        );
-        assert_eq!(
-            fwd("unet.up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_k.weight"),
-            "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_k.weight"
-        );
-        assert_eq!(
-            fwd("vae.decoder.up_blocks.0.resnets.2.conv_shortcut.weight"),
-            "first_stage_model.decoder.up.3.block.2.nin_shortcut.weight"
-        );
-        assert_eq!(
-            fwd("vae.encoder.mid_block.attentions.0.to_out.0.bias"),
-            "first_stage_model.encoder.mid.attn_1.proj_out.bias"
-        );
-        // And back.
-        for (d, o, _) in &t {
-            let k = format!("{o}.weight");
-            let (back, _) = rename(&t, &k, false).unwrap();
-            assert!(
-                back.starts_with(d.as_str()),
-                "{k} -> {back}, expected under {d}"
-            );
-        }
-    }
-}
-
 /// SD 2.x's OpenCLIP text encoder (the tensors under [`OPEN_CLIP_PREFIX`], prefix removed)
 /// -> transformers' `CLIPTextModel` names, keeping the first `layers` residual blocks (SD
 /// 2.x reads the penultimate layer: its diffusers text encoder has 23 of OpenCLIP's 24).
@@ -451,4 +390,65 @@ pub fn open_clip_blocks(map: &TensorMap) -> usize {
     (0..1024)
         .take_while(|i| map.has_prefix(&format!("transformer.resblocks.{i}.")))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sd15_shapes_name_the_known_original_keys() {
+        let unet = CondUNetConfig {
+            block_out_channels: vec![320, 640, 1280, 1280],
+            layers_per_block: 2,
+            cross_attention: vec![true, true, true, false],
+            ..CondUNetConfig::default()
+        };
+        let t = pairs(
+            &unet,
+            VaeLayout {
+                levels: 4,
+                layers_per_block: 2,
+            },
+        );
+        let fwd = |k: &str| rename(&t, k, true).unwrap().0;
+        // Facts of SD 1.5's v1-5-pruned checkpoint's key list.
+        assert_eq!(
+            fwd("unet.down_blocks.0.downsamplers.0.conv.weight"),
+            "model.diffusion_model.input_blocks.3.0.op.weight"
+        );
+        assert_eq!(
+            fwd("unet.down_blocks.3.resnets.1.time_emb_proj.bias"),
+            "model.diffusion_model.input_blocks.11.0.emb_layers.1.bias"
+        );
+        assert_eq!(
+            fwd("unet.up_blocks.0.upsamplers.0.conv.weight"),
+            "model.diffusion_model.output_blocks.2.1.conv.weight"
+        );
+        assert_eq!(
+            fwd("unet.up_blocks.1.upsamplers.0.conv.weight"),
+            "model.diffusion_model.output_blocks.5.2.conv.weight"
+        );
+        assert_eq!(
+            fwd("unet.up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_k.weight"),
+            "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_k.weight"
+        );
+        assert_eq!(
+            fwd("vae.decoder.up_blocks.0.resnets.2.conv_shortcut.weight"),
+            "first_stage_model.decoder.up.3.block.2.nin_shortcut.weight"
+        );
+        assert_eq!(
+            fwd("vae.encoder.mid_block.attentions.0.to_out.0.bias"),
+            "first_stage_model.encoder.mid.attn_1.proj_out.bias"
+        );
+        // And back.
+        for (d, o, _) in &t {
+            let k = format!("{o}.weight");
+            let (back, _) = rename(&t, &k, false).unwrap();
+            assert!(
+                back.starts_with(d.as_str()),
+                "{k} -> {back}, expected under {d}"
+            );
+        }
+    }
 }

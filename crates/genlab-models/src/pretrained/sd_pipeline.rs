@@ -212,7 +212,7 @@ impl StableDiffusion {
     /// The image size to generate (sides multiples of the VAE's factor, 8 for SD).
     pub fn set_size(&mut self, height: usize, width: usize) -> Result<()> {
         let f = self.vae.config.factor();
-        if height == 0 || width == 0 || height % f != 0 || width % f != 0 {
+        if height == 0 || width == 0 || !height.is_multiple_of(f) || !width.is_multiple_of(f) {
             return Err(Error::setting(
                 "size",
                 format!(
@@ -251,6 +251,7 @@ impl StableDiffusion {
 
     /// Runs a sampler from `x_t` (latents on the VP scale, `[B, 4, h/8, w/8]`) under
     /// `cond` with guidance `scale` (None: the conditional model alone) -> final latents.
+    #[allow(clippy::too_many_arguments)]
     pub fn denoise(
         &self,
         x_t: Tensor,
