@@ -7,7 +7,7 @@
 //! eta = 0 is the deterministic DDIM; eta = 1 gives DDPM's posterior variance. Any number
 //! of steps over the model's T (evenly spaced timesteps, see `spaced_timesteps`, or an
 //! explicit list); the last step goes to a_prev = 1, returning the predicted x0, or to
-//! alphas_cumprod[0] with `set_alpha_to_one = false` (diffusers' option, which Stable
+//! `alphas_cumprod[0]` with `set_alpha_to_one = false` (diffusers' option, which Stable
 //! Diffusion's scheduler configs set).
 
 use candle_core::Tensor;

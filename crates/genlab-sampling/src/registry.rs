@@ -36,7 +36,7 @@ pub struct SamplerOptions {
     /// (`scheduler_json`) come this way. Karras sigmas, when on, still replace them.
     pub timesteps: Option<Vec<f64>>,
     /// DDIM's last step goes to alpha_bar = 1 (the clean data); `false` makes it go to
-    /// alphas_cumprod[0] instead (diffusers' `set_alpha_to_one = false`, as in Stable
+    /// `alphas_cumprod[0]` instead (diffusers' `set_alpha_to_one = false`, as in Stable
     /// Diffusion's scheduler configs). Only DDIM reads it.
     pub set_alpha_to_one: bool,
     /// How the sigma-space samplers find sigma at a fractional timestep.
