@@ -51,8 +51,11 @@ impl TensorMap {
     }
 
     /// Reads one checkpoint file: `.safetensors`, or a PyTorch pickle (`.pth`, `.pt`,
-    /// `.bin`, `.ckpt`; zip or legacy layout). A `.ckpt` whose tensors sit under a
-    /// `state_dict` entry is read the same way (the pickle reader flattens it).
+    /// `.bin`, `.ckpt`; zip or legacy layout) holding a (nested) dict of tensors. When every
+    /// name sits under `state_dict.` (a checkpoint that wraps its weights in a `state_dict`
+    /// entry), that prefix is removed. PyTorch Lightning `.ckpt` files that also pickle
+    /// other objects (epoch, global_step, callbacks) are refused by genlab's pickle reader
+    /// with its message; their `.safetensors` conversion loads.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::Checkpoint(format!(
@@ -75,6 +78,15 @@ impl TensorMap {
                     path.display()
                 )))
             }
+        };
+        let wrapped = !tensors.is_empty() && tensors.keys().all(|k| k.starts_with("state_dict."));
+        let tensors = if wrapped {
+            tensors
+                .into_iter()
+                .map(|(k, t)| (k["state_dict.".len()..].to_string(), t))
+                .collect()
+        } else {
+            tensors
         };
         Self::from_tensors(tensors, path.display().to_string())
     }
@@ -382,6 +394,47 @@ mod tests {
             e.contains("9 unexpected keys (k0 [1], k1 [1], k2 [1], k3 [1], k4 [1], ...)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_state_dict_wrapper_is_unwrapped() {
+        let dir = std::env::temp_dir().join(format!("genlab-tensormap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = Device::Cpu;
+        let one = Tensor::ones(2, DType::F32, &d).unwrap();
+        let path = dir.join("wrapped.safetensors");
+        let m: HashMap<String, Tensor> = [
+            ("state_dict.a.weight".to_string(), one.clone()),
+            ("state_dict.b".to_string(), one.clone()),
+        ]
+        .into();
+        candle_core::safetensors::save(&m, &path).unwrap();
+        assert_eq!(
+            TensorMap::load(&path, &d).unwrap().keys(),
+            vec!["a.weight", "b"]
+        );
+        // Not every key wrapped: names kept as they are.
+        let path = dir.join("mixed.safetensors");
+        let m: HashMap<String, Tensor> = [
+            ("state_dict.a".to_string(), one.clone()),
+            ("b".to_string(), one),
+        ]
+        .into();
+        candle_core::safetensors::save(&m, &path).unwrap();
+        assert_eq!(
+            TensorMap::load(&path, &d).unwrap().keys(),
+            vec!["b", "state_dict.a"]
+        );
+        let e = TensorMap::load(&dir.join("x.onnx"), &d)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        std::fs::write(dir.join("x.onnx"), b"x").unwrap();
+        let e = TensorMap::load(&dir.join("x.onnx"), &d)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown weight file type `.onnx`"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
