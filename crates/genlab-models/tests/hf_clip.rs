@@ -310,7 +310,7 @@ fn missing_key_wrong_shape_and_missing_files_are_named() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("no weights (looked for model.safetensors"),
+        e.contains("has no weights (looked for model.safetensors"),
         "{e}"
     );
     std::fs::remove_dir_all(&tmp).ok();

@@ -91,14 +91,8 @@ fn single_file_matches_the_folder() {
     let table = ldm_keys::pairs(&folder_cfg, layout);
     let diff = ldm_keys::to_diffusers(&map, &table).unwrap();
     // Renamed back to diffusers, every tensor equals the folder's.
-    let unet_dir = sd::load_component(
-        &fixtures().join("sd1/unet"),
-        "diffusion_pytorch_model",
-        &dev,
-    )
-    .unwrap();
-    let vae_dir =
-        sd::load_component(&fixtures().join("sd1/vae"), "diffusion_pytorch_model", &dev).unwrap();
+    let unet_dir = sd::load_component(&fixtures().join("sd1/unet"), &dev).unwrap();
+    let vae_dir = sd::load_component(&fixtures().join("sd1/vae"), &dev).unwrap();
     let mut n = 0;
     for (prefix, folder) in [("unet.", &unet_dir), ("vae.", &vae_dir)] {
         for k in folder.keys() {

@@ -149,10 +149,7 @@ impl Default for HfClipConfig {
 }
 
 fn read_config(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Checkpoint(format!("reading {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Checkpoint(format!("{} is not valid JSON: {e}", path.display())))
+    genlab_core::io::read_json(path)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value, path: &Path) -> Result<T> {
@@ -402,52 +399,8 @@ fn select(map: &TensorMap, keep: impl Fn(&str) -> bool) -> Result<TensorMap> {
     map.rename(|k| keep(k).then(|| k.to_string()))
 }
 
-/// The weight files of a transformers model folder, in the order looked for.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let v = read_config(&index)?;
-        let mut files: Vec<String> = v
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .map(|m| {
-                m.values()
-                    .filter_map(|f| f.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files.dedup();
-        if files.is_empty() {
-            return Err(Error::Checkpoint(format!(
-                "{}: no weight_map",
-                index.display()
-            )));
-        }
-        return Ok(files.iter().map(|f| dir.join(f)).collect());
-    }
-    for name in [
-        "model.safetensors",
-        "model.fp16.safetensors",
-        "pytorch_model.bin",
-        "pytorch_model.fp16.bin",
-    ] {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(vec![p]);
-        }
-    }
-    Err(Error::Checkpoint(format!(
-        "{}: no weights (looked for model.safetensors, model.safetensors.index.json, \
-         model.fp16.safetensors, pytorch_model.bin, pytorch_model.fp16.bin)",
-        dir.display()
-    )))
-}
-
 fn load_weights(dir: &Path, device: &Device) -> Result<TensorMap> {
-    let files = weight_files(dir)?;
-    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
-    TensorMap::load_all(&refs, device)
+    super::load_component(dir, "model", "pytorch_model", device)
 }
 
 fn config_path(dir: &Path) -> Result<PathBuf> {

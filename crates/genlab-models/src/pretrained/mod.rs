@@ -15,7 +15,7 @@ pub mod sd;
 pub mod sd_pipeline;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Shape, Tensor};
@@ -263,6 +263,66 @@ impl TensorMap {
         }
         Ok(built?)
     }
+}
+
+/// The weight file(s) of a Hugging Face component folder (diffusers' `unet/`, `vae/`,
+/// transformers' `text_encoder/`...), in the order looked for: `{stem}.safetensors`,
+/// `{stem}.fp16.safetensors`, a sharded `{stem}[.fp16].safetensors.index.json` (every file
+/// of its `weight_map`), then the PyTorch pickles `{bin_stem}.bin` / `{bin_stem}.fp16.bin`
+/// (diffusers: stem and bin stem `diffusion_pytorch_model`; transformers: `model` and
+/// `pytorch_model`).
+pub fn weight_files(dir: &Path, stem: &str, bin_stem: &str) -> Result<Vec<PathBuf>> {
+    let singles = [
+        format!("{stem}.safetensors"),
+        format!("{stem}.fp16.safetensors"),
+    ];
+    let indexes = [
+        format!("{stem}.safetensors.index.json"),
+        format!("{stem}.fp16.safetensors.index.json"),
+    ];
+    let bins = [format!("{bin_stem}.bin"), format!("{bin_stem}.fp16.bin")];
+    if let Some(p) = singles.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+        return Ok(vec![p]);
+    }
+    if let Some(p) = indexes.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+        let index: serde_json::Value = genlab_core::io::read_json(&p)?;
+        let mut files: Vec<String> = index
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .map(|m| {
+                m.values()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.dedup();
+        if files.is_empty() {
+            return Err(Error::Checkpoint(format!("{}: no weight_map", p.display())));
+        }
+        return Ok(files.into_iter().map(|f| dir.join(f)).collect());
+    }
+    if let Some(p) = bins.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+        return Ok(vec![p]);
+    }
+    let looked: Vec<String> = singles.into_iter().chain(indexes).chain(bins).collect();
+    Err(Error::Checkpoint(format!(
+        "{} has no weights (looked for {})",
+        dir.display(),
+        looked.join(", ")
+    )))
+}
+
+/// Loads every weight file of a component folder (see [`weight_files`]) into one map.
+pub fn load_component(
+    dir: &Path,
+    stem: &str,
+    bin_stem: &str,
+    device: &Device,
+) -> Result<TensorMap> {
+    let files = weight_files(dir, stem, bin_stem)?;
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    TensorMap::load_all(&refs, device)
 }
 
 fn to_f32(t: Tensor) -> Result<Tensor> {

@@ -27,7 +27,7 @@
 //! (a `transformer/` instead of a `unet/`), and U-Net or VAE options genlab's networks do
 //! not implement (each listed in the message).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use serde_json::Value;
@@ -42,11 +42,9 @@ use crate::sample::DataSpace;
 /// The components a Stable Diffusion folder must have.
 pub const COMPONENTS: [&str; 5] = ["unet", "vae", "text_encoder", "tokenizer", "scheduler"];
 
-/// Reads a JSON file, with the file named in any error.
+/// Reads a JSON file (config.json, model_index.json, ...), naming the file in any error.
 pub fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Config(format!("{} is not valid JSON: {e}", path.display())))
+    genlab_core::io::read_json(path)
 }
 
 /// Recognises the pipelines genlab cannot run from `model_index.json`'s `_class_name` (or
@@ -102,58 +100,14 @@ pub fn check_pipeline(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The weight file(s) of a component folder: `{stem}.safetensors`, else
-/// `{stem}.fp16.safetensors`, else a sharded `{stem}.safetensors.index.json`, else
-/// `{stem}.bin` / `{stem}.fp16.bin`.
-pub fn weight_files(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
-    for name in [
-        format!("{stem}.safetensors"),
-        format!("{stem}.fp16.safetensors"),
-    ] {
-        let p = dir.join(&name);
-        if p.is_file() {
-            return Ok(vec![p]);
-        }
-    }
-    for name in [
-        format!("{stem}.safetensors.index.json"),
-        format!("{stem}.fp16.safetensors.index.json"),
-    ] {
-        let p = dir.join(&name);
-        if p.is_file() {
-            let index = read_json(&p)?;
-            let map = index
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| Error::Config(format!("{} has no weight_map", p.display())))?;
-            let mut files: Vec<String> = map
-                .values()
-                .filter_map(|v| v.as_str().map(|s| s.to_string()))
-                .collect();
-            files.sort();
-            files.dedup();
-            return Ok(files.into_iter().map(|f| dir.join(f)).collect());
-        }
-    }
-    for name in [format!("{stem}.bin"), format!("{stem}.fp16.bin")] {
-        let p = dir.join(&name);
-        if p.is_file() {
-            return Ok(vec![p]);
-        }
-    }
-    Err(Error::Checkpoint(format!(
-        "{} has no weights: expected {stem}.safetensors (or {stem}.fp16.safetensors, a sharded \
-         {stem}.safetensors.index.json, or {stem}.bin)",
-        dir.display()
-    )))
+/// Loads a diffusers component folder's weights (`diffusion_pytorch_model.*`, see
+/// [`super::weight_files`]).
+pub fn load_component(dir: &Path, device: &Device) -> Result<TensorMap> {
+    super::load_component(dir, DIFFUSERS_STEM, DIFFUSERS_STEM, device)
 }
 
-/// Loads a component folder's weights (all files of a sharded checkpoint).
-pub fn load_component(dir: &Path, stem: &str, device: &Device) -> Result<TensorMap> {
-    let files = weight_files(dir, stem)?;
-    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
-    TensorMap::load_all(&refs, device)
-}
+/// The file stem of diffusers' model weights.
+pub const DIFFUSERS_STEM: &str = "diffusion_pytorch_model";
 
 fn field<'a>(cfg: &'a Value, key: &str) -> Option<&'a Value> {
     cfg.get(key).filter(|v| !v.is_null())
@@ -401,7 +355,7 @@ impl SdVae {
     /// Reads `vae/config.json` and the weights of a diffusers `AutoencoderKL` folder.
     pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
         let cfg = read_json(&dir.join("config.json"))?;
-        let map = load_component(dir, "diffusion_pytorch_model", device)?;
+        let map = load_component(dir, device)?;
         Self::from_diffusers(&cfg, &map, device)
     }
 
@@ -623,7 +577,7 @@ pub fn vae_from_diffusers(map: &TensorMap) -> Result<TensorMap> {
 /// Loads the U-Net of a diffusers folder (`unet/`): config.json and its weights.
 pub fn load_unet_dir(dir: &Path, device: &Device) -> Result<CondUNet> {
     let cfg = unet_config(&read_json(&dir.join("config.json"))?)?;
-    let map = load_component(dir, "diffusion_pytorch_model", device)?;
+    let map = load_component(dir, device)?;
     unet_from_map(&cfg, &map, device)
 }
 
