@@ -48,6 +48,7 @@ fn unet_matches_diffusers() {
             .forward(&r["unet_sample"], &r["unet_t"], Some(&ctx), None, None)
             .unwrap();
         let d = max_diff(&out, &r["unet_out"]);
+        eprintln!("{name}: U-Net max abs diff {d:.2e}");
         assert!(d < COMPONENT_TOL, "{name}: U-Net differs by {d}");
     }
 }
@@ -60,9 +61,11 @@ fn vae_matches_diffusers() {
         let ae = vae.at_size(16, 16).unwrap();
         let mean = ae.encode(&r["vae_image"]).unwrap().mean;
         let d = max_diff(&mean, &r["vae_mean"]);
+        eprintln!("{name}: VAE mean max abs diff {d:.2e}");
         assert!(d < COMPONENT_TOL, "{name}: VAE mean differs by {d}");
         let dec = ae.decode_raw(&r["vae_mean"]).unwrap();
         let d = max_diff(&dec, &r["vae_decoded"]);
+        eprintln!("{name}: VAE decode max abs diff {d:.2e}");
         assert!(d < COMPONENT_TOL, "{name}: VAE decode differs by {d}");
         assert_eq!(vae.scaling_factor, 0.18215);
         let _ = DType::F32;
@@ -152,6 +155,7 @@ fn txt2img_matches_diffusers_for_three_samplers() {
             .encode_prompts(&[prompts.clone(), negative.clone()].concat())
             .unwrap();
         let d = max_diff(&hidden, &r["text_hidden"]);
+        eprintln!("{name}: text states max abs diff {d:.2e}");
         assert!(d < COMPONENT_TOL, "{name}: text states differ by {d}");
         let (tokens, _) = sd.encode_prompts(&prompts).unwrap();
         let (neg, _) = sd.encode_prompts(&negative).unwrap();
@@ -179,6 +183,7 @@ fn txt2img_matches_diffusers_for_three_samplers() {
             let img = sd.vae.decode(&z).unwrap().permute((0, 2, 3, 1)).unwrap();
             let want = &r[&format!("image_{sampler}")];
             let d = max_diff(&img, want);
+            eprintln!("{name} {sampler}: image max abs diff {d:.2e}");
             assert!(d < PIPELINE_TOL, "{name} {sampler}: image differs by {d}");
             // The samplers must disagree with each other far more than with diffusers.
             let other = &r[if sampler == "ddim" {
