@@ -5,6 +5,8 @@
 //! - [`MlpDenoiser`]: a time-conditioned MLP noise predictor for 2-D toy data;
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
 //!   [`Downsample`] and [`Upsample`] parts;
+//! - [`Dit`]: the diffusion transformer (Peebles & Xie 2023) with adaLN-Zero, for images and
+//!   for videos cut into spacetime patches (joint or factorised attention);
 //! - [`CondUNet`]: the text-conditioned U-Net of latent diffusion (Rombach et al. 2022) in
 //!   diffusers' `UNet2DConditionModel` names, with its [`SpatialTransformer`] blocks;
 //! - [`resize`]: bicubic (Keys 1981) and area resizing of image batches as matrices;
@@ -35,6 +37,7 @@ pub mod attention;
 pub mod classifier;
 pub mod cond_unet;
 pub mod conv;
+pub mod dit;
 pub mod embedding;
 pub mod flops;
 pub mod linear;
@@ -60,6 +63,7 @@ pub use attention::AttentionBlock;
 pub use classifier::{Classifier, ClassifierConfig};
 pub use cond_unet::{CondUNet, CondUNetConfig};
 pub use conv::{Conv, ConvTranspose};
+pub use dit::{Dit, DitConfig, PosEmbed, VideoAttention};
 pub use embedding::{timestep_embedding, DEFAULT_MAX_PERIOD};
 pub use linear::{relu, silu, Linear};
 pub use mlp::{MlpDenoiser, MlpDenoiserConfig};

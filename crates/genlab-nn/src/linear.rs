@@ -58,6 +58,34 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// Like [`Linear::new`], with the weight from Glorot & Bengio's uniform
+    /// `±sqrt(6 / (in + out))` ("Xavier", 2010) and a zero bias: DiT's and timm's
+    /// initialisation of transformer layers.
+    pub fn xavier(c_in: usize, c_out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        if c_in == 0 || c_out == 0 {
+            candle_core::bail!("linear: sizes must be positive, got {c_in} -> {c_out}");
+        }
+        let a = (6.0 / (c_in + c_out) as f64).sqrt();
+        let weight = vb.get_with_hints(
+            (c_out, c_in),
+            "weight",
+            candle_nn::Init::Uniform { lo: -a, up: a },
+        )?;
+        let bias = vb.get_with_hints(c_out, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(Self { weight, bias })
+    }
+
+    /// Like [`Linear::new`], with weight and bias zero: an output that starts switched off
+    /// (DiT's adaLN-Zero modulations and final layer).
+    pub fn zeros(c_in: usize, c_out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        if c_in == 0 || c_out == 0 {
+            candle_core::bail!("linear: sizes must be positive, got {c_in} -> {c_out}");
+        }
+        let weight = vb.get_with_hints((c_out, c_in), "weight", candle_nn::Init::Const(0.0))?;
+        let bias = vb.get_with_hints(c_out, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(Self { weight, bias })
+    }
+
     /// `[..., c_in]` -> `[..., c_out]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         genlab_kernels::linear(x, &self.weight, &self.bias)

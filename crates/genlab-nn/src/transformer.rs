@@ -100,6 +100,22 @@ impl SelfAttention {
         })
     }
 
+    /// Like [`SelfAttention::new`], with Xavier-uniform weights and zero biases
+    /// ([`Linear::xavier`]: DiT's and timm's initialisation).
+    pub fn xavier(dim: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        if heads == 0 || dim % heads != 0 {
+            candle_core::bail!(
+                "attention: heads ({heads}) must be positive and divide the width ({dim})"
+            );
+        }
+        Ok(Self {
+            dim,
+            heads,
+            qkv: Linear::xavier(dim, 3 * dim, vb.pp("qkv"))?,
+            out: Linear::xavier(dim, dim, vb.pp("out"))?,
+        })
+    }
+
     /// `x [B, N, C]` -> `[B, N, C]`. `mask`, when given, is added to the scores before the
     /// softmax and must broadcast to `[B, H, N, N]` (see [`causal_mask`],
     /// [`key_padding_mask`]).
@@ -177,6 +193,20 @@ impl TransformerMlp {
         Ok(Self {
             fc1: Linear::new(dim, hidden, vb.pp("fc1"))?,
             fc2: Linear::new(hidden, dim, vb.pp("fc2"))?,
+            act,
+        })
+    }
+
+    /// Like [`TransformerMlp::new`], with Xavier-uniform weights and zero biases.
+    pub fn xavier(
+        dim: usize,
+        hidden: usize,
+        act: MlpAct,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        Ok(Self {
+            fc1: Linear::xavier(dim, hidden, vb.pp("fc1"))?,
+            fc2: Linear::xavier(hidden, dim, vb.pp("fc2"))?,
             act,
         })
     }

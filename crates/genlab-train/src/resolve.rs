@@ -92,6 +92,21 @@ impl RunRequest {
     }
 }
 
+/// `--set ddpm.net=dit` (or `ldm.ddpm.net=dit-b/2`, `ddpm.net=unet`): a diffusion
+/// network given by name becomes that network's full default config, so that later
+/// overrides (`ddpm.net.dit.patch=2`) find their keys. Other values pass through.
+fn expand_named_net(key: &str, value: Value, space: &DataSpace) -> Result<Value> {
+    let is_net = key == "ddpm.net" || key.ends_with(".ddpm.net");
+    match (is_net, &value) {
+        (true, Value::String(name)) => {
+            let net = genlab_models::diffusion::NetConfig::named(name, space)?;
+            serde_json::to_value(net)
+                .map_err(|e| Error::Config(format!("unserialisable network config: {e}")))
+        }
+        _ => Ok(value),
+    }
+}
+
 /// A resolved run and its training data.
 pub struct ResolvedRun {
     pub run: RunConfig,
@@ -237,6 +252,7 @@ fn resolve_fresh(req: &RunRequest) -> Result<ResolvedRun> {
     }
     for (k, v) in overrides {
         if !TOP_LEVEL_KEYS.contains(&k.as_str()) {
+            let v = expand_named_net(&k, v, &space)?;
             config::apply_override(&mut tree, &k, v)?;
         }
     }

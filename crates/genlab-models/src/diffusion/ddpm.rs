@@ -36,7 +36,9 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use genlab_core::{Condition, Error, Result, Rng};
-use genlab_nn::{CondUNet, CondUNetConfig, MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig};
+use genlab_nn::{
+    CondUNet, CondUNetConfig, Dit, DitConfig, MlpDenoiser, MlpDenoiserConfig, UNet, UNetConfig,
+};
 use genlab_sampling::guidance::{
     ClassifierFree, ClassifierGuidance, ClassifierGuided, ConditionalDenoiser, Conditioned,
 };
@@ -64,6 +66,44 @@ pub enum NetConfig {
     /// diffusion's text-to-image network, diffusers' `UNet2DConditionModel` names); images
     /// of any size, square or not.
     CondUnet(CondUNetConfig),
+    /// Diffusion transformer (Peebles & Xie 2023) with adaLN-Zero, for images, latents and
+    /// videos `[T, C, H, W]` (spacetime patches); cross-attends to the condition's tokens
+    /// when `context_dim` is set.
+    Dit(DitConfig),
+}
+
+impl NetConfig {
+    /// The network a short name stands for, at its defaults (`--set ddpm.net=dit`):
+    /// `mlp`, `unet`, `cond-unet`, `dit` (= `dit-s/4`), or a DiT size and patch
+    /// `dit-xs/2`, `dit-s/4`, `dit-b/2`, ... (`genlab_nn::DitConfig::size`).
+    pub fn named(name: &str, data: &DataSpace) -> Result<Self> {
+        let lower = name.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "mlp" => NetConfig::Mlp(MlpDenoiserConfig::default()),
+            "unet" => match DdpmConfig::for_data(data).net {
+                u @ NetConfig::Unet(_) => u,
+                _ => NetConfig::Unet(UNetConfig::default()),
+            },
+            "cond-unet" => NetConfig::CondUnet(CondUNetConfig::default()),
+            "dit" => NetConfig::Dit(DitConfig::default()),
+            other => {
+                let spec = other.strip_prefix("dit-").ok_or_else(|| {
+                    Error::setting(
+                        "ddpm.net",
+                        format!(
+                            "unknown network `{name}` (known: mlp, unet, cond-unet, dit, \
+                             dit-SIZE/PATCH such as dit-s/4 or dit-b/2)"
+                        ),
+                    )
+                })?;
+                let (size, patch) = spec.split_once('/').unwrap_or((spec, "4"));
+                let patch: usize = patch.parse().map_err(|_| {
+                    Error::setting("ddpm.net", format!("`{name}`: the patch `{patch}` is not a number"))
+                })?;
+                NetConfig::Dit(DitConfig::size(size, patch)?)
+            }
+        })
+    }
 }
 
 /// Which timesteps training draws.
@@ -165,6 +205,17 @@ impl DdpmConfig {
         }
         match (&self.net, self.data.images, self.data.shape.len()) {
             (NetConfig::Mlp(_), false, 1) => Ok(()),
+            (NetConfig::Dit(d), _, 3 | 4) => d.validate(&self.data.shape),
+            (NetConfig::Dit(_), _, _) => Err(Error::Config(format!(
+                "the DiT is for images [C, H, W] and videos [T, C, H, W], but the data have \
+                 shape {:?}; use net = mlp",
+                self.data.shape
+            ))),
+            (_, _, 4) => Err(Error::Config(format!(
+                "videos [T, C, H, W] ({:?}) need the video DiT: --set ddpm.net=dit \
+                 (spacetime patches)",
+                self.data.shape
+            ))),
             // `images = false` with [C, H, W]: the latents of a latent diffusion model
             // (unbounded, already at unit scale: no [0, 1] <-> [-1, 1] map, no clipping).
             (NetConfig::Unet(u), _, 3) => {
@@ -212,6 +263,7 @@ enum Net {
     Mlp(MlpDenoiser),
     Unet(Box<UNet>),
     CondUnet(Box<CondUNet>),
+    Dit(Box<Dit>),
 }
 
 /// A DDPM: its network and its noise schedule.
@@ -244,6 +296,10 @@ impl Ddpm {
                 Net::Unet(Box::new(UNet::new(u, c_in, c, vb.pp("net"))?))
             }
             NetConfig::CondUnet(u) => Net::CondUnet(Box::new(CondUNet::new(u, vb.pp("net"))?)),
+            NetConfig::Dit(d) => {
+                let c = cfg.data.shape[cfg.data.shape.len() - 3];
+                Net::Dit(Box::new(Dit::new(d, &cfg.data.shape, c, vb.pp("net"))?))
+            }
         };
         // Created after the network, so that an unconditional model's weights are those of
         // a store that never had it.
@@ -252,6 +308,7 @@ impl Ddpm {
                 Net::Mlp(m) => m.temb_dim(),
                 Net::Unet(u) => u.temb_dim(),
                 Net::CondUnet(u) => u.temb_dim(),
+                Net::Dit(d) => d.temb_dim(),
             };
             Some(candle_nn::embedding(
                 cfg.num_classes + 1,
@@ -290,7 +347,11 @@ impl Ddpm {
 
     /// Whether the model reads the condition's tokens (`net = cond-unet`).
     pub fn is_token_conditional(&self) -> bool {
-        matches!(self.net, Net::CondUnet(_))
+        match &self.net {
+            Net::CondUnet(_) => true,
+            Net::Dit(d) => d.config().context_dim.is_some(),
+            _ => false,
+        }
     }
 
     /// The label meaning "no label" (K), for class-conditional models.
@@ -385,7 +446,9 @@ impl Ddpm {
     ) -> Result<Tensor> {
         if (tokens.is_some() || token_mask.is_some()) && !self.is_token_conditional() {
             return Err(Error::InvalidInput(
-                "this DDPM takes no token condition (a prompt); that needs net = cond-unet".into(),
+                "this DDPM takes no token condition (a prompt); that needs net = cond-unet or a \
+                 DiT with context_dim"
+                    .into(),
             ));
         }
         let map = self.model_space_map(map, x)?;
@@ -429,6 +492,15 @@ impl Ddpm {
                 let tokens = tokens.map(|v| v.to_device(dev)).transpose()?;
                 let mask = token_mask.map(|v| v.to_device(dev)).transpose()?;
                 u.forward_with(x, t, tokens.as_ref(), mask.as_ref(), None, extra.as_ref())?
+            }
+            Net::Dit(d) => {
+                let dev = x.device();
+                let tokens = tokens.map(|v| v.to_device(dev)).transpose()?;
+                let mask = token_mask
+                    .map(|v| genlab_nn::key_padding_mask(&v.to_device(dev)?))
+                    .transpose()?;
+                let ctx = tokens.as_ref().map(|c| (c, mask.as_ref()));
+                d.forward_with(x, t, extra.as_ref(), ctx)?
             }
         })
     }

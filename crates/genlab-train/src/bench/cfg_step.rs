@@ -46,7 +46,9 @@ pub fn build() -> Result<Workload> {
     let cond = Condition::class_repeated(CLASS, BATCH, &dev)?;
     let net = match &cfg.net {
         NetConfig::Unet(u) => u.clone(),
-        NetConfig::Mlp(_) | NetConfig::CondUnet(_) => unreachable!("set to a U-Net above"),
+        NetConfig::Mlp(_) | NetConfig::CondUnet(_) | NetConfig::Dit(_) => {
+            unreachable!("set to a U-Net above")
+        }
     };
     // The network runs on both halves: twice the batch.
     let flop = net.forward_flops(2 * BATCH, 1, 28);
