@@ -83,6 +83,13 @@ pub trait Dataset: Send + Sync {
         None
     }
 
+    /// A caption of example `i` that says what it shows, if the dataset has them (Moving
+    /// MNIST: "a 3 moving up and to the right").
+    fn caption(&self, i: usize) -> Option<String> {
+        let _ = i;
+        None
+    }
+
     /// Number of classes, if the dataset has labels (labels are `0..num_classes`).
     fn num_classes(&self) -> Option<usize> {
         None

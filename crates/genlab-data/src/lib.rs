@@ -11,7 +11,7 @@
 //! - [`fetch_mnist`]: download into [`data_dir`] with checksum verification;
 //! - [`pairs`]: the two-digit captioned canvas `mnist-pairs` (28x56) and its captions;
 //! - [`moving_mnist`]: Moving MNIST video clips (`[T, 1, S, S]`) with labels, directions and
-//!   captions;
+//!   captions; [`VideoFolder`] (`video-folder:PATH`, folders of frames as clips);
 //! - [`tokenize`]: CLIP's byte-level BPE and BERT WordPiece;
 //! - [`open_dataset`]: the registry that turns a name like `"mnist:test"` into a dataset.
 
@@ -38,6 +38,7 @@ pub mod sampler;
 pub mod taef2;
 pub mod tokenize;
 pub mod toy2d;
+pub mod video_folder;
 pub mod weights;
 
 pub use batch::{make_batch, Batch};
@@ -62,6 +63,7 @@ pub use registry::{
 };
 pub use sampler::EpochSampler;
 pub use toy2d::{Toy2d, Toy2dKind};
+pub use video_folder::{VideoFolder, VideoFolderConfig};
 pub use weights::{
     fetch_wheel_file, fetch_wheel_files, WheelFile, EFFICIENTNET_LITE0_WHEEL,
     MINILM_L6_V2_TOKENIZER, MINILM_L6_V2_WEIGHTS,

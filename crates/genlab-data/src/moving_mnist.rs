@@ -680,6 +680,10 @@ impl Dataset for MovingMnist {
         Some(10)
     }
 
+    fn caption(&self, i: usize) -> Option<String> {
+        Some(MovingMnist::caption(self, i))
+    }
+
     fn kind(&self) -> DataKind {
         DataKind::Video
     }
@@ -951,6 +955,7 @@ mod tests {
             }
             assert_eq!(clip(&two, i), want);
             let cap = two.caption(i);
+            assert_eq!(Dataset::caption(&two, i), Some(cap.clone()));
             assert_eq!(cap.matches(" moving ").count(), 2, "{cap}");
             assert_eq!(two.label(i), Some(ms[0].class as u32));
         }

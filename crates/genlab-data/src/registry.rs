@@ -4,7 +4,8 @@
 //! A spec is `NAME` or `NAME:ARG`: a toy 2-D name (`two-moons`, `eight-gaussians`, ...),
 //! `digits`, `mnist` / `mnist:train` / `mnist:test`, `folder:PATH` for a folder of images,
 //! `idx:PATH` / `idx:PATH:test` for a folder in MNIST's IDX layout ([`crate::idx_folder`]),
-//! `moving-mnist[:train|test][,KEY=VALUE...]` for Moving MNIST clips ([`crate::moving_mnist`]).
+//! `moving-mnist[:train|test][,KEY=VALUE...]` for Moving MNIST clips ([`crate::moving_mnist`]),
+//! `video-folder:PATH[,frames=N]` for folders of frame folders ([`crate::video_folder`]).
 //! Each [`DatasetEntry`] says, before any file is read, what its examples are
 //! ([`DatasetInfo`]: kind, shape, labels, held-out split, and for 2-D sets the reference
 //! density and mode layout), so callers ask these questions instead of comparing names.
@@ -299,6 +300,16 @@ pub const DATASETS: &[DatasetEntry] = &[
             };
             Ok(Box::new(ImageFolder::load(folder_path(arg)?, cfg)?))
         },
+    },
+    DatasetEntry {
+        name: "video-folder",
+        arg: Some("PATH[,frames=N]"),
+        arg_required: true,
+        description: "video clips in PATH, one sub-folder of PNG/JPEG frames per clip (sorted by \
+                      name; class folders above them = labels), the first N frames (default \
+                      8), resized as folder:",
+        info: crate::video_folder::video_folder_info,
+        open: crate::video_folder::open_video_folder,
     },
     DatasetEntry {
         name: "idx",
