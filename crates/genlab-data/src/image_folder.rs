@@ -81,7 +81,7 @@ fn has_image_extension(p: &Path) -> bool {
 }
 
 /// Sorted, non-hidden entries of `dir`.
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing image folder", dir, e))?;
     let mut out = Vec::new();
     for entry in rd {
@@ -96,7 +96,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Image files directly inside `dir`, sorted.
-fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(sorted_entries(dir)?
         .into_iter()
         .filter(|p| p.is_file() && has_image_extension(p))
@@ -212,23 +212,45 @@ pub fn preprocess_image(img: &DynamicImage, size: usize, channels: usize) -> Res
     Ok(out)
 }
 
+/// Decodes and preprocesses every file of `paths` ([`decode_image`], [`preprocess_image`]):
+/// `[N, channels, size, size]` values in [0, 1]; an error names the file.
+pub fn load_images(paths: &[PathBuf], cfg: ImageFolderConfig) -> Result<Vec<f32>> {
+    let per = cfg.channels * cfg.size * cfg.size;
+    let mut data = Vec::with_capacity(paths.len() * per);
+    for p in paths {
+        let img = decode_image(p)?;
+        let v = preprocess_image(&img, cfg.size, cfg.channels).map_err(|e| match e {
+            Error::Data(m) => Error::Data(format!("{}: {m}", p.display())),
+            other => other,
+        })?;
+        data.extend_from_slice(&v);
+    }
+    Ok(data)
+}
+
+/// Checks that `root` is an existing folder; `what` says what it should hold.
+pub(crate) fn check_folder(root: &Path, what: &str) -> Result<()> {
+    if !root.exists() {
+        return Err(Error::Data(format!(
+            "folder {} does not exist",
+            root.display()
+        )));
+    }
+    if !root.is_dir() {
+        return Err(Error::Data(format!(
+            "{} is not a folder (expected {what})",
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
 impl ImageFolder {
     /// Loads every image under `root` (see the module documentation for the layout).
     pub fn load(root: &Path, cfg: ImageFolderConfig) -> Result<Self> {
         // Validate the config before touching the disk.
         preprocess_image(&DynamicImage::new_rgb8(1, 1), cfg.size, cfg.channels)?;
-        if !root.exists() {
-            return Err(Error::Data(format!(
-                "image folder {} does not exist",
-                root.display()
-            )));
-        }
-        if !root.is_dir() {
-            return Err(Error::Data(format!(
-                "{} is not a folder (expected a folder of images or of class sub-folders)",
-                root.display()
-            )));
-        }
+        check_folder(root, "a folder of images or of class sub-folders")?;
         let root_images = images_in(root)?;
         let mut classes: Vec<(String, Vec<PathBuf>)> = Vec::new();
         for sub in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
@@ -272,16 +294,7 @@ impl ImageFolder {
             }
             (paths, Some(labels), names)
         };
-        let per = cfg.channels * cfg.size * cfg.size;
-        let mut data = Vec::with_capacity(paths.len() * per);
-        for p in &paths {
-            let img = decode_image(p)?;
-            let v = preprocess_image(&img, cfg.size, cfg.channels).map_err(|e| match e {
-                Error::Data(m) => Error::Data(format!("{}: {m}", p.display())),
-                other => other,
-            })?;
-            data.extend_from_slice(&v);
-        }
+        let data = load_images(&paths, cfg)?;
         Ok(Self {
             name: format!("folder:{}", root.display()),
             cfg,

@@ -3,7 +3,9 @@
 //!
 //! A spec is `NAME` or `NAME:ARG`: a toy 2-D name (`two-moons`, `eight-gaussians`, ...),
 //! `digits`, `mnist` / `mnist:train` / `mnist:test`, `folder:PATH` for a folder of images,
-//! `idx:PATH` / `idx:PATH:test` for a folder in MNIST's IDX layout ([`crate::idx_folder`]).
+//! `idx:PATH` / `idx:PATH:test` for a folder in MNIST's IDX layout ([`crate::idx_folder`]),
+//! `moving-mnist[:train|test][,KEY=VALUE...]` for Moving MNIST clips ([`crate::moving_mnist`]),
+//! `video-folder:PATH[,frames=N]` for folders of frame folders ([`crate::video_folder`]).
 //! Each [`DatasetEntry`] says, before any file is read, what its examples are
 //! ([`DatasetInfo`]: kind, shape, labels, held-out split, and for 2-D sets the reference
 //! density and mode layout), so callers ask these questions instead of comparing names.
@@ -270,6 +272,17 @@ pub const DATASETS: &[DatasetEntry] = &[
         open: crate::pairs::open_mnist_pairs,
     },
     DatasetEntry {
+        name: "moving-mnist",
+        arg: Some("train|test,KEY=VALUE..."),
+        arg_required: false,
+        description: "Moving MNIST video (Srivastava et al. 2015): MNIST digits bouncing in the \
+                      frame, [T, 1, S, S] clips, label = first digit, captions with direction; \
+                      default 8 frames, 32x32, 1 digit; keys frames, digits, digit_size, size, \
+                      speed=MIN..MAX, clips, seed (genlab data fetch mnist)",
+        info: crate::moving_mnist::moving_mnist_info,
+        open: crate::moving_mnist::open_moving_mnist,
+    },
+    DatasetEntry {
         name: "folder",
         arg: Some("PATH"),
         arg_required: true,
@@ -287,6 +300,16 @@ pub const DATASETS: &[DatasetEntry] = &[
             };
             Ok(Box::new(ImageFolder::load(folder_path(arg)?, cfg)?))
         },
+    },
+    DatasetEntry {
+        name: "video-folder",
+        arg: Some("PATH[,frames=N]"),
+        arg_required: true,
+        description: "video clips in PATH, one sub-folder of PNG/JPEG frames per clip (sorted by \
+                      name; class folders above them = labels), the first N frames (default \
+                      8), resized as folder:",
+        info: crate::video_folder::video_folder_info,
+        open: crate::video_folder::open_video_folder,
     },
     DatasetEntry {
         name: "idx",

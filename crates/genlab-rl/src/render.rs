@@ -1,10 +1,12 @@
 //! A tiny rasteriser for the classic-control pictures (`genlab rl rollout --gif`) and the
-//! animated GIF writer. No paper: filled convex polygons by the crossing-number test,
+//! conversion of its frames for the animated GIF writer (`genlab_report::write_gif`). No paper: filled convex polygons by the crossing-number test,
 //! discs, thick segments as quadrilaterals, all in pixel coordinates with y pointing down.
 
 use std::path::Path;
 
 use genlab_core::{Error, Result};
+
+use genlab_report::RgbImage;
 
 use crate::env::Frame;
 
@@ -98,25 +100,19 @@ impl Canvas {
     }
 }
 
-/// Writes `frames` as a looping animated GIF, `delay_cs` hundredths of a second apart.
-pub fn write_gif(path: &Path, frames: &[Frame], delay_cs: u16) -> Result<()> {
-    let first = frames
-        .first()
-        .ok_or_else(|| Error::InvalidInput("a GIF needs at least one frame".into()))?;
-    let (w, h) = (first.width as u16, first.height as u16);
-    genlab_core::io::write_atomic_with(path, |tmp| {
-        let file = std::fs::File::create(tmp)?;
-        let mut enc = gif::Encoder::new(std::io::BufWriter::new(file), w, h, &[])
-            .map_err(std::io::Error::other)?;
-        enc.set_repeat(gif::Repeat::Infinite)
-            .map_err(std::io::Error::other)?;
-        for f in frames {
-            let mut g = gif::Frame::from_rgb_speed(w, h, &f.rgb, 10);
-            g.delay = delay_cs;
-            enc.write_frame(&g).map_err(std::io::Error::other)?;
-        }
-        Ok(())
-    })
+/// Writes `frames` as a looping animated GIF, `delay_cs` hundredths of a second apart
+/// (the writer is [`genlab_report::write_gif`]).
+pub fn write_gif(path: &Path, frames: Vec<Frame>, delay_cs: u16) -> Result<()> {
+    let images = frames
+        .into_iter()
+        .map(|f| {
+            let (w, h) = (f.width, f.height);
+            RgbImage::from_raw(w as u32, h as u32, f.rgb).ok_or_else(|| {
+                Error::InvalidInput(format!("a {w}x{h} frame does not hold {w}x{h} RGB pixels"))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    genlab_report::write_gif(path, &images, delay_cs).map_err(genlab_train::outputs::report_error)
 }
 
 #[cfg(test)]
@@ -136,13 +132,13 @@ mod tests {
     }
 
     #[test]
-    fn gif_round_trips_its_size_and_frame_count() {
+    fn rollout_frames_become_a_gif_with_one_frame_each() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.gif");
         let mut a = Canvas::new(8, 6);
         a.rect(0.0, 0.0, 4.0, 6.0, [200, 0, 0]);
         let b = Canvas::new(8, 6);
-        write_gif(&p, &[a.frame, b.frame], 5).unwrap();
+        write_gif(&p, vec![a.frame, b.frame], 5).unwrap();
         let mut opts = gif::DecodeOptions::new();
         opts.set_color_output(gif::ColorOutput::RGBA);
         let mut d = opts.read_info(std::fs::File::open(&p).unwrap()).unwrap();
@@ -152,6 +148,12 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 2);
-        assert!(write_gif(&p, &[], 5).is_err());
+        assert!(write_gif(&p, vec![], 5).is_err());
+        let torn = Frame {
+            width: 4,
+            height: 4,
+            rgb: vec![0; 5],
+        };
+        assert!(write_gif(&p, vec![torn], 5).is_err());
     }
 }

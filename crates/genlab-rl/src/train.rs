@@ -743,18 +743,19 @@ pub fn rollout(
         },
     )?;
     io::write_atomic(out, text.as_bytes())?;
+    if gif.is_some() && frames.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "environment `{}` has no picture to draw; drop the GIF",
+            env.name
+        )));
+    }
+    let n_frames = frames.len();
     if let Some(g) = gif {
-        if frames.is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "environment `{}` has no picture to draw; drop the GIF",
-                env.name
-            )));
-        }
-        crate::render::write_gif(g, &frames, 4)?;
+        crate::render::write_gif(g, frames, 4)?;
     }
     Ok(RolloutResult {
         steps,
         returns: eps.iter().map(|e| e.0).collect(),
-        frames: frames.len(),
+        frames: n_frames,
     })
 }
