@@ -83,8 +83,22 @@ pub struct SampleArgs {
     /// Classifier guidance scale s (the gradient's weight; Dhariwal & Nichol use 1-10).
     #[arg(long, value_name = "S", default_value_t = 1.0, requires = "classifier")]
     pub classifier_scale: f64,
-    /// Output: .npy (N x D for points, N x C x H x W in [0,1] for images) or .png (grid or
-    /// scatter). A .json beside it records the resolved config.
+    /// Video models: frames per clip. The model's own clip length by default; longer clips
+    /// are extended window by window, each new window inpainting the frames after the last
+    /// --context-frames ones (no extra training); shorter ones are refused.
+    #[arg(long, value_name = "T")]
+    pub frames: Option<usize>,
+    /// Video extension: the frames each new window is conditioned on (default: half the
+    /// model's clip length).
+    #[arg(long, value_name = "K", requires = "frames")]
+    pub context_frames: Option<usize>,
+    /// Video extension: denoising steps of each window's inpainting (replacement method).
+    #[arg(long, value_name = "N", default_value_t = 50, requires = "frames")]
+    pub extend_steps: usize,
+    /// Output: .npy (N x D for points, N x C x H x W in [0,1] for images, N x T x C x H x W
+    /// for video), .png (grid or scatter; video: one clip per row, plus an animated .gif
+    /// beside it) or .gif (video: all clips animated in a grid). A .json beside it records
+    /// the resolved config.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -99,6 +113,22 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     let loaded = genlab_train::load_model(&a.ckpt, !a.no_ema, device)
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
     let steps = a.steps.or(loaded.model.preferred_steps()).unwrap_or(50);
+    let model_shape = loaded.model.data_space().shape.clone();
+    if let Some(f) = a.frames {
+        match model_shape[..] {
+            [t, ..] if model_shape.len() == 4 && f < t => bail!(
+                "--frames {f}: {} makes clips of {t} frames; ask for {t} or more (longer clips \
+                 are extended by conditioning on earlier frames)",
+                a.ckpt.display()
+            ),
+            _ if model_shape.len() != 4 => bail!(
+                "--frames is for video checkpoints; {} makes single examples of shape {:?}",
+                a.ckpt.display(),
+                model_shape
+            ),
+            _ => {}
+        }
+    }
     let spacing = loaded.model.fixed_spacing().unwrap_or(a.spacing);
     let classifier = match &a.classifier {
         Some(path) => {
@@ -160,6 +190,24 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         &req,
         &mut Rng::derive(a.seed, "sample"),
     )?;
+    let mut out = out;
+    if let (Some(f), [t, ..]) = (a.frames, &model_shape[..]) {
+        if f > *t {
+            let context = a.context_frames.unwrap_or((*t / 2).max(1));
+            let opts = genlab_sampling::inpaint::InpaintOptions::replacement(a.extend_steps);
+            eprintln!("extending {n} clips from {t} to {f} frames ({context} context frames)");
+            out.x = genlab_models::video::extend_clips(
+                loaded.model.as_ref(),
+                &out.x,
+                f,
+                context,
+                &req,
+                &opts,
+                &mut Rng::derive(a.seed, "extend"),
+                &mut |k, total| eprintln!("  window {k}/{total}"),
+            )?;
+        }
+    }
     let secs = t0.elapsed().as_secs_f64();
     let space = loaded.model.data_space().clone();
     match &labels {
@@ -173,7 +221,8 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         "sampling": { "n": n, "seed": a.seed, "sampler": a.sampler, "steps": steps, "spacing": spacing, "eta": a.eta, "temperature": a.temperature,
                       "ema": !a.no_ema, "batch_size": a.batch_size, "class": a.class, "guidance": a.guidance,
                       "classifier": a.classifier.as_ref().map(|p| p.display().to_string()),
-                      "classifier_scale": a.classifier.as_ref().map(|_| a.classifier_scale) },
+                      "classifier_scale": a.classifier.as_ref().map(|_| a.classifier_scale),
+                      "frames": a.frames, "context_frames": a.context_frames, "extend_steps": a.frames.map(|_| a.extend_steps) },
         "nfe": out.nfe,
         "shape": out.x.dims(),
         "seconds": secs,

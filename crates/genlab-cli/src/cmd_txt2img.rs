@@ -345,7 +345,7 @@ pub fn run(a: Txt2ImgArgs, device: &candle_core::Device) -> anyhow::Result<()> {
     let x = candle_core::Tensor::cat(&images, 0)?;
     let ncol = if set.is_some() { 10 } else { n_per };
     match kind {
-        genlab_train::outputs::OutKind::Npy => {
+        genlab_train::outputs::OutKind::Npy | genlab_train::outputs::OutKind::Gif => {
             genlab_train::outputs::save_samples(&x, true, &a.out, None)?
         }
         genlab_train::outputs::OutKind::Png => {

@@ -125,7 +125,7 @@ impl EditArgs {
             genlab_train::outputs::OutKind::Png => {
                 genlab_train::edit::save_columns(columns, &self.out)?
             }
-            genlab_train::outputs::OutKind::Npy => {
+            genlab_train::outputs::OutKind::Npy | genlab_train::outputs::OutKind::Gif => {
                 genlab_train::outputs::save_samples(results, true, &self.out, None)?
             }
         }

@@ -16,6 +16,7 @@ pub mod pretrained;
 pub mod sample;
 pub mod text;
 pub mod vae;
+pub mod video;
 
 pub use edit::Edit;
 pub use figure::Figure;

@@ -39,8 +39,11 @@ pub fn check_writable(path: &Path) -> Result<()> {
 pub enum OutKind {
     /// Raw samples: `N x D` for points, `N x C x H x W` in [0, 1] for images.
     Npy,
-    /// A picture: a grid of images or a scatter of points.
+    /// A picture: a grid of images or a scatter of points (for video: a filmstrip, one
+    /// clip per row, with the animated grid written beside it as `.gif`).
     Png,
+    /// An animated GIF of video samples, all clips in one grid.
+    Gif,
 }
 
 /// The kind of samples file `path` names; anything but `.npy` or `.png` is an error
@@ -54,10 +57,11 @@ pub fn out_kind(path: &Path) -> Result<OutKind> {
     {
         Some("npy") => Ok(OutKind::Npy),
         Some("png") => Ok(OutKind::Png),
+        Some("gif") => Ok(OutKind::Gif),
         _ => Err(Error::setting(
             "out",
             format!(
-                "{} must end in .npy (raw samples) or .png (a picture)",
+                "{} must end in .npy (raw samples), .png (a picture) or .gif (video)",
                 path.display()
             ),
         )),
@@ -81,9 +85,23 @@ pub fn save_samples(
     reference: Option<&[[f32; 2]]>,
 ) -> Result<()> {
     let dims = x.dims().to_vec();
+    if dims.len() == 5 && out_kind(path)? != OutKind::Npy {
+        let ncol = (dims[0] as f64).sqrt().ceil() as usize;
+        return save_video(x, path, ncol);
+    }
     let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
     match out_kind(path)? {
         OutKind::Npy => genlab_core::io::write_npy(path, &dims, &flat)?,
+        OutKind::Gif => {
+            return Err(Error::setting(
+                "out",
+                format!(
+                    "{}: a .gif is for video samples [N, T, C, H, W]; these have shape \
+                     {dims:?}: write .png or .npy",
+                    path.display()
+                ),
+            ))
+        }
         OutKind::Png if images => {
             let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
             let ncol = (n as f64).sqrt().ceil() as usize;
@@ -123,6 +141,8 @@ pub fn save_labeled_samples(
             let l: Vec<f32> = labels.iter().map(|&v| v as f32).collect();
             genlab_core::io::write_npy(&labels_path(path), &[l.len()], &l)?;
         }
+        OutKind::Png | OutKind::Gif if x.rank() == 5 => save_video(x, path, per_row.max(1))?,
+        OutKind::Gif => save_samples(x, images, path, None)?,
         OutKind::Png if images => {
             let (n, c, h, w) = x.dims4()?;
             let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
@@ -137,6 +157,27 @@ pub fn save_labeled_samples(
             genlab_report::save_png(&img, path).map_err(report_error)?;
         }
     }
+    Ok(())
+}
+
+/// Video samples `[N, T, C, H, W]` in [0, 1] as pictures: `.gif`, one animated grid of
+/// `ncol` clips per row; `.png`, a filmstrip (one clip per row, its frames left to right)
+/// plus the animated grid beside it (`NAME.gif`).
+pub fn save_video(x: &Tensor, path: &Path, ncol: usize) -> Result<()> {
+    let (n, t, c, h, w) = x.dims5()?;
+    let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let scale = (96 / h.max(1)).clamp(1, 8);
+    let gif = match out_kind(path)? {
+        OutKind::Png => {
+            let strip = genlab_report::image_grid(&flat, n * t, c, h, w, t, scale.min(3), 2)
+                .map_err(report_error)?;
+            genlab_report::save_png(&strip, path).map_err(report_error)?;
+            path.with_extension("gif")
+        }
+        _ => path.to_path_buf(),
+    };
+    genlab_report::video_grid_gif(&gif, &flat, [n, t, c, h, w], ncol, scale)
+        .map_err(report_error)?;
     Ok(())
 }
 

@@ -54,6 +54,8 @@ pub struct Capabilities {
     pub feature_extractor: bool,
     /// It trains on class labels: its `num_classes` comes from the data.
     pub needs_labels: bool,
+    /// It takes video data `[T, C, H, W]` (as well as whatever else it takes).
+    pub video: bool,
 }
 
 pub struct ModelEntry {
@@ -114,6 +116,7 @@ pub const NONE: Capabilities = Capabilities {
     distillable: false,
     feature_extractor: false,
     needs_labels: false,
+    video: false,
 };
 
 /// Every trainable model family, in the order `genlab list` shows them.

@@ -160,7 +160,18 @@ fn default_label_dropout() -> f64 {
 impl DdpmConfig {
     /// The preset for a data space: an MLP for points, a U-Net sized to the image otherwise.
     pub fn for_data(data: &DataSpace) -> Self {
-        let net = if data.images && data.shape.get(1).is_some_and(|&h| h <= 16) {
+        let net = if let [t, _, h, w] = data.shape[..] {
+            // Video: the DiT over spacetime patches, DiT-XS (128 wide, 4 blocks) with
+            // 2-frame tubelets of 4x4 patches where they fit: Moving MNIST's 8 frames of
+            // 32x32 are 4 x 8 x 8 = 256 tokens.
+            let patch = [4, 2, 1]
+                .into_iter()
+                .find(|p| h % p == 0 && w % p == 0)
+                .unwrap_or(1);
+            let mut d = DitConfig::size("xs", patch).expect("a known size");
+            d.tubelet = if t % 2 == 0 { 2 } else { 1 };
+            NetConfig::Dit(d)
+        } else if data.images && data.shape.get(1).is_some_and(|&h| h <= 16) {
             // Small images (8x8 digits): two levels and one block per level are enough, and
             // keep CPU training to a few minutes.
             NetConfig::Unet(UNetConfig {
@@ -794,8 +805,12 @@ impl Edit for Ddpm {
         self.cfg.data.check_batch(x, "the DDPM")?;
         let n = x.dim(0)?;
         let (kd, xd) = (known.dims(), x.dims());
-        let fits =
-            kd.len() == xd.len() && (kd[0] == 1 || kd[0] == n) && kd[1] == 1 && kd[2..] == xd[2..];
+        // Images take a one-channel mask [1 or N, 1, H, W]; a video's mask may also pick
+        // whole frames ([1, T, 1, 1, 1]: extension along time). Any mask that broadcasts.
+        let fits = kd.len() == xd.len()
+            && (kd[0] == 1 || kd[0] == n)
+            && kd[1..].iter().zip(&xd[1..]).all(|(k, x)| *k == 1 || k == x)
+            && (xd.len() == 5 || kd[1] == 1);
         if !fits {
             return Err(Error::setting(
                 "mask",

@@ -66,7 +66,7 @@ pub fn ddpm_config(v: &serde_json::Value) -> Result<DdpmConfig> {
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "ddpm",
     prepare: None,
-    description: "denoising diffusion (Ho et al. 2020): MLP denoiser for points, U-Net for images",
+    description: "denoising diffusion (Ho et al. 2020): MLP denoiser for points, U-Net (or DiT) for images, video DiT for clips",
     caps: Capabilities {
         trains_fresh: true,
         generates: true,
@@ -74,6 +74,7 @@ pub const ENTRY: ModelEntry = ModelEntry {
         likelihood: true,
         conditional: true,
         distillable: true,
+        video: true,
         ..NONE
     },
     default_config: |d| config_value(&DdpmConfig::for_data(d)),
