@@ -231,7 +231,13 @@ fn load_source(
     let desc = format!("{spec} ({} of {} examples)", idx.len(), ds.len());
     Ok(match ds.kind() {
         DataKind::Image => (Loaded::Images(b.x), desc),
-        _ => {
+        DataKind::Video => anyhow::bail!(
+            "genlab eval takes images or points; {} is video {} (shape {:?})",
+            ds.name(),
+            DataKind::Video.layout(),
+            ds.example_shape()
+        ),
+        DataKind::Points => {
             let n = idx.len();
             let v = b.x.flatten_all()?.to_vec1::<f32>()?;
             let d = v.len() / n.max(1);

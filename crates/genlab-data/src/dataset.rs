@@ -1,12 +1,12 @@
 //! The [`Dataset`] trait: random access to examples stored as row-major `f32`.
 //!
-//! Every dataset genlab trains on implements it: toy 2-D points (`[2]`) and images
-//! (`[C, H, W]`, values in `[0, 1]`). Examples are written into a caller-owned slice so
+//! Every dataset genlab trains on implements it: toy 2-D points (`[2]`), images
+//! (`[C, H, W]`, values in `[0, 1]`) and video clips (`[T, C, H, W]`, values in `[0, 1]`). Examples are written into a caller-owned slice so
 //! that [`crate::make_batch`] fills one contiguous buffer without per-example allocation.
 
 use std::fmt;
 
-/// What an example is: a point in the plane or an image.
+/// What an example is: a point in the plane, an image or a video clip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataKind {
@@ -14,14 +14,35 @@ pub enum DataKind {
     Points,
     /// An image, example shape `[C, H, W]` with values in `[0, 1]`.
     Image,
+    /// A video clip of `T` frames, example shape `[T, C, H, W]` with values in `[0, 1]`.
+    Video,
 }
 
 impl DataKind {
-    /// `"points"` or `"image"`.
+    /// `"points"`, `"image"` or `"video"`.
     pub fn as_str(self) -> &'static str {
         match self {
             DataKind::Points => "points",
             DataKind::Image => "image",
+            DataKind::Video => "video",
+        }
+    }
+
+    /// Whether values live in `[0, 1]` (images and video) rather than being unbounded
+    /// (points).
+    pub fn is_unit_interval(self) -> bool {
+        match self {
+            DataKind::Points => false,
+            DataKind::Image | DataKind::Video => true,
+        }
+    }
+
+    /// The layout of one example as people read it: `[2]`, `[C, H, W]`, `[T, C, H, W]`.
+    pub fn layout(self) -> &'static str {
+        match self {
+            DataKind::Points => "[2]",
+            DataKind::Image => "[C, H, W]",
+            DataKind::Video => "[T, C, H, W]",
         }
     }
 }
@@ -45,7 +66,8 @@ pub trait Dataset: Send + Sync {
         self.len() == 0
     }
 
-    /// Shape of one example: `[2]` for 2-D points, `[C, H, W]` for images (values in `[0, 1]`).
+    /// Shape of one example: `[2]` for 2-D points, `[C, H, W]` for images, `[T, C, H, W]`
+    /// for video clips (values of both in `[0, 1]`).
     fn example_shape(&self) -> Vec<usize>;
 
     /// Writes example `i` (row-major f32) into `out`.
@@ -66,6 +88,6 @@ pub trait Dataset: Send + Sync {
         None
     }
 
-    /// Points or image.
+    /// Points, image or video.
     fn kind(&self) -> DataKind;
 }

@@ -1,7 +1,8 @@
 //! genlab-data: everything a training or evaluation run reads.
 //!
-//! - [`Dataset`]: random-access examples (2-D points or `[C, H, W]` images in `[0, 1]`) with
-//!   optional class labels; [`make_batch`] gathers examples into tensors;
+//! - [`Dataset`]: random-access examples (2-D points, `[C, H, W]` images or `[T, C, H, W]`
+//!   video clips in `[0, 1]`) with optional class labels; [`make_batch`] gathers examples
+//!   into tensors;
 //! - [`EpochSampler`]: seeded epoch-wise shuffling whose whole state is four numbers, so a
 //!   resumed run draws exactly the batches it would have drawn;
 //! - datasets: [`Toy2d`] (six 2-D distributions generated on the fly), [`Digits`] (the 8x8
@@ -9,6 +10,8 @@
 //!   folder in MNIST's IDX layout), [`ImageFolder`] (any folder of PNG/JPEG images);
 //! - [`fetch_mnist`]: download into [`data_dir`] with checksum verification;
 //! - [`pairs`]: the two-digit captioned canvas `mnist-pairs` (28x56) and its captions;
+//! - [`moving_mnist`]: Moving MNIST video clips (`[T, 1, S, S]`) with labels, directions and
+//!   captions;
 //! - [`tokenize`]: CLIP's byte-level BPE and BERT WordPiece;
 //! - [`open_dataset`]: the registry that turns a name like `"mnist:test"` into a dataset.
 
@@ -26,6 +29,7 @@ pub mod idx_folder;
 pub mod image_folder;
 pub mod masks;
 pub mod mnist;
+pub mod moving_mnist;
 pub mod omniglot;
 pub mod pairs;
 pub mod progress;
@@ -50,6 +54,7 @@ pub use idx::{parse_idx, read_idx, read_idx_header, IdxArray};
 pub use idx_folder::IdxFolder;
 pub use image_folder::{ImageFolder, ImageFolderConfig};
 pub use mnist::{Mnist, Split};
+pub use moving_mnist::{MovingMnist, MovingMnistConfig, MovingMnistSpec, DIRECTION_NAMES};
 pub use progress::{NoProgress, Progress};
 pub use registry::{
     dataset_info, dataset_names, find_dataset, open_dataset, DatasetEntry, DatasetInfo,

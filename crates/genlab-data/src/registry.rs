@@ -3,7 +3,8 @@
 //!
 //! A spec is `NAME` or `NAME:ARG`: a toy 2-D name (`two-moons`, `eight-gaussians`, ...),
 //! `digits`, `mnist` / `mnist:train` / `mnist:test`, `folder:PATH` for a folder of images,
-//! `idx:PATH` / `idx:PATH:test` for a folder in MNIST's IDX layout ([`crate::idx_folder`]).
+//! `idx:PATH` / `idx:PATH:test` for a folder in MNIST's IDX layout ([`crate::idx_folder`]),
+//! `moving-mnist[:train|test][,KEY=VALUE...]` for Moving MNIST clips ([`crate::moving_mnist`]).
 //! Each [`DatasetEntry`] says, before any file is read, what its examples are
 //! ([`DatasetInfo`]: kind, shape, labels, held-out split, and for 2-D sets the reference
 //! density and mode layout), so callers ask these questions instead of comparing names.
@@ -268,6 +269,17 @@ pub const DATASETS: &[DatasetEntry] = &[
                       60000 / 10000 canvases with captions (genlab data fetch mnist)",
         info: crate::pairs::mnist_pairs_info,
         open: crate::pairs::open_mnist_pairs,
+    },
+    DatasetEntry {
+        name: "moving-mnist",
+        arg: Some("train|test,KEY=VALUE..."),
+        arg_required: false,
+        description: "Moving MNIST video (Srivastava et al. 2015): MNIST digits bouncing in the \
+                      frame, [T, 1, S, S] clips, label = first digit, captions with direction; \
+                      default 8 frames, 32x32, 1 digit; keys frames, digits, digit_size, size, \
+                      speed=MIN..MAX, clips, seed (genlab data fetch mnist)",
+        info: crate::moving_mnist::moving_mnist_info,
+        open: crate::moving_mnist::open_moving_mnist,
     },
     DatasetEntry {
         name: "folder",

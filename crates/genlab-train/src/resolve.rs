@@ -102,7 +102,8 @@ pub struct ResolvedRun {
 pub fn data_space(ds: &dyn Dataset) -> DataSpace {
     DataSpace {
         shape: ds.example_shape(),
-        images: matches!(ds.kind(), DataKind::Image),
+        // Video clips live in [0, 1] like images; their shape [T, C, H, W] tells them apart.
+        images: ds.kind().is_unit_interval(),
     }
 }
 
@@ -215,6 +216,15 @@ fn resolve_fresh(req: &RunRequest) -> Result<ResolvedRun> {
     let entry = find_model(&model)?;
     let ds = open_data(&data, seed, image_size, channels)?;
     let space = data_space(ds.as_ref());
+    // Video data reaches only families that take it. Until a model family declares video in
+    // its capabilities, every family takes images or points.
+    if ds.kind() == DataKind::Video {
+        return Err(Error::InvalidInput(format!(
+            "`{model}` takes images or points; `{data}` is video {} (shape {:?})",
+            DataKind::Video.layout(),
+            ds.example_shape()
+        )));
+    }
     let defaults = RunConfig {
         model: model.clone(),
         data: data.clone(),
