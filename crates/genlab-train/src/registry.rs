@@ -54,6 +54,8 @@ pub struct Capabilities {
     pub feature_extractor: bool,
     /// It trains on class labels: its `num_classes` comes from the data.
     pub needs_labels: bool,
+    /// It trains on video clips `[T, C, H, W]` (families without it refuse video data).
+    pub video: bool,
 }
 
 pub struct ModelEntry {
@@ -114,6 +116,7 @@ pub const NONE: Capabilities = Capabilities {
     distillable: false,
     feature_extractor: false,
     needs_labels: false,
+    video: false,
 };
 
 /// Every trainable model family, in the order `genlab list` shows them.

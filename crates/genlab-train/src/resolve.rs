@@ -216,9 +216,8 @@ fn resolve_fresh(req: &RunRequest) -> Result<ResolvedRun> {
     let entry = find_model(&model)?;
     let ds = open_data(&data, seed, image_size, channels)?;
     let space = data_space(ds.as_ref());
-    // Video data reaches only families that take it. Until a model family declares video in
-    // its capabilities, every family takes images or points.
-    if ds.kind() == DataKind::Video {
+    // Video data reaches only the families whose capabilities say they take it.
+    if ds.kind() == DataKind::Video && !entry.caps.video {
         return Err(Error::InvalidInput(format!(
             "`{model}` takes images or points; `{data}` is video {} (shape {:?})",
             DataKind::Video.layout(),
