@@ -28,6 +28,7 @@ mod cmd_ssl;
 mod cmd_train;
 mod cmd_translate;
 mod cmd_txt2img;
+mod cmd_video_eval;
 mod demo;
 mod device;
 mod edit_args;
@@ -100,6 +101,10 @@ enum Command {
     /// Compare generated samples with real ones: FID, KID, MMD, IS, Mode Score,
     /// Wasserstein, 1-NN.
     Eval(cmd_eval::EvalArgs),
+    /// Video metrics of generated clips (Moving MNIST): digit identity per frame, motion
+    /// error against a billiard fit, FVD-style Frechet distance; beside real and
+    /// frame-shuffled real clips.
+    VideoEval(cmd_video_eval::VideoEvalArgs),
     /// Fetch and verify datasets.
     Data(cmd_data::DataArgs),
     /// Embed texts with a pretrained frozen text encoder (minilm after `genlab data fetch
@@ -199,6 +204,7 @@ fn main() {
             Command::Reconstruct(a) => cmd_reconstruct::run(a, &dev.open()?),
             Command::List(a) => cmd_list::run(a),
             Command::Data(a) => cmd_data::run(a),
+            Command::VideoEval(a) => cmd_video_eval::run(a),
             Command::EmbedText(a) => cmd_embed_text::run(a, &dev.open()?),
             Command::Rl(a) => cmd_rl::run(a),
             Command::Fewshot(a) => cmd_fewshot::run(a, &dev.open()?),

@@ -13,6 +13,7 @@
 //! | Wasserstein (exact, Sinkhorn, sliced) | [`wasserstein`] | Bonneel et al. 2011; Cuturi 2013 |
 //! | 1-NN two-sample test | [`nn1`] | Lopez-Paz & Oquab 2017; Xu et al. 2018 |
 //! | PSNR of paired images (reconstructions) | [`psnr`] | closed form |
+//! | video: per-frame digit identity, billiard motion error | [`video`] | LeCun et al. 1998; Srivastava et al. 2015 |
 
 pub mod class_accuracy;
 pub mod features;
@@ -26,6 +27,7 @@ pub mod score;
 pub mod ssim;
 pub mod stats;
 pub mod suite;
+pub mod video;
 pub mod wasserstein;
 
 pub use matrix::{check_pair, FeatureMatrix};

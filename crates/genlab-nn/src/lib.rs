@@ -2,6 +2,8 @@
 //!
 //! - [`timestep_embedding`]: sinusoidal embedding of diffusion timesteps (Vaswani et al. 2017);
 //! - [`Classifier`]: a small CNN digit classifier, genlab's own feature extractor;
+//! - [`VideoClassifier`]: a small clip classifier (digit and direction of motion), the
+//!   feature extractor of the FVD-style Frechet distance on Moving MNIST;
 //! - [`MlpDenoiser`]: a time-conditioned MLP noise predictor for 2-D toy data;
 //! - [`UNet`]: the DDPM U-Net (Ho et al. 2020) with its [`ResBlock`], [`AttentionBlock`],
 //!   [`Downsample`] and [`Upsample`] parts;
@@ -56,6 +58,7 @@ pub mod time_classifier;
 pub mod transformer;
 pub mod unet;
 pub mod vector_quantizer;
+pub mod video_classifier;
 pub mod vit;
 
 pub use activation::{leaky_relu, softplus};
@@ -83,4 +86,5 @@ pub use transformer::{
 };
 pub use unet::{UNet, UNetConfig};
 pub use vector_quantizer::{CodebookUsage, VectorQuantizer, VqConfig, VqOutput};
+pub use video_classifier::{VideoClassifier, VideoClassifierConfig};
 pub use vit::{patchify, unpatchify, VisionTransformer, VitConfig};

@@ -27,7 +27,8 @@ pub fn extractor_names() -> Vec<(String, &'static str)> {
     v.push((
         "RUN_DIR".into(),
         "the run directory of a trained `classifier` model (128-d features + class \
-         probabilities) or `clip` model (image embeddings + zero-shot digit probabilities)",
+         probabilities), `clip` model (image embeddings + zero-shot digit probabilities) or \
+         `video-classifier` model (clips [N, T, C, H, W]: 128-d features + digit probabilities)",
     ));
     v
 }
@@ -70,7 +71,17 @@ pub fn open_extractor(
             ),
         ));
     }
-    if crate::registry::run_model(p)? == "clip" {
+    let family = crate::registry::run_model(p)?;
+    if family == crate::steps::video_classifier::ENTRY.name {
+        let (net, run) = crate::steps::video_classifier::load_video_classifier(p)?;
+        return Ok(Box::new(
+            genlab_metrics::features::video_classifier::VideoClassifierExtractor::new(
+                net,
+                format!("{} trained on {}", p.display(), run.data),
+            ),
+        ));
+    }
+    if family == "clip" {
         let clip = crate::steps::clip::load_clip(p, &candle_core::Device::Cpu)?;
         let label = format!("{} trained on {}", p.display(), clip.run.data);
         return Ok(Box::new(crate::clip_eval::ClipExtractor::new(clip, label)?));

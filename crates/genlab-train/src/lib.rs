@@ -33,6 +33,7 @@ pub mod steps;
 pub mod text_encoders;
 pub mod trainer;
 pub mod txt2img;
+pub mod video_eval;
 
 pub use extractors::{extractor_input, extractor_names, open_extractor};
 pub use ladder::{distill_ladder, LadderOutcome, LadderRequest, RoundEvent};

@@ -131,6 +131,7 @@ pub const MODELS: &[ModelEntry] = &[
     steps::clip::ENTRY,
     steps::autoencoder::ENTRY,
     steps::ldm::ENTRY,
+    steps::video_classifier::ENTRY,
 ];
 
 pub fn model_names() -> Vec<(&'static str, &'static str)> {

@@ -133,6 +133,15 @@ impl Dataset for SyntheticImages {
     }
 }
 
+/// Clips `[4, 1, 16, 16]` of random pixels with digit labels: the shape of a small Moving
+/// MNIST, for the models that train on clips.
+fn synthetic_clips() -> SyntheticImages {
+    SyntheticImages {
+        shape: vec![4, 1, 16, 16],
+        len: 8,
+    }
+}
+
 /// The data every model is tried on, with the batch size used: 2-D points, the embedded
 /// 8x8 digits, MNIST's shape and the RGB shape of `folder:` datasets (default 32x32).
 fn datasets() -> Vec<(Box<dyn Dataset>, usize)> {
@@ -238,6 +247,25 @@ fn every_trainable_variable_of_every_model_gets_a_gradient() {
             }
             tried.push(ds.name().to_string());
         }
+        if tried.is_empty() {
+            // A clip model (`video-classifier`) takes none of the image sets: its clips.
+            let ds = synthetic_clips();
+            let space = DataSpace {
+                shape: ds.example_shape(),
+                images: true,
+            };
+            if let Some(config) = config_for(entry, &space, &ds, dir.path()) {
+                let train = (entry.default_train)(&space);
+                let step =
+                    (entry.build_step)(&config, &train, 7, &candle_core::Device::Cpu).unwrap();
+                let batch = make_batch(&ds, &[0, 1], &candle_core::Device::Cpu).unwrap();
+                let bad = bad_gradients(step.as_ref(), &batch, 3);
+                if !bad.is_empty() {
+                    failures.push(format!("{} on clips: {}", entry.name, bad.join(", ")));
+                }
+                tried.push(ds.name().to_string());
+            }
+        }
         assert!(
             !tried.is_empty(),
             "model `{}` accepts none of the test datasets; add one it trains on",
@@ -261,7 +289,21 @@ fn loss_and_grads_leaves_the_step_untouched() {
             shape: ds.example_shape(),
             images: true,
         };
-        let config = config_for(entry, &space, ds.as_ref(), dir.path()).unwrap();
+        let clips = synthetic_clips();
+        let clip_space = DataSpace {
+            shape: clips.example_shape(),
+            images: true,
+        };
+        // A clip model takes the synthetic clips instead of the digits.
+        let (ds, space, config): (&dyn Dataset, _, _) =
+            match config_for(entry, &space, ds.as_ref(), dir.path()) {
+                Some(c) => (ds.as_ref(), space.clone(), c),
+                None => (
+                    &clips,
+                    clip_space.clone(),
+                    config_for(entry, &clip_space, &clips, dir.path()).unwrap(),
+                ),
+            };
         let train = (entry.default_train)(&space);
         let step = (entry.build_step)(&config, &train, 7, &candle_core::Device::Cpu).unwrap();
         let snapshot = |s: &dyn TrainStep| -> Vec<(String, Vec<f32>)> {
@@ -275,7 +317,7 @@ fn loss_and_grads_leaves_the_step_untouched() {
         };
         let before = (snapshot(step.as_ref()), step.state_json());
         let idx: Vec<usize> = (0..batch_size).collect();
-        let batch = make_batch(ds.as_ref(), &idx, &candle_core::Device::Cpu).unwrap();
+        let batch = make_batch(ds, &idx, &candle_core::Device::Cpu).unwrap();
         step.loss_and_grads(&batch, &mut Rng::new(1)).unwrap();
         assert!(
             before == (snapshot(step.as_ref()), step.state_json()),

@@ -7,6 +7,7 @@
 //! | `pixels` | [`classifier::PixelExtractor`] | raw values | - |
 //! | `inception` | [`inception`] | 2048-d pool3 of pytorch-fid's FID Inception-v3 | 1008-way logits softmax |
 //! | `efficientnet-lite0` | [`efficientnet`] | 1280-d pooled, ImageNet-trained | 1000-way |
+//! | RUN_DIR of a `video-classifier` run (clips, not images) | [`video_classifier`] | genlab's video classifier, feature layer | its digit softmax |
 //!
 //! Every extractor takes NCHW f32 images in [0, 1] (1 or 3 channels; grey is repeated to
 //! RGB where the network wants colour) and does its own resizing and normalisation, which
@@ -20,6 +21,7 @@ pub mod classifier;
 pub mod efficientnet;
 pub mod inception;
 pub mod torch_legacy;
+pub mod video_classifier;
 
 use std::path::{Path, PathBuf};
 

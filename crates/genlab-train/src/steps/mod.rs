@@ -9,4 +9,5 @@ pub mod gan;
 pub mod ldm;
 pub mod noisy_classifier;
 pub mod vae;
+pub mod video_classifier;
 pub mod weights;
