@@ -1931,3 +1931,84 @@ fn class_conditional_gan_trains_and_samples_each_class() {
         &["num_classes", "EBGAN"],
     );
 }
+
+#[test]
+fn data_preview_draws_video_as_gifs_and_a_captioned_page_and_image_commands_refuse_video() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Two clips of three 6x6 frames each, in class folders.
+    for (class, clip) in [("left", "a"), ("right", "b")] {
+        for k in 0..3u8 {
+            let p = d.join(format!("clips/{class}/{clip}/{k:03}.png"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            image::RgbImage::from_pixel(6, 6, image::Rgb([k * 100, 50, 0]))
+                .save(&p)
+                .unwrap();
+        }
+    }
+    let spec = format!("video-folder:{},frames=3", d.join("clips").display());
+    let out = d.join("prev/clips.gif");
+    let o = genlab(
+        &[
+            "data",
+            "preview",
+            &spec,
+            "--out",
+            out.to_str().unwrap(),
+            "--image-size",
+            "8",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(bytes.starts_with(b"GIF89a"));
+    assert!(d.join("prev/clips-clips/clip-001.gif").is_file());
+    let page = std::fs::read_to_string(d.join("prev/clips.html")).unwrap();
+    assert!(page.contains("clips-clips/clip-000.gif") && page.contains("#1, label 1"));
+    // A video preview must be a .gif; image commands refuse video with one clear error.
+    let png = d.join("x.png");
+    fails_with(
+        &genlab(
+            &["data", "preview", &spec, "--out", png.to_str().unwrap()],
+            d,
+        ),
+        &[".gif"],
+    );
+    fails_with(
+        &genlab(&["eval", "--real", &spec, "--fake", &spec], d),
+        &["takes images or points", "is video [T, C, H, W]"],
+    );
+    let run = d.join("run");
+    fails_with(
+        &genlab(
+            &[
+                "train",
+                "--model",
+                "vae",
+                "--data",
+                &spec,
+                "--steps",
+                "1",
+                "--out",
+                run.to_str().unwrap(),
+            ],
+            d,
+        ),
+        &["takes images or points", "is video [T, C, H, W]"],
+    );
+    let o = genlab(
+        &[
+            "data",
+            "preview",
+            "digits",
+            "--out",
+            png.to_str().unwrap(),
+            "--n",
+            "4",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(image::open(&png).is_ok());
+}

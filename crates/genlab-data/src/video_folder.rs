@@ -120,6 +120,9 @@ pub struct VideoFolder {
     clips: Vec<PathBuf>,
 }
 
+/// A clip's folder and its frame files (sorted).
+type Clip = (PathBuf, Vec<PathBuf>);
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -150,8 +153,8 @@ impl VideoFolder {
             )));
         }
         // Each sub-folder is a clip (it holds frames) or a class (it holds clip folders).
-        let mut clips: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
-        let mut classes: Vec<(String, Vec<(PathBuf, Vec<PathBuf>)>)> = Vec::new();
+        let mut clips: Vec<Clip> = Vec::new();
+        let mut classes: Vec<(String, Vec<Clip>)> = Vec::new();
         for sub in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
             let frames = images_in(&sub)?;
             if !frames.is_empty() {

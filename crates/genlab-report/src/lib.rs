@@ -25,7 +25,7 @@ mod scatter;
 mod ticks;
 
 pub use animation::{
-    encode_gif, video_gif, video_grid_frames, video_grid_gif, write_gif, GIF_QUANTISATION_TOL,
+    encode_gif, video_gif, video_grid_frames, video_grid_gif, write_gif, GIF_QUANTISATION_MEAN_TOL,
     VIDEO_FRAME_DELAY_CS, VIDEO_GRID_PAD,
 };
 pub use atomic::write_atomic;
