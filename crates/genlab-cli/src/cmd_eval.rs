@@ -273,6 +273,16 @@ fn sample_checkpoint(
     }
     let loaded = genlab_train::load_model(dir, true, device)
         .with_context(|| format!("loading {}", dir.display()))?;
+    let shape = &loaded.model.data_space().shape;
+    if shape.len() == 4 {
+        bail!(
+            "{} is a video model (clips of shape {shape:?}); genlab eval measures images or \
+             points. Sample clips with `genlab sample --ckpt {} --class all --out clips.npy` and \
+             measure them with `genlab video-eval --fake clips.npy` (docs/video.md)",
+            dir.display(),
+            dir.display()
+        );
+    }
     let steps = a.steps.or(loaded.model.preferred_steps()).unwrap_or(50);
     let req = SampleRequest {
         n,

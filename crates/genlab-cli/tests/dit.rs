@@ -11,13 +11,28 @@ fn dit_trains_and_samples_with_guidance() {
     let d = t.path();
     ok(&genlab(
         &[
-            "train", "--model", "ddpm", "--data", "digits", "--steps", "3", "--out", "run",
-            "--class-conditional", "--quiet", "--no-preview",
-            "--set", "ddpm.net=dit-xs/4",
-            "--set", "ddpm.net.dit.depth=1",
-            "--set", "ddpm.net.dit.width=32",
-            "--set", "ddpm.timesteps=50",
-            "--set", "train.batch_size=8",
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "digits",
+            "--steps",
+            "3",
+            "--out",
+            "run",
+            "--class-conditional",
+            "--quiet",
+            "--no-preview",
+            "--set",
+            "ddpm.net=dit-xs/4",
+            "--set",
+            "ddpm.net.dit.depth=1",
+            "--set",
+            "ddpm.net.dit.width=32",
+            "--set",
+            "ddpm.timesteps=50",
+            "--set",
+            "train.batch_size=8",
         ],
         d,
     ));
@@ -27,8 +42,21 @@ fn dit_trains_and_samples_with_guidance() {
     for sampler in ["ddim", "dpm++2m"] {
         ok(&genlab(
             &[
-                "sample", "--ckpt", "run", "--n", "4", "--steps", "3", "--sampler", sampler,
-                "--class", "3", "--guidance", "2", "--out", "s.png",
+                "sample",
+                "--ckpt",
+                "run",
+                "--n",
+                "4",
+                "--steps",
+                "3",
+                "--sampler",
+                sampler,
+                "--class",
+                "3",
+                "--guidance",
+                "2",
+                "--out",
+                "s.png",
             ],
             d,
         ));
@@ -42,16 +70,34 @@ fn dit_refuses_a_patch_that_does_not_divide_the_image() {
     let d = t.path();
     let o = genlab(
         &[
-            "train", "--model", "ddpm", "--data", "digits", "--steps", "1", "--out", "run",
-            "--set", "ddpm.net=dit-xs/3",
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "digits",
+            "--steps",
+            "1",
+            "--out",
+            "run",
+            "--set",
+            "ddpm.net=dit-xs/3",
         ],
         d,
     );
     fails_with(&o, &["8x8", "3x3 patches", "1, 2, 4, 8"]);
     let o = genlab(
         &[
-            "train", "--model", "ddpm", "--data", "digits", "--steps", "1", "--out", "run",
-            "--set", "ddpm.net=dit-xl/2",
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "digits",
+            "--steps",
+            "1",
+            "--out",
+            "run",
+            "--set",
+            "ddpm.net=dit-xl/2",
         ],
         d,
     );
@@ -86,25 +132,56 @@ fn video_dit_trains_samples_gifs_and_extends_clips() {
     write_clips(&d.join("clips"));
     ok(&genlab(
         &[
-            "train", "--model", "ddpm", "--data", "video-folder:clips,frames=4",
-            "--image-size", "8", "--channels", "1", "--class-conditional",
-            "--steps", "2", "--out", "vrun", "--quiet",
-            "--set", "ddpm.net.dit.depth=1",
-            "--set", "ddpm.net.dit.width=32",
-            "--set", "ddpm.net.dit.attention=\"factorised\"",
-            "--set", "ddpm.timesteps=20",
-            "--set", "train.batch_size=4",
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "video-folder:clips,frames=4",
+            "--image-size",
+            "8",
+            "--channels",
+            "1",
+            "--class-conditional",
+            "--steps",
+            "2",
+            "--out",
+            "vrun",
+            "--quiet",
+            "--set",
+            "ddpm.net.dit.depth=1",
+            "--set",
+            "ddpm.net.dit.width=32",
+            "--set",
+            "ddpm.net.dit.attention=\"factorised\"",
+            "--set",
+            "ddpm.timesteps=50",
+            "--set",
+            "train.batch_size=4",
         ],
         d,
     ));
     let cfg = json(&d.join("vrun/config.json"));
     assert_eq!(cfg["ddpm"]["net"]["dit"]["tubelet"], 2, "{cfg}");
-    assert_eq!(cfg["ddpm"]["data"]["shape"], serde_json::json!([4, 1, 8, 8]));
+    assert_eq!(
+        cfg["ddpm"]["data"]["shape"],
+        serde_json::json!([4, 1, 8, 8])
+    );
     // Samples: .npy [N, T, C, H, W] with labels beside it, a filmstrip + GIF, a GIF.
     ok(&genlab(
         &[
-            "sample", "--ckpt", "vrun", "--n", "2", "--steps", "2", "--class", "all",
-            "--guidance", "2", "--out", "v.npy",
+            "sample",
+            "--ckpt",
+            "vrun",
+            "--n",
+            "2",
+            "--steps",
+            "2",
+            "--class",
+            "all",
+            "--guidance",
+            "2",
+            "--out",
+            "v.npy",
         ],
         d,
     ));
@@ -112,7 +189,9 @@ fn video_dit_trains_samples_gifs_and_extends_clips() {
     assert_eq!(a.shape, vec![4, 4, 1, 8, 8]);
     assert!(d.join("v.labels.npy").exists());
     ok(&genlab(
-        &["sample", "--ckpt", "vrun", "--n", "3", "--steps", "2", "--out", "v.png"],
+        &[
+            "sample", "--ckpt", "vrun", "--n", "3", "--steps", "2", "--out", "v.png",
+        ],
         d,
     ));
     assert!(d.join("v.png").exists() && d.join("v.gif").exists());
@@ -121,50 +200,89 @@ fn video_dit_trains_samples_gifs_and_extends_clips() {
     // Longer clips than the model's 4 frames: extended by inpainting along time.
     ok(&genlab(
         &[
-            "sample", "--ckpt", "vrun", "--n", "2", "--steps", "2", "--frames", "7",
-            "--context-frames", "2", "--extend-steps", "2", "--out", "long.npy",
+            "sample",
+            "--ckpt",
+            "vrun",
+            "--n",
+            "2",
+            "--steps",
+            "2",
+            "--frames",
+            "7",
+            "--context-frames",
+            "2",
+            "--extend-steps",
+            "2",
+            "--out",
+            "long.npy",
         ],
         d,
     ));
     let a = genlab_core::io::read_npy(&d.join("long.npy")).unwrap();
     assert_eq!(a.shape, vec![2, 7, 1, 8, 8]);
-    // The first frames of the extension are the context it was given: frames 2..4 of the
-    // first window are frames 2..4 of the result (unchanged by the extension).
     // Bad inputs: fewer frames than the model's, --frames on an image model, .gif of images.
     fails_with(
         &genlab(
-            &["sample", "--ckpt", "vrun", "--n", "1", "--frames", "3", "--out", "x.npy"],
+            &[
+                "sample", "--ckpt", "vrun", "--n", "1", "--frames", "3", "--out", "x.npy",
+            ],
             d,
         ),
         &["clips of 4 frames", "4 or more"],
     );
     ok(&genlab(
         &[
-            "train", "--model", "ddpm", "--data", "digits", "--steps", "1", "--out", "irun",
-            "--quiet", "--no-preview", "--set", "ddpm.net=dit-xs/4", "--set",
+            "train",
+            "--model",
+            "ddpm",
+            "--data",
+            "digits",
+            "--steps",
+            "1",
+            "--out",
+            "irun",
+            "--quiet",
+            "--no-preview",
+            "--set",
+            "ddpm.net=dit-xs/4",
+            "--set",
             "ddpm.net.dit.depth=1",
         ],
         d,
     ));
     fails_with(
         &genlab(
-            &["sample", "--ckpt", "irun", "--n", "1", "--frames", "8", "--out", "x.npy"],
+            &[
+                "sample", "--ckpt", "irun", "--n", "1", "--frames", "8", "--out", "x.npy",
+            ],
             d,
         ),
         &["--frames is for video checkpoints", "[1, 8, 8]"],
     );
     fails_with(
         &genlab(
-            &["sample", "--ckpt", "irun", "--n", "1", "--steps", "1", "--out", "x.gif"],
+            &[
+                "sample", "--ckpt", "irun", "--n", "1", "--steps", "1", "--out", "x.gif",
+            ],
             d,
         ),
         &["a .gif is for video samples"],
+    );
+    // Image metrics on a video checkpoint point to video-eval.
+    fails_with(
+        &genlab(
+            &["eval", "--real", "digits", "--fake", "vrun", "--n", "2"],
+            d,
+        ),
+        &["video model", "genlab video-eval"],
     );
     // A video run refuses a single image to edit.
     let img = image::GrayImage::new(8, 8);
     img.save(d.join("one.png")).unwrap();
     let o = genlab(
-        &["inpaint", "--ckpt", "vrun", "--image", "one.png", "--mask", "left", "--out", "e.png"],
+        &[
+            "inpaint", "--ckpt", "vrun", "--image", "one.png", "--mask", "left", "--out", "e.png",
+        ],
         d,
     );
     assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));

@@ -52,7 +52,9 @@ pub fn extend_clips(
     let step = t - context;
     let windows = frames.saturating_sub(t0).div_ceil(step);
     // 1 on the context frames, 0 on the frames to generate: [1, T, 1, 1, 1].
-    let m: Vec<f32> = (0..t).map(|i| if i < context { 1.0 } else { 0.0 }).collect();
+    let m: Vec<f32> = (0..t)
+        .map(|i| if i < context { 1.0 } else { 0.0 })
+        .collect();
     let mask = Tensor::from_vec(m, (1, t, 1, 1, 1), &Device::Cpu)?;
     let mut out = clips.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
     for k in 0..windows {

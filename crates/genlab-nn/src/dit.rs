@@ -225,7 +225,9 @@ impl DitConfig {
         // q kᵀ and the weighted sum: 2 products of 2·(queries·keys·D) each.
         let scores = |groups: usize, len: usize| 4.0 * (b * groups * len * len * d) as f64;
         let attn = |groups: usize, len: usize| {
-            linear_flops(b * n, &[(d, 3 * d)]) + linear_flops(b * n, &[(d, d)]) + scores(groups, len)
+            linear_flops(b * n, &[(d, 3 * d)])
+                + linear_flops(b * n, &[(d, d)])
+                + scores(groups, len)
         };
         let mut block = linear_flops(b, &[(d, mods * d)])
             + linear_flops(b * n, &[(d, self.mlp_ratio * d), (self.mlp_ratio * d, d)]);
@@ -508,7 +510,11 @@ impl Dit {
             t_lin2: Linear::with_weight_std(d, d, DIT_EMBED_STD, vb.pp("t_embed.lin2"))?,
             blocks,
             final_ada: Linear::zeros(d, 2 * d, vb.pp("final.ada"))?,
-            final_linear: Linear::zeros(d, cfg.tubelet * out_channels * p * p, vb.pp("final.linear"))?,
+            final_linear: Linear::zeros(
+                d,
+                cfg.tubelet * out_channels * p * p,
+                vb.pp("final.linear"),
+            )?,
             norm: PlainNorm::new(d, vb.device())?,
         })
     }
@@ -720,20 +726,37 @@ mod tests {
             let y = net.forward(&x, &t).unwrap();
             assert_eq!(y.dims(), x.dims());
             // adaLN-Zero: the output layer starts at zero.
-            assert_eq!(y.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+            assert_eq!(
+                y.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap(),
+                0.0
+            );
             // Zero output layer: only it receives a gradient on the first step; after
             // perturbing every zero-initialised tensor, all of them do.
             for (_, var) in ps.vars() {
                 let sum = var.as_tensor().abs().unwrap().sum_all().unwrap();
                 if sum.to_scalar::<f32>().unwrap() == 0.0 {
-                    var.set(&rand(7, var.dims()).affine(0.1, 0.0).unwrap()).unwrap();
+                    var.set(&rand(7, var.dims()).affine(0.1, 0.0).unwrap())
+                        .unwrap();
                 }
             }
             let y = net.forward(&x, &t).unwrap();
             let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
             for (name, var) in ps.vars() {
-                let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no grad"));
-                let s = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                let g = grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{name}: no grad"));
+                let s = g
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 assert!(s > 0.0, "{name}: zero gradient ({shape:?}, {attention:?})");
             }
         }
@@ -742,19 +765,37 @@ mod tests {
     #[test]
     fn plain_norm_centres_each_token() {
         let x = rand(3, &[2, 5, 16]);
-        let n = PlainNorm::new(16, &Device::Cpu).unwrap().forward(&x).unwrap();
+        let n = PlainNorm::new(16, &Device::Cpu)
+            .unwrap()
+            .forward(&x)
+            .unwrap();
         let m = last_dim_mean(&n);
-        assert!(m.abs().unwrap().max_keepdim(1).unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() < 1e-5);
+        assert!(
+            m.abs()
+                .unwrap()
+                .max_keepdim(1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                < 1e-5
+        );
     }
 
     #[test]
     fn bad_shapes_are_refused_with_the_sizes_that_fit() {
         let e = tiny(8).validate(&[1, 28, 28]).unwrap_err().to_string();
         assert!(e.contains("28x28") && e.contains("2, 4, 7"), "{e}");
-        let e = DitConfig { tubelet: 3, ..tiny(4) }
-            .validate(&[8, 1, 32, 32])
-            .unwrap_err()
-            .to_string();
+        let e = DitConfig {
+            tubelet: 3,
+            ..tiny(4)
+        }
+        .validate(&[8, 1, 32, 32])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("8 frames"), "{e}");
         let e = tiny(4).validate(&[2]).unwrap_err().to_string();
         assert!(e.contains("[T, C, H, W]"), "{e}");
@@ -763,7 +804,10 @@ mod tests {
     #[test]
     fn flops_count_the_blocks() {
         // Joint attention, 1 block, D = 16, 4 tokens of 16 inputs, batch 1, no context:
-        let cfg = DitConfig { depth: 1, ..tiny(4) };
+        let cfg = DitConfig {
+            depth: 1,
+            ..tiny(4)
+        };
         let f = cfg.forward_flops(1, &[1, 8, 8], 0);
         let (n, d) = (4.0, 16.0);
         let want = 2.0 * n * 16.0 * d                               // x_embed

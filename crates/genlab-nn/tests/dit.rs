@@ -241,9 +241,11 @@ fn factorised_video_dit_matches_an_f64_brute_force() {
     let cvec = w.linear("t_embed.lin2", &silu(&w.linear("t_embed.lin1", &temb)));
     let c_act = silu(&cvec);
     let m = w.linear("blocks.0.ada", &c_act); // 9 chunks: space, time, MLP
-    // Spatial attention within each frame.
+                                              // Spatial attention within each frame.
     for f in 0..t_len {
-        let toks: Vec<Vec<f64>> = (0..s).map(|k| modulate(&z[f * s + k], &m, 0, dim)).collect();
+        let toks: Vec<Vec<f64>> = (0..s)
+            .map(|k| modulate(&z[f * s + k], &m, 0, dim))
+            .collect();
         let a = attention(&w, "blocks.0.attn", &toks, heads);
         for k in 0..s {
             for q in 0..dim {
@@ -266,7 +268,10 @@ fn factorised_video_dit_matches_an_f64_brute_force() {
     // MLP.
     for tok in z.iter_mut() {
         let hdn = modulate(tok, &m, 6, dim);
-        let y = w.linear("blocks.0.mlp.fc2", &gelu_tanh(&w.linear("blocks.0.mlp.fc1", &hdn)));
+        let y = w.linear(
+            "blocks.0.mlp.fc2",
+            &gelu_tanh(&w.linear("blocks.0.mlp.fc1", &hdn)),
+        );
         for q in 0..dim {
             tok[q] += m[8 * dim + q] * y[q];
         }

@@ -98,7 +98,10 @@ impl NetConfig {
                 })?;
                 let (size, patch) = spec.split_once('/').unwrap_or((spec, "4"));
                 let patch: usize = patch.parse().map_err(|_| {
-                    Error::setting("ddpm.net", format!("`{name}`: the patch `{patch}` is not a number"))
+                    Error::setting(
+                        "ddpm.net",
+                        format!("`{name}`: the patch `{patch}` is not a number"),
+                    )
                 })?;
                 NetConfig::Dit(DitConfig::size(size, patch)?)
             }
