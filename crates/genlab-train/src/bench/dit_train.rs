@@ -37,7 +37,9 @@ pub fn build() -> Result<Workload> {
     let eps = rng.normal_tensor(&[B, 1, 28, 28], &dev)?;
     let t: Vec<f32> = (0..B).map(|_| rng.below(1000) as f32).collect();
     let t = Tensor::from_vec(t, B, &dev)?;
-    let labels: Vec<u32> = (0..B).map(|_| rng.below(CLASSES as u64 + 1) as u32).collect();
+    let labels: Vec<u32> = (0..B)
+        .map(|_| rng.below(CLASSES as u64 + 1) as u32)
+        .collect();
     let labels = Tensor::from_vec(labels, B, &dev)?.to_dtype(DType::U32)?;
     let mut opt = adam(&ps)?;
     let flop = 3.0 * cfg.forward_flops(B, &SHAPE, 0);
