@@ -42,6 +42,20 @@ Five CPU f32 workloads, built to be identical to genlab's Rust versions:
               sd15-unet-step U-Net with guidance 7.5 (one batch-2 call per step on random
               uncond/cond 77x768 contexts; no text encoder), then AutoencoderKL.decode of
               latents / 0.18215: one 512x512 image, inference_mode; 0 warm-up, 1 timed run
+  dit-train   genlab's DiT-S/4 (crates/genlab-nn/src/dit.rs, DitConfig::size("s", 4): width 192,
+              6 blocks, 3 heads, MLP 768 with tanh GELU, adaLN-Zero, fixed 2-D sine-cosine
+              positions, 49 tokens of 4x4 patches) with an 11 x 192 class embedding added to
+              the time embedding (as genlab's Ddpm with num_classes 10; 4,167,568 parameters);
+              batch 32 of 1x28x28: eps-MSE + Adam + EMA(0.998)
+  video-dit-train  genlab's video DiT for Moving MNIST clips [8, 1, 32, 32]: DiT-XS/4 (width
+              128, 4 blocks, 4 heads), 2-frame tubelets, joint attention over 4 x 8 x 8 = 256
+              spacetime tokens, sine-cosine space + time positions (1,278,112 parameters);
+              batch 16, unconditional: eps-MSE + Adam + EMA(0.998)
+The DiT (`DitTorch`) is written to compute the same function as genlab's Dit, which matches
+diffusers' DiTTransformer2DModel to 1e-6 (scripts/reference/dit_fixture.py, crates/genlab-nn/
+tests/dit.rs); its attention is F.scaled_dot_product_attention, PyTorch's fused fast path
+(flash / memory-efficient kernels that never store the [N, N] scores), what a PyTorch user
+gets, with or without --sdpa.
 The U-Net mirrors crates/genlab-nn/src/{unet,resblock,attention,resample,norm,embedding}.rs;
 the flow mirrors crates/genlab-models/src/flow/{model,multiscale,actnorm,inv_linear,
 affine_coupling,masks,var_dequantize}.rs, written the way a PyTorch user would (the coupling
@@ -67,7 +81,7 @@ import sys
 import time
 
 WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
-             "clip-step", "xattn-unet-train", "sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
+             "clip-step", "xattn-unet-train", "dit-train", "video-dit-train", "sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
 # Minutes per run: left out of `all`, run by name or as the group `sd` (as genlab bench).
 SD_WORKLOADS = ["sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
 # SD 1.5's U-Net and VAE configurations (crates/genlab-train/src/bench/sd15_unet_step.rs,
@@ -97,6 +111,10 @@ UNET_COND_PARAMS = UNET_MNIST_PARAMS + 11 * 64
 FLOW_MNIST_PARAMS = 165830
 # Parameter count of genlab's CondUNetConfig::default() (what `genlab bench` reports).
 XATTN_UNET_PARAMS = 1763396
+# Parameter counts of genlab's dit-train and video-dit-train networks (what `genlab bench`
+# reports for them).
+DIT_S4_COND_PARAMS = 4167568
+VIDEO_DIT_XS4_PARAMS = 1278112
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -544,8 +562,94 @@ def build_modules(torch):
             target = torch.arange(b)
             return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
+    def sincos_1d(pos, dim):
+        """DiT / MAE get_1d_sincos_pos_embed_from_grid: [len(pos), dim], sin then cos (f64)."""
+        omega = 10000.0 ** (-torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
+        a = pos.to(torch.float64)[:, None] * omega[None]
+        return torch.cat([a.sin(), a.cos()], 1)
+
+    class DitBlockTorch(nn.Module):
+        """genlab-nn dit.rs DitBlock (joint attention, no cross-attention): adaLN-Zero."""
+
+        def __init__(self, d, heads, mlp_ratio):
+            super().__init__()
+            self.heads = heads
+            self.ada = nn.Linear(d, 6 * d)
+            self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.fc1, self.fc2 = nn.Linear(d, mlp_ratio * d), nn.Linear(mlp_ratio * d, d)
+
+        def forward(self, x, c_act):
+            b, n, d = x.shape
+            sa, ca, ga, sm, cm, gm = self.ada(c_act)[:, None].chunk(6, dim=-1)
+            h = F.layer_norm(x, (d,), eps=1e-6) * (1 + ca) + sa
+            q, k, v = self.qkv(h).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v)
+            x = x + ga * self.out(a.transpose(1, 2).reshape(b, n, d))
+            h = F.layer_norm(x, (d,), eps=1e-6) * (1 + cm) + sm
+            return x + gm * self.fc2(F.gelu(self.fc1(h), approximate="tanh"))
+
+    class DitTorch(nn.Module):
+        """genlab-nn dit.rs Dit for images [C, H, W] or videos [T, C, H, W] (tubelets, joint
+        attention), sine-cosine positions, no cross-attention; `extra` [B, D] is added to the
+        time embedding (the DDPM's class embedding). genlab's initialisation: Xavier-uniform
+        transformer weights with zero biases, N(0, 0.02^2) timestep MLP, zero adaLN and output
+        layers."""
+
+        def __init__(self, shape, width, depth, heads, patch, tubelet=1, mlp_ratio=4, freq_dim=256):
+            super().__init__()
+            self.shape, self.p, self.tub, self.freq_dim = list(shape), patch, tubelet, freq_dim
+            t, c, h, w = ([1] + self.shape)[-4:]
+            gt, gh, gw = t // tubelet, h // patch, w // patch
+            self.grid, d = (gt, gh, gw), width
+            rows = sincos_1d(torch.arange(gh), d // 2)
+            cols = sincos_1d(torch.arange(gw), d // 2)
+            space = torch.cat([cols[None, :, :].expand(gh, gw, d // 2),
+                               rows[:, None, :].expand(gh, gw, d // 2)], -1).reshape(gh * gw, d)
+            pos = space[None].expand(gt, gh * gw, d)
+            if gt > 1:
+                pos = pos + sincos_1d(torch.arange(gt), d)[:, None, :]
+            self.register_buffer("pos", pos.reshape(gt * gh * gw, d).float())
+            k = tubelet * c * patch * patch
+            self.x_embed = nn.Linear(k, d)
+            self.t_lin1, self.t_lin2 = nn.Linear(freq_dim, d), nn.Linear(d, d)
+            self.blocks = nn.ModuleList(DitBlockTorch(d, heads, mlp_ratio) for _ in range(depth))
+            self.final_ada, self.final_linear = nn.Linear(d, 2 * d), nn.Linear(d, k)
+            with torch.no_grad():
+                for m in self.modules():
+                    if isinstance(m, nn.Linear):
+                        nn.init.xavier_uniform_(m.weight)
+                        nn.init.zeros_(m.bias)
+                for m in (self.t_lin1, self.t_lin2):
+                    m.weight.normal_(0.0, 0.02)
+                for m in [blk.ada for blk in self.blocks] + [self.final_ada, self.final_linear]:
+                    nn.init.zeros_(m.weight)
+
+        def forward(self, x, t, extra=None):
+            b, p, tub = x.shape[0], self.p, self.tub
+            t_, c, h, w = ([1] + list(x.shape[1:]))[-4:]
+            gt, gh, gw = self.grid
+            # [B, (T,) C, H, W] -> [B gt, tub C, gh, p, gw, p] -> [B, gt gh gw, tub C p p]
+            tok = x.reshape(b * gt, tub * c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5)
+            z = self.x_embed(tok.reshape(b, gt * gh * gw, tub * c * p * p)) + self.pos
+            half = self.freq_dim // 2
+            freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / half)
+            a = t.to(torch.float64)[:, None] * freqs[None]
+            temb = torch.cat([a.cos(), a.sin()], 1).float()
+            cvec = self.t_lin2(F.silu(self.t_lin1(temb)))
+            if extra is not None:
+                cvec = cvec + extra
+            c_act = F.silu(cvec)
+            for blk in self.blocks:
+                z = blk(z, c_act)
+            d = z.shape[-1]
+            shift, scale = self.final_ada(c_act)[:, None].chunk(2, dim=-1)
+            out = self.final_linear(F.layer_norm(z, (d,), eps=1e-6) * (1 + scale) + shift)
+            # [B, gt gh gw, tub C p p] -> [B gt, tub C, gh p, gw p] -> the input's shape
+            out = out.reshape(b * gt, gh, gw, tub * c, p, p).permute(0, 3, 1, 4, 2, 5)
+            return out.reshape(x.shape)
+
     return dict(candle_init_=candle_init_, Mlp=Mlp, ConvNet=ConvNet,
-                AttentionBlock=AttentionBlock, UNet=UNet, Glow=Glow, Clip=Clip)
+                AttentionBlock=AttentionBlock, UNet=UNet, Glow=Glow, Clip=Clip, DitTorch=DitTorch)
 
 
 def n_params(module):
@@ -691,6 +795,38 @@ def make_workload(torch, name, sdpa=False):
                 torch._foreach_lerp_(ema, params, 1.0 - 0.998)
 
         return step, count, 3, 5
+
+    if name in ("dit-train", "video-dit-train"):
+        if name == "dit-train":
+            b, shape = 32, (1, 28, 28)
+            net = M["DitTorch"](shape, width=192, depth=6, heads=3, patch=4)
+            emb = torch.nn.Embedding(11, 192)  # the digits and the null label, N(0, 1)
+            expected = DIT_S4_COND_PARAMS
+        else:
+            b, shape = 16, (8, 1, 32, 32)
+            net = M["DitTorch"](shape, width=128, depth=4, heads=4, patch=4, tubelet=2)
+            emb = None
+            expected = VIDEO_DIT_XS4_PARAMS
+        net.train()
+        params = list(net.parameters()) + (list(emb.parameters()) if emb is not None else [])
+        count = sum(p.numel() for p in params)
+        assert count == expected, f"the DiT has {count} parameters, genlab's has {expected}"
+        x, eps = torch.randn(b, *shape), torch.randn(b, *shape)
+        t = torch.randint(0, 1000, (b,)).to(torch.float32)
+        labels = torch.randint(0, 11, (b,))
+        opt = adam(params)
+        ema = [p.detach().clone() for p in params]
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            extra = emb(labels) if emb is not None else None
+            loss = torch.mean((net(x, t, extra) - eps) ** 2)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, params, 1.0 - 0.998)
+
+        return step, count, 3 if name == "dit-train" else 2, 5
 
     if name in ("sd15-unet-step", "sd15-txt2img"):
         from diffusers import UNet2DConditionModel

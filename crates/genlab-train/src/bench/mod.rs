@@ -18,12 +18,14 @@ mod cfg_step;
 mod clip_step;
 mod conv;
 mod ddim50;
+mod dit_train;
 mod flow_train;
 mod mlp;
 mod sd15_txt2img;
 mod sd15_unet_step;
 mod sd_vae_decode;
 mod unet_train;
+mod video_dit_train;
 mod xattn_unet_train;
 
 use std::time::Instant;
@@ -148,6 +150,24 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
         min_iters: 5,
         heavy: false,
         build: xattn_unet_train::build,
+    },
+    WorkloadEntry {
+        name: "dit-train",
+        unit: "steps/s",
+        description: "class-conditional DiT-S/4 (width 192, 6 blocks, 3 heads, 49 tokens) on 1x28x28, batch 32, eps-MSE + Adam + EMA",
+        warmup: 3,
+        min_iters: 5,
+        heavy: false,
+        build: dit_train::build,
+    },
+    WorkloadEntry {
+        name: "video-dit-train",
+        unit: "steps/s",
+        description: "video DiT-XS/4, 2-frame tubelets, joint attention over 256 spacetime tokens, on 8x1x32x32 clips, batch 16, eps-MSE + Adam + EMA",
+        warmup: 2,
+        min_iters: 5,
+        heavy: false,
+        build: video_dit_train::build,
     },
     WorkloadEntry {
         name: "sd15-unet-step",
