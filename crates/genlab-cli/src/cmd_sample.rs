@@ -199,8 +199,7 @@ pub fn run(a: SampleArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             out.x = genlab_models::video::extend_clips(
                 loaded.model.as_ref(),
                 &out.x,
-                f,
-                context,
+                genlab_models::video::Extension { frames: f, context },
                 &req,
                 &opts,
                 &mut Rng::derive(a.seed, "extend"),

@@ -13,21 +13,30 @@ use genlab_sampling::inpaint::InpaintOptions;
 
 use crate::sample::{Sample, SampleRequest};
 
-/// Extends `clips` (`[N, T0, C, H, W]` in data space, `T0 >= context`) to `frames` frames
-/// with `model` (a video model of `T` frames). Every window conditions on the previous
-/// `context` frames (`1 <= context < T`) and adds `T - context` new ones; the result is cut
-/// to `frames`. `req` gives the condition, guidance and batch size of each window (its
-/// `n` is ignored), `opts` the inpainting steps. `progress(window, windows)`.
+/// How far and how [`extend_clips`] extends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extension {
+    /// Frames of the result.
+    pub frames: usize,
+    /// Frames each new window is conditioned on (`1 <= context < T`).
+    pub context: usize,
+}
+
+/// Extends `clips` (`[N, T0, C, H, W]` in data space, `T0 >= context`) to `ext.frames`
+/// frames with `model` (a video model of `T` frames). Every window conditions on the
+/// previous `ext.context` frames and adds `T - context` new ones; the result is cut to
+/// `frames`. `req` gives the condition, guidance and batch size of each window (its `n` is
+/// ignored), `opts` the inpainting steps. `progress(window, windows)`.
 pub fn extend_clips(
     model: &dyn Sample,
     clips: &Tensor,
-    frames: usize,
-    context: usize,
+    ext: Extension,
     req: &SampleRequest,
     opts: &InpaintOptions,
     rng: &mut Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor> {
+    let Extension { frames, context } = ext;
     let shape = &model.data_space().shape;
     let [t, c, h, w] = shape[..] else {
         return Err(Error::InvalidInput(format!(

@@ -652,12 +652,14 @@ mod tests {
             (((b * 4 + t) * 3 + c) * 8 + h) * 8 + w
         };
         let token = 4 + 1; // time 1 of 2, then row 0, column 1 of a 2x2 grid
-        let entry = ((1 * 3 + 2) * 4 + 3) * 4; // (frame 1, channel 2, row 3, column 0)
+        let (frame, channel, row, col) = (1, 2, 3, 0);
+        let entry = ((frame * 3 + channel) * 4 + row) * 4 + col;
         let got = tok.get(1).unwrap().get(token).unwrap().get(entry).unwrap();
         assert_eq!(got.to_scalar::<f32>().unwrap(), flat[idx(1, 3, 2, 3, 4)]);
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // index loops mirror the formula
     fn sincos_positions_follow_the_closed_form() {
         let (gt, gh, gw, d) = (3, 2, 5, 16);
         let pos = sincos_positions((gt, gh, gw), d, &Device::Cpu).unwrap();
