@@ -62,6 +62,25 @@ fn dit_trains_and_samples_with_guidance() {
         ));
         assert!(d.join("s.png").exists());
     }
+    // Progressive distillation takes the DiT teacher as it takes a U-Net.
+    ok(&genlab(
+        &[
+            "distill",
+            "--teacher",
+            "run",
+            "--out",
+            "distilled",
+            "--from",
+            "4",
+            "--to",
+            "2",
+            "--steps-per-round",
+            "2",
+            "--quiet",
+        ],
+        d,
+    ));
+    assert!(d.join("distilled/steps-2/checkpoint.safetensors").exists());
 }
 
 #[test]

@@ -765,6 +765,45 @@ mod tests {
     }
 
     #[test]
+    fn cross_attention_reads_the_context_and_ignores_masked_tokens() {
+        let cfg = DitConfig {
+            context_dim: Some(6),
+            ..tiny(4)
+        };
+        let ps = ParamStore::new(0, &Device::Cpu);
+        let net = Dit::new(&cfg, &[1, 8, 8], 1, ps.vb()).unwrap();
+        // Wake the zero-initialised tensors so that the output depends on everything.
+        for (_, var) in ps.vars() {
+            let sum = var.as_tensor().abs().unwrap().sum_all().unwrap();
+            if sum.to_scalar::<f32>().unwrap() == 0.0 {
+                var.set(&rand(5, var.dims()).affine(0.1, 0.0).unwrap())
+                    .unwrap();
+            }
+        }
+        let x = rand(1, &[2, 1, 8, 8]);
+        let t = Tensor::new(&[10f32, 500.0], &Device::Cpu).unwrap();
+        let ctx = rand(2, &[2, 3, 6]);
+        // Token 2 of each example is padding: changing it must not change the output.
+        let valid = Tensor::new(&[[1f32, 1.0, 0.0], [1.0, 1.0, 0.0]], &Device::Cpu).unwrap();
+        let mask = crate::key_padding_mask(&valid).unwrap();
+        let y = net
+            .forward_with(&x, &t, None, Some((&ctx, Some(&mask))))
+            .unwrap();
+        let other = Tensor::cat(&[&ctx.narrow(1, 0, 2).unwrap(), &rand(3, &[2, 1, 6])], 1).unwrap();
+        let y2 = net
+            .forward_with(&x, &t, None, Some((&other, Some(&mask))))
+            .unwrap();
+        assert!(max_abs_diff(&y, &y2) < 1e-6);
+        // The context matters, and the null context differs from a real one.
+        let y_null = net.forward(&x, &t).unwrap();
+        assert!(max_abs_diff(&y, &y_null) > 1e-3);
+        let y3 = net
+            .forward_with(&x, &t, None, Some((&rand(4, &[2, 3, 6]), Some(&mask))))
+            .unwrap();
+        assert!(max_abs_diff(&y, &y3) > 1e-3);
+    }
+
+    #[test]
     fn plain_norm_centres_each_token() {
         let x = rand(3, &[2, 5, 16]);
         let n = PlainNorm::new(16, &Device::Cpu)

@@ -327,9 +327,19 @@ fn prepare(v: &mut serde_json::Value, data: &dyn Dataset) -> Result<()> {
                     t.encoder, e.dim, e.dim, u.cross_attention_dim
                 )))
             }
+            NetConfig::Dit(d) if d.context_dim == Some(e.dim) => {}
+            NetConfig::Dit(_) => {
+                return Err(Error::Config(format!(
+                    "ldm.text.encoder {} gives {}-wide token states; a DiT cross-attends to \
+                     them with ldm.ddpm.net.dit.context_dim={}",
+                    t.encoder, e.dim, e.dim
+                )))
+            }
             _ => {
                 return Err(Error::Config(
-                    "ldm.text needs the cross-attention U-Net: ldm.ddpm.net = cond-unet".into(),
+                    "ldm.text needs a network that cross-attends: ldm.ddpm.net = cond-unet, or \
+                     a DiT with ldm.ddpm.net.dit.context_dim set"
+                        .into(),
                 ))
             }
         }
