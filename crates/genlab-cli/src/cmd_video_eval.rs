@@ -148,7 +148,7 @@ pub fn run(a: VideoEvalArgs) -> anyhow::Result<()> {
         format!("{:.3}", m.shuffled_real.median_rmse),
     );
     row(
-        "clips skipped by the motion fit (no ink)",
+        "clips skipped by the motion fit (no ink, no room)",
         m.fake.n_skipped.to_string(),
         m.real.n_skipped.to_string(),
         m.shuffled_real.n_skipped.to_string(),

@@ -303,7 +303,8 @@ impl ClipMotion {
     }
 }
 
-/// Fits clip `i`, or `None` when one of its frames has no ink.
+/// Fits clip `i`, or `None` when one of its frames has no ink or its ink leaves the centre
+/// of mass no room to move (walls that meet or cross).
 pub fn fit_clip(clips: &Clips, i: usize, cfg: &MotionFitConfig) -> Option<ClipMotion> {
     let (h, w) = clips.frame_size();
     let nt = clips.frames();
@@ -319,11 +320,18 @@ pub fn fit_clip(clips: &Clips, i: usize, cfg: &MotionFitConfig) -> Option<ClipMo
         }
     }
     let size = [h as f64 - 1.0, w as f64 - 1.0];
+    let walls = [0, 1].map(|d| {
+        let a = median(&mut to_low[d]);
+        (a, size[d] - median(&mut to_high[d]))
+    });
+    // Ink spread wider than the frame leaves its centre of mass no room to bounce in (noise
+    // fills the frame): no billiard to fit, the clip is skipped like one without ink.
+    if walls.iter().any(|(a, b)| b <= a) {
+        return None;
+    }
     let fit = [0, 1].map(|d| {
         let y: Vec<f64> = traj.iter().map(|p| p[d]).collect();
-        let a = median(&mut to_low[d]);
-        let b = size[d] - median(&mut to_high[d]);
-        fit_axis(&y, a, b, cfg)
+        fit_axis(&y, walls[d].0, walls[d].1, cfg)
     });
     let rmse = ((fit[0].sse + fit[1].sse) / nt as f64).sqrt();
     Some(ClipMotion {
@@ -359,7 +367,8 @@ pub struct MotionResult {
     /// Mean over fitted clips of the per-clip RMSE, pixels.
     pub mean_rmse: f64,
     pub median_rmse: f64,
-    /// Clips fitted, and clips skipped because a frame had no ink.
+    /// Clips fitted, and clips skipped because a frame had no ink (or ink wider than the
+    /// frame's room to move).
     pub n_fitted: usize,
     pub n_skipped: usize,
 }
@@ -544,6 +553,14 @@ mod tests {
         let blank = Clips::new(&clips.shape, data).unwrap();
         assert!(fit_clip(&blank, 0, &MotionFitConfig::default()).is_none());
         assert!(motion(&blank, &MotionFitConfig::default()).is_err());
+        // Ink over the whole frame (noise) leaves no room to move: skipped, not an infinite
+        // error (what an untrained video model's clips looked like).
+        let mut rng = genlab_core::Rng::new(3);
+        let noise: Vec<f32> = (0..clips.data.len())
+            .map(|_| rng.uniform() as f32)
+            .collect();
+        let noisy = Clips::new(&clips.shape, noise).unwrap();
+        assert!(fit_clip(&noisy, 0, &MotionFitConfig::default()).is_none());
         let bad = MotionFitConfig {
             v_step: 0.0,
             ..Default::default()
