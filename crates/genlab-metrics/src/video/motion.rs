@@ -303,8 +303,8 @@ impl ClipMotion {
     }
 }
 
-/// Fits clip `i`, or `None` when one of its frames has no ink or its ink leaves the centre
-/// of mass no room to move (walls that meet or cross).
+/// Fits clip `i`, or `None` when one of its frames has no ink. Ink spread over the whole
+/// frame (noise) leaves the centre of mass no room to move: no fit, an infinite `rmse`.
 pub fn fit_clip(clips: &Clips, i: usize, cfg: &MotionFitConfig) -> Option<ClipMotion> {
     let (h, w) = clips.frame_size();
     let nt = clips.frames();
@@ -320,18 +320,11 @@ pub fn fit_clip(clips: &Clips, i: usize, cfg: &MotionFitConfig) -> Option<ClipMo
         }
     }
     let size = [h as f64 - 1.0, w as f64 - 1.0];
-    let walls = [0, 1].map(|d| {
-        let a = median(&mut to_low[d]);
-        (a, size[d] - median(&mut to_high[d]))
-    });
-    // Ink spread wider than the frame leaves its centre of mass no room to bounce in (noise
-    // fills the frame): no billiard to fit, the clip is skipped like one without ink.
-    if walls.iter().any(|(a, b)| b <= a) {
-        return None;
-    }
     let fit = [0, 1].map(|d| {
         let y: Vec<f64> = traj.iter().map(|p| p[d]).collect();
-        fit_axis(&y, walls[d].0, walls[d].1, cfg)
+        let a = median(&mut to_low[d]);
+        let b = size[d] - median(&mut to_high[d]);
+        fit_axis(&y, a, b, cfg)
     });
     let rmse = ((fit[0].sse + fit[1].sse) / nt as f64).sqrt();
     Some(ClipMotion {
@@ -376,8 +369,11 @@ pub struct MotionResult {
 /// Fits every clip and summarises the per-clip errors.
 pub fn motion(clips: &Clips, cfg: &MotionFitConfig) -> Result<MotionResult> {
     cfg.validate()?;
+    // Clips without ink in a frame, or whose ink leaves no room to move (infinite error),
+    // are skipped and counted.
     let mut errs: Vec<f64> = (0..clips.len())
         .filter_map(|i| fit_clip(clips, i, cfg).map(|m| m.rmse))
+        .filter(|e| e.is_finite())
         .collect();
     let n_fitted = errs.len();
     if n_fitted == 0 {
@@ -553,14 +549,21 @@ mod tests {
         let blank = Clips::new(&clips.shape, data).unwrap();
         assert!(fit_clip(&blank, 0, &MotionFitConfig::default()).is_none());
         assert!(motion(&blank, &MotionFitConfig::default()).is_err());
-        // Ink over the whole frame (noise) leaves no room to move: skipped, not an infinite
-        // error (what an untrained video model's clips looked like).
+        // Ink over the whole frame (noise, what an untrained video model makes) may leave no
+        // room to move: such a clip is skipped, never an infinite mean.
         let mut rng = genlab_core::Rng::new(3);
         let noise: Vec<f32> = (0..clips.data.len())
             .map(|_| rng.uniform() as f32)
             .collect();
         let noisy = Clips::new(&clips.shape, noise).unwrap();
-        assert!(fit_clip(&noisy, 0, &MotionFitConfig::default()).is_none());
+        let both = Clips::new(
+            &[2, clips.shape[1], 1, size, size],
+            [clips.data.clone(), noisy.data.clone()].concat(),
+        )
+        .unwrap();
+        let r = motion(&both, &MotionFitConfig::default()).unwrap();
+        assert_eq!(r.n_fitted + r.n_skipped, 2);
+        assert!(r.mean_rmse.is_finite() && r.median_rmse.is_finite());
         let bad = MotionFitConfig {
             v_step: 0.0,
             ..Default::default()
