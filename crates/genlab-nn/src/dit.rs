@@ -694,6 +694,18 @@ mod tests {
         }
     }
 
+    /// Gives every all-zero parameter (adaLN-Zero's modulations and output layer) small
+    /// random values, so that every parameter affects the output.
+    fn wake_zero_tensors(ps: &ParamStore, seed: u64) {
+        for (_, var) in ps.vars() {
+            let sum = var.as_tensor().abs().unwrap().sum_all().unwrap();
+            if sum.to_scalar::<f32>().unwrap() == 0.0 {
+                var.set(&rand(seed, var.dims()).affine(0.1, 0.0).unwrap())
+                    .unwrap();
+            }
+        }
+    }
+
     fn tiny(patch: usize) -> DitConfig {
         DitConfig {
             width: 16,
@@ -739,13 +751,7 @@ mod tests {
             );
             // Zero output layer: only it receives a gradient on the first step; after
             // perturbing every zero-initialised tensor, all of them do.
-            for (_, var) in ps.vars() {
-                let sum = var.as_tensor().abs().unwrap().sum_all().unwrap();
-                if sum.to_scalar::<f32>().unwrap() == 0.0 {
-                    var.set(&rand(7, var.dims()).affine(0.1, 0.0).unwrap())
-                        .unwrap();
-                }
-            }
+            wake_zero_tensors(&ps, 7);
             let y = net.forward(&x, &t).unwrap();
             let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
             for (name, var) in ps.vars() {
@@ -773,13 +779,7 @@ mod tests {
         let ps = ParamStore::new(0, &Device::Cpu);
         let net = Dit::new(&cfg, &[1, 8, 8], 1, ps.vb()).unwrap();
         // Wake the zero-initialised tensors so that the output depends on everything.
-        for (_, var) in ps.vars() {
-            let sum = var.as_tensor().abs().unwrap().sum_all().unwrap();
-            if sum.to_scalar::<f32>().unwrap() == 0.0 {
-                var.set(&rand(5, var.dims()).affine(0.1, 0.0).unwrap())
-                    .unwrap();
-            }
-        }
+        wake_zero_tensors(&ps, 5);
         let x = rand(1, &[2, 1, 8, 8]);
         let t = Tensor::new(&[10f32, 500.0], &Device::Cpu).unwrap();
         let ctx = rand(2, &[2, 3, 6]);
