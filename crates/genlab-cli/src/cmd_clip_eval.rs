@@ -29,7 +29,13 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => default_nll_data(&c.run.data)?,
     };
-    let ds = genlab_train::open_data(&spec, a.seed, None, None)?;
+    // An image folder is loaded at the size and channels the run trained on.
+    let (size, channels) = if spec.starts_with("folder:") {
+        (c.run.image_size, c.run.channels)
+    } else {
+        (None, None)
+    };
+    let ds = genlab_train::open_data(&spec, a.seed, size, channels)?;
     let t0 = std::time::Instant::now();
     let opts = ClipEvalOptions {
         n: a.n,
@@ -47,9 +53,11 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
     println!("data: {spec}");
     if let Some(z) = &report.zero_shot {
         println!(
-            "zero-shot accuracy {:.2}% on {} examples ({} prompt templates x 2 digit names per class)",
+            "zero-shot accuracy {:.2}% on {} examples, {} classes ({} prompt templates x the \
+             names of each class)",
             100.0 * z.accuracy,
             z.examples,
+            z.confusion.len(),
             z.templates.len()
         );
     }
@@ -72,7 +80,7 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
                 .join("  ")
         };
         println!(
-            "retrieval on {} pairs ({} distinct attribute captions):",
+            "retrieval on {} pairs ({} distinct captions):",
             r.pairs, r.distinct_captions
         );
         println!("  image->text  {}", fmt(&r.image_to_text));

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use genlab_core::Rng;
+
 /// What an example is: a point in the plane, an image or a video clip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,6 +89,22 @@ pub trait Dataset: Send + Sync {
     /// MNIST: "a 3 moving up and to the right").
     fn caption(&self, i: usize) -> Option<String> {
         let _ = i;
+        None
+    }
+
+    /// A caption of example `i` drawn afresh for one training step: datasets with several
+    /// wordings per example (the two-digit canvas: eight templates, numerals or words) draw
+    /// one with `rng`; the default is the fixed [`Dataset::caption`]. Evaluation uses
+    /// [`Dataset::caption`], so that a metric sees the same text every time.
+    fn draw_caption(&self, i: usize, rng: &mut Rng) -> Option<String> {
+        let _ = rng;
+        self.caption(i)
+    }
+
+    /// A readable name of class `k` when the classes have names (an image folder's class
+    /// sub-folders: "golden_retriever" reads "golden retriever"); `None` otherwise.
+    fn class_name(&self, k: usize) -> Option<String> {
+        let _ = k;
         None
     }
 

@@ -9,6 +9,10 @@
 //! / bilinear filter, antialiased when shrinking), centre-cropped to `size x size`, and
 //! converted to `channels` (1: luma `0.299 R + 0.587 G + 0.114 B`, ITU-R BT.601; 3: RGB).
 //! Values are f32 in `[0, 1]`, stored `[C, H, W]`.
+//!
+//! Captions ([`Dataset::caption`]): from a `captions.jsonl` in `root` when there is one,
+//! else the class sub-folder names; a flat folder without the file has none (see
+//! [`crate::folder_captions`]).
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +70,8 @@ pub struct ImageFolder {
     labels: Option<Vec<u32>>,
     class_names: Vec<String>,
     paths: Vec<PathBuf>,
+    /// Caption of each image from `captions.jsonl`, when the folder has one.
+    captions: Option<Vec<String>>,
 }
 
 fn is_hidden(p: &Path) -> bool {
@@ -294,6 +300,7 @@ impl ImageFolder {
             }
             (paths, Some(labels), names)
         };
+        let captions = crate::folder_captions::read_captions_file(root, &paths)?;
         let data = load_images(&paths, cfg)?;
         Ok(Self {
             name: format!("folder:{}", root.display()),
@@ -302,6 +309,7 @@ impl ImageFolder {
             labels,
             class_names,
             paths,
+            captions,
         })
     }
 
@@ -313,6 +321,11 @@ impl ImageFolder {
     /// Source file of each example.
     pub fn paths(&self) -> &[PathBuf] {
         &self.paths
+    }
+
+    /// Whether the captions come from a `captions.jsonl` (rather than class names).
+    pub fn has_captions_file(&self) -> bool {
+        self.captions.is_some()
     }
 
     /// The configuration the images were loaded with.
@@ -345,6 +358,20 @@ impl Dataset for ImageFolder {
 
     fn num_classes(&self) -> Option<usize> {
         self.labels.as_ref().map(|_| self.class_names.len())
+    }
+
+    /// The line of `captions.jsonl` when the folder has one, else the readable class name.
+    fn caption(&self, i: usize) -> Option<String> {
+        match &self.captions {
+            Some(c) => c.get(i).cloned(),
+            None => self.label(i).and_then(|k| self.class_name(k as usize)),
+        }
+    }
+
+    fn class_name(&self, k: usize) -> Option<String> {
+        self.class_names
+            .get(k)
+            .map(|n| crate::folder_captions::readable_class_name(n))
     }
 
     fn kind(&self) -> DataKind {

@@ -23,6 +23,7 @@ pub mod dataset;
 pub mod digits;
 pub mod eight_gaussians;
 pub mod fetch;
+pub mod folder_captions;
 pub mod glyphs;
 pub mod idx;
 pub mod idx_folder;
@@ -41,7 +42,7 @@ pub mod toy2d;
 pub mod video_folder;
 pub mod weights;
 
-pub use batch::{make_batch, Batch};
+pub use batch::{make_batch, make_training_batch, Batch};
 pub use checksum::{sha256_file, verify_file, verify_files};
 pub use dataset::{DataKind, Dataset};
 pub use digits::Digits;

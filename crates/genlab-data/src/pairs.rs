@@ -288,6 +288,21 @@ impl Dataset for DigitPairs {
         Some(10 * l as u32 + r as u32)
     }
 
+    /// The canonical caption, [`PAIR_TEMPLATES`]' first with numerals ("a 3 on the left and
+    /// a 7 on the right"): what evaluation (retrieval) pairs with canvas `i`.
+    fn caption(&self, i: usize) -> Option<String> {
+        let (l, r) = self.digits(i);
+        pair_caption(l, r, PAIR_TEMPLATES[0], (false, false)).ok()
+    }
+
+    /// A training caption: a template of [`PAIR_TEMPLATES`] and numeral or word for each
+    /// digit drawn with `rng` ([`random_pair_caption`]), so the text tower sees every
+    /// wording of a canvas over training rather than one fixed string.
+    fn draw_caption(&self, i: usize, rng: &mut Rng) -> Option<String> {
+        let (l, r) = self.digits(i);
+        random_pair_caption(l, r, rng).ok()
+    }
+
     fn num_classes(&self) -> Option<usize> {
         Some(PAIR_CLASSES)
     }
@@ -346,6 +361,27 @@ mod tests {
         assert_eq!(
             labels,
             vec![pairs.label(3).unwrap(), pairs.label(4).unwrap()]
+        );
+        // Evaluation batches carry the canonical caption, training batches a drawn one.
+        let (l, r) = pairs.digits(3);
+        let canonical = pair_caption(l, r, PAIR_TEMPLATES[0], (false, false)).unwrap();
+        assert_eq!(batch.captions.as_ref().unwrap()[0], canonical);
+        let mut rng = Rng::new(5);
+        let drawn: std::collections::BTreeSet<String> = (0..200)
+            .map(|_| {
+                let b = crate::make_training_batch(&pairs, &[3], &Device::Cpu, &mut rng).unwrap();
+                b.captions.unwrap().remove(0)
+            })
+            .collect();
+        assert_eq!(drawn.len(), PAIR_TEMPLATES.len() * 4);
+        let mut again = Rng::new(5);
+        assert_eq!(
+            pairs.draw_caption(3, &mut again),
+            crate::make_training_batch(&pairs, &[3], &Device::Cpu, &mut Rng::new(5))
+                .unwrap()
+                .captions
+                .unwrap()
+                .pop()
         );
     }
 

@@ -143,7 +143,139 @@ pub fn class_embeddings(
     Ok(Tensor::stack(&rows, 0)?)
 }
 
-/// Zero-shot accuracy on (up to `limit`) labelled examples of `data`, classes = digits.
+/// What the classes of a dataset are called in zero-shot prompts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClassNaming {
+    /// Labels 0-9 are digits: each template with the digit's word and numeral.
+    Digits,
+    /// The two-digit canvases (`mnist-pairs`, label `10 · left + right`): each template
+    /// with `{L}`/`{R}`/`{aL}`/`{aR}` placeholders, in the four namings (word or numeral
+    /// per side); by default `genlab_data::pairs::PAIR_HELDOUT_TEMPLATES`, never used in
+    /// training.
+    Pairs,
+    /// Classes with names (an image folder's sub-folders, made readable): each template
+    /// with `{}` = the name; by default the bare name, which is how such a folder's
+    /// training captions read.
+    Named(Vec<String>),
+}
+
+/// The dataset names under which the two-digit canvases are registered.
+const PAIR_DATASETS: [&str; 2] = ["mnist-pairs", "digit-pairs"];
+
+/// How the classes of `data` are named, or why zero-shot cannot apply.
+pub fn class_naming(data: &dyn Dataset) -> Result<ClassNaming> {
+    let classes = data.num_classes().ok_or_else(|| {
+        Error::Data(format!(
+            "zero-shot classification needs classes; `{}` has none (a folder: gets classes from \
+             sub-folders; a folder with only a captions.jsonl can be measured with retrieval)",
+            data.name()
+        ))
+    })?;
+    if let Some(first) = data.class_name(0) {
+        let mut names = vec![first];
+        for k in 1..classes {
+            names.push(data.class_name(k).unwrap_or_else(|| k.to_string()));
+        }
+        return Ok(ClassNaming::Named(names));
+    }
+    let base = data.name().split(':').next().unwrap_or_default();
+    if PAIR_DATASETS.contains(&base) && classes == genlab_data::pairs::PAIR_CLASSES {
+        return Ok(ClassNaming::Pairs);
+    }
+    if classes > 10 {
+        return Err(Error::Data(format!(
+            "zero-shot prompts name digits 0-9 (or class sub-folders, or the two-digit \
+             canvases); `{}` has {classes} unnamed classes",
+            data.name()
+        )));
+    }
+    Ok(ClassNaming::Digits)
+}
+
+/// The prompts of each class (`classes` of them) under `naming`, from `templates` (empty:
+/// the naming's default).
+pub fn class_prompts(
+    naming: &ClassNaming,
+    classes: usize,
+    templates: &[&str],
+) -> Result<Vec<Vec<String>>> {
+    match naming {
+        ClassNaming::Digits => {
+            let t = if templates.is_empty() {
+                captions::ZERO_SHOT_TEMPLATES
+            } else {
+                templates
+            };
+            Ok((0..classes)
+                .map(|k| captions::zero_shot_prompts(k as u8, t))
+                .collect())
+        }
+        ClassNaming::Pairs => {
+            let t = if templates.is_empty() {
+                genlab_data::pairs::PAIR_HELDOUT_TEMPLATES
+            } else {
+                templates
+            };
+            (0..classes as u32)
+                .map(|k| {
+                    let (l, r) = genlab_data::pairs::label_digits(k)?;
+                    let mut v = Vec::new();
+                    for tpl in t {
+                        for w in 0..4 {
+                            v.push(genlab_data::pairs::pair_caption(
+                                l,
+                                r,
+                                tpl,
+                                (w & 1 == 1, w & 2 == 2),
+                            )?);
+                        }
+                    }
+                    v.dedup();
+                    Ok(v)
+                })
+                .collect()
+        }
+        ClassNaming::Named(names) => {
+            let t: &[&str] = if templates.is_empty() {
+                &["{}"]
+            } else {
+                templates
+            };
+            Ok(names
+                .iter()
+                .map(|n| t.iter().map(|tpl| tpl.replace("{}", n)).collect())
+                .collect())
+        }
+    }
+}
+
+/// Checks that every template has the placeholders `naming` fills.
+pub fn check_templates(naming: &ClassNaming, templates: &[&str]) -> Result<()> {
+    for t in templates {
+        let ok = match naming {
+            ClassNaming::Pairs => {
+                (t.contains("{L}") || t.contains("{aL}"))
+                    && (t.contains("{R}") || t.contains("{aR}"))
+            }
+            _ => t.matches("{}").count() == 1,
+        };
+        if !ok {
+            let want = match naming {
+                ClassNaming::Pairs => "a left digit ({L} or {aL}) and a right digit ({R} or {aR})",
+                ClassNaming::Digits => "exactly one `{}` for the digit's name",
+                ClassNaming::Named(_) => "exactly one `{}` for the class name",
+            };
+            return Err(Error::setting(
+                "prompts",
+                format!("each prompt template needs {want}, got `{t}`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Zero-shot accuracy on (up to `limit`) labelled examples of `data`; the classes are
+/// named as [`class_naming`] says, with `templates` (empty: that naming's default).
 pub fn zero_shot(
     net: &Clip,
     tok: &ClipTokenizer,
@@ -153,21 +285,17 @@ pub fn zero_shot(
     frame: f64,
     device: &Device,
 ) -> Result<ZeroShot> {
-    let classes = data.num_classes().ok_or_else(|| {
-        Error::Data(format!(
-            "zero-shot accuracy needs labels; `{}` has none",
-            data.name()
-        ))
-    })?;
-    if classes > 10 {
-        return Err(Error::Data(format!(
-            "zero-shot prompts name digits 0-9; `{}` has {classes} classes",
-            data.name()
-        )));
-    }
+    let naming = class_naming(data)?;
+    let classes = data.num_classes().unwrap_or(0);
+    check_templates(&naming, templates)?;
+    let prompts = class_prompts(&naming, classes, templates)?;
     let n = limit.map_or(data.len(), |l| l.min(data.len()));
     let idx: Vec<usize> = (0..n).collect();
-    let cls = class_embeddings(net, tok, classes, templates, device)?;
+    let mut rows = Vec::with_capacity(classes);
+    for p in &prompts {
+        rows.push(ensemble(&text_embeddings(net, tok, p, device)?)?);
+    }
+    let cls = Tensor::stack(&rows, 0)?;
     let (img, labels) = image_embeddings(net, data, &idx, frame, device)?;
     let pred = img.matmul(&cls.t()?)?.argmax(1)?.to_vec1::<u32>()?;
     let mut confusion = vec![vec![0usize; classes]; classes];
@@ -175,11 +303,23 @@ pub fn zero_shot(
         confusion[t as usize][p as usize] += 1;
     }
     let correct: usize = (0..classes).map(|k| confusion[k][k]).sum();
+    let used: Vec<String> = match (&naming, templates.is_empty()) {
+        (ClassNaming::Digits, true) => captions::ZERO_SHOT_TEMPLATES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        (ClassNaming::Pairs, true) => genlab_data::pairs::PAIR_HELDOUT_TEMPLATES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        (ClassNaming::Named(_), true) => vec!["{}".to_string()],
+        _ => templates.iter().map(|s| s.to_string()).collect(),
+    };
     Ok(ZeroShot {
-        accuracy: correct as f64 / n as f64,
+        accuracy: correct as f64 / n.max(1) as f64,
         examples: n,
         confusion,
-        templates: templates.iter().map(|s| s.to_string()).collect(),
+        templates: used,
     })
 }
 
@@ -221,7 +361,8 @@ pub fn recall_at(
 }
 
 /// Image <-> text retrieval over the first `n` examples of `data`, each paired with its
-/// attribute caption ([`captions::attribute_caption`]). Several images share a caption
+/// caption ([`example_captions`]: the dataset's own, else the attribute caption). Several
+/// images share a caption
 /// text, so a retrieved candidate counts as correct when its caption text equals the
 /// query's (image -> text) or its image's caption does (text -> image).
 pub fn retrieval(
@@ -259,17 +400,32 @@ pub fn retrieval(
     })
 }
 
-/// The attribute caption of each example.
+/// The caption each example is paired with in retrieval and the figures: the dataset's own
+/// ([`Dataset::caption`]: a folder's `captions.jsonl` or class names, the canonical caption
+/// of a two-digit canvas) when it has them, else the attribute caption made from the label.
 pub fn example_captions(data: &dyn Dataset, idx: &[usize], t: &Thresholds) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(EVAL_BATCH) {
         let b = make_batch(data, chunk, &Device::Cpu)?;
+        if let Some(c) = b.captions {
+            out.extend(c);
+            continue;
+        }
         let labels = b
             .labels
             .ok_or_else(|| {
-                Error::Data(format!("captions need labels; `{}` has none", data.name()))
+                Error::Data(format!(
+                    "`{}` has neither captions nor labels to make them from",
+                    data.name()
+                ))
             })?
             .to_vec1::<u32>()?;
+        if let Some(&bad) = labels.iter().find(|&&l| l > 9) {
+            return Err(Error::Data(format!(
+                "`{}` has no captions, and attribute captions name digits 0-9 (label {bad})",
+                data.name()
+            )));
+        }
         out.extend(
             batch_facts(&b.x, &labels, t)?
                 .iter()
@@ -337,7 +493,7 @@ pub const CLIP_METRICS: &[(&str, &str)] = &[
     ),
     (
         "retrieval",
-        "image->text and text->image recall@1/5/10 with each image's attribute caption",
+        "image->text and text->image recall@1/5/10 with each image's caption (the dataset's, else its attribute caption)",
     ),
 ];
 
@@ -364,8 +520,9 @@ pub struct ClipEvalOptions {
     /// Examples: zero-shot over the first `n` (all by default), retrieval over the first `n`
     /// (1,000 by default).
     pub n: Option<usize>,
-    /// Zero-shot prompt templates, each with one `{}` for the digit's name; empty = the
-    /// built-in [`captions::ZERO_SHOT_TEMPLATES`].
+    /// Zero-shot prompt templates, each with one `{}` for the digit's or class's name (or
+    /// `{L}`/`{R}` on the two-digit canvases); empty = the default of the dataset's
+    /// [`ClassNaming`] ([`captions::ZERO_SHOT_TEMPLATES`] for digits).
     pub prompts: Vec<String>,
     /// A supervised classifier run to report beside zero-shot, on the same (fitted) images.
     pub classifier: Option<std::path::PathBuf>,
@@ -390,28 +547,28 @@ pub fn evaluate_clip(
         }
     }
     let mut warnings = Vec::new();
-    let templates: Vec<&str> = if opts.prompts.is_empty() {
-        captions::ZERO_SHOT_TEMPLATES.to_vec()
-    } else {
-        opts.prompts.iter().map(|s| s.as_str()).collect()
-    };
-    for t in &templates {
-        if t.matches("{}").count() != 1 {
-            return Err(Error::setting(
-                "prompts",
-                format!(
-                    "each prompt template needs exactly one `{{}}` for the digit's name, got `{t}`"
-                ),
-            ));
-        }
+    // Empty: the default templates of the dataset's class naming.
+    let templates: Vec<&str> = opts.prompts.iter().map(|s| s.as_str()).collect();
+    if metrics.iter().any(|m| m == "zero-shot") && !templates.is_empty() {
+        let naming = class_naming(data)?;
+        check_templates(&naming, &templates)?;
         let ctx = c.net.config().text.context;
-        for name in captions::digit_names(7) {
-            if c.tok.encode_padded(&t.replace("{}", &name), ctx)?.truncated {
-                warnings.push(format!(
-                    "the prompt `{t}` is longer than the model's {ctx}-token context: it is \
-                     truncated as CLIP does (the end is cut and replaced by the end-of-text token)"
-                ));
-                break;
+        let classes = data.num_classes().unwrap_or(0);
+        for (t, prompts) in templates.iter().zip(
+            templates
+                .iter()
+                .map(|t| class_prompts(&naming, classes, &[t]))
+                .collect::<Result<Vec<_>>>()?,
+        ) {
+            for p in prompts.iter().flatten() {
+                if c.tok.encode_padded(p, ctx)?.truncated {
+                    warnings.push(format!(
+                        "the prompt `{t}` is longer than the model's {ctx}-token context: it is \
+                         truncated as CLIP does (the end is cut and replaced by the end-of-text \
+                         token)"
+                    ));
+                    break;
+                }
             }
         }
     }

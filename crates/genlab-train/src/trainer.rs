@@ -23,7 +23,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use genlab_core::{io, Error, Result, Rng};
-use genlab_data::{make_batch, Dataset, EpochSampler};
+use genlab_data::{make_training_batch, Dataset, EpochSampler};
 
 use crate::lock::RunLock;
 use crate::run::RunConfig;
@@ -310,7 +310,10 @@ pub fn train_locked(
             });
         }
         let idx = state.data_order.next_indices(t.batch_size);
-        let batch = make_batch(data, &idx, step.device())?;
+        // Captions drawn per step from their own stream (derived from the seed and the step,
+        // so a resumed run draws the same ones and no other randomness shifts).
+        let mut caption_rng = Rng::derive(run.seed, &format!("captions/{}", state.step));
+        let batch = make_training_batch(data, &idx, step.device(), &mut caption_rng)?;
         let metrics = step.step(&batch, &mut rng, t.lr_at(state.step)).map_err(|e| match e {
             Error::Numeric(m) => Error::Numeric(format!(
                 "{m} at step {}; training stopped, the last good checkpoint (step {last_saved}) is kept",

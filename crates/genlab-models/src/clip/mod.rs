@@ -263,3 +263,57 @@ pub fn ensemble(rows: &Tensor) -> Result<Tensor> {
     let m = l2_normalize(rows)?.mean_keepdim(0)?;
     Ok(l2_normalize(&m)?.squeeze(0)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use genlab_core::ParamStore;
+
+    /// The two-digit canvas is 28x56: both image towers take a non-square input (the CNN
+    /// flattens its 7x14 feature map, so left and right stay apart; the ViT reads 4x8
+    /// patches), and the loss sends a gradient to every parameter.
+    #[test]
+    fn both_towers_take_a_non_square_canvas() {
+        for tower in [ImageTowerKind::Cnn, ImageTowerKind::Vit] {
+            let mut cfg = ClipConfig {
+                image_tower: tower,
+                embed_dim: 8,
+                ..Default::default()
+            };
+            cfg.cnn.input = [1, 28, 56];
+            cfg.cnn.channels = [4, 4];
+            cfg.cnn.features = 8;
+            cfg.vit.input = [1, 28, 56];
+            cfg.vit.width = 16;
+            cfg.vit.layers = 1;
+            cfg.vit.heads = 2;
+            cfg.text.width = 16;
+            cfg.text.layers = 1;
+            cfg.text.heads = 2;
+            cfg.validate().unwrap();
+            let ps = ParamStore::new(0, &Device::Cpu);
+            let clip = Clip::new(&cfg, ps.vb()).unwrap();
+            let x = Tensor::rand(0f32, 1.0, (3, 1, 28, 56), &Device::Cpu).unwrap();
+            let emb = clip.encode_image(&x).unwrap();
+            assert_eq!(emb.dims(), &[3, 8], "{tower:?}");
+            let ids = Tensor::new(
+                &[
+                    [49406u32, 320, 49407],
+                    [49406, 321, 49407],
+                    [49406, 49407, 0],
+                ],
+                &Device::Cpu,
+            )
+            .unwrap();
+            let (loss, _) = clip.loss(&x, &ids, &[2, 2, 1]).unwrap();
+            let g = loss.backward().unwrap();
+            for (name, v) in ps.vars() {
+                assert!(
+                    g.get(v.as_tensor()).is_some(),
+                    "{tower:?}: {name} has no gradient"
+                );
+            }
+        }
+    }
+}

@@ -1,19 +1,23 @@
-//! Training step for CLIP (Radford et al. 2021, arXiv:2103.00020): each labelled image of
-//! the batch gets a caption drawn from `genlab_data::captions` (its digit and measured
-//! stroke, slant and size, in one of several templates with synonyms), the captions are
-//! tokenized with CLIP's byte-level BPE, and both towers train on the symmetric
-//! contrastive loss with AdamW, gradient clipping and an EMA copy (the one evaluated).
+//! Training step for CLIP (Radford et al. 2021, arXiv:2103.00020): each image of the batch
+//! is paired with the dataset's own caption when it has them (`clip.caption_source =
+//! "auto"` or `"dataset"`: a folder's `captions.jsonl` or class names, the two-digit
+//! canvases' drawn templates, carried in `Batch::captions`), or else with a caption drawn
+//! from `genlab_data::captions` (its digit and measured stroke, slant and size, in one of
+//! several templates with synonyms); the captions are tokenized with CLIP's byte-level BPE,
+//! and both towers train on the symmetric contrastive loss with AdamW, gradient clipping
+//! and an EMA copy (the one evaluated).
 //!
 //! After training the held-out set gets zero-shot accuracy with prompt templates that never
-//! appear in training, and the figures show a batch's similarity matrix and a 2-D
-//! projection of the test-image embeddings coloured by digit.
+//! appear in training (where its classes have names) and, on captioned data, retrieval
+//! recall@1; the figures show a similarity matrix and a 2-D projection of the test-image
+//! embeddings coloured by class.
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use genlab_core::{Error, Result, Rng};
-use genlab_data::captions::{self, Thresholds, ZERO_SHOT_TEMPLATES};
+use genlab_data::captions::{self, Thresholds};
 use genlab_data::tokenize::ClipTokenizer;
 use genlab_data::{Batch, Dataset};
 use genlab_models::clip::{Clip, ClipConfig};
@@ -31,16 +35,36 @@ use crate::step::TrainStep;
 pub const MNIST_FRAME: f64 = 20.0 / 28.0;
 /// Held-out examples for the embedding scatter.
 const FIGURE_EXAMPLES: usize = 2000;
+/// Image-caption pairs of the retrieval reported after training (as `genlab eval`'s default).
+const RETRIEVAL_PAIRS: usize = 1000;
 /// Image-caption pairs in the similarity-matrix figure.
 const MATRIX_PAIRS: usize = 16;
+
+/// Where the training captions come from.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptionSource {
+    /// The dataset's own captions when it has them (`captions.jsonl` or class sub-folders
+    /// of a `folder:`, the two-digit canvases of `mnist-pairs`), else `attributes`.
+    #[default]
+    Auto,
+    /// Made from the digit label and measured stroke, slant and size
+    /// (`genlab_data::captions`; labels 0-9 only).
+    Attributes,
+    /// The dataset's captions ([`genlab_data::Dataset::draw_caption`]); an error when it
+    /// has none.
+    Dataset,
+}
 
 /// The `clip` model section: the network and how captions are made.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClipRunConfig {
     pub model: ClipConfig,
-    /// Bin edges of the measured properties the captions name.
+    /// Bin edges of the measured properties the attribute captions name.
     pub captions: Thresholds,
+    /// `auto` (default), `attributes` or `dataset`: see [`CaptionSource`].
+    pub caption_source: CaptionSource,
 }
 
 impl ClipRunConfig {
@@ -55,6 +79,7 @@ pub struct ClipStep {
     ema_net: Clip,
     tok: ClipTokenizer,
     thresholds: Thresholds,
+    source: CaptionSource,
 }
 
 impl ClipStep {
@@ -73,22 +98,43 @@ impl ClipStep {
             ema_net,
             tok: ClipTokenizer::new()?,
             thresholds: cfg.captions,
+            source: cfg.caption_source,
         })
     }
 
-    /// One caption per image of `batch`, drawn with `rng`.
+    /// One caption per image of `batch`: the dataset's (drawn by the trainer) or, for
+    /// attribute captions, drawn here with `rng`.
     fn captions(&self, batch: &Batch, rng: &mut Rng) -> Result<Vec<String>> {
+        match (self.source, &batch.captions) {
+            (CaptionSource::Auto | CaptionSource::Dataset, Some(c)) => return Ok(c.clone()),
+            (CaptionSource::Dataset, None) => {
+                return Err(Error::Data(
+                    "clip.caption_source = \"dataset\" but this dataset has no captions (a \
+                     folder: needs a captions.jsonl or class sub-folders; mnist-pairs has them); \
+                     use \"attributes\" for digit labels"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
         let labels = batch
             .labels
             .as_ref()
             .ok_or_else(|| {
                 Error::Data(
-                    "CLIP trains on captions made from class labels; this dataset has none \
-                     (use mnist, digits, or a class-per-folder image folder)"
+                    "CLIP trains on captions: this dataset has neither captions nor class \
+                     labels to make them from (use mnist, digits, mnist-pairs, or a folder: with \
+                     a captions.jsonl or class sub-folders)"
                         .into(),
                 )
             })?
             .to_vec1::<u32>()?;
+        if let Some(&bad) = labels.iter().find(|&&l| l > 9) {
+            return Err(Error::Data(format!(
+                "attribute captions name a digit 0-9, got label {bad}; this dataset needs \
+                 clip.caption_source = \"dataset\" (or \"auto\") with captions of its own"
+            )));
+        }
         let facts = batch_facts(&batch.x, &labels, &self.thresholds)?;
         Ok(facts.iter().map(|f| captions::caption(f, rng)).collect())
     }
@@ -148,36 +194,77 @@ impl TrainStep for ClipStep {
     }
 
     fn evaluate(&self, held_out: &dyn Dataset) -> Result<Vec<(String, f64)>> {
-        if held_out.num_classes().is_none() {
-            return Ok(Vec::new());
+        let device = self.w.device();
+        let mut out = Vec::new();
+        // Zero-shot where the classes have names (digits, class folders, digit pairs).
+        if clip_eval::class_naming(held_out).is_ok() {
+            let zs = clip_eval::zero_shot(
+                &self.ema_net,
+                &self.tok,
+                held_out,
+                &[],
+                None,
+                MNIST_FRAME,
+                device,
+            )?;
+            out.push(("zero_shot_accuracy".into(), zs.accuracy));
         }
-        let zs = clip_eval::zero_shot(
-            &self.ema_net,
-            &self.tok,
-            held_out,
-            ZERO_SHOT_TEMPLATES,
-            None,
-            MNIST_FRAME,
-            self.w.device(),
-        )?;
-        Ok(vec![("zero_shot_accuracy".into(), zs.accuracy)])
+        // Retrieval with the captions the model trained on, where the data has its own.
+        if self.source != CaptionSource::Attributes
+            && !held_out.is_empty()
+            && held_out.caption(0).is_some()
+        {
+            let r = clip_eval::retrieval(
+                &self.ema_net,
+                &self.tok,
+                held_out,
+                RETRIEVAL_PAIRS,
+                &self.thresholds,
+                MNIST_FRAME,
+                device,
+            )?;
+            out.push(("image_to_text_r1".into(), r.image_to_text[0]));
+            out.push(("text_to_image_r1".into(), r.text_to_image[0]));
+        }
+        Ok(out)
     }
 
     fn figures(&self, held: &dyn Dataset) -> Result<Vec<Figure>> {
         let device = self.w.device();
         let mut figs = Vec::new();
-        if held.num_classes().is_none() {
+        let captioned = self.source != CaptionSource::Attributes
+            && !held.is_empty()
+            && held.caption(0).is_some();
+        if held.num_classes().is_none() && !captioned {
             return Ok(figs);
         }
-        // Similarity matrix of the first pairs: one example per digit where possible.
         let mut idx: Vec<usize> = Vec::new();
-        for want in 0..MATRIX_PAIRS as u32 {
-            let digit = want % 10;
-            if let Some(i) = (0..held.len().min(5000))
-                .find(|&i| held.label(i) == Some(digit) && !idx.contains(&i))
-            {
-                idx.push(i);
+        if captioned {
+            // The first examples whose captions differ.
+            let mut seen = std::collections::HashSet::new();
+            for i in 0..held.len().min(5000) {
+                if idx.len() == MATRIX_PAIRS {
+                    break;
+                }
+                if let Some(c) = held.caption(i) {
+                    if seen.insert(c) {
+                        idx.push(i);
+                    }
+                }
             }
+        } else {
+            // One example per digit where possible.
+            for want in 0..MATRIX_PAIRS as u32 {
+                let digit = want % 10;
+                if let Some(i) = (0..held.len().min(5000))
+                    .find(|&i| held.label(i) == Some(digit) && !idx.contains(&i))
+                {
+                    idx.push(i);
+                }
+            }
+        }
+        if idx.is_empty() {
+            return Ok(figs);
         }
         let input = self.net.config().input();
         let texts = clip_eval::example_captions(held, &idx, &self.thresholds)?;
@@ -197,8 +284,8 @@ impl TrainStep for ClipStep {
             ny: n,
             bounds: [0.0, n as f64, 0.0, n as f64],
             caption: format!(
-                "cosine similarity of {n} test images (rows, top to bottom) and their attribute \
-                 captions (columns): {}",
+                "cosine similarity of {n} test images (rows, top to bottom) and their captions \
+                 (columns): {}",
                 texts.join(" | ")
             ),
         });
@@ -213,6 +300,9 @@ impl TrainStep for ClipStep {
         let m = held.len().min(FIGURE_EXAMPLES);
         let all: Vec<usize> = (0..m).collect();
         let (emb, labels) = image_embeddings(&self.ema_net, held, &all, MNIST_FRAME, device)?;
+        if labels.len() != m {
+            return Ok(figs); // no classes to colour by
+        }
         let points = pca_2d(&emb.to_dtype(DType::F64)?.to_vec2::<f64>()?);
         figs.push(Figure::Scatter {
             name: "embedding".into(),
@@ -220,7 +310,7 @@ impl TrainStep for ClipStep {
             labels,
             caption: format!(
                 "{m} held-out image embeddings (unit-normalised), projected on their two leading \
-                 principal components, coloured by digit"
+                 principal components, coloured by class"
             ),
         });
         Ok(figs)
@@ -336,7 +426,7 @@ fn clip_train() -> TrainConfig {
 pub const ENTRY: ModelEntry = ModelEntry {
     name: "clip",
     prepare: None,
-    description: "CLIP: image and text towers trained contrastively on captions made from labels and measured digit properties; zero-shot classification, retrieval, CLIP score (not generative)",
+    description: "CLIP: image and text towers trained contrastively on the data's captions (folder captions.jsonl or class names, mnist-pairs) or captions made from digit labels and measured properties; zero-shot classification, retrieval, CLIP score (not generative)",
     caps: Capabilities {
         trains_fresh: true,
         ..NONE

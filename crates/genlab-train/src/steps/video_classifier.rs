@@ -333,6 +333,7 @@ mod tests {
         let batch = Batch {
             x,
             labels: Some(Tensor::new(&[1u32, 2, 3, 4, 5], &Device::Cpu).unwrap()),
+            captions: None,
         };
         let mut rng = Rng::new(0);
         let first = step.step(&batch, &mut rng, 3e-3).unwrap()[0].1;
@@ -344,6 +345,7 @@ mod tests {
         let bad = Batch {
             x: batch.x.clone(),
             labels: Some(Tensor::new(&[1u32, 2, 3, 4, 10], &Device::Cpu).unwrap()),
+            captions: None,
         };
         assert!(step.step(&bad, &mut rng, 1e-3).is_err());
     }
