@@ -294,3 +294,69 @@ fn a_locked_run_directory_is_refused_before_its_files_are_touched() {
         .contains("\"step\":6"));
     drop(genlab_train::RunLock::acquire(dir.path()).unwrap());
 }
+
+/// CLIP on two-digit canvases (of the 8x8 digits): the captions are drawn per step from a
+/// stream of the seed and the step, so a resumed run draws the ones a straight run does.
+#[test]
+fn clip_on_drawn_captions_resumes_exactly() {
+    let space = DataSpace {
+        shape: vec![1, 8, 16],
+        images: true,
+    };
+    let mut cfg = (find_model("clip").unwrap().default_config)(&space).unwrap();
+    cfg["model"]["image_tower"] = "cnn".into();
+    cfg["model"]["cnn"]["channels"] = serde_json::json!([4, 4]);
+    cfg["model"]["cnn"]["features"] = 8.into();
+    cfg["model"]["text"]["width"] = 16.into();
+    cfg["model"]["text"]["layers"] = 1.into();
+    cfg["model"]["text"]["heads"] = 2.into();
+    let run = |steps: u64| RunConfig {
+        model: "clip".into(),
+        data: "digit-pairs".into(),
+        model_config: cfg.clone(),
+        train: TrainConfig {
+            batch_size: 16,
+            ..run_config(steps).train
+        },
+        ..run_config(steps)
+    };
+    let go = |dir: &std::path::Path, steps: u64, resume: bool| {
+        let data = genlab_data::pairs::DigitPairs::new(
+            Box::new(genlab_data::Digits::load().unwrap()),
+            "digit-pairs",
+        )
+        .unwrap();
+        let r = run(steps);
+        let mut step = (find_model("clip").unwrap().build_step)(
+            &r.model_config,
+            &r.train,
+            r.seed,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        train(
+            dir,
+            &r,
+            &data as &dyn Dataset,
+            step.as_mut(),
+            resume,
+            &mut Quiet,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
+    go(straight.path(), 6, false);
+    go(split.path(), 3, false);
+    go(split.path(), 6, true);
+    let (a, b) = (
+        checkpoint_bytes(straight.path()),
+        checkpoint_bytes(split.path()),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
+        assert_eq!(ka, kb);
+        assert_eq!(va, vb, "clip: tensor {ka} differs after resume");
+    }
+}
