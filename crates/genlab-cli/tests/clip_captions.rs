@@ -78,9 +78,15 @@ fn clip_trains_on_a_captions_file_and_retrieves_with_it() {
     let d = dir.path();
     let imgs = d.join("imgs");
     let files = squares(&imgs, |_| String::new());
+    // One caption longer than the 32-token context: cut as CLIP cuts it, and said so.
+    let long = "a very ".repeat(20) + "long caption";
     let lines: Vec<String> = files
         .iter()
-        .map(|(f, c)| serde_json::json!({"file": f, "caption": c}).to_string())
+        .enumerate()
+        .map(|(i, (f, c))| {
+            let c = if i == 5 { long.as_str() } else { c.as_str() };
+            serde_json::json!({"file": f, "caption": c}).to_string()
+        })
         .collect();
     std::fs::write(imgs.join("captions.jsonl"), lines.join("\n")).unwrap();
     ok(&train(d, "folder:imgs", "run", &["--channels", "3"]));
@@ -101,7 +107,14 @@ fn clip_trains_on_a_captions_file_and_retrieves_with_it() {
         d,
     ));
     assert!(out.contains("12 distinct captions"), "{out}");
+    let log = std::fs::read_to_string(d.join("run/log.jsonl")).unwrap();
+    assert!(log.contains("captions_truncated"), "{log}");
     let j = json(&d.join("r.json"));
+    let w = j["warnings"].to_string();
+    assert!(
+        w.contains("1 of the 12 captions") && w.contains("truncated"),
+        "{w}"
+    );
     assert_eq!(j["retrieval"]["pairs"].as_u64(), Some(12));
     let r10 = j["retrieval"]["image_to_text"][2].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&r10));

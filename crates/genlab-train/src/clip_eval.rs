@@ -592,11 +592,27 @@ pub fn evaluate_clip(
         _ => None,
     };
     let retrieval = if has("retrieval") {
+        let n = opts.n.unwrap_or(1000).min(data.len());
+        if n > 0 && data.caption(0).is_some() {
+            let idx: Vec<usize> = (0..n).collect();
+            let ctx = c.net.config().text.context;
+            let mut cut = 0;
+            for text in example_captions(data, &idx, &c.cfg.captions)? {
+                cut += usize::from(c.tok.encode_padded(&text, ctx)?.truncated);
+            }
+            if cut > 0 {
+                warnings.push(format!(
+                    "{cut} of the {n} captions are longer than the model's {ctx}-token context: \
+                     they are truncated as CLIP does (the end is cut and replaced by the \
+                     end-of-text token)"
+                ));
+            }
+        }
         Some(retrieval(
             &c.net,
             &c.tok,
             data,
-            opts.n.unwrap_or(1000),
+            n,
             &c.cfg.captions,
             frame,
             device,

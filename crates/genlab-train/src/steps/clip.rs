@@ -140,7 +140,13 @@ impl ClipStep {
     }
 
     /// Loss, logits and the loss value (checked finite).
-    fn forward_loss(&self, batch: &Batch, rng: &mut Rng) -> Result<(Tensor, Tensor, f64)> {
+    /// Also the fraction of the batch's captions cut to the text context, when they are the
+    /// dataset's (the attribute captions always fit).
+    fn forward_loss(
+        &self,
+        batch: &Batch,
+        rng: &mut Rng,
+    ) -> Result<(Tensor, Tensor, f64, Option<f64>)> {
         let texts = self.captions(batch, rng)?;
         let t = tokenize(
             &self.tok,
@@ -153,7 +159,9 @@ impl ClipStep {
         if !v.is_finite() {
             return Err(Error::Numeric(format!("the CLIP loss is {v}")));
         }
-        Ok((loss, logits, v))
+        let own = batch.captions.is_some() && self.source != CaptionSource::Attributes;
+        let cut = own.then(|| t.truncated as f64 / texts.len().max(1) as f64);
+        Ok((loss, logits, v, cut))
     }
 }
 
@@ -173,19 +181,25 @@ impl TrainStep for ClipStep {
     super::weights::delegate_to_weights!();
 
     fn step(&mut self, batch: &Batch, rng: &mut Rng, lr: f64) -> Result<Vec<(String, f64)>> {
-        let (loss, logits, v) = self.forward_loss(batch, rng)?;
+        let (loss, logits, v, cut) = self.forward_loss(batch, rng)?;
         let acc = diagonal_accuracy(&logits.detach())?;
         let norm = self.w.apply(&loss.backward()?, lr)?;
-        Ok(vec![
+        let mut m = vec![
             ("loss".into(), v),
             ("batch_accuracy".into(), acc),
             ("logit_scale".into(), self.net.scale_value()?),
             ("grad_norm".into(), norm),
-        ])
+        ];
+        if let Some(cut) = cut {
+            // Captions longer than the context are cut as CLIP cuts them; the log says how
+            // many (a fraction of the batch).
+            m.push(("captions_truncated".into(), cut));
+        }
+        Ok(m)
     }
 
     fn loss_and_grads(&self, batch: &Batch, rng: &mut Rng) -> Result<(f64, GradStore)> {
-        let (loss, _, v) = self.forward_loss(batch, rng)?;
+        let (loss, _, v, _) = self.forward_loss(batch, rng)?;
         Ok((v, loss.backward()?))
     }
 
