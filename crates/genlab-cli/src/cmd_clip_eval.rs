@@ -291,27 +291,40 @@ fn run_probe(
         )
     })?;
     let frame = genlab_train::steps::clip::MNIST_FRAME;
+    let post = match a.probe_features.as_str() {
+        "pre" => false,
+        "post" => true,
+        other => bail!("--probe-features expects pre or post, got `{other}`"),
+    };
     let cfg = genlab_labels::eval::ProbeConfig::default();
     let r = genlab_labels::eval::probe_frozen(
         &data,
         a.n,
-        |x| Ok(genlab_train::clip_eval::image_features(&c.net, x, frame)?),
+        |x| {
+            let f = genlab_train::clip_eval::image_features(&c.net, x, frame)?;
+            Ok(match post {
+                true => c.net.project_image(&f)?.detach(),
+                false => f,
+            })
+        },
         probe.then_some(&cfg),
         knn.then_some(KNN_K),
         a.seed,
         device,
     )?;
+    let what = match post {
+        true => "the image embedding in the joint space (after the projection)",
+        false => "the image tower's output before the projection to the joint space",
+    };
+    let subset = if a.n.is_some() {
+        ", a class-balanced subset"
+    } else {
+        ""
+    };
     println!(
-        "probe data: {name} (fit on {} training images{}, tested on {}); features: the image \
-         tower's {}-d output before the projection to the joint space",
-        r.train,
-        if a.n.is_some() {
-            ", a class-balanced subset"
-        } else {
-            ""
-        },
-        r.test,
-        r.dim
+        "probe data: {name} (fit on {} training images{subset}, tested on {}); features: {}-d, \
+         {what}",
+        r.train, r.test, r.dim
     );
     if let Some(p) = r.linear_probe {
         println!(
@@ -325,7 +338,7 @@ fn run_probe(
         println!("k-NN accuracy {:.2}% (k = {}, cosine)", 100.0 * k, r.knn_k);
     }
     let mut v = serde_json::to_value(&r)?;
-    v["features"] = json!("pre-projection image features");
+    v["features"] = json!(what);
     v["probe_config"] = serde_json::to_value(&cfg)?;
     Ok(v)
 }

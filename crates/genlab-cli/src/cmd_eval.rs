@@ -69,6 +69,11 @@ pub struct EvalArgs {
     /// txt2img`) or SAMPLES.captions.txt beside SAMPLES.npy.
     #[arg(long)]
     pub captions: Option<PathBuf>,
+    /// With --metrics linear-probe/knn: which CLIP image features, `pre` (the image tower's
+    /// output before the projection to the joint space, what Radford et al. probe) or `post`
+    /// (the joint-space embedding that zero-shot and the CLIP score compare with text).
+    #[arg(long, default_value = "pre")]
+    pub probe_features: String,
     /// With --metrics zero-shot: a `classifier` run whose supervised accuracy on the same
     /// images is reported beside the zero-shot accuracy.
     #[arg(long)]

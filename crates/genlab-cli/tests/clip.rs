@@ -282,6 +282,21 @@ fn clip_score_and_probes_on_a_tiny_run() {
         d,
     ));
     assert!(out.contains("before the projection"), "{out}");
+    fails_with(
+        &genlab(
+            &[
+                "eval",
+                "--ckpt",
+                "run",
+                "--metrics",
+                "knn",
+                "--probe-features",
+                "mid",
+            ],
+            d,
+        ),
+        &["--probe-features expects pre or post"],
+    );
     let j = json(&d.join("l.json"));
     let (lp, knn) = (
         j["probe"]["linear_probe"].as_f64().unwrap(),

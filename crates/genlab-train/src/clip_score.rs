@@ -317,9 +317,11 @@ pub fn shuffled(captions: &[String], seed: u64) -> Vec<String> {
 }
 
 /// Captions of real examples `idx` of `data` (spec `spec`): a two-digit canvas
-/// (`mnist-pairs`) gets one of the training caption templates, drawn per image from `seed`;
-/// a digit dataset gets its attribute caption ("a medium seven written with thick strokes,
-/// leaning right", [`crate::clip_eval::example_captions`] with `thresholds`).
+/// (`mnist-pairs`) gets one of the training caption templates, drawn per image from `seed`
+/// (as `genlab txt2img --prompt-set pairs-test` words its prompts); a dataset with its own
+/// captions ([`Dataset::caption`]) gets those; a digit dataset gets its attribute caption
+/// ("a medium seven written with thick strokes, leaning right",
+/// [`crate::clip_eval::example_captions`] with `thresholds`).
 pub fn real_captions(
     data: &dyn Dataset,
     spec: &str,
@@ -341,11 +343,23 @@ pub fn real_captions(
             })
             .collect();
     }
+    if let Some(&first) = idx.first() {
+        if data.caption(first).is_some() {
+            return idx
+                .iter()
+                .map(|&i| {
+                    data.caption(i)
+                        .ok_or_else(|| Error::Data(format!("`{spec}` example {i} has no caption")))
+                })
+                .collect();
+        }
+    }
     match data.num_classes() {
         Some(k) if k <= 10 => crate::clip_eval::example_captions(data, idx, thresholds),
         _ => Err(Error::Data(format!(
             "`{spec}` has no captions genlab can make: --real takes a labelled digit dataset \
-             (mnist:test, digits: attribute captions) or mnist-pairs[:test] (pair captions)"
+             (mnist:test, digits: attribute captions), mnist-pairs[:test] (pair captions) or \
+             a dataset with captions of its own"
         ))),
     }
 }

@@ -185,7 +185,13 @@ impl Clip {
 
     /// Images `[B, C, H, W]` in `[0, 1]` -> unnormalised embeddings `[B, E]`.
     pub fn encode_image(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.image_features(x)?.matmul(&self.visual_proj)?)
+        self.project_image(&self.image_features(x)?)
+    }
+
+    /// Pre-projection image features `[B, W]` -> unnormalised joint-space embeddings
+    /// `[B, E]`.
+    pub fn project_image(&self, f: &Tensor) -> Result<Tensor> {
+        Ok(f.matmul(&self.visual_proj)?)
     }
 
     /// Images `[B, C, H, W]` in `[0, 1]` -> the image tower's output before the projection
