@@ -337,8 +337,8 @@ pub const CLIP_METRICS: &[(&str, &str)] = &[
     ),
     (
         "linear-probe",
-        "logistic regression on frozen pre-projection image features: fit on the train split, \
-         accuracy on the test split",
+        "logistic regression on frozen image features (pre-projection; --probe-features post: \
+         the joint-space embedding): fit on the train split, accuracy on the test split",
     ),
     (
         "knn",
