@@ -39,7 +39,15 @@ pub struct EvalArgs {
     /// `nll` with --ckpt: the model's negative log-likelihood on --data; or `zero-shot`,
     /// `retrieval` with --ckpt of a CLIP run: zero-shot accuracy with unseen prompts, and
     /// image<->text recall@1/5/10 on --data (default: the run's held-out split); zero-shot
-    /// also with --ckpt hf-clip:DIR (a transformers CLIPModel folder) and --data; or `psnr`,
+    /// also with --ckpt hf-clip:DIR (a transformers CLIPModel folder) and --data;
+    /// `clip-score` with --ckpt CLIP_RUN (or hf-clip:DIR): the CLIP score (Hessel et al.
+    /// 2021) of --fake SAMPLES.npy against their captions (--captions, default the
+    /// .prompts.json `genlab txt2img` writes beside them), reported as torchmetrics does, 100
+    /// max(cos, 0), with mean, std and N (Hessel's CLIP-S, w = 2.5, is that / 40), and of
+    /// --real D (mnist:test, mnist-pairs:test) with its own and with shuffled captions;
+    /// `linear-probe`, `knn` with --ckpt CLIP_RUN: logistic regression and 20-NN accuracy
+    /// on the frozen pre-projection image features, fit on --data's training split (mnist
+    /// or digits; default the run's data) and tested on its test split; or `psnr`,
     /// `ssim`, `rfid`, `recon-acc` with --ckpt of an autoencoder run: reconstruction quality
     /// on --data (rfid and recon-acc with --features CLASSIFIER_RUN).
     #[arg(long, default_value = "fid,kid,1nn")]
@@ -56,6 +64,16 @@ pub struct EvalArgs {
     /// six templates that never appear in CLIP's training captions).
     #[arg(long)]
     pub prompts: Vec<String>,
+    /// With --metrics clip-score: the captions of the --fake images, one per line in their
+    /// order (or a JSON array of strings); default: SAMPLES.prompts.json (written by `genlab
+    /// txt2img`) or SAMPLES.captions.txt beside SAMPLES.npy.
+    #[arg(long)]
+    pub captions: Option<PathBuf>,
+    /// With --metrics linear-probe/knn: which CLIP image features, `pre` (the image tower's
+    /// output before the projection to the joint space, what Radford et al. probe) or `post`
+    /// (the joint-space embedding that zero-shot and the CLIP score compare with text).
+    #[arg(long, default_value = "pre")]
+    pub probe_features: String,
     /// With --metrics zero-shot: a `classifier` run whose supervised accuracy on the same
     /// images is reported beside the zero-shot accuracy.
     #[arg(long)]
@@ -74,10 +92,12 @@ pub struct EvalArgs {
     pub weights: Option<PathBuf>,
     /// Samples per side: the first N of a file, N evenly spaced examples of a dataset, or N
     /// samples drawn from a checkpoint (default: all of a file or dataset; 1000 from a
-    /// checkpoint).
+    /// checkpoint). With clip-score: the first N samples and captions, N evenly spaced
+    /// --real examples; with linear-probe/knn: a class-balanced subset of N training images
+    /// (the whole test split is scored).
     #[arg(long)]
     pub n: Option<usize>,
-    /// Seed of checkpoint sampling and of KID's subsets.
+    /// Seed of checkpoint sampling, of KID's subsets and of clip-score's shuffled captions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Sampler for checkpoint sources.
@@ -153,7 +173,7 @@ enum Loaded {
     Nothing,
 }
 
-fn strided(n: usize, k: usize) -> Vec<usize> {
+pub(crate) fn strided(n: usize, k: usize) -> Vec<usize> {
     if k >= n {
         (0..n).collect()
     } else {
@@ -428,7 +448,7 @@ pub fn run(a: EvalArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             .iter()
             .find(|m| !genlab_train::clip_eval::is_clip_metric(m))
         {
-            bail!("--metrics {m} cannot be combined with the CLIP checkpoint metrics (zero-shot, retrieval); run it in another call");
+            bail!("--metrics {m} cannot be combined with the CLIP checkpoint metrics (zero-shot, retrieval, clip-score, linear-probe, knn); run it in another call");
         }
         return crate::cmd_clip_eval::run(&a, device);
     }

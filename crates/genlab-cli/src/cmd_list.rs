@@ -125,6 +125,13 @@ pub fn run(a: ListArgs) -> anyhow::Result<()> {
             .collect(),
     );
     section(
+        "CLIP metrics (genlab eval --ckpt CLIP_RUN --metrics A,B,...)",
+        genlab_train::clip_eval::CLIP_METRICS
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.to_string()))
+            .collect(),
+    );
+    section(
         "feature extractors (genlab eval --features NAME)",
         genlab_train::extractor_names()
             .into_iter()

@@ -329,9 +329,7 @@ pub fn run(a: Txt2ImgArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             row["left"] = acc.left.into();
             row["right"] = acc.right.into();
             row["per_pair_table"] = acc.table().into();
-            // The picture: the first 100 prompts are the pairs 00..99 in order.
-            let k = out.x.dim(0)?.min(100);
-            images.push(out.x.narrow(0, 0, k)?);
+            images.push(out.x);
         } else {
             println!(
                 "guidance {g}: {} images in {secs:.1} s ({} network evaluations each)",
@@ -342,13 +340,32 @@ pub fn run(a: Txt2ImgArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         }
         rows.push(row);
     }
-    let x = candle_core::Tensor::cat(&images, 0)?;
     let ncol = if set.is_some() { 10 } else { n_per };
+    let mut also = String::new();
     match kind {
         genlab_train::outputs::OutKind::Npy | genlab_train::outputs::OutKind::Gif => {
-            genlab_train::outputs::save_samples(&x, true, &a.out, None)?
+            let x = candle_core::Tensor::cat(&images, 0)?;
+            genlab_train::outputs::save_samples(&x, true, &a.out, None)?;
+            if kind == genlab_train::outputs::OutKind::Npy {
+                // The prompt of every saved image, in order, for `genlab eval --metrics
+                // clip-score --fake OUT.npy` (as `genlab sample --class` writes .labels.npy).
+                let all: Vec<&String> = gs.iter().flat_map(|_| prompts.iter()).collect();
+                let p = genlab_train::clip_score::prompts_path(&a.out);
+                genlab_core::io::write_json(&p, &serde_json::json!(all))?;
+                also = format!(", {}", p.display());
+            }
         }
         genlab_train::outputs::OutKind::Png => {
+            // With a prompt set, the picture holds the first 100 prompts of each scale (the
+            // pairs 00..99 in order).
+            let shown: Vec<candle_core::Tensor> = images
+                .iter()
+                .map(|x| match set {
+                    Some(_) => x.narrow(0, 0, x.dim(0)?.min(100)),
+                    None => Ok(x.clone()),
+                })
+                .collect::<candle_core::Result<_>>()?;
+            let x = candle_core::Tensor::cat(&shown, 0)?;
             let (n, c, h, w) = x.dims4()?;
             let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
             let scale = (96 / h.max(1)).clamp(1, 4);
@@ -364,10 +381,10 @@ pub fn run(a: Txt2ImgArgs, device: &candle_core::Device) -> anyhow::Result<()> {
         "images_per_prompt": if set.is_some() { 1 } else { n_per },
         "sampler": a.sampler, "steps": a.steps, "eta": a.eta, "seed": a.seed,
         "rows": rows,
-        "picture": if set.is_some() { "per guidance scale: a 10x10 grid, row = left digit, column = right digit (the first 100 prompts)" } else { "one row per prompt (n images), prompts repeated per guidance scale" },
+        "picture": if set.is_some() { "per guidance scale: a 10x10 grid, row = left digit, column = right digit (the first 100 prompts); a .npy holds every image, prompts in order, per guidance scale" } else { "one row per prompt (n images), prompts repeated per guidance scale" },
     });
     let json = a.out.with_extension("json");
     genlab_core::io::write_json(&json, &sidecar)?;
-    println!("wrote {} and {}", a.out.display(), json.display());
+    println!("wrote {}{also} and {}", a.out.display(), json.display());
     Ok(())
 }

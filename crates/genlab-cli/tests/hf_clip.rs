@@ -111,4 +111,40 @@ fn hf_clip_features_and_zero_shot() {
         &genlab(&["eval", "--metrics", "zero-shot", "--ckpt", &spec], d),
         &["needs --data"],
     );
+
+    // The CLIP score with a CLIPModel: real digits (resized to its input, with a note)
+    // against their attribute captions and shuffled ones.
+    let c = d.join("c.json");
+    let o = genlab(
+        &[
+            "eval",
+            "--metrics",
+            "clip-score",
+            "--ckpt",
+            &spec,
+            "--real",
+            "digits",
+            "--n",
+            "30",
+            "--json",
+            c.to_str().unwrap(),
+        ],
+        d,
+    );
+    ok(&o);
+    assert!(
+        common::stderr(&o).contains("bicubic-resized"),
+        "{}",
+        common::stderr(&o)
+    );
+    let cj = json(&c);
+    for side in ["own", "shuffled"] {
+        let s = &cj["clip_score"]["real"][side];
+        assert_eq!(s["n"].as_u64(), Some(30), "{cj}");
+        assert!((0.0..=100.0).contains(&s["mean"].as_f64().unwrap()), "{cj}");
+    }
+    fails_with(
+        &genlab(&["eval", "--metrics", "retrieval", "--ckpt", &spec], d),
+        &["zero-shot and clip-score metrics only"],
+    );
 }

@@ -102,6 +102,40 @@ fn txt2img_from_a_diffusers_folder_and_a_single_file() {
         }
         assert_eq!(raw[0], raw[1], "{name}: single file and folder differ");
     }
+    // A .npy comes with the prompt of every image, in order (prompts x n, per guidance
+    // scale), for `genlab eval --metrics clip-score`.
+    let out = d.join("m.npy");
+    let model = fixtures().join("sd1");
+    ok(&genlab(
+        &[
+            "txt2img",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "a",
+            "--prompt",
+            "b",
+            "--n",
+            "2",
+            "--guidance",
+            "1,3",
+            "--height",
+            "16",
+            "--width",
+            "16",
+            "--steps",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        d,
+    ));
+    assert_eq!(
+        json(&d.join("m.prompts.json")),
+        serde_json::json!(["a", "a", "b", "b", "a", "a", "b", "b"])
+    );
+    let n = genlab_core::io::read_npy_f64(&out).unwrap().shape[0];
+    assert_eq!(n, 8);
 }
 
 #[test]

@@ -125,6 +125,66 @@ pub fn linear_probe(
     Ok(pred.iter().zip(test_y).filter(|(a, b)| a == b).count() as f64 / m as f64)
 }
 
+/// Linear-probe and k-NN accuracy of a frozen encoder's features ([`probe_frozen`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProbeReport {
+    pub data: String,
+    /// Training examples the probe was fitted on (and k-NN searched).
+    pub train: usize,
+    /// Test examples.
+    pub test: usize,
+    /// Feature width.
+    pub dim: usize,
+    pub linear_probe: Option<f64>,
+    pub knn: Option<f64>,
+    pub knn_k: usize,
+}
+
+/// Fits [`linear_probe`] (when `probe` is given) and runs [`knn_accuracy`] (when `knn_k`
+/// is) on the features `f` gives for `data`'s pool (all of it, or a class-balanced seeded
+/// subset of `train_limit`), tested on all of `data`'s test set.
+#[allow(clippy::too_many_arguments)]
+pub fn probe_frozen(
+    data: &crate::Data,
+    train_limit: Option<usize>,
+    f: impl Fn(&Tensor) -> Result<Tensor>,
+    probe: Option<&ProbeConfig>,
+    knn_k: Option<usize>,
+    seed: u64,
+    device: &Device,
+) -> Result<ProbeReport> {
+    let idx: Vec<usize> = match train_limit {
+        None => (0..data.pool.len()).collect(),
+        Some(n) => crate::data::balanced_subset(
+            &data.pool,
+            data.classes,
+            n,
+            &mut Rng::derive(seed, "probe/subset"),
+        )?,
+    };
+    let (tx, dim) = crate::train::features(&data.pool, &idx, 500, device, &f)?;
+    let ty: Vec<u32> = idx.iter().map(|&i| data.pool.label(i)).collect();
+    let test_idx: Vec<usize> = (0..data.test.len()).collect();
+    let (sx, _) = crate::train::features(&data.test, &test_idx, 500, device, &f)?;
+    let sy: Vec<u32> = test_idx.iter().map(|&i| data.test.label(i)).collect();
+    let linear = probe
+        .map(|cfg| linear_probe(&tx, &ty, &sx, &sy, dim, data.classes, cfg, seed))
+        .transpose()?;
+    let k = knn_k.map(|k| k.min(ty.len()));
+    let knn = k
+        .map(|k| knn_accuracy(&tx, &ty, &sx, &sy, dim, data.classes, k))
+        .transpose()?;
+    Ok(ProbeReport {
+        data: data.name.clone(),
+        train: ty.len(),
+        test: sy.len(),
+        dim,
+        linear_probe: linear,
+        knn,
+        knn_k: k.unwrap_or(0),
+    })
+}
+
 fn l2_normalise(x: &[f32], dim: usize) -> Vec<f32> {
     x.chunks_exact(dim)
         .flat_map(|r| {
@@ -243,6 +303,42 @@ mod tests {
             .count() as f64
             / 600.0;
         assert!(acc > bayes - 0.02, "probe {acc} vs Bayes {bayes}");
+    }
+
+    #[test]
+    fn probe_separates_linearly_separable_classes_exactly() {
+        // Four classes at the corners of a square, each a tight cloud (radius 0.1 around
+        // (+-1, +-1)): the quadrant is the class, so a linear classifier exists with
+        // accuracy 1 and the probe must find it; a shifted, rescaled copy of the features
+        // changes nothing (the probe standardises).
+        let cloud = |n: usize, seed: u64, shift: f32, scale: f32| {
+            let mut rng = Rng::new(seed);
+            let mut x = Vec::new();
+            let mut y = Vec::new();
+            for i in 0..n {
+                let c = (i % 4) as u32;
+                let (a, b) = (
+                    if c & 1 == 0 { -1.0 } else { 1.0 },
+                    if c & 2 == 0 { -1.0 } else { 1.0 },
+                );
+                x.push(shift + scale * (a + 0.1 * (2.0 * rng.uniform() - 1.0) as f32));
+                x.push(shift + scale * (b + 0.1 * (2.0 * rng.uniform() - 1.0) as f32));
+                y.push(c);
+            }
+            (x, y)
+        };
+        for (shift, scale) in [(0.0, 1.0), (50.0, 0.01)] {
+            let (tx, ty) = cloud(200, 1, shift, scale);
+            let (sx, sy) = cloud(200, 2, shift, scale);
+            let acc = linear_probe(&tx, &ty, &sx, &sy, 2, 4, &ProbeConfig::default(), 0).unwrap();
+            assert_eq!(acc, 1.0, "shift {shift} scale {scale}");
+        }
+        // Features that carry no information about the labels: chance (one class of four
+        // in the test set, so the probe's single prediction is right 25% of the time at most).
+        let x = vec![1f32; 2 * 40];
+        let y: Vec<u32> = (0..40).map(|i| (i % 4) as u32).collect();
+        let acc = linear_probe(&x, &y, &x, &y, 2, 4, &ProbeConfig::default(), 0).unwrap();
+        assert!(acc <= 0.25 + 1e-12, "{acc}");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Evaluating a trained CLIP the way the paper does (Radford et al. 2021,
 //! arXiv:2103.00020): zero-shot classification with prompt ensembles (Sec. 3.1.4: the
 //! class embedding is the normalised mean of its prompts' normalised embeddings),
-//! image <-> text retrieval recall@K, the CLIP score of Hessel et al. 2021
-//! (arXiv:2104.08718, Eq. 1: `w · max(cos(E_I, E_T), 0)` with `w = 2.5`), and a linear
-//! probe on frozen image features.
+//! image <-> text retrieval recall@K, and the pre-projection image features a linear probe
+//! reads (Sec. 3.2; the probe itself is `genlab_labels::eval`). The CLIP score of
+//! text-conditioned samples is [`crate::clip_score`].
 //!
 //! Images whose size differs from the model's input are fitted to it first ([`fit_images`]).
 
@@ -17,8 +17,6 @@ use genlab_models::clip::{cosine_matrix, ensemble, l2_normalize, Clip};
 
 /// Images per forward pass in evaluation.
 pub const EVAL_BATCH: usize = 500;
-/// Hessel et al.'s rescaling of the cosine in the CLIP score.
-pub const CLIP_SCORE_W: f64 = 2.5;
 
 /// Token ids `[B, L]` (L = the longest sequence of the batch, at most `context`) and each
 /// sequence's end-of-text position; `truncated` counts texts cut to the context.
@@ -114,6 +112,14 @@ pub fn image_embeddings(
         }
     }
     Ok((Tensor::cat(&parts, 0)?, labels))
+}
+
+/// Pre-projection image features `[B, W]` (the input of the projection to the joint
+/// space, what Radford et al.'s linear probes read) of images `x`, fitted to the model's
+/// input first.
+pub fn image_features(net: &Clip, x: &Tensor, frame: f64) -> Result<Tensor> {
+    let x = fit_images(x, net.config().input(), frame)?;
+    Ok(net.image_features(&x)?.detach())
 }
 
 /// Zero-shot classification result.
@@ -469,21 +475,6 @@ pub fn batch_facts(x: &Tensor, labels: &[u32], t: &Thresholds) -> Result<Vec<cap
         .collect())
 }
 
-/// Mean CLIP score (Hessel et al. 2021, Eq. 1) of image embeddings `img [N, E]` against
-/// text embeddings `txt [N, E]`, pair by pair.
-pub fn clip_score(img: &Tensor, txt: &Tensor) -> Result<f64> {
-    let (a, b) = (l2_normalize(img)?, l2_normalize(txt)?);
-    let cos = (a * b)?.sum(1)?.to_vec1::<f32>()?;
-    if cos.is_empty() {
-        return Err(Error::InvalidInput("no pairs to score".into()));
-    }
-    Ok(cos
-        .iter()
-        .map(|&c| CLIP_SCORE_W * (c as f64).max(0.0))
-        .sum::<f64>()
-        / cos.len() as f64)
-}
-
 /// The metrics `genlab eval --ckpt CLIP_RUN --metrics ...` computes on a CLIP checkpoint,
 /// with what each reports.
 pub const CLIP_METRICS: &[(&str, &str)] = &[
@@ -495,7 +486,25 @@ pub const CLIP_METRICS: &[(&str, &str)] = &[
         "retrieval",
         "image->text and text->image recall@1/5/10 with each image's caption (the dataset's, else its attribute caption)",
     ),
+    (
+        "clip-score",
+        "CLIP score (Hessel et al. 2021) of --fake images against their captions, 100 max(cos, 0); \
+         --real D: real images with their own and with shuffled captions",
+    ),
+    (
+        "linear-probe",
+        "logistic regression on frozen image features (pre-projection; --probe-features post: \
+         the joint-space embedding): fit on the train split, accuracy on the test split",
+    ),
+    (
+        "knn",
+        "k-nearest-neighbour accuracy (cosine) of the same features, test split against train",
+    ),
 ];
+
+/// The CLIP metrics that [`evaluate_clip`] computes (the others are computed by the
+/// caller: the CLIP score on samples, the probes with `genlab_labels::eval`).
+pub const CHECKPOINT_METRICS: &[&str] = &["zero-shot", "retrieval"];
 
 /// True when `name` is one of [`CLIP_METRICS`].
 pub fn is_clip_metric(name: &str) -> bool {
@@ -538,12 +547,8 @@ pub fn evaluate_clip(
     device: &Device,
 ) -> Result<ClipReport> {
     for m in metrics {
-        if !is_clip_metric(m) {
-            return Err(Error::unknown(
-                "CLIP metric",
-                m,
-                CLIP_METRICS.iter().map(|(n, _)| *n),
-            ));
+        if !CHECKPOINT_METRICS.contains(&m.as_str()) {
+            return Err(Error::unknown("CLIP metric", m, CHECKPOINT_METRICS));
         }
     }
     let mut warnings = Vec::new();
@@ -750,15 +755,6 @@ mod tests {
         let rel = |i: usize, j: usize| (i, j) == (0, 2) || (i, j) == (1, 1) || (i, j) == (2, 0);
         let r = recall_at(&sim, &[1, 2, 3], rel);
         assert_eq!(r, vec![1.0 / 3.0, 2.0 / 3.0, 1.0]);
-    }
-
-    #[test]
-    fn clip_score_is_hessels_formula() {
-        let img = Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &Device::Cpu).unwrap();
-        let txt = Tensor::new(&[[1f32, 1.0], [0.0, -1.0]], &Device::Cpu).unwrap();
-        // cos = 1/sqrt(2) and -1 -> 2.5 · (0.7071 + 0) / 2
-        let s = clip_score(&img, &txt).unwrap();
-        assert!((s - 2.5 * 0.5f64.sqrt() / 2.0).abs() < 1e-6);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod clip_eval;
+pub mod clip_score;
 pub mod edit;
 pub mod ema;
 pub mod extractors;

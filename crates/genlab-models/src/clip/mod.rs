@@ -185,6 +185,19 @@ impl Clip {
 
     /// Images `[B, C, H, W]` in `[0, 1]` -> unnormalised embeddings `[B, E]`.
     pub fn encode_image(&self, x: &Tensor) -> Result<Tensor> {
+        self.project_image(&self.image_features(x)?)
+    }
+
+    /// Pre-projection image features `[B, W]` -> unnormalised joint-space embeddings
+    /// `[B, E]`.
+    pub fn project_image(&self, f: &Tensor) -> Result<Tensor> {
+        Ok(f.matmul(&self.visual_proj)?)
+    }
+
+    /// Images `[B, C, H, W]` in `[0, 1]` -> the image tower's output before the projection
+    /// to the joint space `[B, W]` (the ViT's `ln_post` class token, the CNN's 128-wide
+    /// output): the features Radford et al.'s linear probes read (Sec. 3.2).
+    pub fn image_features(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         if dims.len() != 4 || dims[1..] != self.cfg.input() {
             return Err(Error::InvalidInput(format!(
@@ -197,7 +210,7 @@ impl Clip {
             Visual::Vit(v) => v.forward(x)?,
             Visual::Cnn(c) => c.forward(x)?,
         };
-        Ok(f.matmul(&self.visual_proj)?)
+        Ok(f)
     }
 
     /// Token ids `[B, N]` (u32) with each sequence's end-of-text position -> unnormalised
