@@ -7,7 +7,11 @@ use genlab_core::{ParamStore, Rng};
 use genlab_models::clip::{Clip, ClipConfig};
 use genlab_train::optim::{AdamW, AdamWConfig};
 
-fn time<F: FnMut() -> genlab_core::Result<()>>(name: &str, reps: usize, mut f: F) -> genlab_core::Result<()> {
+fn time<F: FnMut() -> genlab_core::Result<()>>(
+    name: &str,
+    reps: usize,
+    mut f: F,
+) -> genlab_core::Result<()> {
     if let Some(only) = std::env::args().nth(1) {
         if only != name {
             return Ok(());
@@ -18,7 +22,10 @@ fn time<F: FnMut() -> genlab_core::Result<()>>(name: &str, reps: usize, mut f: F
     for _ in 0..reps {
         f()?;
     }
-    println!("{name:>28}: {:8.2} ms", 1e3 * t.elapsed().as_secs_f64() / reps as f64);
+    println!(
+        "{name:>28}: {:8.2} ms",
+        1e3 * t.elapsed().as_secs_f64() / reps as f64
+    );
     Ok(())
 }
 
