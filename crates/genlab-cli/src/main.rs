@@ -185,7 +185,17 @@ fn main() {
         // Read once by candle (and its matrix-multiply crate) when its pools start, which is
         // after this point: no tensor work has run yet.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
+    }
+    // candle's elementwise pool spins 25,000 times before a worker parks, and its caller
+    // spins until every worker is done: on a machine with other work (or with rayon's
+    // workers, which run our kernels, on the same cores) the spinning takes the cores the
+    // work needs (clip-step at 2 threads under load: 1.5-1.8 steps/s at 25,000, 2.0-2.3 at
+    // 200; docs/performance.md). The user's own setting wins.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200");
     }
     let dev = cli.device;
     let result = (|| -> anyhow::Result<()> {

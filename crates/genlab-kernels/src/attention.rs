@@ -316,6 +316,20 @@ fn softmax_block(s: &mut [f32], nk: usize, inv: &mut [f32], normalize: bool, par
     }
 }
 
+/// Causal row softmax of a score block whose first row is query `r0`: row `i` keeps keys
+/// `0..=r0 + i` (its prefix goes through the softmax) and zeroes the rest. Rows in turn.
+fn causal_softmax(s: &mut [f32], nk: usize, inv: &mut [f32], r0: usize, normalize: bool) {
+    for (i, (row, iv)) in s
+        .chunks_exact_mut(nk)
+        .zip(inv.chunks_exact_mut(1))
+        .enumerate()
+    {
+        let keep = (r0 + i + 1).min(nk);
+        softmax_rows(&mut row[..keep], keep, iv, normalize);
+        row[keep..].fill(0.0);
+    }
+}
+
 /// Attention problem size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Dims {
@@ -348,7 +362,17 @@ fn attention_dims(q: &Shape, k: &Shape, v: &Shape) -> Result<Dims> {
 }
 
 /// Forward: returns `O [BH, Nq, dv]`.
-fn attn_forward(q: Batch, k: Batch, v: Batch, dims: Dims, scale: f32, block: usize) -> Vec<f32> {
+/// With `causal`, query `i` attends keys `0..=i` only (self-attention, `Nq = Nk`): the
+/// scores above the diagonal are left out of the softmax and their probabilities are 0.
+fn attn_forward(
+    q: Batch,
+    k: Batch,
+    v: Batch,
+    dims: Dims,
+    scale: f32,
+    block: usize,
+    causal: bool,
+) -> Vec<f32> {
     let Dims { bh, nq, nk, d, dv } = dims;
     debug_assert!(q.cols == d && k.cols == d && v.cols == dv);
     debug_assert!(q.b == bh && k.b == bh && v.b == bh && q.rows == nq && k.rows == nk);
@@ -367,7 +391,11 @@ fn attn_forward(q: Batch, k: Batch, v: Batch, dims: Dims, scale: f32, block: usi
             let ib = &mut inv[..rows];
             // S = scale Q_blk K^T: [rows, d] @ [d, Nk]
             gemm_into(sb, qm.row_block(r0, rows), km.t(), scale, false, par);
-            softmax_block(sb, nk, ib, false, inner);
+            if causal {
+                causal_softmax(sb, nk, ib, r0, false);
+            } else {
+                softmax_block(sb, nk, ib, false, inner);
+            }
             // O_blk = exp(S - max) V / rowsum: [rows, Nk] @ [Nk, dv]
             let ob = &mut o_b[r0 * dv..(r0 + rows) * dv];
             gemm_into(ob, Mat::dense(sb, rows, nk), vm, 1.0, false, par);
@@ -404,6 +432,7 @@ fn attn_backward(
     dims: Dims,
     scale: f32,
     block: usize,
+    causal: bool,
 ) -> Vec<f32> {
     let Dims { bh, nq, nk, d, dv } = dims;
     let (n_dq, n_dk, n_dv) = (bh * nq * d, bh * nk * d, bh * nk * dv);
@@ -427,7 +456,11 @@ fn attn_backward(
             let (gb, ob) = (&g[span.clone()], &o[span]);
             // Recompute P = softmax(scale Q_blk K^T).
             gemm_into(pb, qb, km.t(), scale, false, par);
-            softmax_block(pb, nk, &mut inv[..rows], true, inner);
+            if causal {
+                causal_softmax(pb, nk, &mut inv[..rows], r0, true);
+            } else {
+                softmax_block(pb, nk, &mut inv[..rows], true, inner);
+            }
             let pm = Mat::dense(pb, rows, nk);
             let gm = Mat::dense(gb, rows, dv);
             // dV += P^T dO: [Nk, rows] @ [rows, dv]
@@ -504,7 +537,7 @@ impl Kernel for AttentionOp {
     fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
         let (q, k, v, dims) = qkv_args(self.name(), args)?;
         let block = block_rows(dims.nq, dims.nk);
-        let out = attn_forward(q, k, v, dims, self.scale, block);
+        let out = attn_forward(q, k, v, dims, self.scale, block, false);
         Ok((out, Shape::from((dims.bh, dims.nq, dims.dv))))
     }
 
@@ -549,7 +582,7 @@ impl Kernel for AttentionBwd {
             )
         }
         let block = block_rows(dims.nq, dims.nk);
-        let out = attn_backward(q, k, v, &self.o, &self.g, dims, self.scale, block);
+        let out = attn_backward(q, k, v, &self.o, &self.g, dims, self.scale, block, false);
         let n = out.len();
         Ok((out, Shape::from(n)))
     }
@@ -666,7 +699,7 @@ impl Kernel for QkvAttentionOp {
         let (pk, [q, k, v]) = Packed::read(self.name(), args[0], self.heads)?;
         let dims = pk.dims();
         let block = block_rows(dims.nq, dims.nk);
-        let o = attn_forward(q, k, v, dims, self.scale, block);
+        let o = attn_forward(q, k, v, dims, self.scale, block, false);
         let c = pk.heads * pk.d;
         let mut out = vec![0f32; pk.b * c * pk.n];
         pk.scatter(&o, &mut out, c, 0);
@@ -703,7 +736,7 @@ impl Kernel for QkvAttentionBwd {
         let (pk, [q, k, v]) = Packed::read(self.name(), args[0], self.heads)?;
         let dims = pk.dims();
         let block = block_rows(dims.nq, dims.nk);
-        let packed = attn_backward(q, k, v, &self.o, &self.g, dims, self.scale, block);
+        let packed = attn_backward(q, k, v, &self.o, &self.g, dims, self.scale, block, false);
         let c = pk.heads * pk.d;
         let part = dims.bh * dims.nq * dims.d;
         let mut dqkv = vec![0f32; pk.b * 3 * c * pk.n];
@@ -740,6 +773,263 @@ pub fn attention_qkv(qkv: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
     let out = attention_composed(&part(0)?, &part(1)?, &part(2)?, scale)?;
     // [BH, N, d] -> [BH, d, N] -> [B, C, N]
     out.transpose(1, 2)?.contiguous()?.reshape((b, h * d, n))
+}
+
+// ---------------------------------------------------------------------------------------
+// Token-major packed qkv (transformer blocks).
+// ---------------------------------------------------------------------------------------
+
+/// Geometry of a token-major packed `qkv [B, N, 3·C]`: channel `part·C + h·d + j` (part q,
+/// k, v; head `h`; `d = C / heads`), the output of a transformer's fused qkv linear.
+#[derive(Debug, Clone, Copy)]
+struct Tokens {
+    b: usize,
+    heads: usize,
+    d: usize,
+    n: usize,
+}
+
+impl Tokens {
+    fn new(shape: &Shape, heads: usize) -> Result<Self> {
+        let (b, n, c3) = shape.dims3()?;
+        if heads == 0 || c3 == 0 || c3 % (3 * heads) != 0 {
+            bail!(
+                "attention_qkv_tokens: {c3} channels are not 3 x heads ({heads}) x head size \
+                 (qkv {shape:?})"
+            )
+        }
+        if n == 0 {
+            bail!("attention_qkv_tokens: no tokens (qkv {shape:?})")
+        }
+        Ok(Self {
+            b,
+            heads,
+            d: c3 / (3 * heads),
+            n,
+        })
+    }
+
+    /// The packed argument: its geometry and its q, k, v parts read in place.
+    fn read<'a>(op: &str, arg: Arg<'a>, heads: usize) -> Result<(Self, [Batch<'a>; 3])> {
+        let t = Tokens::new(arg.shape(), heads)?;
+        let data = arg.f32(op)?;
+        Ok((t, [0, 1, 2].map(|p| t.part(data, p))))
+    }
+
+    fn dims(&self) -> Dims {
+        Dims {
+            bh: self.b * self.heads,
+            nq: self.n,
+            nk: self.n,
+            d: self.d,
+            dv: self.d,
+        }
+    }
+
+    /// Part `p` (0 q, 1 k, 2 v) as `B·H` matrices `[N, d]` (row stride `3·C`).
+    fn part<'a>(&self, data: &'a [f32], p: usize) -> Batch<'a> {
+        let c = self.heads * self.d;
+        Batch {
+            data: data.get(p * c..).unwrap_or(&[]),
+            b: self.b * self.heads,
+            rows: self.n,
+            cols: self.d,
+            bs: 3 * c * self.n,
+            rs: 3 * c,
+            cs: 1,
+            heads: self.heads,
+            hs: self.d,
+        }
+    }
+
+    /// `[BH, N, d]` -> tokens `[B, N, dst_c]`, head `h` at channels `offset_c + h·d ..`.
+    fn scatter(&self, src: &[f32], dst: &mut [f32], dst_c: usize, offset_c: usize) {
+        let (n, d) = (self.n, self.d);
+        for (i, m) in src.chunks_exact(n * d).enumerate() {
+            let (b, h) = (i / self.heads, i % self.heads);
+            for (r, row) in m.chunks_exact(d).enumerate() {
+                let at = (b * n + r) * dst_c + offset_c + h * d;
+                dst[at..at + d].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// Tokens `[B, N, C]` -> `[BH, N, d]`.
+    fn gather(&self, src: &[f32]) -> Vec<f32> {
+        let (n, d, c) = (self.n, self.d, self.heads * self.d);
+        let mut out = vec![0f32; self.b * c * n];
+        for (i, m) in out.chunks_exact_mut(n * d).enumerate() {
+            let (b, h) = (i / self.heads, i % self.heads);
+            for (r, row) in m.chunks_exact_mut(d).enumerate() {
+                let at = (b * n + r) * c + h * d;
+                row.copy_from_slice(&src[at..at + d]);
+            }
+        }
+        out
+    }
+}
+
+/// `qkv [B, N, 3C] -> [B, N, C]`: multi-head self-attention on a token-major packed qkv
+/// tensor, optionally causal; its backward writes `d(qkv)` in the same layout.
+#[derive(Debug, Clone, Copy)]
+struct TokenQkvAttentionOp {
+    heads: usize,
+    scale: f32,
+    causal: bool,
+}
+
+impl Kernel for TokenQkvAttentionOp {
+    fn name(&self) -> &'static str {
+        "genlab-attention-qkv-tokens"
+    }
+
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (t, [q, k, v]) = Tokens::read(self.name(), args[0], self.heads)?;
+        let dims = t.dims();
+        let block = block_rows(dims.nq, dims.nk);
+        let o = attn_forward(q, k, v, dims, self.scale, block, self.causal);
+        let c = t.heads * t.d;
+        let mut out = vec![0f32; t.b * t.n * c];
+        t.scatter(&o, &mut out, c, 0);
+        Ok((out, Shape::from((t.b, t.n, c))))
+    }
+
+    fn backward(&self, args: &[&Tensor], res: &Tensor, grad: &Tensor) -> Result<Grads> {
+        let qkv = args[0];
+        let t = Tokens::new(qkv.shape(), self.heads)?;
+        let op = TokenQkvAttentionBwd {
+            heads: self.heads,
+            scale: self.scale,
+            causal: self.causal,
+            o: t.gather(&res.flatten_all()?.to_vec1::<f32>()?),
+            g: t.gather(&grad.flatten_all()?.to_vec1::<f32>()?),
+        };
+        Ok(vec![Some(apply_no_bwd(op, &[qkv])?)])
+    }
+}
+
+/// Backward of [`TokenQkvAttentionOp`]: `qkv -> d(qkv)`, given `O` and `dO` in `[BH, N, d]`.
+struct TokenQkvAttentionBwd {
+    heads: usize,
+    scale: f32,
+    causal: bool,
+    o: Vec<f32>,
+    g: Vec<f32>,
+}
+
+impl Kernel for TokenQkvAttentionBwd {
+    fn name(&self) -> &'static str {
+        "genlab-attention-qkv-tokens-bwd"
+    }
+
+    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
+        let (t, [q, k, v]) = Tokens::read(self.name(), args[0], self.heads)?;
+        let dims = t.dims();
+        let part = dims.bh * dims.nq * dims.d;
+        if self.o.len() != part || self.g.len() != part {
+            bail!(
+                "{}: output/gradient sizes {}/{} for {dims:?}",
+                self.name(),
+                self.o.len(),
+                self.g.len()
+            )
+        }
+        let block = block_rows(dims.nq, dims.nk);
+        let packed = attn_backward(
+            q,
+            k,
+            v,
+            &self.o,
+            &self.g,
+            dims,
+            self.scale,
+            block,
+            self.causal,
+        );
+        let c = t.heads * t.d;
+        let mut dqkv = vec![0f32; t.b * t.n * 3 * c];
+        for p in 0..3 {
+            t.scatter(&packed[p * part..(p + 1) * part], &mut dqkv, 3 * c, p * c);
+        }
+        Ok((dqkv, args[0].shape().clone()))
+    }
+}
+
+/// Multi-head self-attention on a packed, token-major `qkv [B, N, 3·C]` (channel
+/// `part·C + h·d + j`: part q, k, v; head `h`; `d = C / heads`, the output of a fused qkv
+/// linear) -> `[B, N, C]`, channel `h·d + j`: `softmax(scale q kᵀ) v` per head over the `N`
+/// tokens; with `causal`, token `i` attends tokens `0..=i` (GPT, CLIP's text tower).
+///
+/// One op, so that neither the forward (q, k, v are read in place, no head-major copy) nor
+/// the backward (one packed gradient instead of three narrowed ones that candle would
+/// zero-pad and add) copies the qkv tensor, and the causal mask costs nothing (no
+/// `[B, H, N, N]` mask tensor, no batched candle matmuls). f32 CPU runs the fused kernels;
+/// other dtypes/devices run [`attention_composed`] / [`causal_attention_composed`] on
+/// reshaped views.
+pub fn attention_qkv_tokens(
+    qkv: &Tensor,
+    heads: usize,
+    scale: f64,
+    causal: bool,
+) -> Result<Tensor> {
+    let t = Tokens::new(qkv.shape(), heads)?;
+    if all_f32_cpu(&[qkv]) {
+        let op = TokenQkvAttentionOp {
+            heads,
+            scale: scale as f32,
+            causal,
+        };
+        return apply(op, &[qkv]);
+    }
+    let (b, n, h, d) = (t.b, t.n, heads, t.d);
+    // [B, N, 3C] -> [B, N, 3, H, d]; part p -> [B, H, N, d] -> [BH, N, d]
+    let qkv = qkv.reshape((b, n, 3, h, d))?;
+    let part = |p: usize| -> Result<Tensor> {
+        qkv.narrow(2, p, 1)?
+            .squeeze(2)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * h, n, d))
+    };
+    let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+    let out = if causal {
+        causal_attention_composed(&q, &k, &v, scale)?
+    } else {
+        attention_composed(&q, &k, &v, scale)?
+    };
+    // [BH, N, d] -> [B, H, N, d] -> [B, N, H, d] -> [B, N, C]
+    out.reshape((b, h, n, d))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, n, h * d))
+}
+
+/// Causal [`attention_composed`] (`Nq = Nk`; query `i` attends keys `0..=i`): an additive
+/// `-inf` mask above the diagonal before the composed softmax. The fallback of
+/// [`attention_qkv_tokens`] and the reference in tests.
+pub fn causal_attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    let dims = attention_dims(q.shape(), k.shape(), v.shape())?;
+    if dims.nq != dims.nk {
+        bail!(
+            "causal attention: {} queries against {} keys (expected as many of each)",
+            dims.nq,
+            dims.nk
+        )
+    }
+    let n = dims.nq;
+    let mask: Vec<f32> = (0..n * n)
+        .map(|i| {
+            if i % n > i / n {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, (n, n), q.device())?.to_dtype(q.dtype())?;
+    // [BH, N, d] @ [BH, d, N] -> [BH, N, N], masked above the diagonal
+    let s = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+    softmax_last_dim_composed(&s)?.matmul(v)
 }
 
 /// Scaled dot-product softmax attention, differentiable in `q`, `k` and `v`:
@@ -898,11 +1188,11 @@ mod tests {
             mk(&k, dims.bh, dims.nk, dims.d),
             mk(&v, dims.bh, dims.nk, dims.dv),
         );
-        let o_full = attn_forward(qb, kb, vb, dims, 0.7, dims.nq);
-        let b_full = attn_backward(qb, kb, vb, &o_full, &g, dims, 0.7, dims.nq);
+        let o_full = attn_forward(qb, kb, vb, dims, 0.7, dims.nq, false);
+        let b_full = attn_backward(qb, kb, vb, &o_full, &g, dims, 0.7, dims.nq, false);
         for block in [1, 2, 3] {
-            let o = attn_forward(qb, kb, vb, dims, 0.7, block);
-            let bw = attn_backward(qb, kb, vb, &o, &g, dims, 0.7, block);
+            let o = attn_forward(qb, kb, vb, dims, 0.7, block, false);
+            let bw = attn_backward(qb, kb, vb, &o, &g, dims, 0.7, block, false);
             for (a, b) in o.iter().zip(&o_full).chain(bw.iter().zip(&b_full)) {
                 assert!((a - b).abs() < 1e-5, "block {block}: {a} vs {b}");
             }

@@ -46,7 +46,8 @@ mod silu;
 mod simd;
 
 pub use attention::{
-    attention, attention_composed, attention_qkv, softmax_last_dim, softmax_last_dim_composed,
+    attention, attention_composed, attention_qkv, attention_qkv_tokens, causal_attention_composed,
+    softmax_last_dim, softmax_last_dim_composed,
 };
 pub use conv::{conv2d, conv_transpose2d};
 pub use gelu::{gelu_erf, gelu_erf_grad_slice, gelu_erf_slice};

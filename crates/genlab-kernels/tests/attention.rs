@@ -414,3 +414,103 @@ fn packed_qkv_matches_composed_reference() {
     let bad = candle_core::Tensor::zeros((2, 7, 4), candle_core::DType::F32, &dev).unwrap();
     assert!(genlab_kernels::attention_qkv(&bad, 2, 1.0).is_err());
 }
+
+/// The token-major packed-qkv op equals the composed reference on reshaped views (values
+/// and the gradient of the packed input), plain and causal, for one and several heads; the
+/// causal reference itself equals an f64 brute-force loop.
+#[test]
+fn token_major_qkv_matches_composed_reference() {
+    use candle_core::Var;
+    use genlab_kernels::{attention_qkv_tokens, causal_attention_composed};
+    /// Different summation orders in f32.
+    const QKV_TOL: f32 = 2e-5;
+    let dev = Device::Cpu;
+    for &(b, heads, d, n) in &[
+        (2usize, 1usize, 3usize, 5usize),
+        (3, 2, 4, 7),
+        (1, 3, 1, 1),
+        (2, 4, 8, 40),
+    ] {
+        let c = heads * d;
+        let data: Vec<f32> = (0..b * n * 3 * c)
+            .map(|i| ((i as f32) * 0.731).sin() * 1.5)
+            .collect();
+        let qkv = Var::from_vec(data, (b, n, 3 * c), &dev).unwrap();
+        let r: Vec<f32> = (0..b * n * c).map(|i| ((i as f32) * 0.37).cos()).collect();
+        let r = Tensor::from_vec(r, (b, n, c), &dev).unwrap();
+        let scale = 1.0 / (d as f64).sqrt();
+        // Reference: q, k, v narrowed out of [B, N, 3, H, d] into [BH, N, d].
+        let t = qkv.as_tensor().reshape((b, n, 3, heads, d)).unwrap();
+        let part = |p: usize| {
+            t.narrow(2, p, 1)
+                .unwrap()
+                .squeeze(2)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .reshape((b * heads, n, d))
+                .unwrap()
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        for causal in [false, true] {
+            let ours = attention_qkv_tokens(qkv.as_tensor(), heads, scale, causal).unwrap();
+            let o = if causal {
+                causal_attention_composed(&q, &k, &v, scale).unwrap()
+            } else {
+                attention_composed(&q, &k, &v, scale).unwrap()
+            };
+            let theirs = o
+                .reshape((b, heads, n, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((b, n, c))
+                .unwrap();
+            let diff = |a: &Tensor, b: &Tensor| max_abs(&(a - b).unwrap());
+            let what = format!("b {b} heads {heads} d {d} n {n} causal {causal}");
+            assert!(diff(&ours, &theirs) < QKV_TOL, "values, {what}");
+            let g1 = weighted_sum_grads(&ours, &r, &[&qkv]);
+            let g2 = weighted_sum_grads(&theirs, &r, &[&qkv]);
+            assert!(diff(&g1[0], &g2[0]) < QKV_TOL, "grad, {what}");
+            if causal {
+                // Brute force in f64: query i attends keys 0..=i.
+                let (qv, kv, vv) = (to_f64(&q), to_f64(&k), to_f64(&v));
+                let ov = to_f64(&o);
+                let mut worst = 0f64;
+                for bh in 0..b * heads {
+                    for i in 0..n {
+                        let at = |x: &[f64], row: usize| -> Vec<f64> {
+                            x[(bh * n + row) * d..(bh * n + row + 1) * d].to_vec()
+                        };
+                        let qi = at(&qv, i);
+                        let s: Vec<f64> = (0..=i)
+                            .map(|j| {
+                                scale * qi.iter().zip(at(&kv, j)).map(|(a, b)| a * b).sum::<f64>()
+                            })
+                            .collect();
+                        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                        let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                        for t in 0..d {
+                            let want: f64 =
+                                (0..=i).map(|j| (s[j] - m).exp() / z * at(&vv, j)[t]).sum();
+                            worst = worst.max((want - ov[(bh * n + i) * d + t]).abs());
+                        }
+                    }
+                }
+                assert!(
+                    worst < QKV_TOL as f64,
+                    "causal reference vs brute force: {worst}, {what}"
+                );
+            }
+        }
+    }
+    let bad = Tensor::zeros((2, 4, 7), DType::F32, &dev).unwrap();
+    assert!(attention_qkv_tokens(&bad, 2, 1.0, false).is_err());
+    let (q, k, v, _) = inputs(cfg(2, 3, 4, 2, 2), 5);
+    assert!(
+        causal_attention_composed(&q, &k, &v, 1.0).is_err(),
+        "causal needs Nq = Nk"
+    );
+}

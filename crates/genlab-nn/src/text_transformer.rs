@@ -12,9 +12,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::transformer::{
-    causal_mask, LayerNorm, MlpAct, TransformerBlock, TransformerBlockConfig,
-};
+use crate::transformer::{LayerNorm, MlpAct, TransformerBlock, TransformerBlockConfig};
 
 /// Initial standard deviations of CLIP's token (0.02) and position (0.01) embeddings.
 pub const TOKEN_INIT_STD: f64 = 0.02;
@@ -175,10 +173,9 @@ impl TextTransformer {
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, n, w))?
             .broadcast_add(&self.pos_embed.narrow(0, 0, n)?)?;
-        let mask = causal_mask(n, ids.device())?;
         let mut x = x;
         for blk in &self.blocks[..layers] {
-            x = blk.forward(&x, Some(&mask))?;
+            x = blk.forward_causal(&x)?;
         }
         Ok(x)
     }

@@ -126,6 +126,11 @@ impl SelfAttention {
         }
         let (h, d) = (self.heads, c / self.heads);
         let scale = 1.0 / (d as f64).sqrt();
+        let Some(mask) = mask else {
+            // The packed qkv [B, N, 3C] read in place by one fused op.
+            let o = genlab_kernels::attention_qkv_tokens(&self.qkv.forward(x)?, h, scale, false)?;
+            return self.out.forward(&o);
+        };
         // [B, N, 3C] -> [B, N, 3, H, d] -> [3, B, H, N, d]
         let qkv = self
             .qkv
@@ -136,24 +141,34 @@ impl SelfAttention {
         // each part [B, H, N, d] -> [BH, N, d]
         let part = |p: usize| qkv.get(p)?.reshape((b * h, n, d));
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        let o = match mask {
-            None => genlab_kernels::attention(&q, &k, &v, scale)?,
-            Some(m) => {
-                // [BH, N, d] @ [BH, d, N] -> [BH, N, N] -> [B, H, N, N] (+ mask)
-                let s = (q.matmul(&k.t()?)? * scale)?
-                    .reshape((b, h, n, n))?
-                    .broadcast_add(m)?;
-                // [B, H, N, N] -> [BH, N, N] @ [BH, N, d] -> [BH, N, d]
-                genlab_kernels::softmax_last_dim(&s)?
-                    .reshape((b * h, n, n))?
-                    .matmul(&v)?
-            }
-        };
+        // [BH, N, d] @ [BH, d, N] -> [BH, N, N] -> [B, H, N, N] (+ mask)
+        let s = (q.matmul(&k.t()?)? * scale)?
+            .reshape((b, h, n, n))?
+            .broadcast_add(mask)?;
+        // [B, H, N, N] -> [BH, N, N] @ [BH, N, d] -> [BH, N, d]
+        let o = genlab_kernels::softmax_last_dim(&s)?
+            .reshape((b * h, n, n))?
+            .matmul(&v)?;
         // [BH, N, d] -> [B, H, N, d] -> [B, N, H, d] -> [B, N, C]
         let o = o
             .reshape((b, h, n, d))?
             .transpose(1, 2)?
             .reshape((b, n, c))?;
+        self.out.forward(&o)
+    }
+
+    /// Causal self-attention, `x [B, N, C]` -> `[B, N, C]`: token `i` attends tokens
+    /// `0..=i`. Equals [`SelfAttention::forward`] with [`causal_mask`], without building the
+    /// mask or the `[B, H, N, N]` scores (one fused op on the packed qkv).
+    pub fn forward_causal(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, c) = x.dims3()?;
+        if c != self.dim {
+            candle_core::bail!("attention: tokens have width {c}, expected {}", self.dim);
+        }
+        let d = c / self.heads;
+        let scale = 1.0 / (d as f64).sqrt();
+        let o =
+            genlab_kernels::attention_qkv_tokens(&self.qkv.forward(x)?, self.heads, scale, true)?;
         self.out.forward(&o)
     }
 }
@@ -270,11 +285,26 @@ impl TransformerBlock {
 
     /// `x [B, N, C]` -> `[B, N, C]`; `mask` as in [`SelfAttention::forward`].
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        self.forward_with(x, |h| self.attn.forward(h, mask))
+    }
+
+    /// [`TransformerBlock::forward`] with causal self-attention
+    /// ([`SelfAttention::forward_causal`]).
+    pub fn forward_causal(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(x, |h| self.attn.forward_causal(h))
+    }
+
+    /// The block around a given attention.
+    fn forward_with(
+        &self,
+        x: &Tensor,
+        attn: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<Tensor> {
         if self.pre_norm {
-            let x = (x + self.attn.forward(&self.ln1.forward(x)?, mask)?)?;
+            let x = (x + attn(&self.ln1.forward(x)?)?)?;
             &x + self.mlp.forward(&self.ln2.forward(&x)?)?
         } else {
-            let x = self.ln1.forward(&(x + self.attn.forward(x, mask)?)?)?;
+            let x = self.ln1.forward(&(x + attn(x)?)?)?;
             self.ln2.forward(&(&x + self.mlp.forward(&x)?)?)
         }
     }
@@ -432,6 +462,69 @@ mod tests {
     #[test]
     fn masked_attention_matches_brute_force() {
         check_attention(true);
+    }
+
+    /// The fused causal path equals the additive-mask path, values and the gradients of
+    /// the input and of every weight.
+    #[test]
+    fn causal_block_equals_masked_block() {
+        for pre_norm in [true, false] {
+            let cfg = TransformerBlockConfig {
+                dim: 8,
+                heads: 2,
+                mlp_hidden: 16,
+                pre_norm,
+                ..Default::default()
+            };
+            let ps = ParamStore::new(4, &Device::Cpu);
+            let blk = TransformerBlock::new(&cfg, ps.vb()).unwrap();
+            let x = candle_core::Var::from_tensor(&rand(5, &[3, 6, 8])).unwrap();
+            let r = rand(6, &[3, 6, 8]);
+            let mask = causal_mask(6, &Device::Cpu).unwrap();
+            let fused = blk.forward_causal(&x).unwrap();
+            let masked = blk.forward(&x, Some(&mask)).unwrap();
+            let diff = |a: &Tensor, b: &Tensor| {
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            };
+            assert!(diff(&fused, &masked) < 1e-5, "values, pre_norm {pre_norm}");
+            let g1 = (&fused * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (&masked * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let mut vars: Vec<candle_core::Var> = ps.vars().into_iter().map(|(_, v)| v).collect();
+            vars.push(x.clone());
+            for v in &vars {
+                let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+                let scale = b
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    diff(a, b) < 1e-5 * scale.max(1.0),
+                    "gradient of {:?}, pre_norm {pre_norm}: {} (largest {scale})",
+                    v.dims(),
+                    diff(a, b)
+                );
+            }
+        }
     }
 
     #[test]
