@@ -588,38 +588,61 @@ impl Kernel for AttentionBwd {
     }
 }
 
-/// Geometry of a packed `qkv [B, 3·H·d, N]` tensor (channels first: the U-Net's 1x1-conv
-/// output over `N` positions, channel `part·H·d + h·d + j` for part q/k/v, head `h`).
+/// Where the channels of a packed qkv tensor sit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Layout {
+    /// `[B, 3·C, N]`: a U-Net's 1x1 qkv convolution over `N` positions.
+    ChannelsFirst,
+    /// `[B, N, 3·C]`: a transformer's fused qkv linear over `N` tokens.
+    Tokens,
+}
+
+/// Geometry of a packed qkv tensor: channel `part·C + h·d + j` (part q, k, v; head `h`;
+/// `C = H·d`), in either [`Layout`].
 #[derive(Debug, Clone, Copy)]
 struct Packed {
     b: usize,
     heads: usize,
     d: usize,
     n: usize,
+    layout: Layout,
 }
 
 impl Packed {
-    fn new(shape: &Shape, heads: usize) -> Result<Self> {
-        let (b, c3, n) = shape.dims3()?;
-        if heads == 0 || c3 % (3 * heads) != 0 {
-            bail!(
-                "attention_qkv: {c3} channels are not 3 x heads ({heads}) x head size (qkv {shape:?})"
-            )
+    fn new(shape: &Shape, heads: usize, layout: Layout) -> Result<Self> {
+        let (b, c3, n, what) = match layout {
+            Layout::ChannelsFirst => {
+                let (b, c3, n) = shape.dims3()?;
+                (b, c3, n, "attention_qkv")
+            }
+            Layout::Tokens => {
+                let (b, n, c3) = shape.dims3()?;
+                (b, c3, n, "attention_qkv_tokens")
+            }
+        };
+        if heads == 0 || c3 == 0 || c3 % (3 * heads) != 0 {
+            bail!("{what}: {c3} channels are not 3 x heads ({heads}) x head size (qkv {shape:?})")
         }
         if n == 0 {
-            bail!("attention_qkv: no positions (qkv {shape:?})")
+            bail!("{what}: no positions (qkv {shape:?})")
         }
         Ok(Self {
             b,
             heads,
             d: c3 / (3 * heads),
             n,
+            layout,
         })
     }
 
     /// The packed argument of a qkv kernel: its geometry and its q, k, v parts.
-    fn read<'a>(op: &str, arg: Arg<'a>, heads: usize) -> Result<(Self, [Batch<'a>; 3])> {
-        let pk = Packed::new(arg.shape(), heads)?;
+    fn read<'a>(
+        op: &str,
+        arg: Arg<'a>,
+        heads: usize,
+        layout: Layout,
+    ) -> Result<(Self, [Batch<'a>; 3])> {
+        let pk = Packed::new(arg.shape(), heads, layout)?;
         let data = arg.f32(op)?;
         Ok((pk, [0, 1, 2].map(|p| pk.part(data, p))))
     }
@@ -634,47 +657,66 @@ impl Packed {
         }
     }
 
+    /// Distance between consecutive channels and consecutive positions.
+    fn strides(&self, channels: usize) -> (usize, usize) {
+        match self.layout {
+            Layout::ChannelsFirst => (self.n, 1),
+            Layout::Tokens => (1, channels),
+        }
+    }
+
     /// Part `p` (0 q, 1 k, 2 v) as a batch of `[N, d]` matrices read in place.
     fn part<'a>(&self, data: &'a [f32], p: usize) -> Batch<'a> {
         let c = self.heads * self.d;
+        let (cs, rs) = self.strides(3 * c);
         Batch {
-            data: data.get(p * c * self.n..).unwrap_or(&[]),
+            data: data.get(p * c * cs..).unwrap_or(&[]),
             b: self.b * self.heads,
             rows: self.n,
             cols: self.d,
             bs: 3 * c * self.n,
-            rs: 1,
-            cs: self.n,
+            rs,
+            cs,
             heads: self.heads,
-            hs: self.d * self.n,
+            hs: self.d * cs,
         }
     }
 
-    /// `[BH, N, d]` (the kernels' layout) -> `[B, H·d, N]` written into `dst` (row stride
-    /// `dst_c` channels apart per sample: `H·d` for an output, `3·H·d` for a qkv gradient).
+    /// The shape of a `[B, ...]` tensor of `c` channels in this layout.
+    fn shape(&self, c: usize) -> Shape {
+        match self.layout {
+            Layout::ChannelsFirst => Shape::from((self.b, c, self.n)),
+            Layout::Tokens => Shape::from((self.b, self.n, c)),
+        }
+    }
+
+    /// `[BH, N, d]` (the kernels' layout) -> `dst` of `dst_c` channels per sample in this
+    /// layout, head `h` at channels `offset_c + h·d ..`.
     fn scatter(&self, src: &[f32], dst: &mut [f32], dst_c: usize, offset_c: usize) {
         let (n, d) = (self.n, self.d);
+        let (cs, rs) = self.strides(dst_c);
         for (i, m) in src.chunks_exact(n * d).enumerate() {
             let (b, h) = (i / self.heads, i % self.heads);
-            let base = b * dst_c * n + (offset_c + h * d) * n;
+            let base = b * dst_c * n + (offset_c + h * d) * cs;
             for (r, row) in m.chunks_exact(d).enumerate() {
                 for (j, v) in row.iter().enumerate() {
-                    dst[base + j * n + r] = *v;
+                    dst[base + j * cs + r * rs] = *v;
                 }
             }
         }
     }
 
-    /// `[B, H·d, N]` -> `[BH, N, d]`.
+    /// `[B, ...]` of `C` channels in this layout -> `[BH, N, d]`.
     fn gather(&self, src: &[f32]) -> Vec<f32> {
         let (n, d, c) = (self.n, self.d, self.heads * self.d);
+        let (cs, rs) = self.strides(c);
         let mut out = vec![0f32; self.b * c * n];
         for (i, m) in out.chunks_exact_mut(n * d).enumerate() {
             let (b, h) = (i / self.heads, i % self.heads);
-            let base = b * c * n + h * d * n;
-            for (j, col) in src[base..base + d * n].chunks_exact(n).enumerate() {
-                for (r, v) in col.iter().enumerate() {
-                    m[r * d + j] = *v;
+            let base = b * c * n + h * d * cs;
+            for (r, row) in m.chunks_exact_mut(d).enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = src[base + j * cs + r * rs];
                 }
             }
         }
@@ -682,12 +724,14 @@ impl Packed {
     }
 }
 
-/// `qkv [B, 3C, N] -> [B, C, N]`: multi-head self-attention on a packed, channels-first
-/// qkv tensor; its backward writes `d(qkv)` in the same packed layout.
+/// Multi-head self-attention on a packed qkv tensor (either [`Layout`]), optionally causal;
+/// its backward writes `d(qkv)` in the same packed layout.
 #[derive(Debug, Clone, Copy)]
 struct QkvAttentionOp {
     heads: usize,
     scale: f32,
+    causal: bool,
+    layout: Layout,
 }
 
 impl Kernel for QkvAttentionOp {
@@ -696,22 +740,21 @@ impl Kernel for QkvAttentionOp {
     }
 
     fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
-        let (pk, [q, k, v]) = Packed::read(self.name(), args[0], self.heads)?;
+        let (pk, [q, k, v]) = Packed::read(self.name(), args[0], self.heads, self.layout)?;
         let dims = pk.dims();
         let block = block_rows(dims.nq, dims.nk);
-        let o = attn_forward(q, k, v, dims, self.scale, block, false);
+        let o = attn_forward(q, k, v, dims, self.scale, block, self.causal);
         let c = pk.heads * pk.d;
         let mut out = vec![0f32; pk.b * c * pk.n];
         pk.scatter(&o, &mut out, c, 0);
-        Ok((out, Shape::from((pk.b, c, pk.n))))
+        Ok((out, pk.shape(c)))
     }
 
     fn backward(&self, args: &[&Tensor], res: &Tensor, grad: &Tensor) -> Result<Grads> {
         let qkv = args[0];
-        let pk = Packed::new(qkv.shape(), self.heads)?;
+        let pk = Packed::new(qkv.shape(), self.heads, self.layout)?;
         let op = QkvAttentionBwd {
-            heads: self.heads,
-            scale: self.scale,
+            fwd: *self,
             o: pk.gather(&res.flatten_all()?.to_vec1::<f32>()?),
             g: pk.gather(&grad.flatten_all()?.to_vec1::<f32>()?),
         };
@@ -721,8 +764,7 @@ impl Kernel for QkvAttentionOp {
 
 /// Backward of [`QkvAttentionOp`]: `qkv -> d(qkv)`, given `O` and `dO` in `[BH, N, d]`.
 struct QkvAttentionBwd {
-    heads: usize,
-    scale: f32,
+    fwd: QkvAttentionOp,
     o: Vec<f32>,
     g: Vec<f32>,
 }
@@ -733,12 +775,21 @@ impl Kernel for QkvAttentionBwd {
     }
 
     fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
-        let (pk, [q, k, v]) = Packed::read(self.name(), args[0], self.heads)?;
+        let f = self.fwd;
+        let (pk, [q, k, v]) = Packed::read(self.name(), args[0], f.heads, f.layout)?;
         let dims = pk.dims();
-        let block = block_rows(dims.nq, dims.nk);
-        let packed = attn_backward(q, k, v, &self.o, &self.g, dims, self.scale, block, false);
-        let c = pk.heads * pk.d;
         let part = dims.bh * dims.nq * dims.d;
+        if self.o.len() != part || self.g.len() != part {
+            bail!(
+                "{}: output/gradient sizes {}/{} for {dims:?}",
+                self.name(),
+                self.o.len(),
+                self.g.len()
+            )
+        }
+        let block = block_rows(dims.nq, dims.nk);
+        let packed = attn_backward(q, k, v, &self.o, &self.g, dims, f.scale, block, f.causal);
+        let c = pk.heads * pk.d;
         let mut dqkv = vec![0f32; pk.b * 3 * c * pk.n];
         for p in 0..3 {
             pk.scatter(&packed[p * part..(p + 1) * part], &mut dqkv, 3 * c, p * c);
@@ -756,11 +807,13 @@ impl Kernel for QkvAttentionBwd {
 /// that candle would zero-pad and add) copies the qkv tensor. f32 CPU runs the fused
 /// kernels; other dtypes/devices run [`attention_composed`] on reshaped views.
 pub fn attention_qkv(qkv: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
-    let pk = Packed::new(qkv.shape(), heads)?;
+    let pk = Packed::new(qkv.shape(), heads, Layout::ChannelsFirst)?;
     if all_f32_cpu(&[qkv]) {
         let op = QkvAttentionOp {
             heads,
             scale: scale as f32,
+            causal: false,
+            layout: Layout::ChannelsFirst,
         };
         return apply(op, &[qkv]);
     }
@@ -773,186 +826,6 @@ pub fn attention_qkv(qkv: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
     let out = attention_composed(&part(0)?, &part(1)?, &part(2)?, scale)?;
     // [BH, N, d] -> [BH, d, N] -> [B, C, N]
     out.transpose(1, 2)?.contiguous()?.reshape((b, h * d, n))
-}
-
-// ---------------------------------------------------------------------------------------
-// Token-major packed qkv (transformer blocks).
-// ---------------------------------------------------------------------------------------
-
-/// Geometry of a token-major packed `qkv [B, N, 3·C]`: channel `part·C + h·d + j` (part q,
-/// k, v; head `h`; `d = C / heads`), the output of a transformer's fused qkv linear.
-#[derive(Debug, Clone, Copy)]
-struct Tokens {
-    b: usize,
-    heads: usize,
-    d: usize,
-    n: usize,
-}
-
-impl Tokens {
-    fn new(shape: &Shape, heads: usize) -> Result<Self> {
-        let (b, n, c3) = shape.dims3()?;
-        if heads == 0 || c3 == 0 || c3 % (3 * heads) != 0 {
-            bail!(
-                "attention_qkv_tokens: {c3} channels are not 3 x heads ({heads}) x head size \
-                 (qkv {shape:?})"
-            )
-        }
-        if n == 0 {
-            bail!("attention_qkv_tokens: no tokens (qkv {shape:?})")
-        }
-        Ok(Self {
-            b,
-            heads,
-            d: c3 / (3 * heads),
-            n,
-        })
-    }
-
-    /// The packed argument: its geometry and its q, k, v parts read in place.
-    fn read<'a>(op: &str, arg: Arg<'a>, heads: usize) -> Result<(Self, [Batch<'a>; 3])> {
-        let t = Tokens::new(arg.shape(), heads)?;
-        let data = arg.f32(op)?;
-        Ok((t, [0, 1, 2].map(|p| t.part(data, p))))
-    }
-
-    fn dims(&self) -> Dims {
-        Dims {
-            bh: self.b * self.heads,
-            nq: self.n,
-            nk: self.n,
-            d: self.d,
-            dv: self.d,
-        }
-    }
-
-    /// Part `p` (0 q, 1 k, 2 v) as `B·H` matrices `[N, d]` (row stride `3·C`).
-    fn part<'a>(&self, data: &'a [f32], p: usize) -> Batch<'a> {
-        let c = self.heads * self.d;
-        Batch {
-            data: data.get(p * c..).unwrap_or(&[]),
-            b: self.b * self.heads,
-            rows: self.n,
-            cols: self.d,
-            bs: 3 * c * self.n,
-            rs: 3 * c,
-            cs: 1,
-            heads: self.heads,
-            hs: self.d,
-        }
-    }
-
-    /// `[BH, N, d]` -> tokens `[B, N, dst_c]`, head `h` at channels `offset_c + h·d ..`.
-    fn scatter(&self, src: &[f32], dst: &mut [f32], dst_c: usize, offset_c: usize) {
-        let (n, d) = (self.n, self.d);
-        for (i, m) in src.chunks_exact(n * d).enumerate() {
-            let (b, h) = (i / self.heads, i % self.heads);
-            for (r, row) in m.chunks_exact(d).enumerate() {
-                let at = (b * n + r) * dst_c + offset_c + h * d;
-                dst[at..at + d].copy_from_slice(row);
-            }
-        }
-    }
-
-    /// Tokens `[B, N, C]` -> `[BH, N, d]`.
-    fn gather(&self, src: &[f32]) -> Vec<f32> {
-        let (n, d, c) = (self.n, self.d, self.heads * self.d);
-        let mut out = vec![0f32; self.b * c * n];
-        for (i, m) in out.chunks_exact_mut(n * d).enumerate() {
-            let (b, h) = (i / self.heads, i % self.heads);
-            for (r, row) in m.chunks_exact_mut(d).enumerate() {
-                let at = (b * n + r) * c + h * d;
-                row.copy_from_slice(&src[at..at + d]);
-            }
-        }
-        out
-    }
-}
-
-/// `qkv [B, N, 3C] -> [B, N, C]`: multi-head self-attention on a token-major packed qkv
-/// tensor, optionally causal; its backward writes `d(qkv)` in the same layout.
-#[derive(Debug, Clone, Copy)]
-struct TokenQkvAttentionOp {
-    heads: usize,
-    scale: f32,
-    causal: bool,
-}
-
-impl Kernel for TokenQkvAttentionOp {
-    fn name(&self) -> &'static str {
-        "genlab-attention-qkv-tokens"
-    }
-
-    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
-        let (t, [q, k, v]) = Tokens::read(self.name(), args[0], self.heads)?;
-        let dims = t.dims();
-        let block = block_rows(dims.nq, dims.nk);
-        let o = attn_forward(q, k, v, dims, self.scale, block, self.causal);
-        let c = t.heads * t.d;
-        let mut out = vec![0f32; t.b * t.n * c];
-        t.scatter(&o, &mut out, c, 0);
-        Ok((out, Shape::from((t.b, t.n, c))))
-    }
-
-    fn backward(&self, args: &[&Tensor], res: &Tensor, grad: &Tensor) -> Result<Grads> {
-        let qkv = args[0];
-        let t = Tokens::new(qkv.shape(), self.heads)?;
-        let op = TokenQkvAttentionBwd {
-            heads: self.heads,
-            scale: self.scale,
-            causal: self.causal,
-            o: t.gather(&res.flatten_all()?.to_vec1::<f32>()?),
-            g: t.gather(&grad.flatten_all()?.to_vec1::<f32>()?),
-        };
-        Ok(vec![Some(apply_no_bwd(op, &[qkv])?)])
-    }
-}
-
-/// Backward of [`TokenQkvAttentionOp`]: `qkv -> d(qkv)`, given `O` and `dO` in `[BH, N, d]`.
-struct TokenQkvAttentionBwd {
-    heads: usize,
-    scale: f32,
-    causal: bool,
-    o: Vec<f32>,
-    g: Vec<f32>,
-}
-
-impl Kernel for TokenQkvAttentionBwd {
-    fn name(&self) -> &'static str {
-        "genlab-attention-qkv-tokens-bwd"
-    }
-
-    fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
-        let (t, [q, k, v]) = Tokens::read(self.name(), args[0], self.heads)?;
-        let dims = t.dims();
-        let part = dims.bh * dims.nq * dims.d;
-        if self.o.len() != part || self.g.len() != part {
-            bail!(
-                "{}: output/gradient sizes {}/{} for {dims:?}",
-                self.name(),
-                self.o.len(),
-                self.g.len()
-            )
-        }
-        let block = block_rows(dims.nq, dims.nk);
-        let packed = attn_backward(
-            q,
-            k,
-            v,
-            &self.o,
-            &self.g,
-            dims,
-            self.scale,
-            block,
-            self.causal,
-        );
-        let c = t.heads * t.d;
-        let mut dqkv = vec![0f32; t.b * t.n * 3 * c];
-        for p in 0..3 {
-            t.scatter(&packed[p * part..(p + 1) * part], &mut dqkv, 3 * c, p * c);
-        }
-        Ok((dqkv, args[0].shape().clone()))
-    }
 }
 
 /// Multi-head self-attention on a packed, token-major `qkv [B, N, 3·C]` (channel
@@ -972,16 +845,17 @@ pub fn attention_qkv_tokens(
     scale: f64,
     causal: bool,
 ) -> Result<Tensor> {
-    let t = Tokens::new(qkv.shape(), heads)?;
+    let pk = Packed::new(qkv.shape(), heads, Layout::Tokens)?;
     if all_f32_cpu(&[qkv]) {
-        let op = TokenQkvAttentionOp {
+        let op = QkvAttentionOp {
             heads,
             scale: scale as f32,
             causal,
+            layout: Layout::Tokens,
         };
         return apply(op, &[qkv]);
     }
-    let (b, n, h, d) = (t.b, t.n, heads, t.d);
+    let (b, n, h, d) = (pk.b, pk.n, heads, pk.d);
     // [B, N, 3C] -> [B, N, 3, H, d]; part p -> [B, H, N, d] -> [BH, N, d]
     let qkv = qkv.reshape((b, n, 3, h, d))?;
     let part = |p: usize| -> Result<Tensor> {
