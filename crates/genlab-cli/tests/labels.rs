@@ -195,6 +195,24 @@ fn semi_runs_and_refuses_more_labels_than_exist() {
         ),
         &["mixmatch", "fixmatch"],
     );
+    fails_with(
+        &genlab(
+            &[
+                "semi",
+                "run",
+                "--method",
+                "fixmatch",
+                "--data",
+                "digits",
+                "--out",
+                "x",
+                "--set",
+                "method.ema=1.5",
+            ],
+            d,
+        ),
+        &["method.ema", "[0, 1)", "1.5"],
+    );
     assert!(ok(&genlab(&["semi", "list"], d)).contains("co-training"));
 }
 
