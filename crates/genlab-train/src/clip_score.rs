@@ -484,23 +484,18 @@ mod tests {
         }
     }
 
+    fn f64s(t: &Tensor) -> Vec<f64> {
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v.into_iter().map(f64::from).collect()
+    }
+
     /// The score of each pair computed one image and one caption at a time, in f64.
     fn brute_force(c: &crate::steps::clip::LoadedClip, x: &Tensor, texts: &[String]) -> Vec<f64> {
         let n = x.dim(0).unwrap();
         (0..n)
             .map(|i| {
                 let xi = x.narrow(0, i, 1).unwrap();
-                let e: Vec<f64> = c
-                    .net
-                    .encode_image(&xi)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .into_iter()
-                    .map(f64::from)
-                    .collect();
+                let e = f64s(&c.net.encode_image(&xi).unwrap());
                 let ctx = c.net.config().text.context;
                 let enc = c.tok.encode_padded(&texts[i], ctx).unwrap();
                 let ids = Tensor::from_vec(
@@ -509,17 +504,7 @@ mod tests {
                     &Device::Cpu,
                 )
                 .unwrap();
-                let t: Vec<f64> = c
-                    .net
-                    .encode_text(&ids, &[enc.eot_index])
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .into_iter()
-                    .map(f64::from)
-                    .collect();
+                let t = f64s(&c.net.encode_text(&ids, &[enc.eot_index]).unwrap());
                 let dot: f64 = e.iter().zip(&t).map(|(a, b)| a * b).sum();
                 let na = e.iter().map(|a| a * a).sum::<f64>().sqrt();
                 let nb = t.iter().map(|a| a * a).sum::<f64>().sqrt();
