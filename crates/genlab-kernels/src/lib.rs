@@ -50,7 +50,10 @@ pub use attention::{
     softmax_last_dim, softmax_last_dim_composed,
 };
 pub use conv::{conv2d, conv_transpose2d};
-pub use gelu::{gelu_erf, gelu_erf_grad_slice, gelu_erf_slice};
+pub use gelu::{
+    gelu_erf, gelu_erf_grad_slice, gelu_erf_slice, gelu_tanh, gelu_tanh_grad_slice,
+    gelu_tanh_slice, quick_gelu, quick_gelu_grad_slice, quick_gelu_slice,
+};
 pub use group_norm::group_norm;
 pub use layer_norm::{layer_norm, layer_norm_composed};
 pub use linear::linear;

@@ -68,9 +68,8 @@ impl MlpAct {
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             MlpAct::GeluErf => genlab_kernels::gelu_erf(x),
-            MlpAct::GeluTanh => x.gelu(),
-            // σ(z) = 1 / (1 + exp(-z)), composed so the gradient flows.
-            MlpAct::QuickGelu => x.mul(&((x * -1.702)?.exp()? + 1.0)?.recip()?),
+            MlpAct::GeluTanh => genlab_kernels::gelu_tanh(x),
+            MlpAct::QuickGelu => genlab_kernels::quick_gelu(x),
         }
     }
 }
