@@ -15,6 +15,10 @@
 //!   `dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat))`, and per-task partial sums of
 //!   `dw = sum_rows g * xhat`, `db = sum_rows g`, reduced at the end.
 //!
+//! The affine may also be one `[D]` row per index of `x`'s first dim (`weight`, `bias`
+//! `[G, D]`): adaLN's per-sample `LN(x)·(1 + scale) + shift` (DiT) in the same passes, its
+//! `d(scale)`, `d(shift)` the per-group sums of `g·xhat` and `g`.
+//!
 //! Rows are split over rayon threads, [`num_threads`](crate::num_threads) of them (inline,
 //! rayon untouched, for small inputs or one thread). f32 on the
 //! CPU only; other dtypes and devices fall back to [`layer_norm_composed`].
@@ -192,21 +196,29 @@ simd_dispatch!(
     ) => ln_bwd_rows_body
 );
 
-/// Checks `weight [D]` and `bias [D]` against `x [..., D]`; returns `D`.
-fn check_shapes(x: &Shape, w: &Shape, b: &Shape) -> Result<usize> {
+/// Checks `weight`/`bias` against `x [..., D]`: both `[D]` (one affine for every row), or
+/// both `[G, D]` with `x [G, ..., D]` (one affine per leading index: adaLN's per-sample
+/// scale and shift). Returns `(D, G)`, `G = 1` for `[D]`.
+fn check_shapes(x: &Shape, w: &Shape, b: &Shape) -> Result<(usize, usize)> {
     let Some(&d) = x.dims().last() else {
         bail!("layer_norm: x must have at least one dimension, got a scalar")
     };
-    if w.dims() != [d] {
-        bail!("layer_norm: weight has shape {w:?}, expected [{d}] (the last dim of x {x:?})")
+    let groups = match w.dims() {
+        [wd] if *wd == d => 1,
+        [g, wd] if *wd == d && x.rank() >= 2 && x.dims()[0] == *g => *g,
+        _ => bail!(
+            "layer_norm: weight has shape {w:?}, expected [{d}] (the last dim of x {x:?}) or \
+             [{}, {d}] (one row per index of x's first dim)",
+            x.dims()[0]
+        ),
+    };
+    if b.dims() != w.dims() {
+        bail!("layer_norm: bias has shape {b:?}, expected the weight's {w:?} (x {x:?})")
     }
-    if b.dims() != [d] {
-        bail!("layer_norm: bias has shape {b:?}, expected [{d}] (the last dim of x {x:?})")
-    }
-    Ok(d)
+    Ok((d, groups))
 }
 
-/// `(x [..., D], weight [D], bias [D]) -> [..., D]`.
+/// `(x [..., D], weight [D] or [G, D], bias like weight) -> [..., D]`.
 #[derive(Debug, Clone, Copy)]
 struct LayerNormOp {
     eps: f64,
@@ -218,13 +230,23 @@ impl Kernel for LayerNormOp {
     }
 
     fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
-        let d = check_shapes(args[0].shape(), args[1].shape(), args[2].shape())?;
+        let (d, groups) = check_shapes(args[0].shape(), args[1].shape(), args[2].shape())?;
         let [x, w, b] = f32s(self.name(), args)?;
         let mut y = vec![0f32; x.len()];
-        if !y.is_empty() {
+        if y.is_empty() {
+            return Ok((y, args[0].shape().clone()));
+        }
+        if groups == 1 {
             par_rows(&mut y, d, |r0, rows| {
                 ln_fwd_rows(&x[r0 * d..r0 * d + rows.len()], w, b, rows, self.eps);
             });
+        } else {
+            // One task per group, each with its own affine.
+            let per = x.len() / groups;
+            y.par_chunks_mut(per)
+                .zip(x.par_chunks(per))
+                .zip(w.par_chunks(d).zip(b.par_chunks(d)))
+                .for_each(|((yc, xc), (wg, bg))| ln_fwd_rows(xc, wg, bg, yc, self.eps));
         }
         Ok((y, args[0].shape().clone()))
     }
@@ -251,20 +273,31 @@ impl Kernel for LayerNormBwd {
 
     fn forward(&self, args: &[Arg]) -> Result<(Vec<f32>, Shape)> {
         let (xshape, wshape, gshape) = (args[0].shape(), args[1].shape(), args[2].shape());
-        let d = check_shapes(xshape, wshape, wshape)?;
+        let (d, groups) = check_shapes(xshape, wshape, wshape)?;
         if gshape != xshape {
             bail!("{}: gradient {gshape:?} for x {xshape:?}", self.name())
         }
         let [x, w, g] = f32s(self.name(), args)?;
         let n = x.len();
-        let mut out = vec![0f32; n + 2 * d];
+        let wn = groups * d;
+        let mut out = vec![0f32; n + 2 * wn];
         if n == 0 {
-            return Ok((out, Shape::from(n + 2 * d)));
+            return Ok((out, Shape::from(n + 2 * wn)));
         }
         let (dx, dwb) = out.split_at_mut(n);
-        let (dw, db) = dwb.split_at_mut(d);
+        let (dw, db) = dwb.split_at_mut(wn);
         let per = rows_per_task(n / d, d) * d;
-        if per >= n {
+        if groups > 1 {
+            // One task per group: its rows' dx, and its own dweight/dbias row.
+            let per = n / groups;
+            dx.par_chunks_mut(per)
+                .zip(dw.par_chunks_mut(d).zip(db.par_chunks_mut(d)))
+                .enumerate()
+                .for_each(|(i, (dxc, (dwg, dbg)))| {
+                    let (xc, gc) = (&x[i * per..(i + 1) * per], &g[i * per..(i + 1) * per]);
+                    ln_bwd_rows(xc, gc, &w[i * d..(i + 1) * d], dxc, dwg, dbg, self.eps);
+                });
+        } else if per >= n {
             ln_bwd_rows(x, g, w, dx, dw, db, self.eps);
         } else {
             let (pw, pb) = dx
@@ -287,16 +320,18 @@ impl Kernel for LayerNormBwd {
             dw.copy_from_slice(&pw);
             db.copy_from_slice(&pb);
         }
-        Ok((out, Shape::from(n + 2 * d)))
+        Ok((out, Shape::from(n + 2 * wn)))
     }
 }
 
 /// Layer normalisation over the last dim, differentiable in `x`, `weight` and `bias`:
 /// `(x - mean) / sqrt(var + eps) * weight + bias`, biased variance (as PyTorch).
 ///
-/// `x [..., D]`, `weight [D]`, `bias [D]` -> `[..., D]`. f32 CPU inputs run the fused
+/// `x [..., D]`, `weight [D]`, `bias [D]` -> `[..., D]`; or `weight`, `bias` `[G, D]` with
+/// `x [G, ..., D]`: row `g` of the affine for `x[g]` (adaLN's `LN(x)·(1 + scale) + shift`
+/// with per-sample `scale`, `shift`, gradients included). f32 CPU inputs run the fused
 /// kernels (non-contiguous inputs are made contiguous first); anything else runs
-/// [`layer_norm_composed`]. Errors when `weight`/`bias` are not `[D]` or dtypes differ.
+/// [`layer_norm_composed`]. Errors when `weight`/`bias` have other shapes or dtypes differ.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     check_shapes(x.shape(), weight.shape(), bias.shape())?;
     same_dtype(
@@ -314,10 +349,18 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
 /// `broadcast_sub`, `sqr`, `sqrt`, `broadcast_div`, `broadcast_mul`, `broadcast_add`): the
 /// fallback for non-f32 or non-CPU inputs, and the reference in tests.
 pub fn layer_norm_composed(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
-    check_shapes(x.shape(), weight.shape(), bias.shape())?;
+    let (d, groups) = check_shapes(x.shape(), weight.shape(), bias.shape())?;
     let mean = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
     let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+    if weight.rank() == 2 {
+        // [G, D] -> [G, 1, ..., 1, D]
+        let mut dims = vec![1; x.rank()];
+        (dims[0], dims[x.rank() - 1]) = (groups, d);
+        return xhat
+            .broadcast_mul(&weight.reshape(dims.as_slice())?)?
+            .broadcast_add(&bias.reshape(dims.as_slice())?);
+    }
     xhat.broadcast_mul(weight)?.broadcast_add(bias)
 }

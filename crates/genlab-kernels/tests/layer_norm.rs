@@ -190,3 +190,89 @@ fn shape_errors_are_errors() {
     ));
     assert!(m.contains("weight has shape"), "{m}");
 }
+
+/// Per-group affine (`weight`, `bias` `[G, D]` for `x [G, ..., D]`): random inputs.
+fn grouped_inputs(shape: &[usize], seed: u64) -> (Tensor, Tensor, Tensor, Tensor) {
+    let (x, _, _, r) = inputs(shape, seed);
+    let (g, d) = (shape[0], *shape.last().unwrap());
+    let mut rng = Rng::new(seed + 100);
+    let w = (rng.normal_tensor(&[g, d], &Device::Cpu).unwrap() + 1.0).unwrap();
+    let b = rng.normal_tensor(&[g, d], &Device::Cpu).unwrap();
+    (x, w, b, r)
+}
+
+#[test]
+fn per_group_affine_matches_composition_and_brute_force() {
+    for (shape, seed) in [
+        (vec![3, 4, 5], 15),
+        (vec![2, 7], 16),
+        (vec![5, 2, 3, 33], 17),
+    ] {
+        let (x, w, b, r) = grouped_inputs(&shape, seed);
+        let want = run(layer_norm_composed, &x, &w, &b, &r);
+        let got = run(layer_norm, &x, &w, &b, &r);
+        let names = ["out", "grad x", "grad weight", "grad bias"];
+        assert_matches_reference(&format!("{shape:?} grouped"), &names, &got, &want, |i| {
+            i > 0
+        });
+    }
+    // f64 brute force and finite differences: group g's rows use row g of the affine.
+    let (g, n, d) = (3, 2, 4);
+    let (x, w, b, r) = grouped_inputs(&[g, n, d], 18);
+    let got = run(layer_norm, &x, &w, &b, &r);
+    let (x64, w64, b64, r64) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&r));
+    let brute_g = |x: &[f64], w: &[f64], b: &[f64]| -> Vec<f64> {
+        (0..g)
+            .flat_map(|i| {
+                let rows = &x[i * n * d..(i + 1) * n * d];
+                brute(rows, &w[i * d..(i + 1) * d], &b[i * d..(i + 1) * d], d)
+            })
+            .collect()
+    };
+    let dot = |o: Vec<f64>| o.iter().zip(&r64).map(|(a, b)| a * b).sum::<f64>();
+    let e = rel_err_vec(&to_f64(&got[0]), &brute_g(&x64, &w64, &b64));
+    assert!(e <= FD_TOL, "values vs brute force: {e}");
+    let fd = [
+        fd_grad(&x64, |x| dot(brute_g(x, &w64, &b64))),
+        fd_grad(&w64, |w| dot(brute_g(&x64, w, &b64))),
+        fd_grad(&b64, |b| dot(brute_g(&x64, &w64, b))),
+    ];
+    assert_fd_grads(&["x", "weight", "bias"], &got[1..], &fd);
+    // Any thread count gives the same result.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let again = pool.install(|| run(layer_norm, &x, &w, &b, &r));
+    for (a, b) in again.iter().zip(&got) {
+        assert_eq!(to_f64(a), to_f64(b));
+    }
+}
+
+#[test]
+fn per_group_shape_errors_are_errors() {
+    let m = err_msg(layer_norm(
+        &zeros(&[2, 3, 5]),
+        &zeros(&[3, 5]),
+        &zeros(&[3, 5]),
+        EPS,
+    ));
+    assert!(
+        m.contains("weight has shape") && m.contains("[2, 5]"),
+        "{m}"
+    );
+    let m = err_msg(layer_norm(
+        &zeros(&[2, 3, 5]),
+        &zeros(&[2, 5]),
+        &zeros(&[5]),
+        EPS,
+    ));
+    assert!(m.contains("bias has shape"), "{m}");
+    let m = err_msg(layer_norm(
+        &zeros(&[5]),
+        &zeros(&[1, 5]),
+        &zeros(&[1, 5]),
+        EPS,
+    ));
+    assert!(m.contains("weight has shape"), "{m}");
+}

@@ -332,29 +332,11 @@ pub fn sincos_positions(
     Tensor::from_vec(v, (gt * gh * gw, dim), device)
 }
 
-/// `LN(x) * (1 + scale) + shift`, with `shift`, `scale` `[B, 1, D]`.
-fn modulate(h: &Tensor, shift: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor> {
-    h.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
-}
-
-/// LayerNorm without a learned affine (DiT's `elementwise_affine=False`).
-#[derive(Debug, Clone)]
-struct PlainNorm {
-    ones: Tensor,
-    zeros: Tensor,
-}
-
-impl PlainNorm {
-    fn new(dim: usize, device: &Device) -> candle_core::Result<Self> {
-        Ok(Self {
-            ones: Tensor::ones(dim, DType::F32, device)?,
-            zeros: Tensor::zeros(dim, DType::F32, device)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        genlab_kernels::layer_norm(x, &self.ones, &self.zeros, DIT_NORM_EPS)
-    }
+/// `LN(x)·(1 + scale) + shift` for `x [B, N, D]`, `shift`, `scale` `[B, D]`: DiT's
+/// LayerNorm without a learned affine (`elementwise_affine=False`) and the adaLN
+/// modulation in one fused LayerNorm with a per-sample affine.
+fn modulated_norm(x: &Tensor, shift: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor> {
+    genlab_kernels::layer_norm(x, &(scale + 1.0)?, shift, DIT_NORM_EPS)
 }
 
 /// One DiT block with adaLN-Zero (and its factorised and cross-attention variants).
@@ -396,23 +378,24 @@ impl DitBlock {
         &self,
         x: &Tensor,
         c_act: &Tensor,
-        norm: &PlainNorm,
         (gt, s): (usize, usize),
         context: Option<(&Tensor, Option<&Tensor>)>,
     ) -> candle_core::Result<Tensor> {
         let (b, n, d) = x.dims3()?;
         let m = self.ada.forward(c_act)?; // [B, k·D]
-        let chunk = |i: usize| m.narrow(1, i * d, d)?.reshape((b, 1, d));
+                                          // shift, scale [B, D]; gate [B, 1, D]
+        let chunk = |i: usize| m.narrow(1, i * d, d);
         let mut x = x.clone();
         let mut next = 0;
         let mut take3 = || -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-            let r = (chunk(next)?, chunk(next + 1)?, chunk(next + 2)?);
+            let gate = chunk(next + 2)?.reshape((b, 1, d))?;
+            let r = (chunk(next)?, chunk(next + 1)?, gate);
             next += 3;
             Ok(r)
         };
         // Attention (joint, or within each frame when factorised).
         let (shift, scale, gate) = take3()?;
-        let h = modulate(&norm.forward(&x)?, &shift, &scale)?;
+        let h = modulated_norm(&x, &shift, &scale)?;
         let a = if self.temporal_attn.is_some() {
             self.attn
                 .forward(&h.reshape((b * gt, s, d))?, None)?
@@ -423,7 +406,7 @@ impl DitBlock {
         x = (x + a.broadcast_mul(&gate)?)?;
         if let Some(ta) = &self.temporal_attn {
             let (shift, scale, gate) = take3()?;
-            let h = modulate(&norm.forward(&x)?, &shift, &scale)?;
+            let h = modulated_norm(&x, &shift, &scale)?;
             // [B, gt, S, D] -> [B, S, gt, D] -> [B·S, gt, D]
             let h = h
                 .reshape((b, gt, s, d))?
@@ -447,7 +430,7 @@ impl DitBlock {
             x = (x + a)?;
         }
         let (shift, scale, gate) = take3()?;
-        let h = modulate(&norm.forward(&x)?, &shift, &scale)?;
+        let h = modulated_norm(&x, &shift, &scale)?;
         &x + self.mlp.forward(&h)?.broadcast_mul(&gate)?
     }
 }
@@ -466,7 +449,6 @@ pub struct Dit {
     blocks: Vec<DitBlock>,
     final_ada: Linear,
     final_linear: Linear,
-    norm: PlainNorm,
 }
 
 impl Dit {
@@ -515,7 +497,6 @@ impl Dit {
                 cfg.tubelet * out_channels * p * p,
                 vb.pp("final.linear"),
             )?,
-            norm: PlainNorm::new(d, vb.device())?,
         })
     }
 
@@ -578,15 +559,14 @@ impl Dit {
         }
         let c_act = silu(&c)?;
         for block in &self.blocks {
-            z = block.forward(&z, &c_act, &self.norm, (gt, gh * gw), context)?;
+            z = block.forward(&z, &c_act, (gt, gh * gw), context)?;
         }
         let d = self.cfg.width;
         let m = self.final_ada.forward(&c_act)?;
-        let shift = m.narrow(1, 0, d)?.unsqueeze(1)?;
-        let scale = m.narrow(1, d, d)?.unsqueeze(1)?;
+        let (shift, scale) = (m.narrow(1, 0, d)?, m.narrow(1, d, d)?);
         let out = self
             .final_linear
-            .forward(&modulate(&self.norm.forward(&z)?, &shift, &scale)?)?;
+            .forward(&modulated_norm(&z, &shift, &scale)?)?;
         if self.is_video() {
             let (t_, _, h, w) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
             unpatchify_video(&out, (t_, self.out_channels, h, w), self.cfg.tubelet, p)
@@ -806,10 +786,8 @@ mod tests {
     #[test]
     fn plain_norm_centres_each_token() {
         let x = rand(3, &[2, 5, 16]);
-        let n = PlainNorm::new(16, &Device::Cpu)
-            .unwrap()
-            .forward(&x)
-            .unwrap();
+        let zero = Tensor::zeros((2, 16), DType::F32, &Device::Cpu).unwrap();
+        let n = modulated_norm(&x, &zero, &zero).unwrap();
         let m = last_dim_mean(&n);
         assert!(
             m.abs()
