@@ -40,7 +40,7 @@ struct RunArgs {
     target: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Optimizer steps (default: 3000).
+    /// Optimizer steps (default: 1500).
     #[arg(long)]
     steps: Option<usize>,
     /// Run directory.

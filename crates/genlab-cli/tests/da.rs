@@ -10,9 +10,28 @@ use common::{fails_with, genlab, json, ok};
 /// with 10 classes.
 fn da(method: &str, out: &str, extra: &[&str], d: &std::path::Path) -> std::process::Output {
     let mut a = vec![
-        "da", "run", "--method", method, "--source", "digits", "--target", "synthetic",
-        "--steps", "6", "--out", out, "--set", "batch=8", "--set", "model.channels=4",
-        "--set", "model.hidden=8", "--set", "log_every=2", "--set", "eval_every=4",
+        "da",
+        "run",
+        "--method",
+        method,
+        "--source",
+        "digits",
+        "--target",
+        "synthetic",
+        "--steps",
+        "6",
+        "--out",
+        out,
+        "--set",
+        "batch=8",
+        "--set",
+        "model.channels=4",
+        "--set",
+        "model.hidden=8",
+        "--set",
+        "log_every=2",
+        "--set",
+        "eval_every=4",
     ];
     a.extend(extra);
     genlab(&a, d)
@@ -45,18 +64,33 @@ fn every_method_runs_and_a_seed_repeats_its_run() {
         assert_eq!(log.lines().count(), 3, "{log}");
     }
     let log = std::fs::read_to_string(d.join("dann/log.jsonl")).unwrap();
-    assert!(log.contains("domain_loss") && log.contains("target_accuracy"), "{log}");
+    assert!(
+        log.contains("domain_loss") && log.contains("target_accuracy"),
+        "{log}"
+    );
     let mmd = std::fs::read_to_string(d.join("mmd/log.jsonl")).unwrap();
-    assert!(mmd.contains("mmd_features") && mmd.contains("mmd_logits"), "{mmd}");
+    assert!(
+        mmd.contains("mmd_features") && mmd.contains("mmd_logits"),
+        "{mmd}"
+    );
     // Same seed, same run (log and result); another seed, another run.
     ok(&da("dann", "again", &[], d));
     let read = |r: &str| std::fs::read_to_string(d.join(r).join("log.jsonl")).unwrap();
-    assert_eq!(without_seconds(&read("dann")), without_seconds(&read("again")));
-    let (a, b) = (json(&d.join("dann/result.json")), json(&d.join("again/result.json")));
+    assert_eq!(
+        without_seconds(&read("dann")),
+        without_seconds(&read("again"))
+    );
+    let (a, b) = (
+        json(&d.join("dann/result.json")),
+        json(&d.join("again/result.json")),
+    );
     assert_eq!(a["target_accuracy"], b["target_accuracy"]);
     assert_eq!(a["source_accuracy"], b["source_accuracy"]);
     ok(&da("dann", "seed1", &["--seed", "1"], d));
-    assert_ne!(without_seconds(&read("dann")), without_seconds(&read("seed1")));
+    assert_ne!(
+        without_seconds(&read("dann")),
+        without_seconds(&read("seed1"))
+    );
     let list = ok(&genlab(&["da", "list", "--json"], d));
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(v["methods"].as_array().unwrap().len(), 4);
@@ -74,16 +108,28 @@ fn da_bad_input_is_one_clear_error() {
     // The 8x8 source and the 28x28 target: one network cannot take both.
     fails_with(
         &genlab(
-            &["da", "run", "--method", "dann", "--source", "synthetic", "--target",
-              "digits28", "--out", "x"],
+            &[
+                "da",
+                "run",
+                "--method",
+                "dann",
+                "--source",
+                "synthetic",
+                "--target",
+                "digits28",
+                "--out",
+                "x",
+            ],
             d,
         ),
         &["[1, 8, 8]", "[1, 28, 28]", "one image shape"],
     );
     fails_with(
         &genlab(
-            &["da", "run", "--method", "dann", "--source", "digits", "--target", "svhn",
-              "--out", "x"],
+            &[
+                "da", "run", "--method", "dann", "--source", "digits", "--target", "svhn", "--out",
+                "x",
+            ],
             d,
         ),
         &["unknown data `svhn`", "digits28"],
@@ -93,8 +139,17 @@ fn da_bad_input_is_one_clear_error() {
         &genlab(&["da", "run", "--method", "source-only", "--out", "x"], d),
         &["genlab data fetch mnist"],
     );
-    fails_with(&da("mmd", "x", &["--set", "method.factors=[1.0, -1.0]"], d), &["method.factors"]);
-    fails_with(&da("source-only", "x", &["--set", "method.lambda=1"], d), &["lambda"]);
+    fails_with(
+        &da("mmd", "x", &["--set", "method.factors=[1.0, -1.0]"], d),
+        &["method.factors"],
+    );
+    fails_with(
+        &da("source-only", "x", &["--set", "method.lambda=1"], d),
+        &["lambda"],
+    );
     fails_with(&da("dann", "x", &["--set", "batch=1"], d), &["batch"]);
-    assert!(!d.join("x").exists(), "a refused run must not leave a directory");
+    assert!(
+        !d.join("x").exists(),
+        "a refused run must not leave a directory"
+    );
 }

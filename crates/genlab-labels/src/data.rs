@@ -335,8 +335,14 @@ mod tests {
     /// ink: measured up to ~5%, tolerance 10%).
     #[test]
     fn digits28_is_the_digits_split_in_mnist_format() {
-        let (a, b) = (Data::open("digits").unwrap(), Data::open("digits28").unwrap());
-        assert_eq!((a.pool.idx.clone(), a.test.idx.clone()), (b.pool.idx.clone(), b.test.idx.clone()));
+        let (a, b) = (
+            Data::open("digits").unwrap(),
+            Data::open("digits28").unwrap(),
+        );
+        assert_eq!(
+            (a.pool.idx.clone(), a.test.idx.clone()),
+            (b.pool.idx.clone(), b.test.idx.clone())
+        );
         assert_eq!((b.shape.clone(), b.classes), (vec![1, 28, 28], 10));
         let idx: Vec<usize> = (0..a.pool.len()).collect();
         let (small, ys) = gather_host(&a.pool, &idx);

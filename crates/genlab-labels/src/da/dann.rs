@@ -139,7 +139,11 @@ impl Adaptation for Dann {
         let l = super::scalar(&loss)?;
         Ok((
             loss,
-            vec![("domain_loss", l), ("domain_accuracy", acc), ("lambda", lambda)],
+            vec![
+                ("domain_loss", l),
+                ("domain_accuracy", acc),
+                ("lambda", lambda),
+            ],
         ))
     }
 }
@@ -185,10 +189,18 @@ mod tests {
                 None => f.as_tensor().clone(),
             };
             let logits = d.classify(&x).unwrap();
-            let loss = domain_loss(&logits.narrow(0, 0, 1).unwrap(), &logits.narrow(0, 1, 1).unwrap())
-                .unwrap();
+            let loss = domain_loss(
+                &logits.narrow(0, 0, 1).unwrap(),
+                &logits.narrow(0, 1, 1).unwrap(),
+            )
+            .unwrap();
             let g = loss.backward().unwrap();
-            g.get(&f).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            g.get(&f)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
         };
         let plain = grad_of(None);
         let rev = grad_of(Some(0.4));

@@ -105,7 +105,11 @@ mod tests {
                 let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let gx = v(g.get(&x).unwrap());
                 for (gi, ri) in gx.iter().zip(&rs) {
-                    assert!((gi - (-lambda * ri)).abs() <= F32_TOL, "{gi} vs {}", -lambda * ri);
+                    assert!(
+                        (gi - (-lambda * ri)).abs() <= F32_TOL,
+                        "{gi} vs {}",
+                        -lambda * ri
+                    );
                 }
                 let y = reverse_gradient(x.as_tensor(), lambda).unwrap();
                 let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();

@@ -81,11 +81,17 @@ impl Config {
         if self.factors.is_empty() || self.factors.iter().any(|&f| !(f > 0.0 && f.is_finite())) {
             return Err(Error::setting(
                 "method.factors",
-                format!("needs positive finite bandwidth multipliers, got {:?}", self.factors),
+                format!(
+                    "needs positive finite bandwidth multipliers, got {:?}",
+                    self.factors
+                ),
             ));
         }
         if matches!(self.base, Some(b) if !(b > 0.0 && b.is_finite())) {
-            return Err(Error::setting("method.base", "must be positive (or null: median)"));
+            return Err(Error::setting(
+                "method.base",
+                "must be positive (or null: median)",
+            ));
         }
         if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
             return Err(Error::setting("method.lambda", "must be non-negative"));
@@ -310,22 +316,42 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        let gx = g.get(&xv).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let gy = g.get(&yv).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let gx = g
+            .get(&xv)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let gy = g
+            .get(&yv)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let f = |x: &[f64], y: &[f64]| brute(x, y, d, &gammas);
         for i in 0..x.len() {
             let (mut a, mut b) = (x.clone(), x.clone());
             a[i] += H;
             b[i] -= H;
             let fd = (f(&a, &y) - f(&b, &y)) / (2.0 * H);
-            assert!((gx[i] - fd).abs() <= REL_TOL * fd.abs().max(1e-3), "x {i}: {} vs {fd}", gx[i]);
+            assert!(
+                (gx[i] - fd).abs() <= REL_TOL * fd.abs().max(1e-3),
+                "x {i}: {} vs {fd}",
+                gx[i]
+            );
         }
         for i in 0..y.len() {
             let (mut a, mut b) = (y.clone(), y.clone());
             a[i] += H;
             b[i] -= H;
             let fd = (f(&x, &a) - f(&x, &b)) / (2.0 * H);
-            assert!((gy[i] - fd).abs() <= REL_TOL * fd.abs().max(1e-3), "y {i}: {} vs {fd}", gy[i]);
+            assert!(
+                (gy[i] - fd).abs() <= REL_TOL * fd.abs().max(1e-3),
+                "y {i}: {} vs {fd}",
+                gy[i]
+            );
         }
     }
 

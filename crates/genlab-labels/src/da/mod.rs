@@ -85,8 +85,8 @@ impl Default for DaConfig {
             target: "digits28".into(),
             seed: 0,
             model: NetConfig::default(),
-            // 3,000 steps of 64: 3.2 passes over MNIST, about 10 CPU minutes.
-            steps: 3000,
+            // 1,500 steps of 64: 1.6 passes over MNIST (the measured runs of docs/labels.md).
+            steps: 1500,
             batch: 64,
             lr: 1e-3,
             log_every: 100,
@@ -345,7 +345,10 @@ pub fn run(
         let (xl, yl) = gather(labelled, &lab_order.take(b), device)?;
         // The target's labels come along with its images and are dropped here, unread.
         let x = match adapt {
-            Some(_) => Tensor::cat(&[&xl, &gather(&target.pool, &tgt_order.take(b), device)?.0], 0)?,
+            Some(_) => Tensor::cat(
+                &[&xl, &gather(&target.pool, &tgt_order.take(b), device)?.0],
+                0,
+            )?,
             None => xl,
         };
         let (features, logits) = net.head(&net.trunk(&x)?, Some(&mut drop_rng))?;
