@@ -8,6 +8,7 @@ mod cmd_active;
 mod cmd_cl;
 mod cmd_clip_eval;
 mod cmd_compare;
+mod cmd_da;
 mod cmd_data;
 mod cmd_distill;
 mod cmd_embed_text;
@@ -125,6 +126,10 @@ enum Command {
     Semi(cmd_semi::SemiArgs),
     /// Self-supervised learning: SimCLR, rotation; linear-probe and k-NN evaluation.
     Ssl(cmd_ssl::SslArgs),
+    /// Unsupervised domain adaptation, e.g. MNIST -> the upsampled 8x8 digits: DANN, MMD,
+    /// source-only and the target-trained upper bound (`genlab da list`).
+    #[command(alias = "domain-adapt")]
+    Da(cmd_da::DaArgs),
     /// Time fixed training and sampling workloads (compare with PyTorch:
     /// scripts/bench/compare.py).
     #[command(
@@ -222,6 +227,7 @@ fn main() {
             Command::Active(a) => cmd_active::run(a, &dev.open()?),
             Command::Semi(a) => cmd_semi::run(a, &dev.open()?),
             Command::Ssl(a) => cmd_ssl::run(a, &dev.open()?),
+            Command::Da(a) => cmd_da::run(a, &dev.open()?),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
             Command::Report(a) => cmd_report::run(a),

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `mnist` | the 60,000 training images | the 10,000 test images |
 //! | `digits` | 70% of the 8x8 digits (fixed split) | the other 30% |
+//! | `digits28` | the same 70%, upsampled to MNIST's 28x28 | the same 30%, upsampled |
 //! | `synthetic` | 10 random 8x8 binary templates with 10% of pixels flipped, 60 each | 20 each |
 //!
 //! The pool is never loaded as one array: the datasets are random access
@@ -26,6 +27,11 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "digits",
         "the embedded 8x8 digits: pool = 70% (1,258), test = 30% (539), fixed split",
+    ),
+    (
+        "digits28",
+        "the 8x8 digits upsampled to 28x28 as MNIST frames its digits (bicubic to the central \
+         20x20, zero border): the digits split, for domain adaptation from MNIST",
     ),
     (
         "synthetic",
@@ -110,8 +116,11 @@ impl Data {
                     Arc::new(Mnist::load(&dir, Split::Test)?),
                 )
             }
-            "digits" => {
-                let d: Arc<dyn Dataset> = Arc::new(Digits::load()?);
+            "digits" | "digits28" => {
+                let d: Arc<dyn Dataset> = match name {
+                    "digits" => Arc::new(Digits::load()?),
+                    _ => Arc::new(digits28()?),
+                };
                 let mut idx: Vec<usize> = (0..d.len()).collect();
                 Rng::derive(SPLIT_SEED, "digits-split").shuffle(&mut idx);
                 let cut = (0.7 * idx.len() as f64).round() as usize;
@@ -222,6 +231,33 @@ pub fn balanced_subset(part: &Part, classes: usize, n: usize, rng: &mut Rng) -> 
     Ok(out)
 }
 
+/// Side of MNIST's images.
+const MNIST_SIDE: usize = 28;
+/// The fraction of MNIST's side its digits fill (LeCun et al.: size-normalised to a 20x20
+/// box, centred in the 28x28 field).
+const MNIST_FRAME: f64 = 20.0 / 28.0;
+
+/// The 8x8 digits in MNIST's format: each image resized (bicubic, PyTorch's a = -0.75) to
+/// the central 20x20 of a 28x28 zero field and clamped to [0, 1], as CLIP's zero-shot
+/// evaluation fits them ([`genlab_train::clip_eval::fit_images`]). Both sets are white ink
+/// on black in [0, 1], so intensity and polarity already agree.
+pub fn digits28() -> Result<InMemory> {
+    let d = Digits::load()?;
+    let idx: Vec<usize> = (0..d.len()).collect();
+    let b = genlab_data::make_batch(&d, &idx, &Device::Cpu)?;
+    let up = genlab_train::clip_eval::fit_images(&b.x, [1, MNIST_SIDE, MNIST_SIDE], MNIST_FRAME)?;
+    let y = b
+        .labels
+        .ok_or_else(|| Error::Data("the digits have no labels".into()))?
+        .to_vec1::<u32>()?;
+    Ok(InMemory {
+        name: "digits28".into(),
+        shape: vec![1, MNIST_SIDE, MNIST_SIDE],
+        x: up.flatten_all()?.to_vec1::<f32>()?,
+        y,
+    })
+}
+
 /// The synthetic set: `classes` random `side`x`side` binary templates; each example its
 /// template with 10% of the pixels flipped; `per_pool` and `per_test` examples per class.
 pub fn synthetic(
@@ -290,5 +326,41 @@ mod tests {
         assert_eq!(all.len(), 1797);
         assert_eq!(d.shape, vec![1, 8, 8]);
         assert_eq!(d.classes, 10);
+    }
+
+    /// `digits28` is `digits` (same split, same labels) in MNIST's frame: a zero border of
+    /// 4 pixels, values in [0, 1], and the ink of each image scaled by the area ratio
+    /// (20/8)^2 (bicubic weights sum to 1 per axis, so the resize keeps the mean intensity
+    /// up to border effects and the clamp, which cuts the kernel's negative lobes and adds
+    /// ink: measured up to ~5%, tolerance 10%).
+    #[test]
+    fn digits28_is_the_digits_split_in_mnist_format() {
+        let (a, b) = (
+            Data::open("digits").unwrap(),
+            Data::open("digits28").unwrap(),
+        );
+        assert_eq!(
+            (a.pool.idx.clone(), a.test.idx.clone()),
+            (b.pool.idx.clone(), b.test.idx.clone())
+        );
+        assert_eq!((b.shape.clone(), b.classes), (vec![1, 28, 28], 10));
+        let idx: Vec<usize> = (0..a.pool.len()).collect();
+        let (small, ys) = gather_host(&a.pool, &idx);
+        let (big, yb) = gather_host(&b.pool, &idx);
+        assert_eq!(ys, yb);
+        assert!(big.iter().all(|&v| (0.0..=1.0).contains(&v)));
+        const INK_TOL: f64 = 0.10;
+        for (s, l) in small.chunks_exact(64).zip(big.chunks_exact(784)) {
+            for r in 0..28 {
+                for c in 0..28 {
+                    if !(4..24).contains(&r) || !(4..24).contains(&c) {
+                        assert_eq!(l[r * 28 + c], 0.0, "border pixel ({r}, {c})");
+                    }
+                }
+            }
+            let ink_s: f64 = s.iter().map(|&v| v as f64).sum::<f64>() * (20.0f64 / 8.0).powi(2);
+            let ink_l: f64 = l.iter().map(|&v| v as f64).sum();
+            assert!((ink_l / ink_s - 1.0).abs() < INK_TOL, "{ink_l} vs {ink_s}");
+        }
     }
 }

@@ -9,6 +9,8 @@
 //!   the acquisition loop;
 //! - [`semi`]: semi-supervised methods (self-training, co-training, FixMatch), one file
 //!   each in a registry;
+//! - [`da`]: unsupervised domain adaptation (source-only, DANN, MMD, the target-trained
+//!   upper bound), one file each in a registry;
 //! - [`ssl`]: self-supervised representation learning (SimCLR);
 //! - [`augment`]: the image augmentations those methods use;
 //! - [`eval`]: the one evaluation of representations (linear probe, k-NN);
@@ -17,6 +19,7 @@
 pub mod active;
 pub mod augment;
 pub mod curve;
+pub mod da;
 pub mod data;
 pub mod eval;
 pub mod net;
