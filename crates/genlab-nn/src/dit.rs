@@ -45,7 +45,7 @@
 //! `t_embed.lin2`, `blocks.{i}.{ada, attn, temporal_attn, cross_norm, cross, mlp}`,
 //! `final.ada`, `final.linear`.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -591,6 +591,7 @@ fn last_dim_mean(x: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use genlab_core::ParamStore;
 
     /// f32 round trips through reshapes and permutes are exact.
