@@ -295,8 +295,16 @@ fn ssl_momentum_methods_train_and_repeat_byte_for_byte() {
     fails_with(
         &genlab(
             &[
-                "ssl", "train", "--method", "moco", "--data", "synthetic", "--out", "x",
-                "--set", "method.queue=0",
+                "ssl",
+                "train",
+                "--method",
+                "moco",
+                "--data",
+                "synthetic",
+                "--out",
+                "x",
+                "--set",
+                "method.queue=0",
             ],
             d,
         ),

@@ -36,7 +36,8 @@ use crate::augment;
 pub const ENTRY: MethodEntry = MethodEntry {
     name: "byol",
     paper: "Grill et al. 2020, arXiv:2006.07733",
-    description: "predict a moving-average target network's projection of the other view (no negatives)",
+    description:
+        "predict a moving-average target network's projection of the other view (no negatives)",
     defaults: || serde_json::to_value(Config::default()).expect("config serialises"),
     build,
 };
@@ -44,10 +45,11 @@ pub const ENTRY: MethodEntry = MethodEntry {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `tau_base` of the target's moving average. 0.99 rather than the paper's 0.996: a run
-    /// here is 500-2,000 steps, not 1.5 million, and at 0.996 the target would still hold
-    /// a large share of its random initialisation at the end of a short run (the paper's
-    /// Table 5a: 0.99 is within 0.4 points of 0.996).
+    /// `tau_base` of the target's moving average. 0.99 rather than the paper's 0.996 (its
+    /// Table 5a: 0.99 is within 0.4 points of 0.996): a run here is 500-2,000 steps, not
+    /// hundreds of thousands, and over 500 scheduled steps the target keeps
+    /// `prod tau_k ~ exp(-(1 - tau_base) 500 / 2)` of its random initialisation, 37% at
+    /// 0.996 and 8% at 0.99 (docs/labels.md has the digits runs at 0.9 and 0.99).
     pub tau_base: f64,
     /// Width of the projector's hidden layer and of its output (the predictor's output).
     pub projection: [usize; 2],
@@ -281,7 +283,10 @@ mod tests {
             }
             want /= n as f64;
             let g = got.to_scalar::<f32>().unwrap() as f64;
-            assert!((g - want).abs() < TOL * want.max(1.0), "n={n}: {g} vs {want}");
+            assert!(
+                (g - want).abs() < TOL * want.max(1.0),
+                "n={n}: {g} vs {want}"
+            );
             assert!(got.backward().unwrap().get(p.as_tensor()).is_some());
         }
     }
@@ -316,8 +321,8 @@ mod tests {
             let mean = col.iter().sum::<f64>() / 4.0;
             let var = col.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / 4.0;
             for i in 0..4 {
-                let want = (col[i] - mean) / (var + BN_EPS).sqrt() * gamma[j] as f64
-                    + beta[j] as f64;
+                let want =
+                    (col[i] - mean) / (var + BN_EPS).sqrt() * gamma[j] as f64 + beta[j] as f64;
                 assert!((got[i * 3 + j] - want).abs() < TOL, "{i},{j}");
             }
         }
@@ -333,7 +338,8 @@ mod tests {
             ..Default::default()
         };
         let enc = Classifier::new(&cfg, ps.vb().pp("encoder")).unwrap();
-        let config = serde_json::json!({"projection": [4, 3], "predictor_hidden": 4, "tau_base": 0.9});
+        let config =
+            serde_json::json!({"projection": [4, 3], "predictor_hidden": 4, "tau_base": 0.9});
         let m = Byol::new(&Spec {
             encoder: &enc,
             shape: [1, 8, 8],
@@ -347,11 +353,21 @@ mod tests {
         let loss = m.loss(&x, 4, &mut rng).unwrap();
         let grads = loss.backward().unwrap();
         for (name, v) in m.target_params.vars() {
-            assert!(grads.get(v.as_tensor()).is_none(), "target `{name}` got a gradient");
+            assert!(
+                grads.get(v.as_tensor()).is_none(),
+                "target `{name}` got a gradient"
+            );
         }
-        for name in ["encoder.conv.0.weight", "projector.bn.weight", "predictor.l1.weight"] {
+        for name in [
+            "encoder.conv.0.weight",
+            "projector.bn.weight",
+            "predictor.l1.weight",
+        ] {
             let v = ps.vars().into_iter().find(|(n, _)| n == name).unwrap().1;
-            assert!(grads.get(v.as_tensor()).is_some(), "`{name}` got no gradient");
+            assert!(
+                grads.get(v.as_tensor()).is_some(),
+                "`{name}` got no gradient"
+            );
         }
         // Move the online weights; one update at step 3 of 12 against its closed form.
         let before: Vec<Vec<f64>> = m
@@ -368,10 +384,13 @@ mod tests {
         let tau = 1.0 - 0.1 * ((std::f64::consts::PI / 4.0).cos() + 1.0) / 2.0;
         assert!((m.last_tau.get() - tau).abs() < 1e-15);
         let online = ps.vars();
-        for (((name, t), before), (_, w)) in
-            m.target_params.vars().iter().zip(&before).zip(&online)
+        for (((name, t), before), (_, w)) in m.target_params.vars().iter().zip(&before).zip(&online)
         {
-            for ((got, b), w) in host(t.as_tensor()).iter().zip(before).zip(host(w.as_tensor())) {
+            for ((got, b), w) in host(t.as_tensor())
+                .iter()
+                .zip(before)
+                .zip(host(w.as_tensor()))
+            {
                 let want = tau * b + (1.0 - tau) * w;
                 assert!((got - want).abs() < TOL, "{name}: {got} vs {want}");
             }
@@ -384,7 +403,10 @@ mod tests {
         let enc = Classifier::new(&ClassifierConfig::default(), ps.vb().pp("encoder")).unwrap();
         for (config, word) in [
             (serde_json::json!({"tau_base": 1.2}), "method.tau_base"),
-            (serde_json::json!({"projection": [0, 4]}), "method.projection"),
+            (
+                serde_json::json!({"projection": [0, 4]}),
+                "method.projection",
+            ),
         ] {
             let err = Byol::new(&Spec {
                 encoder: &enc,

@@ -30,7 +30,8 @@ use crate::eval::{knn_accuracy, linear_probe, ProbeConfig};
 use crate::train::features;
 
 /// Every method.
-pub const METHODS: &[&MethodEntry] = &[&simclr::ENTRY, &moco::ENTRY, &byol::ENTRY, &rotation::ENTRY];
+pub const METHODS: &[&MethodEntry] =
+    &[&simclr::ENTRY, &moco::ENTRY, &byol::ENTRY, &rotation::ENTRY];
 
 /// A pretext task being trained.
 pub trait Method {
