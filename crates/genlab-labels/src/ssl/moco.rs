@@ -53,8 +53,10 @@ pub struct Config {
     /// 0.999^2000 = 14% of its random initialisation at the end (on the 8x8 digits, 500
     /// steps: linear probe 97.40% at 0.999, 98.33% at 0.99; docs/labels.md).
     pub momentum: f64,
-    /// Keys in the queue (4096: 16 batches of 256, 7% of MNIST's 60,000 images; MoCo's
-    /// 65,536 is 5% of ImageNet).
+    /// Keys in the queue. 256 (one batch), not the 4,096-65,536 of the paper: on MNIST
+    /// with this encoder a queue of 4,096 keys does not learn (InfoNCE stays near
+    /// ln 4097; linear probe 79.65% after 2,000 steps, the random encoder's level), while
+    /// 256 reaches 94.01% in 300 steps (docs/labels.md).
     pub queue: usize,
     /// Width of the projection head's hidden layer and of its output (SimCLR's 128/64 here).
     pub projection: [usize; 2],
@@ -67,7 +69,7 @@ impl Default for Config {
         Self {
             temperature: 0.2,
             momentum: 0.99,
-            queue: 4096,
+            queue: 256,
             projection: [128, 64],
             symmetric: false,
         }
