@@ -36,7 +36,7 @@ enum SslCmd {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// simclr or rotation.
+    /// simclr, moco, byol or rotation (`genlab ssl list`).
     #[arg(long)]
     method: String,
     /// mnist (genlab data fetch mnist), digits or synthetic.

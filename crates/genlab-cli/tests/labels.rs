@@ -269,3 +269,65 @@ fn ssl_train_eval_and_list() {
     );
     assert!(ok(&genlab(&["ssl", "list", "--json"], d)).contains("rotation"));
 }
+
+#[test]
+fn ssl_momentum_methods_train_and_repeat_byte_for_byte() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    for (method, extra) in [("moco", "method.queue=40"), ("byol", "method.tau_base=0.9")] {
+        let mut bytes = Vec::new();
+        for run in ["a", "b"] {
+            let out_dir = format!("{method}-{run}");
+            let out = ok(&genlab(
+                &[
+                    "ssl",
+                    "train",
+                    "--method",
+                    method,
+                    "--data",
+                    "synthetic",
+                    "--steps",
+                    "3",
+                    "--batch",
+                    "16",
+                    "--seed",
+                    "4",
+                    "--out",
+                    &out_dir,
+                    "--set",
+                    "encoder.channels=[4,8]",
+                    "--set",
+                    "encoder.features=16",
+                    "--set",
+                    "knn_k=5",
+                    "--set",
+                    extra,
+                ],
+                d,
+            ));
+            assert!(out.contains("linear probe"), "{method}: {out}");
+            bytes.push(std::fs::read(d.join(&out_dir).join("checkpoint.safetensors")).unwrap());
+        }
+        assert_eq!(bytes[0], bytes[1], "{method}: same seed, same checkpoint");
+    }
+    fails_with(
+        &genlab(
+            &[
+                "ssl",
+                "train",
+                "--method",
+                "moco",
+                "--data",
+                "synthetic",
+                "--out",
+                "x",
+                "--set",
+                "method.queue=0",
+            ],
+            d,
+        ),
+        &["method.queue"],
+    );
+    let list = ok(&genlab(&["ssl", "list"], d));
+    assert!(list.contains("moco") && list.contains("byol"), "{list}");
+}

@@ -7,6 +7,8 @@
 //! The encoder is genlab-nn's digit [`Classifier`]'s feature stack (four 3x3 convolutions,
 //! a dense layer; `features` wide) without its head.
 
+pub mod byol;
+pub mod moco;
 pub mod nt_xent;
 pub mod rotation;
 pub mod simclr;
@@ -28,12 +30,20 @@ use crate::eval::{knn_accuracy, linear_probe, ProbeConfig};
 use crate::train::features;
 
 /// Every method.
-pub const METHODS: &[&MethodEntry] = &[&simclr::ENTRY, &rotation::ENTRY];
+pub const METHODS: &[&MethodEntry] =
+    &[&simclr::ENTRY, &moco::ENTRY, &byol::ENTRY, &rotation::ENTRY];
 
 /// A pretext task being trained.
 pub trait Method {
     /// The loss of a batch of unlabelled images `[B, C, H, W]` (host, row-major).
     fn loss(&self, x: &[f32], b: usize, rng: &mut Rng) -> Result<Tensor>;
+
+    /// Called after the optimizer step `step` (0-based) of `total`, once the trained weights
+    /// have moved: where momentum copies follow them and queues take the batch's keys
+    /// (MoCo, BYOL). Nothing by default.
+    fn after_step(&self, _step: usize, _total: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What `build` gets.
@@ -210,6 +220,7 @@ pub fn train(
             )));
         }
         opt.step(&loss.backward()?, cfg.lr, 1.0)?;
+        method.after_step(step, cfg.steps)?;
         sum += l;
         if (step + 1) % cfg.log_every.max(1) == 0 || step + 1 == cfg.steps {
             let k = (step % cfg.log_every.max(1) + 1) as f64;

@@ -15,12 +15,18 @@ use genlab_nn::classifier::log_softmax;
 /// Large negative logit that removes `k == i` from the softmax.
 const SELF_MASK: f64 = 1e9;
 
+/// Each row of `z` `[N, d]` divided by its Euclidean norm (`1e-12` inside the root keeps an
+/// all-zero row finite); differentiable.
+pub fn l2_normalize(z: &Tensor) -> Result<Tensor> {
+    let norm = z.sqr()?.sum_keepdim(1)?.affine(1.0, 1e-12)?.sqrt()?;
+    Ok(z.broadcast_div(&norm)?)
+}
+
 /// NT-Xent of two views' projections `z1`, `z2` `[N, d]` at temperature `tau`.
 pub fn nt_xent(z1: &Tensor, z2: &Tensor, tau: f64) -> Result<Tensor> {
     let n = z1.dim(0)?;
     let z = Tensor::cat(&[z1, z2], 0)?; // [2N, d]
-    let norm = z.sqr()?.sum_keepdim(1)?.affine(1.0, 1e-12)?.sqrt()?;
-    let z = z.broadcast_div(&norm)?;
+    let z = l2_normalize(&z)?;
     let sim = (z.matmul(&z.t()?)? / tau)?; // [2N, 2N]
     let eye = Tensor::eye(2 * n, DType::F32, z.device())?;
     let sim = (sim - (eye * SELF_MASK)?)?;
