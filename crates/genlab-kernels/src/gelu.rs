@@ -100,7 +100,7 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `2√(2/π)`.
-const TWO_SQRT_2_OVER_PI: f32 = 1.595_769_1;
+const TWO_SQRT_2_OVER_PI: f32 = 1.595_769;
 /// The cubic coefficient of the tanh approximation.
 const GELU_TANH_CUBIC: f32 = 0.044_715;
 /// QuickGELU's slope.
