@@ -30,8 +30,7 @@ use genlab_train::ema::Ema;
 use serde::{Deserialize, Serialize};
 
 use super::nt_xent::l2_normalize;
-use super::{parse_config, Method, MethodEntry, Spec};
-use crate::augment;
+use super::{parse_config, two_views, Method, MethodEntry, Spec};
 
 pub const ENTRY: MethodEntry = MethodEntry {
     name: "byol",
@@ -220,17 +219,7 @@ impl<'a> Byol<'a> {
 
 impl Method for Byol<'_> {
     fn loss(&self, x: &[f32], b: usize, rng: &mut Rng) -> Result<Tensor> {
-        let d: usize = self.shape.iter().product();
-        let mut views = [x.to_vec(), x.to_vec()];
-        for v in &mut views {
-            for ex in v.chunks_exact_mut(d) {
-                augment::simclr(ex, self.shape, rng);
-            }
-        }
-        let [c, h, w] = self.shape;
-        let [v1, v2] = views;
-        let x1 = Tensor::from_vec(v1, (b, c, h, w), &self.device)?;
-        let x2 = Tensor::from_vec(v2, (b, c, h, w), &self.device)?;
+        let [x1, x2] = two_views(x, b, self.shape, &self.device, rng)?;
         let l12 = byol_loss(&self.online(&x1)?, &self.target(&x2)?)?;
         let l21 = byol_loss(&self.online(&x2)?, &self.target(&x1)?)?;
         Ok((l12 + l21)?)

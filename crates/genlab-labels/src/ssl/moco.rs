@@ -31,8 +31,7 @@ use genlab_train::ema::Ema;
 use serde::{Deserialize, Serialize};
 
 use super::nt_xent::l2_normalize;
-use super::{parse_config, Method, MethodEntry, Spec};
-use crate::augment;
+use super::{parse_config, two_views, Method, MethodEntry, Spec};
 
 pub const ENTRY: MethodEntry = MethodEntry {
     name: "moco",
@@ -239,17 +238,7 @@ impl<'a> MoCo<'a> {
 
 impl Method for MoCo<'_> {
     fn loss(&self, x: &[f32], b: usize, rng: &mut Rng) -> Result<Tensor> {
-        let d: usize = self.shape.iter().product();
-        let mut views = [x.to_vec(), x.to_vec()];
-        for v in &mut views {
-            for ex in v.chunks_exact_mut(d) {
-                augment::simclr(ex, self.shape, rng);
-            }
-        }
-        let [c, h, w] = self.shape;
-        let [v1, v2] = views;
-        let x1 = Tensor::from_vec(v1, (b, c, h, w), &self.device)?;
-        let x2 = Tensor::from_vec(v2, (b, c, h, w), &self.device)?;
+        let [x1, x2] = two_views(x, b, self.shape, &self.device, rng)?;
         let mut st = self.state.borrow_mut();
         let dim = self.cfg.projection[1];
         if st.queue.is_empty() {

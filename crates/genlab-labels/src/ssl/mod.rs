@@ -46,6 +46,30 @@ pub trait Method {
     }
 }
 
+/// Two independently augmented views ([`crate::augment::simclr`]) of a batch of `b` host
+/// images `[C, H, W]`, as tensors: every image of the first view is drawn before the second.
+pub(crate) fn two_views(
+    x: &[f32],
+    b: usize,
+    shape: [usize; 3],
+    device: &Device,
+    rng: &mut Rng,
+) -> Result<[Tensor; 2]> {
+    let d: usize = shape.iter().product();
+    let mut views = [x.to_vec(), x.to_vec()];
+    for v in &mut views {
+        for ex in v.chunks_exact_mut(d) {
+            crate::augment::simclr(ex, shape, rng);
+        }
+    }
+    let [c, h, w] = shape;
+    let [v1, v2] = views;
+    Ok([
+        Tensor::from_vec(v1, (b, c, h, w), device)?,
+        Tensor::from_vec(v2, (b, c, h, w), device)?,
+    ])
+}
+
 /// What `build` gets.
 pub struct Spec<'a> {
     pub encoder: &'a Classifier,

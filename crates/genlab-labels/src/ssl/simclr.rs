@@ -10,8 +10,7 @@ use genlab_nn::{Act, Classifier, Mlp};
 use serde::{Deserialize, Serialize};
 
 use super::nt_xent::nt_xent;
-use super::{parse_config, Method, MethodEntry, Spec};
-use crate::augment;
+use super::{parse_config, two_views, Method, MethodEntry, Spec};
 
 pub const ENTRY: MethodEntry = MethodEntry {
     name: "simclr",
@@ -68,20 +67,9 @@ fn build<'a>(s: &Spec<'a>) -> Result<Box<dyn Method + 'a>> {
 
 impl Method for SimClr<'_> {
     fn loss(&self, x: &[f32], b: usize, rng: &mut Rng) -> Result<Tensor> {
-        let d: usize = self.shape.iter().product();
-        let mut views = [x.to_vec(), x.to_vec()];
-        for v in &mut views {
-            for ex in v.chunks_exact_mut(d) {
-                augment::simclr(ex, self.shape, rng);
-            }
-        }
-        let [c, h, w] = self.shape;
-        let z: Vec<Tensor> = views
-            .into_iter()
-            .map(|v| -> Result<Tensor> {
-                let t = Tensor::from_vec(v, (b, c, h, w), &self.device)?;
-                Ok(self.head.forward(&self.enc.features(&t)?)?)
-            })
+        let z: Vec<Tensor> = two_views(x, b, self.shape, &self.device, rng)?
+            .iter()
+            .map(|t| -> Result<Tensor> { Ok(self.head.forward(&self.enc.features(t)?)?) })
             .collect::<Result<_>>()?;
         nt_xent(&z[0], &z[1], self.tau)
     }
