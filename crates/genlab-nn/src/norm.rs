@@ -13,7 +13,7 @@
 //! which computes the same function. Parameters are created exactly like
 //! `candle_nn::group_norm`: `weight` (ones) and `bias` (zeros), `[C]`; inputs are `[B, C, ...]`.
 
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 /// GroupNorm over `[B, C, ...]` with a per-channel affine map, optionally followed by SiLU.
@@ -88,4 +88,16 @@ impl GroupNorm {
             Ok(y)
         }
     }
+}
+
+/// Added under the square root of [`l2_normalize`] so a zero row does not divide by zero.
+pub const L2_NORM_EPS: f64 = 1e-12;
+
+/// Each row (last dim) divided by its Euclidean norm, `sqrt(sum x^2 + 1e-12)`:
+/// `[N, E]` -> `[N, E]`, differentiable. The one copy for CLIP's embeddings and the
+/// contrastive losses of genlab-labels (the BERT and transformers-CLIP ports keep their
+/// upstream's exact forms).
+pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let n = (x.sqr()?.sum_keepdim(D::Minus1)? + L2_NORM_EPS)?.sqrt()?;
+    x.broadcast_div(&n)
 }

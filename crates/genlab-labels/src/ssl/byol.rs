@@ -29,8 +29,8 @@ use genlab_nn::{relu, Classifier, Linear};
 use genlab_train::ema::Ema;
 use serde::{Deserialize, Serialize};
 
-use super::nt_xent::l2_normalize;
 use super::{parse_config, two_views, Method, MethodEntry, Spec};
+use genlab_nn::norm::l2_normalize;
 
 pub const ENTRY: MethodEntry = MethodEntry {
     name: "byol",

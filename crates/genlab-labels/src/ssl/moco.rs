@@ -30,8 +30,8 @@ use genlab_nn::{Act, Classifier, Mlp};
 use genlab_train::ema::Ema;
 use serde::{Deserialize, Serialize};
 
-use super::nt_xent::l2_normalize;
 use super::{parse_config, two_views, Method, MethodEntry, Spec};
+use genlab_nn::norm::l2_normalize;
 
 pub const ENTRY: MethodEntry = MethodEntry {
     name: "moco",
@@ -232,7 +232,7 @@ impl<'a> MoCo<'a> {
     /// Normalised keys, cut from the graph.
     fn key(&self, x: &Tensor) -> Result<Tensor> {
         let k = self.key_head.forward(&self.key_enc.features(x)?)?;
-        l2_normalize(&k.detach())
+        Ok(l2_normalize(&k.detach())?)
     }
 }
 

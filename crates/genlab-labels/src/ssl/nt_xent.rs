@@ -11,16 +11,10 @@
 use candle_core::{DType, Tensor};
 use genlab_core::Result;
 use genlab_nn::classifier::log_softmax;
+use genlab_nn::norm::l2_normalize;
 
 /// Large negative logit that removes `k == i` from the softmax.
 const SELF_MASK: f64 = 1e9;
-
-/// Each row of `z` `[N, d]` divided by its Euclidean norm (`1e-12` inside the root keeps an
-/// all-zero row finite); differentiable.
-pub fn l2_normalize(z: &Tensor) -> Result<Tensor> {
-    let norm = z.sqr()?.sum_keepdim(1)?.affine(1.0, 1e-12)?.sqrt()?;
-    Ok(z.broadcast_div(&norm)?)
-}
 
 /// NT-Xent of two views' projections `z1`, `z2` `[N, d]` at temperature `tau`.
 pub fn nt_xent(z1: &Tensor, z2: &Tensor, tau: f64) -> Result<Tensor> {

@@ -9,17 +9,13 @@
 //! row `i` of `logits` scores image `i` against every text (image -> text), column `i` text
 //! `i` against every image (text -> image); the matching pair is the diagonal.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 
 use genlab_core::{Error, Result};
 
-/// Added under the square root so a zero row does not divide by zero.
-pub const NORM_EPS: f64 = 1e-12;
-
-/// Each row divided by its Euclidean norm: `[N, E]` -> `[N, E]`.
+/// Each row divided by its Euclidean norm (genlab-nn's one copy).
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let n = (x.sqr()?.sum_keepdim(D::Minus1)? + NORM_EPS)?.sqrt()?;
-    Ok(x.broadcast_div(&n)?)
+    Ok(genlab_nn::norm::l2_normalize(x)?)
 }
 
 /// Mean cross-entropy of each row of `logits [B, B]` against its diagonal entry.
