@@ -43,12 +43,26 @@ pub fn run(a: &EvalArgs, device: &Device) -> anyhow::Result<()> {
     if let Some(dir) = ckpt.to_str().and_then(hf_clip_eval::spec_dir) {
         return run_hf(a, &dir, &metrics);
     }
-    let c = load_clip(ckpt, device).with_context(|| {
-        format!(
-            "--ckpt {} must be a CLIP run (`genlab train --model clip`) or hf-clip:DIR",
-            ckpt.display()
-        )
-    })?;
+    let only_probe = metrics.iter().all(|m| m == "linear-probe" || m == "knn");
+    let c = match load_clip(ckpt, device) {
+        Ok(c) => c,
+        Err(clip_err) if only_probe => {
+            let r = genlab_labels::represent::Representation::load(ckpt, device).map_err(|e| {
+                anyhow::anyhow!(
+                    "--ckpt {} must be a CLIP run, an ssl run (`genlab ssl train`), a classifier \
+                     or a VAE run for --metrics linear-probe/knn: {e} (as a CLIP run: {clip_err})",
+                    ckpt.display()
+                )
+            })?;
+            return run_representation_probe(a, ckpt, &r, has("linear-probe"), has("knn"), device);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "--ckpt {} must be a CLIP run (`genlab train --model clip`) or hf-clip:DIR",
+                ckpt.display()
+            )))
+        }
+    };
     let t0 = std::time::Instant::now();
     println!("model: {} (clip step {})", ckpt.display(), c.step);
     let checkpoint: Vec<String> = metrics
@@ -284,7 +298,81 @@ fn run_probe(
     knn: bool,
     device: &Device,
 ) -> anyhow::Result<Value> {
-    let spec = a.data.clone().unwrap_or_else(|| c.run.data.clone());
+    let frame = genlab_train::steps::clip::MNIST_FRAME;
+    let post = match a.probe_features.as_str() {
+        "pre" => false,
+        "post" => true,
+        other => bail!("--probe-features expects pre or post, got `{other}`"),
+    };
+    let what = match post {
+        true => "the image embedding in the joint space (after the projection)",
+        false => "the image tower's output before the projection to the joint space",
+    };
+    probe_and_print(
+        a,
+        &c.run.data,
+        |x| {
+            let f = genlab_train::clip_eval::image_features(&c.net, x, frame)?;
+            Ok(match post {
+                true => c.net.project_image(&f)?.detach(),
+                false => f,
+            })
+        },
+        what,
+        probe,
+        knn,
+        device,
+    )
+}
+
+/// `genlab eval --ckpt RUN --metrics linear-probe,knn` of a run that is not a CLIP run: an
+/// ssl encoder, a classifier or a VAE (`genlab_labels::represent`).
+fn run_representation_probe(
+    a: &EvalArgs,
+    ckpt: &Path,
+    r: &genlab_labels::represent::Representation,
+    probe: bool,
+    knn: bool,
+    device: &Device,
+) -> anyhow::Result<()> {
+    if a.probe_features != "pre" {
+        bail!(
+            "--probe-features is for CLIP runs; {} is not one",
+            ckpt.display()
+        );
+    }
+    println!("model: {}", ckpt.display());
+    let t0 = std::time::Instant::now();
+    let v = probe_and_print(
+        a,
+        &r.data,
+        |x| r.features(x),
+        &r.describe(),
+        probe,
+        knn,
+        device,
+    )?;
+    println!("({:.0} s)", t0.elapsed().as_secs_f64());
+    if let Some(p) = &a.json {
+        genlab_core::io::write_json(p, &json!({"model": ckpt.display().to_string(), "probe": v}))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// The probe and k-NN of frozen features `f` on --data (default: `default_data`, the run's
+/// training data), printed; `what` says what the features are.
+#[allow(clippy::too_many_arguments)]
+fn probe_and_print(
+    a: &EvalArgs,
+    default_data: &str,
+    f: impl Fn(&candle_core::Tensor) -> genlab_core::Result<candle_core::Tensor>,
+    what: &str,
+    probe: bool,
+    knn: bool,
+    device: &Device,
+) -> anyhow::Result<Value> {
+    let spec = a.data.clone().unwrap_or_else(|| default_data.to_string());
     let name = spec.split(':').next().unwrap_or(&spec).to_string();
     let data = genlab_labels::Data::open(&name).with_context(|| {
         format!(
@@ -298,32 +386,16 @@ fn run_probe(
                 .join(", ")
         )
     })?;
-    let frame = genlab_train::steps::clip::MNIST_FRAME;
-    let post = match a.probe_features.as_str() {
-        "pre" => false,
-        "post" => true,
-        other => bail!("--probe-features expects pre or post, got `{other}`"),
-    };
     let cfg = genlab_labels::eval::ProbeConfig::default();
     let r = genlab_labels::eval::probe_frozen(
         &data,
         a.n,
-        |x| {
-            let f = genlab_train::clip_eval::image_features(&c.net, x, frame)?;
-            Ok(match post {
-                true => c.net.project_image(&f)?.detach(),
-                false => f,
-            })
-        },
+        f,
         probe.then_some(&cfg),
         knn.then_some(KNN_K),
         a.seed,
         device,
     )?;
-    let what = match post {
-        true => "the image embedding in the joint space (after the projection)",
-        false => "the image tower's output before the projection to the joint space",
-    };
     let subset = if a.n.is_some() {
         ", a class-balanced subset"
     } else {

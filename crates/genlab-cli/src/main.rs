@@ -27,6 +27,7 @@ mod cmd_semi;
 mod cmd_serve;
 mod cmd_ssl;
 mod cmd_train;
+mod cmd_transfer;
 mod cmd_translate;
 mod cmd_txt2img;
 mod cmd_video_eval;
@@ -124,8 +125,13 @@ enum Command {
     Active(cmd_active::ActiveArgs),
     /// Semi-supervised learning: self-training, co-training, FixMatch (`genlab semi list`).
     Semi(cmd_semi::SemiArgs),
-    /// Self-supervised learning: SimCLR, rotation; linear-probe and k-NN evaluation.
+    /// Self-supervised learning: SimCLR, MoCo v2, BYOL, rotation; linear-probe and k-NN
+    /// evaluation.
     Ssl(cmd_ssl::SslArgs),
+    /// Transfer learning: a trained representation (ssl encoder, classifier, VAE) on other
+    /// data with few labels: linear probe, fine-tuning, from scratch, over label counts and
+    /// seeds (`genlab transfer list`).
+    Transfer(cmd_transfer::TransferArgs),
     /// Unsupervised domain adaptation, e.g. MNIST -> the upsampled 8x8 digits: DANN, MMD,
     /// source-only and the target-trained upper bound (`genlab da list`).
     #[command(alias = "domain-adapt")]
@@ -228,6 +234,7 @@ fn main() {
             Command::Semi(a) => cmd_semi::run(a, &dev.open()?),
             Command::Ssl(a) => cmd_ssl::run(a, &dev.open()?),
             Command::Da(a) => cmd_da::run(a, &dev.open()?),
+            Command::Transfer(a) => cmd_transfer::run(a, &dev.open()?),
             Command::Demo(a) => demo::run(a, &dev.open()?),
             Command::Serve(a) => cmd_serve::run(a, &dev.open()?),
             Command::Report(a) => cmd_report::run(a),

@@ -11,7 +11,11 @@
 //!   each in a registry;
 //! - [`da`]: unsupervised domain adaptation (source-only, DANN, MMD, the target-trained
 //!   upper bound), one file each in a registry;
-//! - [`ssl`]: self-supervised representation learning (SimCLR);
+//! - [`ssl`]: self-supervised representation learning (SimCLR, MoCo v2, BYOL, rotation);
+//! - [`represent`]: trained representations read from runs (ssl encoders, classifiers,
+//!   VAEs) for the one evaluation and for transfer;
+//! - [`transfer`]: a representation reused on other data with few labels (probe,
+//!   fine-tuning, from scratch) over label counts and seeds;
 //! - [`augment`]: the image augmentations those methods use;
 //! - [`eval`]: the one evaluation of representations (linear probe, k-NN);
 //! - [`curve`]: test accuracy against labels, as JSON and a chart.
@@ -24,9 +28,11 @@ pub mod data;
 pub mod eval;
 pub mod net;
 pub mod registry;
+pub mod represent;
 pub mod semi;
 pub mod ssl;
 pub mod train;
+pub mod transfer;
 
 pub use curve::{Curve, CurvePoint};
 pub use data::Data;

@@ -63,6 +63,40 @@ pub fn fit(
     rng: &mut Rng,
     augment: Option<Augment>,
 ) -> Result<f64> {
+    let opt_cfg = AdamWConfig {
+        weight_decay: cfg.weight_decay,
+        ..AdamWConfig::default()
+    };
+    let mut opt = AdamW::new(net.params.vars(), opt_cfg)?;
+    let device = net.params.device().clone();
+    fit_with(
+        &|xb, rng| net.forward(xb, Some(rng)),
+        &mut |g| Ok(opt.step(g, cfg.lr, 1.0)?),
+        x,
+        y,
+        shape,
+        cfg,
+        rng,
+        augment,
+        &device,
+    )
+}
+
+/// The loop of [`fit`] for any model: `logits` maps a batch to logits (with the rng for
+/// dropout), `step` applies the gradients of the batch's cross-entropy (one optimizer, or
+/// several with their own rates); `cfg.lr` and `cfg.weight_decay` are left to `step`.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_with(
+    logits: &dyn Fn(&Tensor, &mut Rng) -> Result<Tensor>,
+    step: &mut dyn FnMut(&candle_core::backprop::GradStore) -> Result<()>,
+    x: &[f32],
+    y: &[u32],
+    shape: &[usize],
+    cfg: &FitConfig,
+    rng: &mut Rng,
+    augment: Option<Augment>,
+    device: &Device,
+) -> Result<f64> {
     let n = y.len();
     let d: usize = shape.iter().product();
     if n == 0 || x.len() != n * d {
@@ -71,34 +105,25 @@ pub fn fit(
             x.len()
         )));
     }
-    let opt_cfg = AdamWConfig {
-        weight_decay: cfg.weight_decay,
-        ..AdamWConfig::default()
-    };
-    let mut opt = AdamW::new(net.params.vars(), opt_cfg)?;
-    let device = net.params.device().clone();
     let steps = cfg.steps(n);
     let per_epoch = n.div_ceil(cfg.batch.max(1));
     let mut order: Vec<usize> = Vec::new();
     let (mut recent, mut count) = (0.0, 0usize);
-    for step in 0..steps {
+    for s in 0..steps {
         if order.is_empty() {
             order = (0..n).collect();
             rng.shuffle(&mut order);
         }
         let take = cfg.batch.max(1).min(order.len());
         let idx: Vec<usize> = order.drain(..take).collect();
-        let (xb, yb) = host_batch(x, y, d, &idx, shape, rng, augment, &device)?;
-        let logits = net.forward(&xb, Some(rng))?;
-        let loss = cross_entropy(&logits, &yb)?;
+        let (xb, yb) = host_batch(x, y, d, &idx, shape, rng, augment, device)?;
+        let loss = cross_entropy(&logits(&xb, rng)?, &yb)?;
         let l = loss.to_scalar::<f32>()? as f64;
         if !l.is_finite() {
-            return Err(Error::Numeric(format!(
-                "training loss is {l} at step {step}"
-            )));
+            return Err(Error::Numeric(format!("training loss is {l} at step {s}")));
         }
-        opt.step(&loss.backward()?, cfg.lr, 1.0)?;
-        if step + per_epoch >= steps {
+        step(&loss.backward()?)?;
+        if s + per_epoch >= steps {
             recent += l;
             count += 1;
         }
@@ -219,10 +244,20 @@ pub fn features(
 
 /// Accuracy in [0, 1] of the deterministic network on every example of `part`.
 pub fn accuracy(net: &Net, part: &Part, batch: usize) -> Result<f64> {
+    accuracy_with(part, batch, net.params.device(), |x| net.forward(x, None))
+}
+
+/// Accuracy in [0, 1] on every example of `part` of any model's `logits`.
+pub fn accuracy_with(
+    part: &Part,
+    batch: usize,
+    device: &Device,
+    logits: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<f64> {
     let idx: Vec<usize> = (0..part.len()).collect();
     let mut correct = 0usize;
-    for_batches(part, &idx, batch, net.params.device(), |_, x, y| {
-        let pred = net.forward(x, None)?.argmax(1)?;
+    for_batches(part, &idx, batch, device, |_, x, y| {
+        let pred = logits(x)?.argmax(1)?;
         correct += pred
             .eq(y)?
             .to_dtype(DType::F32)?

@@ -112,12 +112,23 @@ impl Classifier {
     /// Images `[B, C, H, W]` in [0, 1] -> features `[B, F]` (scaled to [-1, 1] inside, the
     /// same convention as the diffusion models).
     pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.features_from_trunk(&self.trunk(x)?)
+    }
+
+    /// Images in [0, 1] -> the flattened output of the convolutions `[B, c1*H/4*W/4]`
+    /// (what the feature layer reads; detach it to train the layers above alone).
+    pub fn trunk(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = x.affine(2.0, -1.0)?;
         for conv in &self.convs {
             h = conv.forward(&h)?.relu()?;
         }
         let b = h.dim(0)?;
-        self.fc.forward(&h.reshape((b, ()))?)?.relu()
+        h.reshape((b, ()))
+    }
+
+    /// [`Self::trunk`]'s output -> features `[B, F]`.
+    pub fn features_from_trunk(&self, trunk: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc.forward(trunk)?.relu()
     }
 
     /// Features `[B, F]` -> logits `[B, K]`.

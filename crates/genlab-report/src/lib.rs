@@ -38,6 +38,6 @@ pub use grid::{image_grid, save_png, GRID_BORDER, NAN_COLOUR};
 pub use html::{render_html, write_html, Block, Page, Section};
 /// The RGB picture type of [`image_grid`] and the frames of [`write_gif`].
 pub use image::RgbImage;
-pub use plot::{line_chart_svg, Series, PALETTE, SMOOTH_MIN_POINTS};
+pub use plot::{line_chart_bands_svg, line_chart_svg, Series, PALETTE, SMOOTH_MIN_POINTS};
 pub use scatter::{scatter_labeled_png, scatter_png};
 pub use ticks::{format_decade, format_tick, log_ticks, nice_ticks, LinearTicks};

@@ -209,11 +209,52 @@ pub fn line_chart_svg(
     series: &[Series],
     log_y: bool,
 ) -> Result<String> {
+    line_chart_bands_svg(title, x_label, y_label, series, &[], log_y)
+}
+
+/// [`line_chart_svg`] with a shaded band under each series: `bands[i]` holds `(x, low,
+/// high)` of series `i` (empty or missing: no band), drawn as a translucent polygon in the
+/// series' colour below the lines; the axes cover the bands too.
+pub fn line_chart_bands_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    bands: &[Vec<(f64, f64, f64)>],
+    log_y: bool,
+) -> Result<String> {
     if series.is_empty() {
         return Err(ReportError::invalid("line chart needs at least one series"));
     }
+    if bands.len() > series.len() {
+        return Err(ReportError::invalid(format!(
+            "{} bands for {} series",
+            bands.len(),
+            series.len()
+        )));
+    }
     let data: Vec<Vec<(f64, f64)>> = series.iter().map(|s| plottable(s, log_y)).collect();
-    let all = || data.iter().flatten();
+    let ys = |y: f64| if log_y { y.log10() } else { y };
+    let band_pts: Vec<Vec<(f64, f64, f64)>> = bands
+        .iter()
+        .map(|b| {
+            b.iter()
+                .filter(|(x, lo, hi)| {
+                    x.is_finite()
+                        && lo.is_finite()
+                        && hi.is_finite()
+                        && (!log_y || (*lo > 0.0 && *hi > 0.0))
+                })
+                .map(|&(x, lo, hi)| (x, ys(lo), ys(hi)))
+                .collect()
+        })
+        .collect();
+    let edges: Vec<(f64, f64)> = band_pts
+        .iter()
+        .flatten()
+        .flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)])
+        .collect();
+    let all = || data.iter().flatten().chain(edges.iter());
     let have_data = all().next().is_some();
     let (xmin, xmax) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
         (a.min(p.0), b.max(p.0))
@@ -365,6 +406,24 @@ pub fn line_chart_svg(
         );
     }
 
+    // Bands under everything else.
+    for (i, b) in band_pts.iter().enumerate() {
+        if b.len() < 2 {
+            continue;
+        }
+        let colour = PALETTE[i % PALETTE.len()];
+        let outline: Vec<(f64, f64)> = b
+            .iter()
+            .map(|p| (p.0, p.2))
+            .chain(b.iter().rev().map(|p| (p.0, p.1)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<path class="band" d="{}Z" fill="{colour}" fill-opacity="0.18" stroke="none"/>"#,
+            path_data(&frame, &outline)
+        );
+    }
+
     // Series: raw lines (faint when smoothed), then the smoothed lines on top.
     let mut smoothed = Vec::new();
     for (i, pts) in data.iter().enumerate() {
@@ -478,6 +537,35 @@ mod tests {
         assert!(svg.contains(">train</text>") && svg.contains(">val</text>"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
         assert!(svg.contains(PALETTE[0]) && svg.contains(PALETTE[1]));
+    }
+
+    #[test]
+    fn bands_are_polygons_under_the_lines_and_widen_the_axis() {
+        let s = Series {
+            name: "probe".into(),
+            points: vec![(1.0, 50.0), (2.0, 60.0), (3.0, 70.0)],
+        };
+        let band = vec![(1.0, 40.0, 55.0), (2.0, 58.0, 63.0), (3.0, 69.0, 90.0)];
+        let svg = line_chart_bands_svg("t", "x", "y", &[s.clone()], &[band], false).unwrap();
+        assert_eq!(count(&svg, r#"class="band""#), 1);
+        // The band comes before (under) the series' line.
+        assert!(svg.find(r#"class="band""#) < svg.find(r#"class="series""#));
+        // The y axis reaches the band's 40 and 90, which the line alone does not.
+        assert!(
+            svg.contains(">40</text>") && svg.contains(">90</text>"),
+            "{svg}"
+        );
+        let d = svg.split(r#"class="band" d=""#).nth(1).unwrap();
+        let d = &d[..d.find('"').unwrap()];
+        // Upper edge left to right, lower edge back: 6 corners, closed.
+        assert_eq!(d.matches(['M', 'L']).count(), 6);
+        assert!(d.ends_with('Z'));
+        // No band: the plain chart, byte for byte.
+        assert_eq!(
+            line_chart_bands_svg("t", "x", "y", std::slice::from_ref(&s), &[], false).unwrap(),
+            line_chart_svg("t", "x", "y", &[s.clone()], false).unwrap()
+        );
+        assert!(line_chart_bands_svg("t", "x", "y", &[s], &[vec![], vec![]], false).is_err());
     }
 
     #[test]

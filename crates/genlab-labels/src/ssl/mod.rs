@@ -8,8 +8,11 @@
 //! a dense layer; `features` wide) without its head.
 
 pub mod byol;
+pub mod dae;
+pub mod masked;
 pub mod moco;
 pub mod nt_xent;
+pub mod reconstruct;
 pub mod rotation;
 pub mod simclr;
 
@@ -30,8 +33,14 @@ use crate::eval::{knn_accuracy, linear_probe, ProbeConfig};
 use crate::train::features;
 
 /// Every method.
-pub const METHODS: &[&MethodEntry] =
-    &[&simclr::ENTRY, &moco::ENTRY, &byol::ENTRY, &rotation::ENTRY];
+pub const METHODS: &[&MethodEntry] = &[
+    &simclr::ENTRY,
+    &moco::ENTRY,
+    &byol::ENTRY,
+    &rotation::ENTRY,
+    &dae::ENTRY,
+    &masked::ENTRY,
+];
 
 /// A pretext task being trained.
 pub trait Method {
