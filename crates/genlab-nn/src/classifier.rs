@@ -112,14 +112,12 @@ impl Classifier {
     /// Images `[B, C, H, W]` in [0, 1] -> features `[B, F]` (scaled to [-1, 1] inside, the
     /// same convention as the diffusion models).
     pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // genlab-kernels' one-pass ReLU: candle's backward is four passes over the widest
-        // activations (13% of a SimCLR step by `perf`, docs/performance.md).
         let mut h = x.affine(2.0, -1.0)?;
         for conv in &self.convs {
-            h = crate::relu(&conv.forward(&h)?)?;
+            h = conv.forward(&h)?.relu()?;
         }
         let b = h.dim(0)?;
-        crate::relu(&self.fc.forward(&h.reshape((b, ()))?)?)
+        self.fc.forward(&h.reshape((b, ()))?)?.relu()
     }
 
     /// Features `[B, F]` -> logits `[B, K]`.
