@@ -64,7 +64,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(name) = &args.single {
-        let rec = time_workload(find_workload_in(REGISTRIES, name)?, args.min_time, threads())?;
+        let rec = time_workload(
+            find_workload_in(REGISTRIES, name)?,
+            args.min_time,
+            threads(),
+        )?;
         println!("{}", serde_json::to_string(&rec)?);
         return Ok(());
     }

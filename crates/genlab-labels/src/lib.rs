@@ -13,7 +13,7 @@
 //!   upper bound), one file each in a registry;
 //! - [`ssl`]: self-supervised representation learning (SimCLR);
 //! - [`augment`]: the image augmentations those methods use;
-//! - [`bench`]: the `genlab bench` workloads of this crate's methods (the SimCLR step);
+//! - [`bench`](mod@bench): the `genlab bench` workloads of this crate's methods (the SimCLR step);
 //! - [`eval`]: the one evaluation of representations (linear probe, k-NN);
 //! - [`curve`]: test accuracy against labels, as JSON and a chart.
 

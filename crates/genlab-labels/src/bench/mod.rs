@@ -10,9 +10,9 @@
 
 mod simclr_step;
 
-use genlab_train::bench::WorkloadEntry;
 #[cfg(doc)]
 use genlab_train::bench::Workload;
+use genlab_train::bench::WorkloadEntry;
 
 /// This crate's workloads, in the order `all` runs them (after genlab-train's).
 pub const WORKLOADS: &[WorkloadEntry] = &[WorkloadEntry {

@@ -17,7 +17,7 @@ use genlab_train::bench::Workload;
 use genlab_train::optim::AdamW;
 
 use crate::ssl::simclr::{Config, SimClr};
-use crate::ssl::{encoder, parse_config, Method, SslConfig, Spec};
+use crate::ssl::{encoder, parse_config, Method, Spec, SslConfig};
 
 /// Images per step (the ssl trainer's default batch).
 pub const BATCH: usize = 256;
@@ -70,7 +70,11 @@ fn forward_flops(cfg: &SslConfig, head: &Config) -> f64 {
         + conv_flops(n, c1, c1, 3, h2 * w2)
         + linear_flops(
             n,
-            &[(c1 * h2 * w2, cfg.encoder.features), (cfg.encoder.features, p0), (p0, p1)],
+            &[
+                (c1 * h2 * w2, cfg.encoder.features),
+                (cfg.encoder.features, p0),
+                (p0, p1),
+            ],
         )
         + 2.0 * (n * n * p1) as f64
 }
