@@ -25,8 +25,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
-             "clip-step", "xattn-unet-train", "dit-train", "video-dit-train", "sd15-unet-step",
-             "sd-vae-decode-512", "sd15-txt2img"]
+             "clip-step", "xattn-unet-train", "dit-train", "video-dit-train", "simclr-step",
+             "sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
 # Minutes per run: left out of `all`, run by name or as the group `sd` (as genlab bench).
 SD_WORKLOADS = ["sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
 # peak_rss_mib must be present but may be null (genlab prints null where /proc is missing).

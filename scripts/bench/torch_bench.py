@@ -20,6 +20,18 @@ Five CPU f32 workloads, built to be identical to genlab's Rust versions:
               pre-norm blocks of width 64 / 4 heads, ln_final, end-token pooling), bias-free
               projections to 64, learned logit scale; batch 256 of 16-token captions:
               symmetric InfoNCE, backward, Adam
+  simclr-step  one `genlab ssl train --method simclr --data mnist` step (genlab-labels'
+              bench workload): two views of a fixed batch of 256 uniform 1x28x28 images, each
+              made inside the step by genlab's SimCLR augmentation written batched
+              (`simclr_views`: per-image random resized crop, area 30-100%, aspect 3/4-4/3,
+              bilinear as one affine_grid + grid_sample, then with probability 0.8 contrast
+              0.6-1.4 and brightness +-0.4 clamped to [0, 1]); the digit encoder (x*2-1,
+              conv 1->32, 32->32 s2, 32->64, 64->64 s2, all 3x3 + ReLU, Linear 3136->128 +
+              ReLU) on each view, the 128-128-64 ReLU projection head, NT-Xent at tau 0.5
+              over the 512 projections (cross-entropy of the self-masked cosine similarities),
+              backward, Adam. The classifier's 128->10 head is allocated, unused and without
+              gradient, as genlab's ssl trainer allocates it (492,586 parameters in all).
+              check_simclr_twin.py checks the batched crop against augment.rs's formula.
   flow-train  genlab's MNIST flow preset (165,830 parameters): variational dequantisation,
               2 scales x 8 Glow steps (ActNorm, LU 1x1 conv, affine coupling whose 3x3-1x1-3x3
               64-channel conditioner reads one half of the channels and writes the other),
@@ -81,7 +93,8 @@ import sys
 import time
 
 WORKLOADS = ["mlp", "conv", "unet-train", "ddim50", "attention", "flow-train", "cfg-step",
-             "clip-step", "xattn-unet-train", "dit-train", "video-dit-train", "sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
+             "clip-step", "xattn-unet-train", "dit-train", "video-dit-train", "simclr-step",
+             "sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
 # Minutes per run: left out of `all`, run by name or as the group `sd` (as genlab bench).
 SD_WORKLOADS = ["sd15-unet-step", "sd-vae-decode-512", "sd15-txt2img"]
 # SD 1.5's U-Net and VAE configurations (crates/genlab-train/src/bench/sd15_unet_step.rs,
@@ -115,6 +128,9 @@ XATTN_UNET_PARAMS = 1763396
 # reports for them).
 DIT_S4_COND_PARAMS = 4167568
 VIDEO_DIT_XS4_PARAMS = 1278112
+# Parameter count of genlab's simclr-step (encoder, its unused 128->10 classifier head, the
+# 128-128-64 projection head).
+SIMCLR_PARAMS = 492586
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -648,8 +664,65 @@ def build_modules(torch):
             out = out.reshape(b * gt, gh, gw, tub * c, p, p).permute(0, 3, 1, 4, 2, 5)
             return out.reshape(x.shape)
 
+    class SimClr(nn.Module):
+        """genlab-labels' SimCLR (ssl/simclr.rs, ssl/nt_xent.rs) on genlab-nn's digit
+        Classifier (classifier.rs) without its head; `head` is that unused classifier head."""
+
+        def __init__(self, channels=(32, 64), features=128, projection=(128, 64), tau=0.5):
+            super().__init__()
+            c0, c1 = channels
+            self.convs = nn.ModuleList([
+                nn.Conv2d(1, c0, 3, 1, 1), nn.Conv2d(c0, c0, 3, 2, 1),
+                nn.Conv2d(c0, c1, 3, 1, 1), nn.Conv2d(c1, c1, 3, 2, 1)])
+            self.fc = nn.Linear(c1 * 7 * 7, features)
+            self.head = nn.Linear(features, 10)
+            self.projection = nn.Sequential(
+                nn.Linear(features, projection[0]), nn.ReLU(),
+                nn.Linear(projection[0], projection[1]))
+            self.tau = tau
+
+        def features(self, x):
+            h = x * 2.0 - 1.0
+            for conv in self.convs:
+                h = F.relu(conv(h))
+            return F.relu(self.fc(h.flatten(1)))
+
+        def forward(self, v1, v2):
+            z = torch.cat([self.projection(self.features(v)) for v in (v1, v2)])
+            z = F.normalize(z, dim=1, eps=1e-6)
+            n2 = z.shape[0]
+            sim = (z @ z.t()) / self.tau
+            sim = sim.masked_fill(torch.eye(n2, dtype=torch.bool), -1e9)
+            pair = (torch.arange(n2) + n2 // 2) % n2
+            return F.cross_entropy(sim, pair)
+
     return dict(candle_init_=candle_init_, Mlp=Mlp, ConvNet=ConvNet,
-                AttentionBlock=AttentionBlock, UNet=UNet, Glow=Glow, Clip=Clip, DitTorch=DitTorch)
+                AttentionBlock=AttentionBlock, UNet=UNet, Glow=Glow, Clip=Clip, DitTorch=DitTorch,
+                SimClr=SimClr)
+
+
+def simclr_views(torch, x):
+    """One SimCLR view of each image of x [B, C, H, W] in [0, 1], batched: genlab's
+    augment::simclr (random resized crop of 30-100% of the area at aspect 3/4-4/3, bilinear
+    with pixel centres aligned and the border repeated, then with probability 0.8 contrast
+    a in [0.6, 1.4] and brightness b in [-0.4, 0.4]: clamp(a (x - 0.5) + 0.5 + b, 0, 1))."""
+    F = torch.nn.functional
+    b, _, h, w = x.shape
+    u = torch.rand(b, 7)
+    area = (0.3 + 0.7 * u[:, 0]) * (h * w)
+    ratio = torch.exp(math.log(0.75) + u[:, 1] * (math.log(4 / 3) - math.log(0.75)))
+    ch = torch.sqrt(area / ratio).clamp(max=h)
+    cw = torch.sqrt(area * ratio).clamp(max=w)
+    top, left = u[:, 2] * (h - ch), u[:, 3] * (w - cw)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = cw / w, (2 * left + cw) / w - 1
+    theta[:, 1, 1], theta[:, 1, 2] = ch / h, (2 * top + ch) / h - 1
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    v = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    a = (0.6 + 0.8 * u[:, 5]).view(b, 1, 1, 1)
+    bright = (0.8 * u[:, 6] - 0.4).view(b, 1, 1, 1)
+    jittered = (a * (v - 0.5) + 0.5 + bright).clamp(0.0, 1.0)
+    return torch.where((u[:, 4] < 0.8).view(b, 1, 1, 1), jittered, v)
 
 
 def n_params(module):
@@ -923,6 +996,22 @@ def make_workload(torch, name, sdpa=False):
             opt.step()
 
         return step, n_params(net), 2, 5
+
+    if name == "simclr-step":
+        b = 256
+        net = init(M["SimClr"]())
+        count = n_params(net)
+        assert count == SIMCLR_PARAMS, f"SimCLR has {count} parameters, genlab's has {SIMCLR_PARAMS}"
+        x = torch.rand(b, 1, 28, 28)
+        opt = adam(net.parameters())
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = net(simclr_views(torch, x), simclr_views(torch, x))
+            loss.backward()
+            opt.step()
+
+        return step, count, 2, 5
 
     raise ValueError(f"unknown workload {name!r}")
 

@@ -1,7 +1,9 @@
 //! `genlab bench`: fixed training and sampling workloads, timed, with achieved GFLOP/s next
 //! to the machine's measured matrix-multiply peak and each workload's peak memory.
 //!
-//! The workloads and their timing are `genlab_train::bench`; this command runs every
+//! The workloads and their timing are `genlab_train::bench`, with the workloads of the
+//! crates above it chained in ([`REGISTRIES`]: genlab-labels' SimCLR step); this command
+//! runs every
 //! workload in its own child process (this binary re-executed with the hidden `--single`
 //! flag) so that its peak resident memory is its own, and prints the table. The PyTorch
 //! twins of the workloads are in `scripts/bench/torch_bench.py`;
@@ -13,8 +15,21 @@ use anyhow::Context;
 use clap::Args;
 
 use genlab_train::bench::{
-    find_workload, measured_peak_gflops, select_workloads, time_workload, Record,
+    find_workload_in, measured_peak_gflops, select_workloads_in, time_workload, Record,
+    WorkloadEntry,
 };
+
+/// Every workload registry `genlab bench` and `genlab list` see, in the order `all` runs
+/// them: genlab-train's, then genlab-labels' (whose models genlab-train cannot reach).
+pub const REGISTRIES: &[&[WorkloadEntry]] = &[
+    genlab_train::bench::WORKLOADS,
+    genlab_labels::bench::WORKLOADS,
+];
+
+/// The registered workloads, all registries chained.
+pub fn workloads() -> impl Iterator<Item = &'static WorkloadEntry> {
+    REGISTRIES.iter().flat_map(|r| r.iter())
+}
 
 /// Options of `genlab bench` (its long help is on the subcommand, in main.rs).
 #[derive(Args)]
@@ -49,11 +64,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(name) = &args.single {
-        let rec = time_workload(find_workload(name)?, args.min_time, threads())?;
+        let rec = time_workload(
+            find_workload_in(REGISTRIES, name)?,
+            args.min_time,
+            threads(),
+        )?;
         println!("{}", serde_json::to_string(&rec)?);
         return Ok(());
     }
-    let names: Vec<&str> = select_workloads(&args.workload)?
+    let names: Vec<&str> = select_workloads_in(REGISTRIES, &args.workload)?
         .iter()
         .map(|w| w.name)
         .collect();

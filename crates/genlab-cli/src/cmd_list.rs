@@ -60,8 +60,7 @@ fn registries() -> anyhow::Result<Value> {
             "description": genlab_train::extractor_names().last().map(|e| e.1),
         })))
         .collect();
-    let workloads: Vec<Value> = genlab_train::bench::WORKLOADS
-        .iter()
+    let workloads: Vec<Value> = crate::bench::workloads()
         .map(|w| json!({ "name": w.name, "unit": w.unit, "description": w.description }))
         .collect();
     let fetchable: Vec<Value> = genlab_train::fetch::FETCHABLE
@@ -140,8 +139,7 @@ pub fn run(a: ListArgs) -> anyhow::Result<()> {
     );
     section(
         "benchmark workloads (genlab bench --workload A,B,...)",
-        genlab_train::bench::WORKLOADS
-            .iter()
+        crate::bench::workloads()
             .map(|w| (w.name.to_string(), w.description.to_string()))
             .collect(),
     );

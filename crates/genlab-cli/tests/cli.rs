@@ -618,6 +618,7 @@ fn list_json_holds_every_registry_with_capabilities() {
     );
     find("samplers", "dpm++2m");
     find("bench_workloads", "flow-train");
+    find("bench_workloads", "simclr-step");
     find("fetchable", "efficientnet-lite0");
     find("fetchable", "minilm");
     assert_eq!(find("text_encoders", "minilm")["dim"], 384);

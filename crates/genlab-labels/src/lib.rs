@@ -17,11 +17,13 @@
 //! - [`transfer`]: a representation reused on other data with few labels (probe,
 //!   fine-tuning, from scratch) over label counts and seeds;
 //! - [`augment`]: the image augmentations those methods use;
+//! - [`bench`](mod@bench): the `genlab bench` workloads of this crate's methods (the SimCLR step);
 //! - [`eval`]: the one evaluation of representations (linear probe, k-NN);
 //! - [`curve`]: test accuracy against labels, as JSON and a chart.
 
 pub mod active;
 pub mod augment;
+pub mod bench;
 pub mod curve;
 pub mod da;
 pub mod data;

@@ -201,8 +201,18 @@ fn encoder_for(cfg: &SslConfig, data: &Data, device: &Device) -> Result<(ParamSt
             data.shape
         )));
     };
+    encoder(cfg, [c, h, w], device)
+}
+
+/// The encoder of a run on `[C, H, W]` images, in a store seeded by the run's seed (also
+/// the `simclr-step` bench workload's).
+pub(crate) fn encoder(
+    cfg: &SslConfig,
+    input: [usize; 3],
+    device: &Device,
+) -> Result<(ParamStore, Classifier)> {
     let enc_cfg = ClassifierConfig {
-        input: [c, h, w],
+        input,
         ..cfg.encoder.clone()
     };
     enc_cfg.validate()?;

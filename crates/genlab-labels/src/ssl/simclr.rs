@@ -40,8 +40,10 @@ impl Default for Config {
     }
 }
 
-struct SimClr<'a> {
-    enc: &'a Classifier,
+/// The SimCLR pretext task. It owns a handle on the encoder (a [`Classifier`] clone shares
+/// the trained variables), so the `simclr-step` bench workload can keep it.
+pub(crate) struct SimClr {
+    enc: Classifier,
     head: Mlp,
     shape: [usize; 3],
     tau: f64,
@@ -49,23 +51,29 @@ struct SimClr<'a> {
 }
 
 fn build<'a>(s: &Spec<'a>) -> Result<Box<dyn Method + 'a>> {
-    let c: Config = parse_config(s.config)?;
-    let f = s.encoder.config().features;
-    let head = Mlp::new(
-        &[f, c.projection[0], c.projection[1]],
-        Act::Relu,
-        s.params.vb().pp("projection"),
-    )?;
-    Ok(Box::new(SimClr {
-        enc: s.encoder,
-        head,
-        shape: s.shape,
-        tau: c.temperature,
-        device: s.device.clone(),
-    }))
+    Ok(Box::new(SimClr::new(s)?))
 }
 
-impl Method for SimClr<'_> {
+impl SimClr {
+    pub(crate) fn new(s: &Spec<'_>) -> Result<Self> {
+        let c: Config = parse_config(s.config)?;
+        let f = s.encoder.config().features;
+        let head = Mlp::new(
+            &[f, c.projection[0], c.projection[1]],
+            Act::Relu,
+            s.params.vb().pp("projection"),
+        )?;
+        Ok(SimClr {
+            enc: s.encoder.clone(),
+            head,
+            shape: s.shape,
+            tau: c.temperature,
+            device: s.device.clone(),
+        })
+    }
+}
+
+impl Method for SimClr {
     fn loss(&self, x: &[f32], b: usize, rng: &mut Rng) -> Result<Tensor> {
         let z: Vec<Tensor> = two_views(x, b, self.shape, &self.device, rng)?
             .iter()

@@ -201,23 +201,43 @@ pub const WORKLOADS: &[WorkloadEntry] = &[
 
 /// The workload called `name`; an unknown name lists the known ones.
 pub fn find_workload(name: &str) -> Result<&'static WorkloadEntry> {
-    WORKLOADS.iter().find(|w| w.name == name).ok_or_else(|| {
-        let known = ["all", "sd"]
-            .into_iter()
-            .chain(WORKLOADS.iter().map(|w| w.name));
-        Error::unknown("workload", name, known)
-    })
+    find_workload_in(&[WORKLOADS], name)
 }
 
 /// `all` (every workload but the heavy ones), `sd` (the heavy Stable Diffusion ones), or a
 /// comma-separated list of workload names, as entries.
 pub fn select_workloads(spec: &str) -> Result<Vec<&'static WorkloadEntry>> {
+    select_workloads_in(&[WORKLOADS], spec)
+}
+
+/// Like [`find_workload`], over several registries: this crate's [`WORKLOADS`] and those of
+/// crates built on it (genlab-labels' `simclr-step`), which `genlab bench` chains.
+pub fn find_workload_in(
+    registries: &[&'static [WorkloadEntry]],
+    name: &str,
+) -> Result<&'static WorkloadEntry> {
+    let all = || registries.iter().flat_map(|r| r.iter());
+    all().find(|w| w.name == name).ok_or_else(|| {
+        let known = ["all", "sd"].into_iter().chain(all().map(|w| w.name));
+        Error::unknown("workload", name, known)
+    })
+}
+
+/// Like [`select_workloads`], over several registries (in order: `all` runs the first
+/// registry's workloads first).
+pub fn select_workloads_in(
+    registries: &[&'static [WorkloadEntry]],
+    spec: &str,
+) -> Result<Vec<&'static WorkloadEntry>> {
+    let all = || registries.iter().flat_map(|r| r.iter());
     match spec.trim() {
-        "all" => return Ok(WORKLOADS.iter().filter(|w| !w.heavy).collect()),
-        "sd" => return Ok(WORKLOADS.iter().filter(|w| w.heavy).collect()),
+        "all" => return Ok(all().filter(|w| !w.heavy).collect()),
+        "sd" => return Ok(all().filter(|w| w.heavy).collect()),
         _ => {}
     }
-    spec.split(',').map(|s| find_workload(s.trim())).collect()
+    spec.split(',')
+        .map(|s| find_workload_in(registries, s.trim()))
+        .collect()
 }
 
 /// Plain Adam (weight decay 0, like `torch.optim.Adam`'s defaults) over a store's
