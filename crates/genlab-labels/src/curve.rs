@@ -112,7 +112,9 @@ pub fn curves_svg(curves: &[Curve]) -> Result<String> {
 
 /// Mean test error (%) of the curves at every label count all of them reached, and the
 /// `(labels, lowest, highest)` band.
-fn seed_band(group: &[&Curve]) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+type MeanAndBand = (Vec<(f64, f64)>, Vec<(f64, f64, f64)>);
+
+fn seed_band(group: &[&Curve]) -> MeanAndBand {
     let mut mean = Vec::new();
     let mut band = Vec::new();
     for p in &group[0].points {

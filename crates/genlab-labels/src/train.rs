@@ -71,7 +71,7 @@ pub fn fit(
     let device = net.params.device().clone();
     fit_with(
         &|xb, rng| net.forward(xb, Some(rng)),
-        &mut |g| Ok(opt.step(g, cfg.lr, 1.0)?),
+        &mut |g| opt.step(g, cfg.lr, 1.0),
         x,
         y,
         shape,

@@ -67,7 +67,7 @@ struct Dae<'a> {
 
 fn build<'a>(s: &Spec<'a>) -> Result<Box<dyn Method + 'a>> {
     let cfg: Config = parse_config(s.config)?;
-    if !(0.0..1.0).contains(&cfg.drop) || !(cfg.gaussian >= 0.0 && cfg.gaussian.is_finite()) {
+    if !((0.0..1.0).contains(&cfg.drop) && cfg.gaussian >= 0.0 && cfg.gaussian.is_finite()) {
         return Err(Error::setting(
             "method.drop",
             format!(
