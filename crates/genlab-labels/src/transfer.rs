@@ -15,7 +15,9 @@
 //! Models Transfer Better?", arXiv:1805.08974: logistic regression on frozen features,
 //! fine-tuning, training from random initialisation), at few labels. Every (labels, seed)
 //! cell draws one class-balanced labelled subset that all modes share; fine-tuned layers
-//! learn at `backbone_lr`, new heads and networks from scratch at `fit.lr`.
+//! learn at `backbone_lr`, new heads and networks from scratch at `fit.lr`; a new head on
+//! transferred layers reads their features standardised (mean and deviation on the cell's
+//! labelled images, fixed), as the linear probe does.
 //!
 //! Writes `config.json`, `results.jsonl` (a line per finished cell: a rerun with the same
 //! config skips those, so an interrupted run resumes), `transfer.json` (mean, min and max
@@ -386,12 +388,26 @@ fn train_cell(
     let (x, y) = gather_host(&data.pool, idx);
     let aug = move |ex: &mut [f32], r: &mut Rng| crate::augment::weak(ex, shape, r);
     let freeze_trunk = mode == "finetune-last";
+    // The new head reads the source's features standardised by their mean and deviation
+    // on the labelled images, as the linear probe does: a reconstruction pretext's features
+    // can be large enough that a head on the raw ones learns nothing in a few hundred steps.
+    let norm = match mode {
+        "scratch" => None,
+        _ => Some(standardiser(&net, &x, idx.len(), shape, device)?),
+    };
+    let head_of = |f: Tensor| -> Result<Tensor> {
+        let f = match &norm {
+            Some((mean, inv_std)) => f.broadcast_sub(mean)?.broadcast_mul(inv_std)?,
+            None => f,
+        };
+        Ok(net.head(&f)?)
+    };
     let logits = |xb: &Tensor, _: &mut Rng| -> Result<Tensor> {
         let mut t = net.trunk(xb)?;
         if freeze_trunk {
             t = t.detach();
         }
-        Ok(net.head(&net.features_from_trunk(&t)?)?)
+        head_of(net.features_from_trunk(&t)?)
     };
     let mut rng = Rng::derive(seed, &format!("transfer/{mode}/{}", idx.len()));
     fit_with(
@@ -409,13 +425,29 @@ fn train_cell(
         cfg.augment.then_some(&aug as _),
         device,
     )?;
-    let acc = accuracy_with(
-        &data.test,
-        cfg.eval_batch,
-        device,
-        |xb| Ok(net.forward(xb)?),
-    )?;
+    let acc = accuracy_with(&data.test, cfg.eval_batch, device, |xb| {
+        head_of(net.features(xb)?)
+    })?;
     Ok((acc, cfg.fit.steps(idx.len())))
+}
+
+/// Per-feature mean `[1, F]` and inverse deviation `[1, F]` (deviation floored at 1e-6) of
+/// `net`'s features of the `n` images `x`, constants.
+fn standardiser(
+    net: &Classifier,
+    x: &[f32],
+    n: usize,
+    shape: [usize; 3],
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let [c, h, w] = shape;
+    let f = net
+        .features(&Tensor::from_slice(x, (n, c, h, w), device)?)?
+        .detach();
+    let mean = f.mean_keepdim(0)?;
+    let var = f.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
+    let inv_std = var.sqrt()?.maximum(1e-6)?.recip()?;
+    Ok((mean, inv_std))
 }
 
 /// Mean, min and max over seeds of every (mode, labels) in the config's order.
