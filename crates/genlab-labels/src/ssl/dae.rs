@@ -11,7 +11,7 @@ use genlab_core::{Error, Result, Rng};
 use genlab_nn::Classifier;
 use serde::{Deserialize, Serialize};
 
-use super::reconstruct::{bernoulli_loss, Decoder};
+use super::reconstruct::{decoder_for, reconstruction_loss, Decoder};
 use super::{parse_config, Method, MethodEntry, Spec};
 
 pub const ENTRY: MethodEntry = MethodEntry {
@@ -82,13 +82,7 @@ fn build<'a>(s: &Spec<'a>) -> Result<Box<dyn Method + 'a>> {
             "with neither dropped pixels nor Gaussian noise there is nothing to denoise",
         ));
     }
-    let d: usize = s.shape.iter().product();
-    let dec = Decoder::new(
-        s.encoder.config().features,
-        cfg.decoder_hidden,
-        d,
-        s.params.vb().pp("decoder"),
-    )?;
+    let dec = decoder_for(s, cfg.decoder_hidden)?;
     Ok(Box::new(Dae {
         enc: s.encoder,
         dec,
@@ -105,11 +99,16 @@ impl Method for Dae<'_> {
         for ex in noisy.chunks_exact_mut(d) {
             corrupt(ex, self.cfg.drop, self.cfg.gaussian, rng);
         }
-        let [c, h, w] = self.shape;
-        let input = Tensor::from_vec(noisy, (b, c, h, w), &self.device)?;
-        let clean = Tensor::from_slice(x, (b, d), &self.device)?;
-        let logits = self.dec.logits(&self.enc.features(&input)?)?;
-        bernoulli_loss(&logits, &clean, None)
+        reconstruction_loss(
+            self.enc,
+            &self.dec,
+            noisy,
+            x,
+            None,
+            b,
+            self.shape,
+            &self.device,
+        )
     }
 }
 

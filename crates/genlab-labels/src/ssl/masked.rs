@@ -14,7 +14,7 @@ use genlab_core::{Error, Result, Rng};
 use genlab_nn::Classifier;
 use serde::{Deserialize, Serialize};
 
-use super::reconstruct::{bernoulli_loss, Decoder};
+use super::reconstruct::{decoder_for, reconstruction_loss, Decoder};
 use super::{parse_config, Method, MethodEntry, Spec};
 
 pub const ENTRY: MethodEntry = MethodEntry {
@@ -101,13 +101,7 @@ fn build<'a>(s: &Spec<'a>) -> Result<Box<dyn Method + 'a>> {
         ));
     }
     let k = ((cfg.ratio * cells as f64).round() as usize).clamp(1, cells - 1);
-    let d: usize = s.shape.iter().product();
-    let dec = Decoder::new(
-        s.encoder.config().features,
-        cfg.decoder_hidden,
-        d,
-        s.params.vb().pp("decoder"),
-    )?;
+    let dec = decoder_for(s, cfg.decoder_hidden)?;
     Ok(Box::new(Masked {
         enc: s.encoder,
         dec,
@@ -136,11 +130,16 @@ impl Method for Masked<'_> {
                 }
             }
         }
-        let input = Tensor::from_vec(input, (b, c, h, w), &self.device)?;
-        let target = Tensor::from_slice(x, (b, d), &self.device)?;
-        let weight = Tensor::from_vec(weight, (b, d), &self.device)?;
-        let logits = self.dec.logits(&self.enc.features(&input)?)?;
-        bernoulli_loss(&logits, &target, Some(&weight))
+        reconstruction_loss(
+            self.enc,
+            &self.dec,
+            input,
+            x,
+            Some(weight),
+            b,
+            self.shape,
+            &self.device,
+        )
     }
 }
 

@@ -34,6 +34,41 @@ impl Decoder {
     }
 }
 
+/// The decoder of `s`'s encoder features to its images' pixels (parameters `decoder.*`).
+pub fn decoder_for(s: &super::Spec, hidden: usize) -> Result<Decoder> {
+    Decoder::new(
+        s.encoder.config().features,
+        hidden,
+        s.shape.iter().product(),
+        s.params.vb().pp("decoder"),
+    )
+}
+
+/// The pretext loss of a batch: `input` (the corrupted or masked images, host `[b, C, H,
+/// W]`) through the encoder and `dec`, scored against the clean images `x` over `weight`
+/// (host `[b, C*H*W]`; `None`: every pixel).
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruction_loss(
+    enc: &genlab_nn::Classifier,
+    dec: &Decoder,
+    input: Vec<f32>,
+    x: &[f32],
+    weight: Option<Vec<f32>>,
+    b: usize,
+    shape: [usize; 3],
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let [c, h, w] = shape;
+    let d = c * h * w;
+    let input = Tensor::from_vec(input, (b, c, h, w), device)?;
+    let target = Tensor::from_slice(x, (b, d), device)?;
+    let weight = weight
+        .map(|wt| Tensor::from_vec(wt, (b, d), device))
+        .transpose()?;
+    let logits = dec.logits(&enc.features(&input)?)?;
+    bernoulli_loss(&logits, &target, weight.as_ref())
+}
+
 /// Mean over the pixels with `weight` 1 (all pixels when `None`) of the Bernoulli
 /// cross-entropy of `logits` against `target` in [0, 1]; shapes `[B, D]`.
 pub fn bernoulli_loss(logits: &Tensor, target: &Tensor, weight: Option<&Tensor>) -> Result<Tensor> {
