@@ -36,7 +36,7 @@ enum SslCmd {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// simclr, moco, byol or rotation (`genlab ssl list`).
+    /// simclr, moco, byol, rotation, dae or masked (`genlab ssl list`).
     #[arg(long)]
     method: String,
     /// mnist (genlab data fetch mnist), digits or synthetic.

@@ -125,8 +125,8 @@ enum Command {
     Active(cmd_active::ActiveArgs),
     /// Semi-supervised learning: self-training, co-training, FixMatch (`genlab semi list`).
     Semi(cmd_semi::SemiArgs),
-    /// Self-supervised learning: SimCLR, MoCo v2, BYOL, rotation; linear-probe and k-NN
-    /// evaluation.
+    /// Self-supervised learning: SimCLR, MoCo v2, BYOL, rotation, denoising and masked
+    /// autoencoders; linear-probe and k-NN evaluation.
     Ssl(cmd_ssl::SslArgs),
     /// Transfer learning: a trained representation (ssl encoder, classifier, VAE) on other
     /// data with few labels: linear probe, fine-tuning, from scratch, over label counts and
