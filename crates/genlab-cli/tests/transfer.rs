@@ -78,6 +78,11 @@ fn a_labelled_source_transfers_and_a_rerun_resumes() {
         4,
         "one band per mode"
     );
+    // The shared HTML report carries the chart.
+    let r = ok(&genlab(&["report", "tr", "--out", "r.html"], d));
+    assert!(r.contains("1 picture inlined"), "{r}");
+    let html = std::fs::read_to_string(d.join("r.html")).unwrap();
+    assert!(html.contains("data:image/svg+xml;base64,") && html.contains("transfer.svg"));
     // A rerun finds every cell done: nothing trains again, the summary is the same.
     let again = ok(&transfer("cls", &args, "tr", d));
     assert_eq!(lines(d), 16);

@@ -476,9 +476,14 @@ pub struct RunDetail {
     pub evaluations: BTreeMap<String, Value>,
 }
 
+/// The learning-curve charts the few-label commands write into their runs: test error
+/// against labels (`genlab active`), accuracy against labels with bands over seeds
+/// (`genlab transfer`).
+pub const LABEL_CURVES: &[&str] = &["curve.svg", "transfer.svg"];
+
 /// Picture files of a run: top-level PNGs and GIFs (an RL rollout's), an RL run's learning
-/// curve (`returns.svg`; a generative run's `loss.svg` is drawn live instead), then saved
-/// samples.
+/// curve (`returns.svg`; a generative run's `loss.svg` is drawn live instead) and the
+/// few-label commands' charts ([`LABEL_CURVES`]), then saved samples.
 pub fn pictures(dir: &Path, id: &str, family: Family) -> Vec<Picture> {
     let mut out = Vec::new();
     for (sub, prefix) in [
@@ -497,12 +502,15 @@ pub fn pictures(dir: &Path, id: &str, family: Family) -> Vec<Picture> {
                 lower.ends_with(".png")
                     || lower.ends_with(".gif")
                     || (family == Family::Rl && sub.is_empty() && n == genlab_rl::train::CURVE_FILE)
+                    || (sub.is_empty() && LABEL_CURVES.contains(&n.as_str()))
             })
             .collect();
         // The preview (or the learning curve) first, then the rest by name.
         names.sort_by_key(|n| {
             (
-                n != "samples.png" && n != genlab_rl::train::CURVE_FILE,
+                n != "samples.png"
+                    && n != genlab_rl::train::CURVE_FILE
+                    && !LABEL_CURVES.contains(&n.as_str()),
                 n != "real.png",
                 n.clone(),
             )
