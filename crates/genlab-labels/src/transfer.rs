@@ -16,8 +16,8 @@
 //! fine-tuning, training from random initialisation), at few labels. Every (labels, seed)
 //! cell draws one class-balanced labelled subset that all modes share; fine-tuned layers
 //! learn at `backbone_lr`, new heads and networks from scratch at `fit.lr`; a new head on
-//! transferred layers reads their features standardised (mean and deviation on the cell's
-//! labelled images, fixed), as the linear probe does.
+//! transferred layers reads their features centred and scaled to unit mean variance (on the
+//! cell's labelled images, then fixed).
 //!
 //! Writes `config.json`, `results.jsonl` (a line per finished cell: a rerun with the same
 //! config skips those, so an interrupted run resumes), `transfer.json` (mean, min and max
@@ -388,9 +388,9 @@ fn train_cell(
     let (x, y) = gather_host(&data.pool, idx);
     let aug = move |ex: &mut [f32], r: &mut Rng| crate::augment::weak(ex, shape, r);
     let freeze_trunk = mode == "finetune-last";
-    // The new head reads the source's features standardised by their mean and deviation
-    // on the labelled images, as the linear probe does: a reconstruction pretext's features
-    // can be large enough that a head on the raw ones learns nothing in a few hundred steps.
+    // The new head reads the source's features centred and scaled on the labelled images: a
+    // reconstruction pretext's features can be large enough that a head on the raw ones
+    // learns nothing in a few hundred steps.
     let norm = match mode {
         "scratch" => None,
         _ => Some(standardiser(&net, &x, idx.len(), shape, device)?),
@@ -431,8 +431,8 @@ fn train_cell(
     Ok((acc, cfg.fit.steps(idx.len())))
 }
 
-/// Per-feature mean `[1, F]` and inverse deviation `[1, F]` (deviation floored at 1e-6) of
-/// `net`'s features of the `n` images `x`, constants.
+/// Per-feature mean `[1, F]` and one inverse deviation `[1, 1]` (the root mean variance
+/// over features, floored at 1e-6) of `net`'s features of the `n` images `x`, constants.
 fn standardiser(
     net: &Classifier,
     x: &[f32],
@@ -445,8 +445,15 @@ fn standardiser(
         .features(&Tensor::from_slice(x, (n, c, h, w), device)?)?
         .detach();
     let mean = f.mean_keepdim(0)?;
-    let var = f.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
-    let inv_std = var.sqrt()?.maximum(1e-6)?.recip()?;
+    // One scale for all features (the root of their mean variance), not one per feature: a
+    // feature that is 0 on every one of ten labelled images would get a deviation of 0 and
+    // blow up on the first test image where it is not.
+    let var = f
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean_all()?
+        .to_scalar::<f32>()? as f64;
+    let inv_std = Tensor::new(&[1.0 / var.sqrt().max(1e-6) as f32], device)?.reshape((1, 1))?;
     Ok((mean, inv_std))
 }
 
