@@ -567,6 +567,51 @@ mod tests {
     }
 
     #[test]
+    fn the_head_input_is_centred_and_scaled_by_one_root_mean_variance() {
+        let dev = Device::Cpu;
+        let cfg = ClassifierConfig {
+            input: [1, 8, 8],
+            channels: [4, 8],
+            features: 6,
+            ..ClassifierConfig::default()
+        };
+        let ps = ParamStore::new(5, &dev);
+        let net = Classifier::new(&cfg, ps.vb()).unwrap();
+        let n = 7;
+        let mut rng = Rng::new(2);
+        let x: Vec<f32> = (0..n * 64).map(|_| rng.uniform() as f32).collect();
+        let f: Vec<Vec<f32>> = net
+            .features(&Tensor::from_slice(&x, (n, 1, 8, 8), &dev).unwrap())
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        // f64 reference.
+        let mean: Vec<f64> = (0..6)
+            .map(|j| f.iter().map(|r| r[j] as f64).sum::<f64>() / n as f64)
+            .collect();
+        let var: f64 = (0..6)
+            .map(|j| {
+                f.iter()
+                    .map(|r| (r[j] as f64 - mean[j]).powi(2))
+                    .sum::<f64>()
+                    / n as f64
+            })
+            .sum::<f64>()
+            / 6.0;
+        let (m, s) = standardiser(&net, &x, n, [1, 8, 8], &dev).unwrap();
+        let m: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
+        let s: Vec<f32> = s.flatten_all().unwrap().to_vec1().unwrap();
+        // f32 sums of 7 values.
+        const TOL: f64 = 1e-5;
+        for (a, b) in m.iter().zip(&mean) {
+            assert!((*a as f64 - b).abs() <= TOL * b.abs().max(1.0), "{a} {b}");
+        }
+        assert_eq!(s.len(), 1);
+        let want = 1.0 / var.sqrt();
+        assert!((s[0] as f64 - want).abs() <= TOL * want, "{} {want}", s[0]);
+    }
+
+    #[test]
     fn configs_without_modes_or_with_unknown_ones_are_refused() {
         let bad = |f: &dyn Fn(&mut TransferConfig)| {
             let mut c = TransferConfig::default();
