@@ -107,11 +107,7 @@ impl StrategyEntry {
 
 /// The strategy called `name`, or an error listing the known ones.
 pub fn find(name: &str) -> Result<&'static StrategyEntry> {
-    STRATEGIES
-        .iter()
-        .copied()
-        .find(|s| s.name == name)
-        .ok_or_else(|| Error::unknown("strategy", name, STRATEGIES.iter().map(|s| s.name)))
+    crate::registry::find_named(STRATEGIES, name, "strategy", |s| s.name)
 }
 
 /// The positions of the `k` largest scores, largest first (ties: lower position first).

@@ -170,17 +170,7 @@ impl MethodEntry {
 
 /// The method called `name`, or an error listing the known ones.
 pub fn find(name: &str) -> Result<&'static MethodEntry> {
-    METHODS
-        .iter()
-        .copied()
-        .find(|m| m.name == name)
-        .ok_or_else(|| {
-            Error::unknown(
-                "domain-adaptation method",
-                name,
-                METHODS.iter().map(|m| m.name),
-            )
-        })
+    crate::registry::find_named(METHODS, name, "domain-adaptation method", |m| m.name)
 }
 
 /// Ganin et al. 2016's schedule `2 / (1 + exp(-gamma p)) - 1`: 0 at the start, towards 1
@@ -212,13 +202,7 @@ pub fn resolve(cfg: &DaConfig, overrides: &[(String, Value)]) -> Result<DaConfig
     if base.method_config.is_null() {
         base.method_config = (entry.defaults)();
     }
-    let renamed: Vec<(String, Value)> = overrides
-        .iter()
-        .map(|(k, v)| match k.strip_prefix("method.") {
-            Some(rest) => (format!("method_config.{rest}"), v.clone()),
-            None => (k.clone(), v.clone()),
-        })
-        .collect();
+    let renamed = crate::registry::method_overrides(overrides);
     let out: DaConfig = genlab_core::config::resolve(&base, None, &renamed)?;
     (entry.check)(&out.method_config)?;
     Ok(out)

@@ -137,17 +137,7 @@ impl MethodEntry {
 
 /// The method called `name`, or an error listing the known ones.
 pub fn find(name: &str) -> Result<&'static MethodEntry> {
-    METHODS
-        .iter()
-        .copied()
-        .find(|m| m.name == name)
-        .ok_or_else(|| {
-            Error::unknown(
-                "semi-supervised method",
-                name,
-                METHODS.iter().map(|m| m.name),
-            )
-        })
+    crate::registry::find_named(METHODS, name, "semi-supervised method", |m| m.name)
 }
 
 /// The result of a run (`result.json`).
@@ -169,13 +159,7 @@ pub fn resolve(cfg: &SemiConfig, overrides: &[(String, Value)]) -> Result<SemiCo
     if base.method_config.is_null() {
         base.method_config = (entry.defaults)();
     }
-    let renamed: Vec<(String, Value)> = overrides
-        .iter()
-        .map(|(k, v)| match k.strip_prefix("method.") {
-            Some(rest) => (format!("method_config.{rest}"), v.clone()),
-            None => (k.clone(), v.clone()),
-        })
-        .collect();
+    let renamed = crate::registry::method_overrides(overrides);
     genlab_core::config::resolve(&base, None, &renamed)
 }
 

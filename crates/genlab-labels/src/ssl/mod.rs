@@ -100,17 +100,7 @@ pub struct MethodEntry {
 
 /// The method called `name`, or an error listing the known ones.
 pub fn find(name: &str) -> Result<&'static MethodEntry> {
-    METHODS
-        .iter()
-        .copied()
-        .find(|m| m.name == name)
-        .ok_or_else(|| {
-            Error::unknown(
-                "self-supervised method",
-                name,
-                METHODS.iter().map(|m| m.name),
-            )
-        })
+    crate::registry::find_named(METHODS, name, "self-supervised method", |m| m.name)
 }
 
 impl MethodEntry {
@@ -174,13 +164,7 @@ pub fn resolve(cfg: &SslConfig, overrides: &[(String, Value)]) -> Result<SslConf
     if base.method_config.is_null() {
         base.method_config = (entry.defaults)();
     }
-    let renamed: Vec<(String, Value)> = overrides
-        .iter()
-        .map(|(k, v)| match k.strip_prefix("method.") {
-            Some(rest) => (format!("method_config.{rest}"), v.clone()),
-            None => (k.clone(), v.clone()),
-        })
-        .collect();
+    let renamed = crate::registry::method_overrides(overrides);
     genlab_core::config::resolve(&base, None, &renamed)
 }
 
