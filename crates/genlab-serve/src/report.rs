@@ -2,7 +2,8 @@
 //! runs, to share: an overview table, then per run its state and metrics, loss and
 //! learning-rate curves (inline SVG drawn from its log; for an RL run its episode returns
 //! first), every picture (inlined as `data:` URLs, so the file needs nothing beside it) and
-//! its config.
+//! its config. Runs with a learning curve (`curve.json`: `genlab active run`) are also drawn
+//! together on one chart, seeds of one strategy as a band, with the labels each needed.
 //!
 //! The page is a [`genlab_report::Page`]; the runs are read as the runs page reads them
 //! ([`crate::runs`]).
@@ -121,6 +122,58 @@ fn curves(dir: &Path, title: &str, family: Family) -> Result<Vec<Block>> {
         )?));
     }
     Ok(blocks)
+}
+
+/// Every run's learning curve (`curve.json`, test accuracy against labels) on one chart,
+/// curves of one name (a strategy run with several seeds) as their mean and a band, and a
+/// table of the labels each run needed to reach 10% and 5% test error. `None` below two
+/// curves (a single run's own `curve.svg` is among its pictures).
+fn learning_curves(runs: &[PathBuf]) -> Result<Option<Section>> {
+    use genlab_labels::curve::{curves_svg, Curve};
+    let mut curves = Vec::new();
+    let mut rows = Vec::new();
+    for dir in runs {
+        if !dir.join("curve.json").is_file() {
+            continue;
+        }
+        let c = Curve::read(dir)?;
+        let reach = |e: f64| {
+            c.labels_to_reach(e)
+                .map_or("not reached".into(), |n| n.to_string())
+        };
+        rows.push(vec![
+            dir.display().to_string(),
+            c.name.clone(),
+            fmt_opt(c.points.last().map(|p| p.labels)),
+            c.final_error()
+                .map_or("-".into(), |e| format!("{:.2}", 100.0 * e)),
+            reach(0.10),
+            reach(0.05),
+        ]);
+        curves.push(c);
+    }
+    if curves.len() < 2 {
+        return Ok(None);
+    }
+    Ok(Some(Section {
+        heading: "Learning curves".into(),
+        blocks: vec![
+            Block::Svg(curves_svg(&curves)?),
+            Block::Table {
+                header: [
+                    "run",
+                    "curve",
+                    "labels at the end",
+                    "test error there (%)",
+                    "labels to 10% error",
+                    "labels to 5% error",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows,
+            },
+        ],
+    }))
 }
 
 /// The page about `runs` (each a run directory).
@@ -255,6 +308,7 @@ pub fn render(runs: &[PathBuf]) -> Result<(Page, ReportSummary)> {
             rows: overview,
         }],
     }];
+    all.extend(learning_curves(runs)?);
     all.extend(sections);
     let page = Page {
         title: format!(

@@ -852,3 +852,73 @@ fn a_report_is_one_self_contained_page() {
         "{e}"
     );
 }
+
+/// A run directory holding only a config and a learning curve, as `genlab active run`
+/// writes them.
+fn curve_run(
+    root: &std::path::Path,
+    id: &str,
+    name: &str,
+    points: &[(usize, f64)],
+) -> std::path::PathBuf {
+    let dir = root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"strategy": "x"}"#).unwrap();
+    let points: Vec<_> = points
+        .iter()
+        .map(|&(labels, accuracy)| serde_json::json!({"labels": labels, "accuracy": accuracy, "seconds": 1.0}))
+        .collect();
+    let curve = serde_json::json!({"name": name, "config": {}, "points": points});
+    std::fs::write(dir.join("curve.json"), curve.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn a_report_of_several_learning_curves_draws_them_together_with_the_labels_each_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = curve_run(
+        dir.path(),
+        "bald-0",
+        "bald",
+        &[(20, 0.80), (30, 0.92), (40, 0.96)],
+    );
+    let b = curve_run(
+        dir.path(),
+        "bald-1",
+        "bald",
+        &[(20, 0.70), (30, 0.91), (40, 0.97)],
+    );
+    let c = curve_run(
+        dir.path(),
+        "random-0",
+        "random",
+        &[(20, 0.70), (30, 0.85), (40, 0.89)],
+    );
+    let out = dir.path().join("report.html");
+    genlab_serve::report::write_report(&[a.clone(), b, c], &out).unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("Learning curves"), "no combined section");
+    // Two seeds of one strategy are one line with a band; the other strategy its own line.
+    assert!(html.contains("bald (2 seeds)") && html.contains("random"));
+    // Per run: labels at the end, error there, labels to 10% and to 5% (by hand: run a
+    // reaches 8% error at 30 labels and 4% at 40; the random run never gets below 11%).
+    let section = &html[html.find("labels to 10% error").unwrap()..];
+    let rows = |run: &std::path::Path| {
+        let cells = ["<td>", &run.display().to_string(), "</td>"].concat();
+        section
+            .find(&cells)
+            .map(|i| section[i..].split("</tr>").next().unwrap().to_string())
+    };
+    let row_a = rows(&a).expect("run a in the table");
+    for cell in ["<td>40</td>", "<td>4.00</td>", "<td>30</td>"] {
+        assert!(row_a.contains(cell), "{cell} not in {row_a}");
+    }
+    let row_c = rows(&dir.path().join("random-0")).expect("the random run in the table");
+    assert_eq!(row_c.matches("not reached").count(), 2, "{row_c}");
+    assert!(row_c.contains("<td>11.00</td>"), "{row_c}");
+    // One curve alone: its own curve.svg is the picture; no combined section.
+    genlab_serve::report::write_report(&[a], &out).unwrap();
+    assert!(!std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("Learning curves"));
+}

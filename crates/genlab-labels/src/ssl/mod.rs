@@ -125,6 +125,9 @@ pub struct SslConfig {
     pub batch: usize,
     /// Adam's learning rate.
     pub lr: f64,
+    /// AdamW's decoupled weight decay (each step multiplies every weight by
+    /// `1 - lr * weight_decay`); 0: plain Adam.
+    pub weight_decay: f64,
     pub seed: u64,
     /// The encoder (its `num_classes` is unused).
     pub encoder: ClassifierConfig,
@@ -146,6 +149,7 @@ impl Default for SslConfig {
             steps: 2000,
             batch: 256,
             lr: 1e-3,
+            weight_decay: 0.0,
             seed: 0,
             encoder: ClassifierConfig::default(),
             probe_labels: 0,
@@ -229,7 +233,17 @@ pub fn train(
     })?;
     std::fs::create_dir_all(out).map_err(|e| Error::io("create", out, e))?;
     genlab_core::io::write_json(&out.join("config.json"), cfg)?;
-    let mut opt = genlab_train::optim::AdamW::new(ps.vars(), Default::default())?;
+    if !(cfg.weight_decay >= 0.0 && cfg.lr * cfg.weight_decay < 1.0) {
+        return Err(Error::setting(
+            "weight_decay",
+            "must be >= 0 with lr * weight_decay below 1",
+        ));
+    }
+    let adam = genlab_train::optim::AdamWConfig {
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let mut opt = genlab_train::optim::AdamW::new(ps.vars(), adam)?;
     let mut rng = Rng::derive(cfg.seed, "ssl/train");
     let start = Instant::now();
     let mut lines = String::new();
