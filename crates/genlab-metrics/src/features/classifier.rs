@@ -153,6 +153,7 @@ mod tests {
             num_classes: 3,
             channels: [4, 4],
             features: 5,
+            group_norm: 0,
         };
         let ps = ParamStore::new(1, &Device::Cpu);
         let ex = ClassifierExtractor::new(Classifier::new(&cfg, ps.vb()).unwrap(), "test");
