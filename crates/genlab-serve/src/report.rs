@@ -132,11 +132,20 @@ fn learning_curves(runs: &[PathBuf]) -> Result<Option<Section>> {
     use genlab_labels::curve::{curves_svg, Curve};
     let mut curves = Vec::new();
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     for dir in runs {
         if !dir.join("curve.json").is_file() {
             continue;
         }
-        let c = Curve::read(dir)?;
+        // A damaged curve leaves that run out of the chart, not the page unwritten (the run's
+        // own section still shows what can be read).
+        let c = match Curve::read(dir) {
+            Ok(c) => c,
+            Err(e) => {
+                unreadable.push(format!("{}: {e}", dir.display()));
+                continue;
+            }
+        };
         let reach = |e: f64| {
             c.labels_to_reach(e)
                 .map_or("not reached".into(), |n| n.to_string())
@@ -155,24 +164,32 @@ fn learning_curves(runs: &[PathBuf]) -> Result<Option<Section>> {
     if curves.len() < 2 {
         return Ok(None);
     }
+    let mut blocks = Vec::new();
+    if !unreadable.is_empty() {
+        blocks.push(Block::Text(format!(
+            "Left out (curve.json unreadable): {}",
+            unreadable.join("; ")
+        )));
+    }
+    blocks.extend([
+        Block::Svg(curves_svg(&curves)?),
+        Block::Table {
+            header: [
+                "run",
+                "curve",
+                "labels at the end",
+                "test error there (%)",
+                "labels to 10% error",
+                "labels to 5% error",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        },
+    ]);
     Ok(Some(Section {
         heading: "Learning curves".into(),
-        blocks: vec![
-            Block::Svg(curves_svg(&curves)?),
-            Block::Table {
-                header: [
-                    "run",
-                    "curve",
-                    "labels at the end",
-                    "test error there (%)",
-                    "labels to 10% error",
-                    "labels to 5% error",
-                ]
-                .map(String::from)
-                .to_vec(),
-                rows,
-            },
-        ],
+        blocks,
     }))
 }
 

@@ -916,6 +916,13 @@ fn a_report_of_several_learning_curves_draws_them_together_with_the_labels_each_
     let row_c = rows(&dir.path().join("random-0")).expect("the random run in the table");
     assert_eq!(row_c.matches("not reached").count(), 2, "{row_c}");
     assert!(row_c.contains("<td>11.00</td>"), "{row_c}");
+    // A damaged curve is left out of the chart with a note; the page is still written.
+    let d = curve_run(dir.path(), "damaged", "bald", &[]);
+    std::fs::write(d.join("curve.json"), "{not json").unwrap();
+    let c = dir.path().join("random-0");
+    genlab_serve::report::write_report(&[a.clone(), d, c], &out).unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("Learning curves") && html.contains("Left out (curve.json unreadable)"));
     // One curve alone: its own curve.svg is the picture; no combined section.
     genlab_serve::report::write_report(&[a], &out).unwrap();
     assert!(!std::fs::read_to_string(&out)
