@@ -138,3 +138,40 @@ fn every_self_supervised_method_trains_saves_and_evaluates() {
         assert!(err.is_ok(), "digits are 8x8 like the synthetic set");
     }
 }
+
+#[test]
+fn bad_optimizer_and_encoder_settings_are_refused_before_anything_is_written() {
+    let base = SslConfig {
+        data: "synthetic".into(),
+        steps: 1,
+        batch: 16,
+        ..SslConfig::default()
+    };
+    let refused = |cfg: SslConfig, key: &str| {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("run");
+        let e = genlab_labels::ssl::train(&cfg, &out, &Device::Cpu, &mut |_| {})
+            .err()
+            .unwrap_or_else(|| panic!("{key}: accepted"))
+            .to_string();
+        assert!(e.contains(key), "{key}: {e}");
+        assert!(!out.exists(), "{key}: the run directory was created");
+    };
+    refused(
+        SslConfig {
+            weight_decay: -0.1,
+            ..base.clone()
+        },
+        "weight_decay",
+    );
+    refused(
+        SslConfig {
+            weight_decay: 2000.0,
+            ..base.clone()
+        },
+        "weight_decay",
+    );
+    let mut gn = base.clone();
+    gn.encoder.group_norm = 5; // divides neither 32 nor 64
+    refused(gn, "group_norm");
+}

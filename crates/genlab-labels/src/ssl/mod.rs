@@ -222,6 +222,12 @@ pub fn train(
     if cfg.batch < 2 {
         return Err(Error::setting("batch", "needs at least 2 images"));
     }
+    if !(cfg.weight_decay >= 0.0 && cfg.lr * cfg.weight_decay < 1.0) {
+        return Err(Error::setting(
+            "weight_decay",
+            "must be >= 0 with lr * weight_decay below 1",
+        ));
+    }
     let (ps, enc) = encoder_for(cfg, &data, device)?;
     let shape = [data.shape[0], data.shape[1], data.shape[2]];
     let method = (entry.build)(&Spec {
@@ -233,12 +239,6 @@ pub fn train(
     })?;
     std::fs::create_dir_all(out).map_err(|e| Error::io("create", out, e))?;
     genlab_core::io::write_json(&out.join("config.json"), cfg)?;
-    if !(cfg.weight_decay >= 0.0 && cfg.lr * cfg.weight_decay < 1.0) {
-        return Err(Error::setting(
-            "weight_decay",
-            "must be >= 0 with lr * weight_decay below 1",
-        ));
-    }
     let adam = genlab_train::optim::AdamWConfig {
         weight_decay: cfg.weight_decay,
         ..Default::default()
