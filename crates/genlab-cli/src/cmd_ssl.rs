@@ -25,6 +25,11 @@ enum SslCmd {
         /// Evaluate on this data instead of the run's (same image shape).
         #[arg(long)]
         data: Option<String>,
+        /// Change how the features are read, e.g. `--set probe.epochs=300`, `--set
+        /// probe.lr_decay=constant`, `--set knn_k=10`, `--set probe_labels=1000`
+        /// (repeatable; only probe.*, probe_labels and knn_k).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// List the methods (paper, default settings).
     List {
@@ -52,8 +57,9 @@ struct TrainArgs {
     /// Run directory.
     #[arg(long)]
     out: PathBuf,
-    /// Another setting, e.g. `--set method.temperature=0.2`, `--set probe_labels=1000`
-    /// (repeatable; `genlab ssl list --json` shows them).
+    /// Another setting, e.g. `--set method.temperature=0.2`, `--set probe_labels=1000`,
+    /// `--set lr_decay=cosine`, `--set encoder.group_norm=8` (repeatable; `genlab ssl list
+    /// --json` shows them).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
@@ -85,10 +91,11 @@ pub fn run(a: SslArgs, device: &candle_core::Device) -> anyhow::Result<()> {
             print_eval(&e);
             Ok(())
         }
-        SslCmd::Eval { ckpt, data } => {
+        SslCmd::Eval { ckpt, data, set } => {
             print_eval(&genlab_labels::ssl::evaluate(
                 &ckpt,
                 data.as_deref(),
+                &crate::cmd_semi::parse_sets(&set)?,
                 device,
             )?);
             Ok(())

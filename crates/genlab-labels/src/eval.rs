@@ -1,8 +1,9 @@
 //! The one evaluation of learned representations (features of frozen encoders):
 //!
 //! - [`linear_probe`]: multinomial logistic regression on standardised features, trained
-//!   with Adam on minibatches (the protocol of SimCLR, Chen et al. 2020, arXiv:2002.05709,
-//!   section B.6, without its augmentations); its test accuracy;
+//!   with Adam on minibatches, the rate decayed to 0 by a half cosine so the convex problem
+//!   is solved rather than left oscillating (the protocol of SimCLR, Chen et al. 2020,
+//!   arXiv:2002.05709, section B.6, without its augmentations); its test accuracy;
 //! - [`knn_accuracy`]: k-nearest-neighbour classification by cosine similarity, majority
 //!   vote (ties: the class with the larger summed similarity), as in Wu et al. 2018
 //!   (arXiv:1805.01978) without their temperature weighting.
@@ -13,18 +14,25 @@ use candle_core::{DType, Device, Tensor, Var};
 use genlab_core::{Error, Result, Rng};
 use genlab_nn::classifier::cross_entropy;
 use genlab_train::optim::{AdamW, AdamWConfig};
+use genlab_train::LrDecay;
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`linear_probe`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeConfig {
-    /// Passes over the training features (30: a convex problem; converges well before).
+    /// Passes over the training features (100: with the cosine decay the probe's test
+    /// accuracy is within 0.01 points of 300 passes on MNIST features, docs/labels.md;
+    /// 30 passes at a constant rate, the setting before, stopped up to 0.2 points short).
     pub epochs: usize,
     /// Minibatch (256: SimCLR's probe uses 4096 on ImageNet; MNIST is smaller).
     pub batch: usize,
     /// Adam's learning rate (1e-2: a linear model on standardised inputs tolerates it).
     pub lr: f64,
+    /// `cosine` (default), `constant` or `linear` decay of the rate to 0 over the epochs.
+    /// A saved config without the key loads as `constant`, the probe it was evaluated with.
+    #[serde(default)]
+    pub lr_decay: LrDecay,
     /// Decoupled weight decay (1e-4: a little, so separable data has a bounded solution).
     pub weight_decay: f64,
 }
@@ -32,9 +40,10 @@ pub struct ProbeConfig {
 impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
-            epochs: 30,
+            epochs: 100,
             batch: 256,
             lr: 1e-2,
+            lr_decay: LrDecay::Cosine,
             weight_decay: 1e-4,
         }
     }
@@ -104,16 +113,21 @@ pub fn linear_probe(
     let mut rng = Rng::derive(seed, "probe");
     let all_x = Tensor::from_vec(tx, (n, dim), &dev)?;
     let all_y = Tensor::from_vec(train_y.to_vec(), n, &dev)?;
+    let batch = cfg.batch.max(1);
+    let total = (cfg.epochs * n.div_ceil(batch)).max(1) as f64;
+    let mut k = 0usize;
     for _ in 0..cfg.epochs {
         let mut order: Vec<u32> = (0..n as u32).collect();
         rng.shuffle(&mut order);
-        for chunk in order.chunks(cfg.batch.max(1)) {
+        for chunk in order.chunks(batch) {
             let idx = Tensor::from_vec(chunk.to_vec(), chunk.len(), &dev)?;
             let xb = all_x.index_select(&idx, 0)?;
             let yb = all_y.index_select(&idx, 0)?;
             let logits = xb.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
             let loss = cross_entropy(&logits, &yb)?;
-            opt.step(&loss.backward()?, cfg.lr, 1.0)?;
+            let lr = cfg.lr * cfg.lr_decay.factor(k as f64 / total);
+            opt.step(&loss.backward()?, lr, 1.0)?;
+            k += 1;
         }
     }
     let test = Tensor::from_vec(sx, (m, dim), &dev)?;
@@ -260,6 +274,20 @@ fn vote(sims: &[f32], labels: &[u32], classes: usize, k: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_probe_without_a_decay_loads_as_the_constant_rate_it_ran_with() {
+        let old: ProbeConfig = serde_json::from_str(
+            r#"{"epochs": 30, "batch": 256, "lr": 0.01, "weight_decay": 0.0001}"#,
+        )
+        .unwrap();
+        assert_eq!((old.epochs, old.lr_decay), (30, LrDecay::Constant));
+        let new = ProbeConfig::default();
+        assert_eq!((new.epochs, new.lr_decay), (100, LrDecay::Cosine));
+        let back: ProbeConfig =
+            serde_json::from_value(serde_json::to_value(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+    }
 
     /// Three Gaussian classes in 5-D with means 4 apart: nearly separable.
     fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {

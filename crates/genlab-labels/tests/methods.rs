@@ -131,11 +131,24 @@ fn every_self_supervised_method_trains_saves_and_evaluates() {
         let cfg = genlab_labels::ssl::resolve(&base, &[]).unwrap();
         let e = genlab_labels::ssl::train(&cfg, t.path(), &Device::Cpu, &mut |_| {}).unwrap();
         assert!((0.0..=1.0).contains(&e.linear_probe) && (0.0..=1.0).contains(&e.knn));
-        let again = genlab_labels::ssl::evaluate(t.path(), None, &Device::Cpu).unwrap();
+        let again = genlab_labels::ssl::evaluate(t.path(), None, &[], &Device::Cpu).unwrap();
         assert_eq!(again.knn, e.knn, "{}: the checkpoint reloads", m.name);
-        // Another image shape is refused.
-        let err = genlab_labels::ssl::evaluate(t.path(), Some("digits"), &Device::Cpu);
-        assert!(err.is_ok(), "digits are 8x8 like the synthetic set");
+        let k3 = [("knn_k".to_string(), serde_json::Value::from(3))];
+        let other_k = genlab_labels::ssl::evaluate(t.path(), None, &k3, &Device::Cpu).unwrap();
+        assert_eq!(
+            other_k.knn_k, 3,
+            "{}: the k-NN setting is overridden",
+            m.name
+        );
+        let steps = [("steps".to_string(), serde_json::Value::from(9))];
+        let e = genlab_labels::ssl::evaluate(t.path(), None, &steps, &Device::Cpu)
+            .err()
+            .unwrap_or_else(|| panic!("{}: a training setting was accepted", m.name))
+            .to_string();
+        assert!(e.contains("steps"), "{}: {e}", m.name);
+        // The 8x8 digits have the synthetic set's shape: the encoder reads them too.
+        let other = genlab_labels::ssl::evaluate(t.path(), Some("digits"), &[], &Device::Cpu);
+        assert!(other.is_ok(), "{}: {:?}", m.name, other.err());
     }
 }
 
@@ -174,4 +187,36 @@ fn bad_optimizer_and_encoder_settings_are_refused_before_anything_is_written() {
     let mut gn = base.clone();
     gn.encoder.group_norm = 5; // divides neither 32 nor 64
     refused(gn, "group_norm");
+}
+
+#[test]
+fn cosine_decay_starts_at_the_peak_rate_and_changes_the_later_steps() {
+    let run = |steps: usize, decay: &str| {
+        let t = tempfile::tempdir().unwrap();
+        let base = SslConfig {
+            data: "synthetic".into(),
+            steps,
+            batch: 16,
+            encoder: genlab_nn::ClassifierConfig {
+                channels: [4, 8],
+                features: 16,
+                ..Default::default()
+            },
+            knn_k: 5,
+            ..SslConfig::default()
+        };
+        let cfg = genlab_labels::ssl::resolve(&base, &[("lr_decay".into(), decay.into())]).unwrap();
+        genlab_labels::ssl::train(&cfg, t.path(), &Device::Cpu, &mut |_| {}).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(t.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(
+            saved["lr_decay"], decay,
+            "the run's config records its schedule"
+        );
+        std::fs::read(t.path().join("checkpoint.safetensors")).unwrap()
+    };
+    // Step 0 runs at the peak under both schedules; step 1 at half of it under cosine
+    // ((1 + cos(pi / 2)) / 2 of two steps).
+    assert_eq!(run(1, "constant"), run(1, "cosine"));
+    assert_ne!(run(2, "constant"), run(2, "cosine"));
 }

@@ -24,6 +24,20 @@ pub enum LrDecay {
     Linear,
 }
 
+impl LrDecay {
+    /// The fraction of the peak rate left after a fraction `p` of the decay (clamped to
+    /// [0, 1]): 1 throughout for constant, `(1 + cos(pi p)) / 2` for cosine, `1 - p` for
+    /// linear.
+    pub fn factor(self, p: f64) -> f64 {
+        let p = p.clamp(0.0, 1.0);
+        match self {
+            LrDecay::Constant => 1.0,
+            LrDecay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+            LrDecay::Linear => 1.0 - p,
+        }
+    }
+}
+
 /// Trainer settings shared by every family.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -120,12 +134,10 @@ impl TrainConfig {
             return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
         }
         let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
-        let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
-        match self.lr_decay {
-            LrDecay::Constant => self.lr,
-            LrDecay::Cosine => self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
-            LrDecay::Linear => self.lr * (1.0 - p),
-        }
+        self.lr
+            * self
+                .lr_decay
+                .factor((step - self.warmup_steps) as f64 / span)
     }
 }
 

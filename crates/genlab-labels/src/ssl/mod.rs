@@ -22,6 +22,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use genlab_core::{Error, ParamStore, Result, Rng};
 use genlab_nn::{Classifier, ClassifierConfig};
+use genlab_train::LrDecay;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -123,8 +124,11 @@ pub struct SslConfig {
     pub steps: usize,
     /// Images per step (256: SimCLR's smallest batch in its Figure 9).
     pub batch: usize,
-    /// Adam's learning rate.
+    /// Adam's learning rate (the peak, with a decay).
     pub lr: f64,
+    /// `constant`, or `cosine` (MoCo v2's and BYOL's schedule: half a cosine from `lr` to 0
+    /// at `steps`, no warm-up) or `linear` decay.
+    pub lr_decay: LrDecay,
     /// AdamW's decoupled weight decay (each step multiplies every weight by
     /// `1 - lr * weight_decay`); 0: plain Adam.
     pub weight_decay: f64,
@@ -149,6 +153,7 @@ impl Default for SslConfig {
             steps: 2000,
             batch: 256,
             lr: 1e-3,
+            lr_decay: LrDecay::Constant,
             weight_decay: 0.0,
             seed: 0,
             encoder: ClassifierConfig::default(),
@@ -260,7 +265,8 @@ pub fn train(
                 cfg.method
             )));
         }
-        opt.step(&loss.backward()?, cfg.lr, 1.0)?;
+        let lr = cfg.lr * cfg.lr_decay.factor(step as f64 / cfg.steps as f64);
+        opt.step(&loss.backward()?, lr, 1.0)?;
         method.after_step(step, cfg.steps)?;
         sum += l;
         if (step + 1) % cfg.log_every.max(1) == 0 || step + 1 == cfg.steps {
@@ -290,9 +296,29 @@ pub fn train(
     Ok(r)
 }
 
-/// Loads a run's encoder and evaluates it on `data` (default: the run's own).
-pub fn evaluate(run: &Path, data: Option<&str>, device: &Device) -> Result<SslEval> {
-    let cfg: SslConfig = genlab_core::io::read_json(&run.join("config.json"))?;
+/// Settings a re-evaluation may change: how the probe and the k-NN read the features.
+const EVAL_KEYS: [&str; 3] = ["probe", "probe_labels", "knn_k"];
+
+/// Loads a run's encoder and evaluates it on `data` (default: the run's own), with the run's
+/// probe and k-NN settings changed by `overrides` (`probe.epochs`, `probe.lr`,
+/// `probe.lr_decay`, `probe_labels`, `knn_k`, ...).
+pub fn evaluate(
+    run: &Path,
+    data: Option<&str>,
+    overrides: &[(String, Value)],
+    device: &Device,
+) -> Result<SslEval> {
+    let saved: SslConfig = genlab_core::io::read_json(&run.join("config.json"))?;
+    if let Some((k, _)) = overrides
+        .iter()
+        .find(|(k, _)| !EVAL_KEYS.contains(&k.split('.').next().unwrap_or("")))
+    {
+        return Err(Error::setting(
+            k,
+            "only probe.*, probe_labels and knn_k can change when evaluating a trained encoder",
+        ));
+    }
+    let cfg = genlab_core::config::resolve(&saved, None, overrides)?;
     let data = Data::open(data.unwrap_or(&cfg.data))?;
     let trained: [usize; 3] = {
         let d = Data::open(&cfg.data)?;
