@@ -409,9 +409,10 @@ fn probe_and_print(
     if let Some(p) = r.linear_probe {
         println!(
             "linear probe accuracy {:.2}% (logistic regression on standardised features, {} \
-             epochs of Adam)",
+             epochs of Adam, {} rate)",
             100.0 * p,
-            cfg.epochs
+            cfg.epochs,
+            serde_json::to_value(cfg.lr_decay)?.as_str().unwrap_or("?")
         );
     }
     if let Some(k) = r.knn {

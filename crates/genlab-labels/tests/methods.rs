@@ -149,6 +149,12 @@ fn every_self_supervised_method_trains_saves_and_evaluates() {
         // The 8x8 digits have the synthetic set's shape: the encoder reads them too.
         let other = genlab_labels::ssl::evaluate(t.path(), Some("digits"), &[], &Device::Cpu);
         assert!(other.is_ok(), "{}: {:?}", m.name, other.err());
+        // The upsampled digits (28x28) are not: one message naming both shapes.
+        let e = genlab_labels::ssl::evaluate(t.path(), Some("digits28"), &[], &Device::Cpu)
+            .err()
+            .unwrap_or_else(|| panic!("{}: 28x28 images were accepted", m.name))
+            .to_string();
+        assert!(e.contains("[1, 8, 8]") && e.contains("[1, 28, 28]"), "{e}");
     }
 }
 
