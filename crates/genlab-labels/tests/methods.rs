@@ -111,23 +111,29 @@ fn every_semi_supervised_method_beats_chance_on_a_small_task() {
     }
 }
 
+/// A self-supervised run small enough for a test: the 8x8 synthetic set, a 4-8 channel
+/// encoder with 16 features.
+fn tiny_ssl(method: &str, steps: usize) -> SslConfig {
+    SslConfig {
+        method: method.into(),
+        data: "synthetic".into(),
+        steps,
+        batch: 16,
+        encoder: genlab_nn::ClassifierConfig {
+            channels: [4, 8],
+            features: 16,
+            ..Default::default()
+        },
+        knn_k: 5,
+        ..SslConfig::default()
+    }
+}
+
 #[test]
 fn every_self_supervised_method_trains_saves_and_evaluates() {
     for m in SSL {
         let t = tempfile::tempdir().unwrap();
-        let base = SslConfig {
-            method: m.name.into(),
-            data: "synthetic".into(),
-            steps: 3,
-            batch: 16,
-            encoder: genlab_nn::ClassifierConfig {
-                channels: [4, 8],
-                features: 16,
-                ..Default::default()
-            },
-            knn_k: 5,
-            ..SslConfig::default()
-        };
+        let base = tiny_ssl(m.name, 3);
         let cfg = genlab_labels::ssl::resolve(&base, &[]).unwrap();
         let e = genlab_labels::ssl::train(&cfg, t.path(), &Device::Cpu, &mut |_| {}).unwrap();
         assert!((0.0..=1.0).contains(&e.linear_probe) && (0.0..=1.0).contains(&e.knn));
@@ -199,18 +205,7 @@ fn bad_optimizer_and_encoder_settings_are_refused_before_anything_is_written() {
 fn cosine_decay_starts_at_the_peak_rate_and_changes_the_later_steps() {
     let run = |steps: usize, decay: &str| {
         let t = tempfile::tempdir().unwrap();
-        let base = SslConfig {
-            data: "synthetic".into(),
-            steps,
-            batch: 16,
-            encoder: genlab_nn::ClassifierConfig {
-                channels: [4, 8],
-                features: 16,
-                ..Default::default()
-            },
-            knn_k: 5,
-            ..SslConfig::default()
-        };
+        let base = tiny_ssl("simclr", steps);
         let cfg = genlab_labels::ssl::resolve(&base, &[("lr_decay".into(), decay.into())]).unwrap();
         genlab_labels::ssl::train(&cfg, t.path(), &Device::Cpu, &mut |_| {}).unwrap();
         let saved: serde_json::Value =
