@@ -315,7 +315,7 @@ pub fn evaluate(
     {
         return Err(Error::setting(
             k,
-            "only probe.*, probe_labels and knn_k can change when evaluating a trained encoder",
+            "cannot change when evaluating a trained encoder (only probe.*, probe_labels and knn_k can)",
         ));
     }
     let cfg = genlab_core::config::resolve(&saved, None, overrides)?;
