@@ -33,7 +33,9 @@ pub struct Config {
     pub budget: usize,
     /// Temperature of the distilled sigmoid targets (the reference's 2).
     pub temperature: f64,
-    /// Choose exemplars by herding (else at random).
+    /// Choose exemplars by herding (else at random). The reference code's herding stores, in
+    /// effect, random exemplars (it indexes the unshuffled class with positions from a shuffled
+    /// loader); `false` reproduces its figures (docs/continual.md).
     pub herding: bool,
 }
 
