@@ -19,8 +19,10 @@ loading and the final evaluation included), the reference's own training time (i
 file), genlab's `seconds`, each side's average accuracy, and the ratio reference / genlab
 (> 1: genlab faster).
 
-The reference code is run as it is; where a newer PyTorch refuses a line of it, the fix is
-applied by `patch_reference` below (each one says what and why) to a copy, never to REF.
+The reference code runs unchanged from a copy of REF (REF itself is never touched) with
+PyTorch 2.15; the one addition, made by `patch_reference`, is a stub for its unused visdom
+import (visdom no longer installs from PyPI). Its other imports are pinned in
+scripts/requirements.txt.
 """
 
 import argparse
@@ -81,6 +83,12 @@ def patch_reference(src: Path, dst: Path) -> None:
     )
 
 
+def reference_commit(ref: Path) -> str:
+    """REF's commit, or "unknown" where REF is not a git checkout."""
+    p = subprocess.run(["git", "-C", str(ref), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else "unknown"
+
+
 def link_mnist(mnist: Path, data_dir: Path) -> None:
     raw = data_dir / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -125,10 +133,13 @@ def run_reference(work: Path, args, method: str, scenario: str) -> dict:
     if p.returncode != 0:
         sys.exit(f"reference {method}-{scenario} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     accs = re.findall(r"=> Average precision over all \d+ tasks: ([0-9.]+)", p.stdout)
+    if not accs:
+        sys.exit(f"reference {method}-{scenario} printed no average precision (is REF the "
+                 f"a02db26 version?):\n{p.stdout[-2000:]}")
     times = list(results.glob("time-*.txt"))
     train_s = float(times[0].read_text().split()[0]) if times else None
     # iCaRL prints the softmax result first and the exemplar (nearest-mean) one after it.
-    return {"wall_s": wall, "train_s": train_s, "accuracy": 100 * float(accs[-1]) if accs else None}
+    return {"wall_s": wall, "train_s": train_s, "accuracy": 100 * float(accs[-1])}
 
 
 def run_genlab(work: Path, args, method: str, scenario: str) -> dict:
@@ -159,6 +170,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
     args = ap.parse_args()
 
+    if not (args.ref / "main.py").is_file():
+        sys.exit(f"--ref {args.ref}: no main.py there; expected a checkout of "
+                 "GMvandeVen/continual-learning at a02db26 (see the usage above)")
     cells = []
     for c in args.cells.split(","):
         method, _, scenario = c.rpartition("-")
@@ -186,7 +200,8 @@ def main() -> None:
               f"genlab {ours['wall_s']:7.1f} s ({ours['accuracy']:.2f}%)  "
               f"ratio {row['ratio_wall']:.2f}x", flush=True)
     meta = {"benchmark": args.benchmark, "seed": args.seed, "threads": args.threads,
-            "torch": torch.__version__, "reference_commit": "a02db26", "rows": rows}
+            "torch": torch.__version__, "reference_commit": reference_commit(args.ref),
+            "rows": rows}
     args.out.write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.out}")
 
